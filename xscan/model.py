@@ -1,0 +1,159 @@
+"""The network, its weights on disk, and the model card that travels with them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WEIGHTS_FILE = "xscan-cnn.keras"
+CARD_FILE = "model-card.json"
+MODEL_NAME = "xscan-cnn"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape; every value is recorded in the model card."""
+
+    image_size: int = 160  # square input side, pixels
+    widths: tuple[int, ...] = (16, 32, 64, 128, 256)  # one stride-2 stage per width
+    extra_convs_from_stage: int = 2  # stages from this index on get a second, stride-1 conv
+    dropout: float = 0.3  # before the final dense layer
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+
+
+def build_model(config: ModelConfig) -> Any:
+    """An all-convolutional CNN: stride-2 conv stages, global average pooling, one logit out."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((config.image_size, config.image_size, 1), name="scan")
+    x = inputs
+    for stage, width in enumerate(config.widths):
+        x = _conv_bn_relu(layers, x, width, strides=2)
+        if stage >= config.extra_convs_from_stage:
+            x = _conv_bn_relu(layers, x, width, strides=1)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(config.dropout)(x)
+    logit = layers.Dense(1, name="logit")(x)
+    return keras.Model(inputs, logit, name=MODEL_NAME)
+
+
+def _conv_bn_relu(layers: Any, x: Any, width: int, strides: int) -> Any:
+    x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to use the weights exactly as they were trained, and what they scored."""
+
+    name: str
+    version: str
+    config: dict[str, Any]
+    preprocessing: dict[str, Any]
+    temperature: float
+    threshold: float
+    threshold_rule: str
+    weights_sha256: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    robustness: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}-{self.version}-{self.weights_sha256[:8]}"
+
+    @property
+    def image_size(self) -> int:
+        return int(self.preprocessing["image_size"])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        return cls(**json.loads(text))
+
+
+class WeightsError(Exception):
+    """The weights folder is missing, incomplete or does not match its model card."""
+
+
+def default_weights_dir() -> Path:
+    """The bundled weights: `weights/` of the source tree, or the copy installed in the package."""
+    packaged = Path(__file__).parent / "weights"
+    return packaged if (packaged / CARD_FILE).exists() else Path(__file__).parent.parent / "weights"
+
+
+def read_card(weights_dir: Path) -> ModelCard:
+    card_path = weights_dir / CARD_FILE
+    try:
+        return ModelCard.from_json(card_path.read_text())
+    except OSError as error:
+        raise WeightsError(f"cannot read model card {card_path}: {error.strerror or error}") from None
+    except (ValueError, TypeError) as error:
+        raise WeightsError(f"model card {card_path} is not valid: {error}") from None
+
+
+@dataclass
+class Scorer:
+    """A loaded model and its card: turns a batch of preprocessed scans into probabilities."""
+
+    card: ModelCard
+    network: Any
+
+    def __post_init__(self) -> None:
+        import tensorflow as tf
+
+        # One traced graph for every batch size: no per-call retracing, no Python per image.
+        self._logits = tf.function(
+            lambda batch: self.network(batch, training=False),
+            input_signature=[tf.TensorSpec([None, self.card.image_size, self.card.image_size, 1], tf.float32)],
+        )
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        logits = np.asarray(self._logits(batch)).reshape(-1).astype(np.float64)
+        return calibrated_probability(logits, self.card.temperature)
+
+
+def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits / temperature))
+
+
+def load_scorer(weights_dir: Path | None = None) -> Scorer:
+    """Load weights and card from WEIGHTS_DIR (default: the bundled model), offline."""
+    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
+    card = read_card(weights_dir)
+    weights_path = weights_dir / WEIGHTS_FILE
+    if not weights_path.exists():
+        raise WeightsError(f"no weights file {weights_path}")
+    actual = sha256_of(weights_path)
+    if card.weights_sha256 and actual != card.weights_sha256:
+        raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
+    import keras
+
+    try:
+        network = keras.saving.load_model(weights_path, compile=False)
+    except Exception as error:  # keras raises many types for a corrupt file
+        raise WeightsError(f"cannot load {weights_path}: {error}") from None
+    return Scorer(card, network)
+
+
+def save_bundle(network: Any, card: ModelCard, weights_dir: Path) -> ModelCard:
+    """Write the weights and their card (with the weights' sha256) into WEIGHTS_DIR."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = weights_dir / WEIGHTS_FILE
+    network.save(weights_path)
+    card.weights_sha256 = sha256_of(weights_path)
+    (weights_dir / CARD_FILE).write_text(card.to_json())
+    return card

@@ -1,0 +1,21 @@
+"""The one transform from a decoded grey radiograph to model input, shared by train and score."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def preprocess(grey: np.ndarray, image_size: int) -> np.ndarray:
+    """Turn a 2-D uint8 grey image into a float32 (image_size, image_size, 1) array in [0, 1].
+
+    The image is squashed to a square (the training split was squashed the same way) with
+    area interpolation, then its grey levels are histogram-equalized. Equalization maps any
+    monotone change of exposure, contrast or gamma to (almost) the same image, which removes
+    much of what differs between scanners and years.
+    """
+    if grey.ndim != 2 or grey.dtype != np.uint8:
+        raise ValueError(f"expected a 2-D uint8 grey image, got {grey.dtype} of shape {grey.shape}")
+    square = cv2.resize(grey, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    equalized = cv2.equalizeHist(square)
+    return (equalized.astype(np.float32) / 255.0)[..., np.newaxis]

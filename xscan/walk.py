@@ -1,0 +1,63 @@
+"""Finding candidate scan files below a folder: recursion, extensions, links, sorted order."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+
+
+@dataclass
+class WalkResult:
+    scans: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, why) not taken
+
+
+def is_candidate(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_scans(root: Path) -> WalkResult:
+    """Every candidate file below ROOT, recursively, in sorted order of path.
+
+    Symbolic links to folders are followed once: a folder already visited (a link loop) is
+    skipped and reported, as is a broken link.
+    """
+    result = WalkResult()
+    seen: set[tuple[int, int]] = set()
+    _walk(Path(root), result, seen)
+    result.scans.sort(key=lambda p: p.parts)
+    return result
+
+
+def _walk(folder: Path, result: WalkResult, seen: set[tuple[int, int]]) -> None:
+    try:
+        stat = folder.stat()
+    except OSError as error:
+        result.skipped.append((folder, f"unreadable folder: {error.strerror}"))
+        return
+    if (stat.st_dev, stat.st_ino) in seen:
+        result.skipped.append((folder, "folder already visited (symbolic-link loop)"))
+        return
+    seen.add((stat.st_dev, stat.st_ino))
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        result.skipped.append((folder, f"unreadable folder: {error.strerror}"))
+        return
+    for entry in entries:
+        path = folder / entry.name
+        try:
+            is_dir = entry.is_dir()
+            is_file = entry.is_file()
+        except OSError:
+            is_dir = is_file = False
+        if is_dir:
+            _walk(path, result, seen)
+        elif is_file:
+            if is_candidate(path):
+                result.scans.append(path)
+        elif entry.is_symlink():
+            result.skipped.append((path, "broken symbolic link"))
