@@ -76,3 +76,114 @@ def train(
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"wrote {out / 'xscan-cnn.keras'} and its model card; model id {card.model_id}")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def score(
+    folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP)."),
+    output: str = typer.Option(..., "-o", "--output", help="Results CSV to write; '-' writes to standard output."),
+    batch_size: int = typer.Option(32, min=1, help="Images per model call."),
+    threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
+    workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
+    weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Score every scan below FOLDER and write one CSV row per file.
+
+    Columns: path, probability (of pneumonia), label, threshold, model, error. Rows are
+    written as each batch finishes. A file that cannot be read is a row with an error.
+    xscan aids a physician; it is not a diagnostic device.
+
+    Example:
+
+        xscan score ./scans -o results.csv
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from xscan.model import WeightsError, load_scorer
+    from xscan.results import ResultsWriter
+    from xscan.scoring import score_paths
+    from xscan.walk import find_scans
+
+    if not folder.is_dir():
+        raise _fail(f"{folder} is not a folder", EXIT_USAGE)
+    started = time.monotonic()
+    found = find_scans(folder)
+    try:
+        scorer = load_scorer(weights)
+    except WeightsError as error:
+        raise _fail(str(error), EXIT_FATAL) from None
+    scored = failed = 0
+    progress = tqdm(total=len(found.scans), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
+    with ResultsWriter(output) as writer, progress:
+        for rows in score_paths(found.scans, scorer, batch_size, threshold, workers or None):
+            writer.write(rows)
+            failed += sum(bool(row.error) for row in rows)
+            scored += sum(not row.error for row in rows)
+            progress.update(len(rows))
+    elapsed = time.monotonic() - started
+    if not quiet:
+        rate = scored / elapsed if elapsed else 0.0
+        err.print(f"scored {scored}, failed {failed} in {elapsed:.1f} s ({rate:.1f} images/s)", highlight=False)
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def info(
+    weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
+) -> None:
+    """Print the model card: architecture, preprocessing, threshold, training data and validation metrics.
+
+    Example:
+
+        xscan info
+    """
+    from xscan.model import WeightsError, default_weights_dir, read_card
+
+    try:
+        card = read_card(weights or default_weights_dir())
+    except WeightsError as error:
+        raise _fail(str(error), EXIT_FATAL) from None
+    console = Console()
+    table = Table(title=f"{card.model_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model id", card.model_id)
+    table.add_row("architecture", ", ".join(f"{k}={v}" for k, v in card.config.items()))
+    table.add_row("preprocessing", card.preprocessing.get("steps", ""))
+    table.add_row("input size", f"{card.image_size} x {card.image_size}")
+    table.add_row("threshold", f"{card.threshold:.4f} ({card.threshold_rule})")
+    table.add_row("temperature", f"{card.temperature:.3f}")
+    data = card.training.get("data", {})
+    table.add_row("training data", f"{data.get('source', '')}\ntrain {data.get('train')}, validation {data.get('validation')}")
+    table.add_row("trained with", f"{card.training.get('command', '')}\n{card.training.get('minutes', '?')} min, "
+                  f"keras {card.training.get('keras_version', '?')}, started {card.training.get('started', '?')}")
+    table.add_row("weights sha256", card.weights_sha256)
+    console.print(table)
+    metrics = Table(title="validation (patient-level held-out split)", title_justify="left")
+    names = ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece")
+    for name in names:
+        metrics.add_column(name, justify="right")
+    metrics.add_row(*(_fmt(card.validation.get(name)) for name in names))
+    console.print(metrics)
+    if card.robustness:
+        shifts = Table(title="robustness on validation under acquisition shifts", title_justify="left")
+        for name in ("shift", "auc", "sensitivity", "specificity"):
+            shifts.add_column(name, justify="left" if name == "shift" else "right")
+        for row in card.robustness:
+            shifts.add_row(*(_fmt(row[name]) for name in ("shift", "auc", "sensitivity", "specificity")))
+        console.print(shifts)
+    console.print(DISCLAIMER)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)

@@ -76,7 +76,7 @@ def train(
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     scans = find_labelled_scans(data_dir)
     train_scans, val_scans = split_by_patient(scans, config.val_fraction, config.seed)
     if not train_scans or not val_scans or len({s.label for s in val_scans}) < 2:
@@ -131,7 +131,7 @@ def train(
             "epochs_run": fitted_epochs["run"],
             "best_epoch": fitted_epochs["best"],
             "started": started.isoformat(timespec="seconds"),
-            "minutes": round((dt.datetime.now(dt.timezone.utc) - started).total_seconds() / 60, 1),
+            "minutes": round((dt.datetime.now(dt.UTC) - started).total_seconds() / 60, 1),
             "xscan_version": __version__,
             "keras_version": keras.__version__,
         },

@@ -1,0 +1,83 @@
+"""The streaming pipeline: files -> decode -> preprocess (worker threads) -> batches -> model -> rows."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xscan.decode import ScanError, decode
+from xscan.model import Scorer
+from xscan.preprocess import preprocess
+from xscan.results import Row
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    scan: np.ndarray | None  # model input, or None with `error`
+    error: str = ""
+
+
+def load_scan(path: Path, image_size: int) -> Loaded:
+    """Decode and preprocess one file; a file that cannot be scored becomes an error, not an exception."""
+    try:
+        # Decode no finer than twice the model input: a reduced JPEG decode is several times faster.
+        return Loaded(path, preprocess(decode(path, min_side=2 * image_size), image_size))
+    except ScanError as error:
+        return Loaded(path, None, str(error))
+
+
+def load_in_order(paths: Iterable[Path], image_size: int, workers: int, lookahead: int) -> Iterator[Loaded]:
+    """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight."""
+    pending: deque[Future[Loaded]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xscan-load") as pool:
+        for path in paths:
+            pending.append(pool.submit(load_scan, path, image_size))
+            if len(pending) >= lookahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def score_paths(
+    paths: Iterable[Path],
+    scorer: Scorer,
+    batch_size: int = 32,
+    threshold: float | None = None,
+    workers: int | None = None,
+) -> Iterator[list[Row]]:
+    """Score files in order, yielding the rows of each batch as soon as the model has run on it.
+
+    Memory is bounded by the look-ahead (a few batches of model inputs), not by the folder.
+    """
+    threshold = scorer.card.threshold if threshold is None else threshold
+    workers = workers or os.cpu_count() or 1
+    model_id = scorer.card.model_id
+    batch: list[Loaded] = []
+    scans_in_batch = 0
+    loaded = load_in_order(paths, scorer.card.image_size, workers, lookahead=2 * batch_size + 4 * workers)
+    for item in loaded:
+        batch.append(item)
+        scans_in_batch += item.scan is not None
+        if scans_in_batch == batch_size:
+            yield _score_batch(batch, scorer, threshold, model_id)
+            batch, scans_in_batch = [], 0
+    if batch:
+        yield _score_batch(batch, scorer, threshold, model_id)
+
+
+def _score_batch(batch: list[Loaded], scorer: Scorer, threshold: float, model_id: str) -> list[Row]:
+    scans = [entry.scan for entry in batch if entry.scan is not None]
+    probabilities = iter(scorer.probabilities(np.stack(scans)) if scans else [])
+    return [
+        Row(str(entry.path), float(next(probabilities)), threshold, model_id)
+        if entry.scan is not None
+        else Row(str(entry.path), None, threshold, model_id, entry.error)
+        for entry in batch
+    ]
