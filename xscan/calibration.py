@@ -24,7 +24,7 @@ def threshold_for_sensitivity(probabilities: np.ndarray, labels: np.ndarray, tar
     The highest such threshold keeps the most specificity; on shifted data the model tends to
     call normal scans pneumonia, so spending the sensitivity margin on specificity is the point.
     """
-    fpr, tpr, thresholds = roc_curve(labels, probabilities)
+    _, tpr, thresholds = roc_curve(labels, probabilities, drop_intermediate=False)
     reaching = np.flatnonzero(tpr >= target)
     threshold = float(thresholds[reaching[0]])
     return min(threshold, 1.0)

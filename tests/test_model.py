@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from xscan.model import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    ModelConfig,
+    WeightsError,
+    build_model,
+    default_weights_dir,
+    load_scorer,
+    read_card,
+    save_bundle,
+)
+
+
+def _card(size: int) -> ModelCard:
+    return ModelCard(name="t", version="0", config={}, preprocessing={"image_size": size},
+                     temperature=2.0, threshold=0.4, threshold_rule="test")
+
+
+def test_bundle_round_trip_scores_the_same(tmp_path):
+    config = ModelConfig(image_size=64, widths=(4, 8))
+    network = build_model(config)
+    batch = np.random.default_rng(0).random((3, 64, 64, 1), dtype=np.float32)
+    card = save_bundle(network, _card(64), tmp_path)
+    scorer = load_scorer(tmp_path)
+    expected = 1 / (1 + np.exp(-np.asarray(network(batch)).reshape(-1) / 2.0))
+    assert np.allclose(scorer.probabilities(batch), expected, atol=1e-5)
+    assert scorer.card.model_id == f"t-0-{card.weights_sha256[:8]}"
+
+
+def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
+    save_bundle(build_model(ModelConfig(image_size=32, widths=(4,))), _card(32), tmp_path)
+    card = json.loads((tmp_path / CARD_FILE).read_text())
+    card["weights_sha256"] = "0" * 64
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="does not match"):
+        load_scorer(tmp_path)
+
+
+def test_missing_card_is_a_weights_error(tmp_path):
+    with pytest.raises(WeightsError, match="model card"):
+        read_card(tmp_path)
+
+
+def test_bundled_card_is_complete():
+    card = read_card(default_weights_dir())
+    assert (default_weights_dir() / WEIGHTS_FILE).exists()
+    assert card.training["command"].startswith("xscan train ")
+    assert {"auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece"} <= set(card.validation)
+    assert card.training["data"]["train"]["NORMAL"] > 0 and card.training["data"]["validation"]["PNEUMONIA"] > 0
+    assert 0.0 < card.threshold < 1.0 and card.temperature > 0
+    assert {"keras_version", "xscan_version", "started"} <= set(card.training)
+    assert len(card.robustness) >= 10

@@ -1,0 +1,33 @@
+import csv
+
+import pytest
+
+from xscan.results import COLUMNS, NotResultsError, ResultsWriter, Row, read_rows
+
+
+def test_columns_are_exactly_the_documented_ones():
+    assert COLUMNS == ("path", "probability", "label", "threshold", "model", "error")
+
+
+def test_label_follows_threshold_inclusive():
+    assert Row("a", 0.5, 0.5, "m").label == "PNEUMONIA"
+    assert Row("a", 0.499999, 0.5, "m").label == "NORMAL"
+    assert Row("a", None, 0.5, "m", "broken").label == ""
+
+
+def test_round_trip_with_awkward_names(tmp_path):
+    rows = [Row('we,ird "name"\nx.png', 0.123456789, 0.5, "m"), Row("ünï cødé.jpg", None, 0.5, "m", "empty file")]
+    with ResultsWriter(tmp_path / "r.csv") as writer:
+        writer.write(rows)
+    back = list(read_rows(tmp_path / "r.csv"))
+    assert [r.path for r in back] == [r.path for r in rows]
+    assert back[0].probability == pytest.approx(0.123457)
+    assert back[1].probability is None and back[1].error == "empty file"
+    with open(tmp_path / "r.csv", newline="") as stream:
+        assert next(csv.reader(stream)) == list(COLUMNS)
+
+
+def test_foreign_csv_is_refused_naming_missing_columns(tmp_path):
+    (tmp_path / "other.csv").write_text("path,score\na,1\n")
+    with pytest.raises(NotResultsError, match="label"):
+        list(read_rows(tmp_path / "other.csv"))

@@ -1,0 +1,33 @@
+from conftest import real_scans
+from xscan.scoring import load_scan, score_paths
+
+
+def test_rows_keep_input_order_across_batches_and_errors(tmp_path, scorer):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    paths = real_scans("NORMAL", 3) + [broken] + real_scans("PNEUMONIA", 4)
+    batches = list(score_paths(paths, scorer, batch_size=3, workers=2))
+    rows = [row for batch in batches for row in batch]
+    assert [row.path for row in rows] == [str(p) for p in paths]
+    assert rows[3].error and rows[3].probability is None
+    assert all(0.0 <= row.probability <= 1.0 for row in rows if not row.error)
+    assert len(batches) == 3  # 7 scorable files in batches of 3; the error rides along
+
+
+def test_batching_does_not_change_scores(scorer):
+    paths = real_scans("PNEUMONIA", 5)
+    one = [r.probability for b in score_paths(paths, scorer, batch_size=1) for r in b]
+    five = [r.probability for b in score_paths(paths, scorer, batch_size=5) for r in b]
+    assert max(abs(a - b) for a, b in zip(one, five, strict=True)) < 1e-5
+
+
+def test_threshold_override_is_used_for_labels(scorer):
+    rows = [r for b in score_paths(real_scans("NORMAL", 2), scorer, threshold=0.0) for r in b]
+    assert all(r.threshold == 0.0 and r.label == "PNEUMONIA" for r in rows)
+
+
+def test_load_scan_reports_errors_as_values(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    loaded = load_scan(empty, 160)
+    assert loaded.scan is None and "empty" in loaded.error

@@ -1,0 +1,52 @@
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import real_scans
+from xscan.cli import app
+from xscan.model import load_scorer, read_card
+from xscan.train import class_weights
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """24 real scans of each class, from distinct patients, in NORMAL/ and PNEUMONIA/."""
+    for label in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for path in real_scans(label, 24):
+            shutil.copy(path, tmp_path / "data" / label / path.name)
+    return tmp_path / "data"
+
+
+def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset, tmp_path):
+    out = tmp_path / "weights"
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_dataset), "--out", str(out), "--epochs", "1", "--image-size", "64",
+              "--val-fraction", "0.3", "--seed", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert card.training["command"].startswith("xscan train ")
+    assert card.training["epochs_run"] == 1
+    counts = card.training["data"]
+    assert sum(counts["train"].values()) + sum(counts["validation"].values()) == 48
+    assert card.preprocessing["image_size"] == 64
+    assert len(card.robustness) >= 10
+    scorer = load_scorer(out)
+    probabilities = scorer.probabilities(np.zeros((2, 64, 64, 1), np.float32))
+    assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_missing_class_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "NORMAL").mkdir()
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "w")])
+    assert result.exit_code == 2
+    assert "PNEUMONIA" in result.output
+
+
+def test_class_weights_balance_the_classes():
+    weights = class_weights(np.array([0] * 25 + [1] * 75))
+    assert weights[0] * 25 == pytest.approx(weights[1] * 75)
+    assert weights == {0: 2.0, 1: pytest.approx(2 / 3)}
