@@ -90,7 +90,7 @@ def train(
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -203,12 +203,11 @@ def _score(
     log.summary(folder, tally.scored, tally.skipped, tally.failed, elapsed, code)
     if not quiet:
         if not found.scans:
-            err.print(f"no scans found in {folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})", markup=False, highlight=False)
+            _say(f"no scans found in {folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
         rate = tally.scored / elapsed if elapsed else 0.0
-        err.print(f"scored {tally.scored}, failed {tally.failed} in {elapsed:.1f} s ({rate:.1f} images/s); "
-                  f"skipped {tally.skipped} unchanged", highlight=False)
+        _say(f"scored {tally.scored}, failed {tally.failed} in {elapsed:.1f} s ({rate:.1f} images/s); skipped {tally.skipped} unchanged")
         if tally.failed:
-            err.print(f"{tally.failed} file(s) could not be scored: see the error column of {output}", markup=False, highlight=False)
+            _say(f"{tally.failed} file(s) could not be scored: see the error column of {output}")
     return code
 
 
@@ -254,7 +253,12 @@ def _native_stderr_silenced() -> Iterator[None]:
 def _note(log: RunLog, quiet: bool, kind: str, message: str) -> None:
     log.line(kind, message)
     if not quiet:
-        err.print(f"{kind}: {message}", markup=False, highlight=False)
+        _say(f"{kind}: {message}")
+
+
+def _say(message: str) -> None:
+    # One message, one line: paths are neither wrapped nor read as markup.
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -47,16 +47,18 @@ def read_bytes(path: Path) -> bytes:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         raise ScanError(f"cannot read file: {error.strerror or error}") from None
-    with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(stream.fileno())
+    try:
+        status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             raise ScanError("not a regular file")
         if status.st_size > MAX_FILE_BYTES:
             raise ScanError(f"file too large ({status.st_size >> 20} MiB; limit {MAX_FILE_BYTES >> 20} MiB)")
-        try:
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
             raw = stream.read(MAX_FILE_BYTES + 1)
-        except OSError as error:
-            raise ScanError(f"cannot read file: {error.strerror or error}") from None
+    except OSError as error:
+        raise ScanError(f"cannot read file: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
     if not raw:
         raise ScanError("empty file (0 bytes)")
     return raw

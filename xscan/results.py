@@ -58,7 +58,7 @@ class ResultsWriter:
         self._stream: IO[str] = (
             open(destination, "a" if append else "w", newline="", encoding="utf-8", errors="surrogateescape")
             if self._owned
-            else sys.stdout
+            else _stdout()
         )
         self.columns = tuple(columns)
         self._csv = csv.writer(self._stream)
@@ -88,6 +88,13 @@ class ResultsWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stdout() -> IO[str]:
+    # A file name that is not UTF-8 goes out as its original bytes, as it does into a file.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
+    return sys.stdout
 
 
 class NotResultsError(ValueError):
