@@ -158,3 +158,13 @@ def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(sixty, tmp_path, 
     assert rerun.returncode == 0, stderr.decode()
     assert out.read_bytes() == reference
     assert not (tmp_path / "results.csv.tmp").exists()
+
+
+def test_another_threshold_scores_again_rather_than_mixing_labels(folder, tmp_path, scorer):
+    out = tmp_path / "results.csv"
+    _run(folder, out, scorer)
+    scans = find_scans(folder).scans
+    with ResumableResults(out, scorer.card.model_id, 0.3) as results:
+        assert results.plan(scans) == scans
+    with ResumableResults(out, scorer.card.model_id, scorer.card.threshold) as results:
+        assert results.plan(scans) == []
