@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xscan import __version__
+
+if TYPE_CHECKING:
+    from xscan.model import Scorer
+    from xscan.resume import StreamResults
+    from xscan.runlog import RunLog
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow start-up chatter is not for users
 
@@ -24,7 +33,9 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+# Documented in `xscan score --help` and docs/reliability.md.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
 def _version(value: bool) -> None:
@@ -79,60 +90,175 @@ def train(
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class _Stop(Exception):
+    """A reason the score command stops before finishing, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @app.command()
 def score(
     folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP)."),
-    output: str = typer.Option(..., "-o", "--output", help="Results CSV to write; '-' writes to standard output."),
+    output: str = typer.Option(..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."),
     batch_size: int = typer.Option(32, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
     workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
+    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
-    Columns: path, probability (of pneumonia), label, threshold, model, error. Rows are
-    written as each batch finishes. A file that cannot be read is a row with an error.
+    Columns: path, probability (of pneumonia), label, threshold, model, error, then size and
+    mtime_ns (the file as it was scored). Rows are written as each batch finishes. A file that
+    cannot be scored is a row with a short reason in `error`, and the run goes on.
+
+    Run again with the same -o, the run resumes: files scored before by the same model and
+    threshold, with unchanged size and modification time, are skipped; new, changed and failed
+    ones are scored. The file ends with one row per file, in walk order, even after a run was
+    killed. --overwrite starts afresh.
+
+    \b
+    Exit codes:
+      0    every file scored (or skipped as unchanged)
+      1    finished, but some files have errors (see the error column)
+      2    usage error: bad option, missing folder, or a results file that is not
+           xscan's, is damaged or unreadable, or holds another model's rows
+      3    fatal: weights that do not load, results that cannot be written, an
+           unexpected error (--debug shows its traceback)
+      130  interrupted; run the same command again to resume
+
     xscan aids a physician; it is not a diagnostic device.
 
     Example:
 
-        xscan score ./scans -o results.csv
+        xscan score ./scans -o results.csv --log-file xscan.log
     """
+    from xscan.runlog import RunLog
+
+    try:
+        log = RunLog(log_file)
+    except OSError as error:
+        raise _fail(f"cannot open log file {log_file}: {error.strerror or error}", EXIT_USAGE) from None
+    with log:
+        try:
+            code = _score(folder, output, batch_size, threshold, workers, weights, overwrite, log, quiet)
+        except _Stop as stop:
+            log.line("fatal" if stop.code == EXIT_FATAL else "usage-error", f"{stop} (exit {stop.code})")
+            raise _fail(str(stop), stop.code) from None
+        except KeyboardInterrupt:
+            log.line("fatal", f"interrupted (exit {EXIT_INTERRUPTED})")
+            raise _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED) from None
+        except Exception as error:  # the one place an unexpected failure is turned into a message and an exit code
+            if debug:
+                raise
+            log.line("fatal", f"unexpected {type(error).__name__}: {error} (exit {EXIT_FATAL})")
+            raise _fail(f"unexpected {type(error).__name__}: {error} (--debug shows the traceback)", EXIT_FATAL) from None
+    raise typer.Exit(code)
+
+
+def _score(
+    folder: Path, output: str, batch_size: int, threshold: float | None, workers: int, weights: Path | None,
+    overwrite: bool, log: RunLog, quiet: bool,
+) -> int:
+    """The score command's flow; returns the exit code or raises _Stop."""
     import time
 
-    from tqdm import tqdm
-
     from xscan.model import WeightsError, load_scorer
-    from xscan.results import ResultsWriter
-    from xscan.scoring import score_paths
-    from xscan.walk import find_scans
+    from xscan.resume import ResultsFileError, open_results
+    from xscan.walk import IMAGE_EXTENSIONS, find_scans
 
     if not folder.is_dir():
-        raise _fail(f"{folder} is not a folder", EXIT_USAGE)
+        raise _Stop(f"{folder} is not a folder", EXIT_USAGE)
     started = time.monotonic()
     found = find_scans(folder)
+    for path, why in found.skipped:
+        _note(log, quiet, "not-scanned", f"{path}: {why}")
     try:
-        scorer = load_scorer(weights)
+        with _native_stderr_silenced():
+            scorer = load_scorer(weights)
     except WeightsError as error:
-        raise _fail(str(error), EXIT_FATAL) from None
-    scored = failed = 0
-    progress = tqdm(total=len(found.scans), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
-    with ResultsWriter(output) as writer, progress:
-        for rows in score_paths(found.scans, scorer, batch_size, threshold, workers or None):
-            writer.write(rows)
-            failed += sum(bool(row.error) for row in rows)
-            scored += sum(not row.error for row in rows)
-            progress.update(len(rows))
-    elapsed = time.monotonic() - started
+        raise _Stop(str(error), EXIT_FATAL) from None
+    threshold = scorer.card.threshold if threshold is None else threshold
+    try:
+        results = open_results(output, scorer.card.model_id, threshold, overwrite)
+    except ResultsFileError as error:
+        raise _Stop(str(error), EXIT_USAGE) from None
+    if results.repaired:
+        _note(log, quiet, "repaired", f"{output}: dropped a torn last line left by an interrupted run")
+    try:
+        _score_into(results, found.scans, scorer, batch_size, threshold, workers, log, quiet)
+    except OSError as error:
+        raise _Stop(f"cannot write results to {output}: {error.strerror or error}", EXIT_FATAL) from None
+    tally, elapsed = results.tally, time.monotonic() - started
+    code = EXIT_SOME_FAILED if tally.failed else EXIT_OK
+    log.summary(folder, tally.scored, tally.skipped, tally.failed, elapsed, code)
     if not quiet:
-        rate = scored / elapsed if elapsed else 0.0
-        err.print(f"scored {scored}, failed {failed} in {elapsed:.1f} s ({rate:.1f} images/s)", highlight=False)
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+        if not found.scans:
+            _say(f"no scans found in {folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
+        rate = tally.scored / elapsed if elapsed else 0.0
+        _say(f"scored {tally.scored}, failed {tally.failed} in {elapsed:.1f} s ({rate:.1f} images/s); skipped {tally.skipped} unchanged")
+        if tally.failed:
+            _say(f"{tally.failed} file(s) could not be scored: see the error column of {output}")
+    return code
+
+
+def _score_into(
+    results: StreamResults, scans: list[Path], scorer: Scorer, batch_size: int, threshold: float, workers: int,
+    log: RunLog, quiet: bool,
+) -> None:
+    from tqdm import tqdm
+
+    from xscan.scoring import score_paths
+
+    with results:
+        to_score = results.plan(scans)
+        progress = tqdm(total=len(to_score), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
+        with progress:
+            for rows in score_paths(to_score, scorer, batch_size, threshold, workers or None):
+                results.write(rows)
+                for row in rows:
+                    if row.error:
+                        log.line("error", f"{row.path}: {row.error}")
+                progress.update(len(rows))
+        results.finish()
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence C++ libraries' writes to file descriptor 2 while TensorFlow starts.
+
+    TensorFlow logs start-up notes through absl before it reads TF_CPP_MIN_LOG_LEVEL, so no
+    setting hides them; Python's own errors still arrive as exceptions.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _note(log: RunLog, quiet: bool, kind: str, message: str) -> None:
+    log.line(kind, message)
+    if not quiet:
+        _say(f"{kind}: {message}")
+
+
+def _say(message: str) -> None:
+    # One message, one line: paths are neither wrapped nor read as markup.
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -187,3 +313,7 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    app()

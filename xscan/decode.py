@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+# Every decode failure becomes a ScanError with its own reason; OpenCV's log lines would only repeat it on stderr.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class ScanError(Exception):
@@ -16,35 +21,148 @@ class ScanError(Exception):
 # Smaller than this on either side is not a radiograph (a thumbnail or an icon).
 MIN_SIDE = 64
 
+# A header claiming more pixels than this is refused before any decoder allocates: the largest
+# radiograph detectors have about 18 megapixels (43 x 43 cm at 100 micrometres), while a
+# decompression bomb claims billions.
+MAX_PIXELS = 100_000_000
+# A file larger than this is not read at all (a 100-megapixel 16-bit uncompressed TIFF is 200 MB).
+MAX_FILE_BYTES = 1 << 30
+# Some writers pad a few bytes after a JPEG's end-of-image marker or a PNG's IEND chunk.
+TRAILER_SLACK = 1024
+
+SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+FORMAT_OF_EXTENSION = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file; what vanished, is not a regular file, is empty or is huge is a ScanError."""
+    try:
+        # Non-blocking open: a FIFO swapped in after the walk must not hang the run.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise ScanError(f"cannot read file: {error.strerror or error}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise ScanError("not a regular file")
+        if status.st_size > MAX_FILE_BYTES:
+            raise ScanError(f"file too large ({status.st_size >> 20} MiB; limit {MAX_FILE_BYTES >> 20} MiB)")
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise ScanError(f"cannot read file: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
+    if not raw:
+        raise ScanError("empty file (0 bytes)")
+    return raw
+
+
+def sniff_format(raw: bytes, path: Path) -> str:
+    """The image format the bytes start with; a PNG named .jpg is still decoded, as a PNG."""
+    for signature, image_format in SIGNATURES:
+        if raw.startswith(signature):
+            return image_format
+    expected = FORMAT_OF_EXTENSION.get(path.suffix.lower(), "supported")
+    raise ScanError(f"not a {expected} image: the file holds {_describe_content(raw[:512])}")
+
+
+def _describe_content(head: bytes) -> str:
+    if b"\x00" in head or any(byte < 32 and byte not in b"\t\n\r\f" for byte in head):
+        return "unrecognised binary data"
+    lowered = head.lstrip().lower()
+    return "HTML" if lowered.startswith((b"<!doctype html", b"<html")) else "text"
+
+
+def check_complete(raw: bytes, image_format: str) -> None:
+    """Refuse a file cut short: decoders tend to fill the missing part of an image with grey."""
+    if image_format == "JPEG" and raw.rfind(b"\xff\xd9", -TRAILER_SLACK) < 0:
+        raise ScanError("truncated JPEG: no end-of-image marker")
+    if image_format == "PNG" and raw.rfind(b"IEND", -TRAILER_SLACK) < 0:
+        raise ScanError("truncated PNG: no IEND chunk")
+    if image_format == "BMP":
+        declared = int.from_bytes(raw[2:6], "little")
+        if len(raw) < declared:
+            raise ScanError(f"truncated BMP: {len(raw)} of {declared} bytes")
+
+
+def check_pixel_count(raw: bytes, image_format: str) -> None:
+    """Refuse an image whose header claims more than MAX_PIXELS, before anything is allocated."""
+    size = header_size(raw, image_format)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ScanError(f"image too large: header claims {size[0]}x{size[1]} pixels (limit {MAX_PIXELS // 1_000_000} megapixels)")
+
+
+def header_size(raw: bytes, image_format: str) -> tuple[int, int] | None:
+    """(width, height) as the file's header states it, or None where the header does not say."""
+    if image_format == "PNG" and raw[12:16] == b"IHDR":
+        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if image_format == "BMP" and len(raw) >= 26:
+        return abs(int.from_bytes(raw[18:22], "little", signed=True)), abs(int.from_bytes(raw[22:26], "little", signed=True))
+    if image_format == "TIFF":
+        return _tiff_size(raw)
+    if image_format == "JPEG" and (size := _jpeg_size(raw)):
+        return size[1], size[0]
+    return None
+
+
+def _tiff_size(raw: bytes) -> tuple[int, int] | None:
+    """ImageWidth (tag 256) and ImageLength (tag 257) from the first image directory."""
+    order = "little" if raw[:2] == b"II" else "big"
+
+    def number(offset: int, length: int) -> int:
+        return int.from_bytes(raw[offset : offset + length], order)
+
+    directory = number(4, 4)
+    found: dict[int, int] = {}
+    for index in range(number(directory, 2)):
+        entry = directory + 2 + 12 * index
+        if entry + 12 > len(raw):
+            break
+        tag, kind = number(entry, 2), number(entry + 2, 2)
+        if tag in (256, 257):
+            found[tag] = number(entry + 8, 2 if kind == 3 else 4)  # kind 3 is SHORT, else LONG
+    return (found[256], found[257]) if len(found) == 2 else None
+
 
 def decode_opencv(path: Path, min_side: int = 0) -> np.ndarray:
     """Decode a JPEG, PNG, TIFF or BMP with OpenCV into uint8 grey.
 
+    The bytes are checked first (format signature, complete file, pixel count in the header), so
+    that a truncated or hostile file is refused with a specific reason before OpenCV allocates.
     With `min_side`, a large JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside
     libjpeg and so much faster) as long as both sides stay at least `min_side` pixels.
     """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise ScanError(f"cannot read file: {error.strerror or error}") from None
-    if data.size == 0:
-        raise ScanError("empty file (0 bytes)")
+    raw = read_bytes(path)
+    image_format = sniff_format(raw, path)
+    check_complete(raw, image_format)
+    check_pixel_count(raw, image_format)
+    data = np.frombuffer(raw, dtype=np.uint8)
     flags = cv2.IMREAD_GRAYSCALE
-    if min_side and path.suffix.lower() in (".jpg", ".jpeg"):
-        flags = _reduced_jpeg_flag(data, min_side)
+    if min_side and image_format == "JPEG":
+        flags = _reduced_jpeg_flag(raw, min_side)
     if flags == cv2.IMREAD_GRAYSCALE:
         flags |= cv2.IMREAD_ANYDEPTH  # keep 16-bit PNG and TIFF depth; reduced modes are 8-bit only
-    image = cv2.imdecode(data, flags)
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error:  # OpenCV raises, rather than returning None, for a few malformed headers
+        image = None
     if image is None:
-        raise ScanError("not a decodable image")
+        raise ScanError(f"not a decodable {image_format} image")
     return _to_uint8(image)
 
 
 _REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
 
 
-def _reduced_jpeg_flag(data: np.ndarray, min_side: int) -> int:
-    size = _jpeg_size(data)
+def _reduced_jpeg_flag(raw: bytes, min_side: int) -> int:
+    size = _jpeg_size(raw)
     if size is None:
         return cv2.IMREAD_GRAYSCALE
     smaller = min(size)
@@ -54,9 +172,8 @@ def _reduced_jpeg_flag(data: np.ndarray, min_side: int) -> int:
     return cv2.IMREAD_GRAYSCALE
 
 
-def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
     """(height, width) from a JPEG's start-of-frame marker, without decoding."""
-    raw = data.tobytes()
     i = 2
     while i + 9 < len(raw):
         if raw[i] != 0xFF:

@@ -1,16 +1,25 @@
-"""The results CSV: its columns, one row per scanned file, streaming writer and reader."""
+"""The results CSV: its columns, one row per scanned file, streaming writer and reader.
+
+A results file starts with the six standard COLUMNS; any columns after them are extras, by name
+(`size` and `mtime_ns` record each file as it was scored, so that a re-run can skip it). Readers
+that know only the six standard columns ignore the rest.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
 POSITIVE, NEGATIVE = "PNEUMONIA", "NORMAL"
+# The file as it was when scored: size in bytes and modification time in nanoseconds.
+FINGERPRINT_COLUMNS = ("size", "mtime_ns")
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,7 @@ class Row:
     threshold: float
     model: str
     error: str = ""
+    extra: dict[str, str] = field(default_factory=dict)  # trailing columns by name, e.g. size and mtime_ns
 
     @property
     def label(self) -> str:
@@ -31,23 +41,41 @@ class Row:
         probability = "" if self.probability is None else f"{self.probability:.6f}"
         return [self.path, probability, self.label, f"{self.threshold:.6f}", self.model, self.error]
 
+    def as_record(self) -> dict[str, str]:
+        """Every column of this row by name: the six standard ones, then the extras."""
+        return dict(zip(COLUMNS, self.as_csv(), strict=True)) | self.extra
+
 
 class ResultsWriter:
-    """Writes the header, then rows as they come, flushed after each batch. `-` is stdout."""
+    """Writes the header, then rows as they come, flushed after each batch. `-` is stdout.
 
-    def __init__(self, destination: Path | str) -> None:
+    COLUMNS are the six standard ones followed by any extras; with `append`, rows go after those
+    already in the file, whose header must be COLUMNS, and no header is written.
+    """
+
+    def __init__(self, destination: Path | str, columns: Sequence[str] = COLUMNS, append: bool = False) -> None:
         self._owned = str(destination) != "-"
         self._stream: IO[str] = (
-            open(destination, "w", newline="", encoding="utf-8", errors="surrogateescape")
+            open(destination, "a" if append else "w", newline="", encoding="utf-8", errors="surrogateescape")
             if self._owned
-            else sys.stdout
+            else _stdout()
         )
+        self.columns = tuple(columns)
         self._csv = csv.writer(self._stream)
-        self._csv.writerow(COLUMNS)
+        if not append:
+            self._csv.writerow(self.columns)
 
     def write(self, rows: list[Row]) -> None:
-        self._csv.writerows(row.as_csv() for row in rows)
+        self.write_records(row.as_record() for row in rows)
+
+    def write_records(self, records: Iterator[dict[str, str]] | list[dict[str, str]]) -> None:
+        self._csv.writerows([record.get(column, "") for column in self.columns] for record in records)
         self._stream.flush()
+
+    def sync(self) -> None:
+        """Flush to the disk itself, so the file survives a power cut (used before an atomic replace)."""
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
 
     def close(self) -> None:
         if self._owned:
@@ -62,22 +90,76 @@ class ResultsWriter:
         self.close()
 
 
+def _stdout() -> IO[str]:
+    # A file name that is not UTF-8 goes out as its original bytes, as it does into a file.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
+    return sys.stdout
+
+
 class NotResultsError(ValueError):
     """A CSV that is not an xscan results file."""
 
 
-def read_rows(source: Path) -> Iterator[Row]:
-    """The rows of an xscan results CSV, checking its header first."""
+class DamagedResultsError(NotResultsError):
+    """An xscan results file damaged other than by a torn last line (which readers repair)."""
+
+
+@dataclass
+class Table:
+    """A results file as read: its columns, its complete records, and whether a torn last line was left out."""
+
+    columns: tuple[str, ...]
+    records: list[dict[str, str]]
+    torn: bool = False
+
+
+def read_table(source: Path) -> Table:
+    """Every complete record of an xscan results CSV, checking its header first.
+
+    A run killed mid-write leaves its last record cut short: that record is left out (and `torn`
+    set), never parsed as data. The cut is seen as a file that does not end with a line break,
+    or as a quoted field still open at the end of the file. An empty file is an empty table.
+    """
     with open(source, newline="", encoding="utf-8", errors="surrogateescape") as stream:
-        reader = csv.DictReader(stream)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise NotResultsError(f"{source} is not an xscan results file: missing column(s) {', '.join(missing)}")
-        for record in reader:
-            yield Row(
-                path=record["path"],
-                probability=float(record["probability"]) if record["probability"] else None,
-                threshold=float(record["threshold"]),
-                model=record["model"],
-                error=record["error"],
-            )
+        text = stream.read()
+    if not text:
+        return Table(COLUMNS, [])
+    fields, torn = _parse(text, source)
+    columns = tuple(fields[0])
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise NotResultsError(f"{source} is not an xscan results file: missing column(s) {', '.join(missing)}")
+    if not torn and not text.endswith("\n") and len(fields) > 1:
+        fields, torn = fields[:-1], True
+    for number, record in enumerate(fields[1:], start=2):
+        if len(record) != len(columns):
+            raise DamagedResultsError(f"{source} is damaged: record {number} has {len(record)} fields, the header {len(columns)}")
+    return Table(columns, [dict(zip(columns, record, strict=True)) for record in fields[1:]], torn)
+
+
+def _parse(text: str, source: Path) -> tuple[list[list[str]], bool]:
+    """The CSV records of TEXT, and whether a quoted field was left open at its end."""
+    records: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        records.extend(reader)
+    except csv.Error as error:
+        if "unexpected end of data" not in str(error):
+            raise DamagedResultsError(f"{source} is damaged: {error} (line {reader.line_num})") from None
+        return records, True
+    return records, False
+
+
+def read_rows(source: Path) -> Iterator[Row]:
+    """The rows of an xscan results CSV, checking its header first; a torn last line is left out."""
+    table = read_table(source)
+    for record in table.records:
+        yield Row(
+            path=record["path"],
+            probability=float(record["probability"]) if record["probability"] else None,
+            threshold=float(record["threshold"]),
+            model=record["model"],
+            error=record["error"],
+            extra={column: record[column] for column in table.columns[len(COLUMNS) :]},
+        )

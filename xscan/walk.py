@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,4 +61,16 @@ def _walk(folder: Path, result: WalkResult, seen: set[tuple[int, int]]) -> None:
             if is_candidate(path):
                 result.scans.append(path)
         elif entry.is_symlink():
-            result.skipped.append((path, "broken symbolic link"))
+            result.skipped.append((path, _why_link_fails(path)))
+        elif is_candidate(path):
+            result.skipped.append((path, "not a regular file"))
+
+
+def _why_link_fails(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic-link loop"
+        return "broken symbolic link"
+    return "symbolic link to something that is neither a file nor a folder"
