@@ -85,28 +85,42 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 @app.command()
 def score(
-    folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP)."),
+    folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP, DICOM)."),
     output: str = typer.Option(..., "-o", "--output", help="Results CSV to write; '-' writes to standard output."),
     batch_size: int = typer.Option(32, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
     workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    dicom_filter: bool = typer.Option(
+        True, "--dicom-filter/--no-dicom-filter",
+        help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), with the reason "
+        "in the error column; --no-dicom-filter scores them anyway.",
+    ),
+    dicom_tags: str = typer.Option(
+        "", "--dicom-tags", metavar="KEYWORDS",
+        help="Comma-separated DICOM keywords added as extra columns after the standard ones, e.g. "
+        "AccessionNumber,SOPInstanceUID. Off by default: the CSV carries no patient identifiers.",
+    ),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
     Columns: path, probability (of pneumonia), label, threshold, model, error. Rows are
     written as each batch finishes. A file that cannot be read is a row with an error.
+    DICOM files (.dcm, .dicom, or any file with the DICM marker) are read as a viewer shows them.
     xscan aids a physician; it is not a diagnostic device.
 
     Example:
 
         xscan score ./scans -o results.csv
+
+        xscan score ./pacs-export -o results.csv --dicom-tags AccessionNumber,SOPInstanceUID
     """
     import time
 
     from tqdm import tqdm
 
+    from xscan.dicom import DicomOptions, parse_tag_names
     from xscan.model import WeightsError, load_scorer
     from xscan.results import ResultsWriter
     from xscan.scoring import score_paths
@@ -114,6 +128,10 @@ def score(
 
     if not folder.is_dir():
         raise _fail(f"{folder} is not a folder", EXIT_USAGE)
+    try:
+        dicom = DicomOptions(filter=dicom_filter, tags=parse_tag_names(dicom_tags))
+    except ValueError as error:
+        raise _fail(f"--dicom-tags: {error}", EXIT_USAGE) from None
     started = time.monotonic()
     found = find_scans(folder)
     try:
@@ -122,8 +140,8 @@ def score(
         raise _fail(str(error), EXIT_FATAL) from None
     scored = failed = 0
     progress = tqdm(total=len(found.scans), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
-    with ResultsWriter(output) as writer, progress:
-        for rows in score_paths(found.scans, scorer, batch_size, threshold, workers or None):
+    with ResultsWriter(output, dicom.tags) as writer, progress:
+        for rows in score_paths(found.scans, scorer, batch_size, threshold, workers or None, dicom):
             writer.write(rows)
             failed += sum(bool(row.error) for row in rows)
             scored += sum(not row.error for row in rows)

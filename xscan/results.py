@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -20,6 +20,7 @@ class Row:
     threshold: float
     model: str
     error: str = ""
+    extra: tuple[str, ...] = ()  # values of opt-in extra columns (DICOM tags), after the standard ones
 
     @property
     def label(self) -> str:
@@ -29,13 +30,16 @@ class Row:
 
     def as_csv(self) -> list[str]:
         probability = "" if self.probability is None else f"{self.probability:.6f}"
-        return [self.path, probability, self.label, f"{self.threshold:.6f}", self.model, self.error]
+        return [self.path, probability, self.label, f"{self.threshold:.6f}", self.model, self.error, *self.extra]
 
 
 class ResultsWriter:
-    """Writes the header, then rows as they come, flushed after each batch. `-` is stdout."""
+    """Writes the header, then rows as they come, flushed after each batch. `-` is stdout.
 
-    def __init__(self, destination: Path | str) -> None:
+    EXTRA_COLUMNS (opt-in, such as DICOM tags) follow the standard COLUMNS; rows carry their values in `Row.extra`.
+    """
+
+    def __init__(self, destination: Path | str, extra_columns: Sequence[str] = ()) -> None:
         self._owned = str(destination) != "-"
         self._stream: IO[str] = (
             open(destination, "w", newline="", encoding="utf-8", errors="surrogateescape")
@@ -43,7 +47,7 @@ class ResultsWriter:
             else sys.stdout
         )
         self._csv = csv.writer(self._stream)
-        self._csv.writerow(COLUMNS)
+        self._csv.writerow((*COLUMNS, *extra_columns))
 
     def write(self, rows: list[Row]) -> None:
         self._csv.writerows(row.as_csv() for row in rows)
