@@ -1,6 +1,6 @@
 import numpy as np
-
 from conftest import real_scans
+
 from xscan.augment import AugmentConfig, build_augmenter
 from xscan.decode import decode
 from xscan.preprocess import preprocess

@@ -3,9 +3,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES
 from typer.testing import CliRunner
 
-from conftest import SAMPLES
 from xscan.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"

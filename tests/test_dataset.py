@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
+from conftest import TRAIN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TRAIN
 from xscan.dataset import LabelledScan, find_labelled_scans, patient_id, split_by_patient
 
 

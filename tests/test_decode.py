@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from conftest import FULLRES, real_scans
+
 from xscan.decode import MIN_SIDE, ScanError, decode
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import TRAIN, real_scans
+
 from xscan import scoring, train
 from xscan.decode import decode
 from xscan.preprocess import preprocess

@@ -1,4 +1,5 @@
 from conftest import real_scans
+
 from xscan.scoring import load_scan, score_paths
 
 

@@ -2,9 +2,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import real_scans
 from typer.testing import CliRunner
 
-from conftest import real_scans
 from xscan.cli import app
 from xscan.model import load_scorer, read_card
 from xscan.train import class_weights

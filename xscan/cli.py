@@ -18,6 +18,7 @@ from rich.table import Table
 from xscan import __version__
 
 if TYPE_CHECKING:
+    from xscan.dicom import DicomOptions
     from xscan.model import Scorer
     from xscan.resume import StreamResults
     from xscan.runlog import RunLog
@@ -104,7 +105,7 @@ class _Stop(Exception):
 
 @app.command()
 def score(
-    folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP)."),
+    folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP, DICOM)."),
     output: str = typer.Option(..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."),
     batch_size: int = typer.Option(32, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
@@ -114,6 +115,16 @@ def score(
     log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
+    dicom_filter: bool = typer.Option(
+        True, "--dicom-filter/--no-dicom-filter",
+        help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), with the reason "
+        "in the error column; --no-dicom-filter scores them anyway.",
+    ),
+    dicom_tags: str = typer.Option(
+        "", "--dicom-tags", metavar="KEYWORDS",
+        help="Comma-separated DICOM keywords added as extra columns after the standard ones, e.g. "
+        "AccessionNumber,SOPInstanceUID. Off by default: the CSV carries no patient identifiers.",
+    ),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
@@ -141,16 +152,23 @@ def score(
     Example:
 
         xscan score ./scans -o results.csv --log-file xscan.log
+
+        xscan score ./pacs-export -o results.csv --dicom-tags AccessionNumber,SOPInstanceUID
     """
+    from xscan.dicom import DicomOptions, parse_tag_names
     from xscan.runlog import RunLog
 
+    try:
+        dicom = DicomOptions(filter=dicom_filter, tags=parse_tag_names(dicom_tags))
+    except ValueError as error:
+        raise _fail(f"--dicom-tags: {error}", EXIT_USAGE) from None
     try:
         log = RunLog(log_file)
     except OSError as error:
         raise _fail(f"cannot open log file {log_file}: {error.strerror or error}", EXIT_USAGE) from None
     with log:
         try:
-            code = _score(folder, output, batch_size, threshold, workers, weights, overwrite, log, quiet)
+            code = _score(folder, output, batch_size, threshold, workers, weights, overwrite, dicom, log, quiet)
         except _Stop as stop:
             log.line("fatal" if stop.code == EXIT_FATAL else "usage-error", f"{stop} (exit {stop.code})")
             raise _fail(str(stop), stop.code) from None
@@ -167,7 +185,7 @@ def score(
 
 def _score(
     folder: Path, output: str, batch_size: int, threshold: float | None, workers: int, weights: Path | None,
-    overwrite: bool, log: RunLog, quiet: bool,
+    overwrite: bool, dicom: DicomOptions, log: RunLog, quiet: bool,
 ) -> int:
     """The score command's flow; returns the exit code or raises _Stop."""
     import time
@@ -189,13 +207,13 @@ def _score(
         raise _Stop(str(error), EXIT_FATAL) from None
     threshold = scorer.card.threshold if threshold is None else threshold
     try:
-        results = open_results(output, scorer.card.model_id, threshold, overwrite)
+        results = open_results(output, scorer.card.model_id, threshold, overwrite, extra_columns=dicom.tags)
     except ResultsFileError as error:
         raise _Stop(str(error), EXIT_USAGE) from None
     if results.repaired:
         _note(log, quiet, "repaired", f"{output}: dropped a torn last line left by an interrupted run")
     try:
-        _score_into(results, found.scans, scorer, batch_size, threshold, workers, log, quiet)
+        _score_into(results, found.scans, scorer, batch_size, threshold, workers, dicom, log, quiet)
     except OSError as error:
         raise _Stop(f"cannot write results to {output}: {error.strerror or error}", EXIT_FATAL) from None
     tally, elapsed = results.tally, time.monotonic() - started
@@ -213,7 +231,7 @@ def _score(
 
 def _score_into(
     results: StreamResults, scans: list[Path], scorer: Scorer, batch_size: int, threshold: float, workers: int,
-    log: RunLog, quiet: bool,
+    dicom: DicomOptions, log: RunLog, quiet: bool,
 ) -> None:
     from tqdm import tqdm
 
@@ -223,7 +241,7 @@ def _score_into(
         to_score = results.plan(scans)
         progress = tqdm(total=len(to_score), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
         with progress:
-            for rows in score_paths(to_score, scorer, batch_size, threshold, workers or None):
+            for rows in score_paths(to_score, scorer, batch_size, threshold, workers or None, dicom):
                 results.write(rows)
                 for row in rows:
                     if row.error:

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xscan.walk import is_dicom
+
 # Every decode failure becomes a ScanError with its own reason; OpenCV's log lines would only repeat it on stderr.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -199,6 +201,13 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return ((image - low) * (255.0 / (high - low))).round().astype(np.uint8)
 
 
+def decode_dicom(path: Path, min_side: int = 0) -> np.ndarray:
+    """Decode a DICOM file's first frame into uint8 grey as a viewer shows it (LUTs, window, MONOCHROME1)."""
+    from xscan.dicom import read_grey  # here, not at the top: xscan.dicom imports ScanError from this module
+
+    return read_grey(path)
+
+
 Decoder = Callable[[Path, int], np.ndarray]
 
 DECODERS: dict[str, Decoder] = {
@@ -208,12 +217,16 @@ DECODERS: dict[str, Decoder] = {
     ".tif": decode_opencv,
     ".tiff": decode_opencv,
     ".bmp": decode_opencv,
+    ".dcm": decode_dicom,
+    ".dicom": decode_dicom,
 }
 
 
 def decode(path: Path, min_side: int = 0) -> np.ndarray:
     """Decode any supported scan into a 2-D uint8 grey array, or raise ScanError."""
     decoder = DECODERS.get(path.suffix.lower())
+    if decoder is None and is_dicom(path):
+        decoder = decode_dicom
     if decoder is None:
         raise ScanError(f"unsupported file type {path.suffix or '(no extension)'}")
     grey = decoder(path, min_side)

@@ -6,15 +6,17 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from xscan.decode import ScanError, decode
+from xscan.dicom import DicomOptions, read_header
 from xscan.model import Scorer
 from xscan.preprocess import preprocess
 from xscan.results import Row
+from xscan.walk import is_dicom
 
 
 @dataclass(frozen=True)
@@ -22,23 +24,32 @@ class Loaded:
     path: Path
     scan: np.ndarray | None  # model input, or None with `error`
     error: str = ""
+    extra: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the extra columns, by keyword
 
 
-def load_scan(path: Path, image_size: int) -> Loaded:
+def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions()) -> Loaded:
     """Decode and preprocess one file; a file that cannot be scored becomes an error, not an exception."""
+    extra = dicom.blank_tags
     try:
+        if is_dicom(path):
+            header = read_header(path, dicom)
+            extra = header.tags
+            if header.skip_reason:
+                raise ScanError(header.skip_reason)
         # Decode no finer than twice the model input: a reduced JPEG decode is several times faster.
-        return Loaded(path, preprocess(decode(path, min_side=2 * image_size), image_size))
+        return Loaded(path, preprocess(decode(path, min_side=2 * image_size), image_size), extra=extra)
     except ScanError as error:
-        return Loaded(path, None, str(error))
+        return Loaded(path, None, str(error), extra)
 
 
-def load_in_order(paths: Iterable[Path], image_size: int, workers: int, lookahead: int) -> Iterator[Loaded]:
+def load_in_order(
+    paths: Iterable[Path], image_size: int, workers: int, lookahead: int, dicom: DicomOptions = DicomOptions()
+) -> Iterator[Loaded]:
     """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight."""
     pending: deque[Future[Loaded]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xscan-load") as pool:
         for path in paths:
-            pending.append(pool.submit(load_scan, path, image_size))
+            pending.append(pool.submit(load_scan, path, image_size, dicom))
             if len(pending) >= lookahead:
                 yield pending.popleft().result()
         while pending:
@@ -51,17 +62,19 @@ def score_paths(
     batch_size: int = 32,
     threshold: float | None = None,
     workers: int | None = None,
+    dicom: DicomOptions = DicomOptions(),
 ) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
     Memory is bounded by the look-ahead (a few batches of model inputs), not by the folder.
+    DICOM files are filtered and their tags read as DICOM says (see xscan.dicom.DicomOptions).
     """
     threshold = scorer.card.threshold if threshold is None else threshold
     workers = workers or os.cpu_count() or 1
     model_id = scorer.card.model_id
     batch: list[Loaded] = []
     scans_in_batch = 0
-    loaded = load_in_order(paths, scorer.card.image_size, workers, lookahead=2 * batch_size + 4 * workers)
+    loaded = load_in_order(paths, scorer.card.image_size, workers, lookahead=2 * batch_size + 4 * workers, dicom=dicom)
     for item in loaded:
         batch.append(item)
         scans_in_batch += item.scan is not None
@@ -76,8 +89,8 @@ def _score_batch(batch: list[Loaded], scorer: Scorer, threshold: float, model_id
     scans = [entry.scan for entry in batch if entry.scan is not None]
     probabilities = iter(scorer.probabilities(np.stack(scans)) if scans else [])
     return [
-        Row(str(entry.path), float(next(probabilities)), threshold, model_id)
+        Row(str(entry.path), float(next(probabilities)), threshold, model_id, extra=entry.extra)
         if entry.scan is not None
-        else Row(str(entry.path), None, threshold, model_id, entry.error)
+        else Row(str(entry.path), None, threshold, model_id, entry.error, entry.extra)
         for entry in batch
     ]

@@ -1,4 +1,4 @@
-"""Finding candidate scan files below a folder: recursion, extensions, links, sorted order."""
+"""Finding candidate scan files below a folder: recursion, extensions, DICOM sniffing, links, sorted order."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+DICOM_MARKER_END = 132  # a DICOM Part 10 file has a 128-byte preamble, then b"DICM"
 
 
 @dataclass
@@ -17,7 +19,27 @@ class WalkResult:
 
 
 def is_candidate(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    return path.suffix.lower() in IMAGE_EXTENSIONS or is_dicom(path)
+
+
+def is_dicom(path: Path) -> bool:
+    """A DICOM file: by extension, or any file without a known extension that has the DICM marker.
+
+    PACS exports often name files by UID or not at all, so those are sniffed; only they are
+    opened, and only their first 132 bytes read, to keep the walk cheap. A DICOMDIR is an index
+    of the export, not a scan.
+    """
+    suffix = path.suffix.lower()
+    if suffix in DICOM_EXTENSIONS:
+        return True
+    if suffix in IMAGE_EXTENSIONS or path.name.upper() == "DICOMDIR":
+        return False
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(DICOM_MARKER_END)
+    except OSError:
+        return False
+    return head[DICOM_MARKER_END - 4 :] == b"DICM"
 
 
 def find_scans(root: Path) -> WalkResult:

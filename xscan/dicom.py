@@ -1,0 +1,221 @@
+"""DICOM: a Part 10 file's first frame as a viewer shows it, in uint8 grey; whether it is a frontal radiograph; tag values.
+
+The order of operations follows the DICOM grey-scale pipeline (PS3.4 N.2): stored pixel values
+(BitsStored respected, unused high bits masked by pydicom) -> modality LUT (Rescale Slope and
+Intercept, or a Modality LUT Sequence) -> VOI (a VOI LUT Sequence, else the first Window
+Center/Width with its VOI LUT Function) -> MONOCHROME1 inverted so that bone is bright ->
+uint8. After that a DICOM is a grey image like any other and goes through the same `preprocess`.
+
+Every error pydicom raises on a broken file is turned into ScanError here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom import datadict
+from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
+from pydicom.pixels.processing import apply_voi, apply_windowing
+
+from xscan.decode import ScanError
+
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
+MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
+# A frame larger than this is not a radiograph but a hostile or broken header; refuse before allocating it.
+MAX_FRAME_PIXELS = 16384 * 16384
+# Value representations that cannot be written as a short CSV cell.
+_NOT_A_CELL = frozenset({"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# What pydicom raises on truncated, malformed or undecodable files (it has no single base class).
+_PYDICOM_ERRORS = (
+    InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
+    NotImplementedError, RuntimeError, OverflowError, MemoryError, struct.error,
+)
+
+
+@dataclass(frozen=True)
+class DicomOptions:
+    """What `xscan score` does with DICOM files besides decoding them."""
+
+    filter: bool = True  # skip files that are not frontal radiographs (see `skip_reason`)
+    tags: tuple[str, ...] = ()  # DICOM keywords written as extra CSV columns, in this order
+
+    @property
+    def blank_tags(self) -> dict[str, str]:
+        return dict.fromkeys(self.tags, "")
+
+
+@dataclass(frozen=True)
+class Header:
+    skip_reason: str  # "" when the file is to be scored
+    tags: dict[str, str]  # DicomOptions.tags by keyword; "" where a tag is absent
+
+
+def parse_tag_names(text: str) -> tuple[str, ...]:
+    """Comma-separated DICOM keywords (`AccessionNumber,SOPInstanceUID`) checked against the data dictionary."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        tag = datadict.tag_for_keyword(name)
+        if tag is None:
+            raise ValueError(f"{name!r} is not a DICOM keyword (for example AccessionNumber, SOPInstanceUID)")
+        if _NOT_A_CELL.intersection(datadict.dictionary_VR(tag).split(" or ")):  # e.g. "OB or OW"
+            raise ValueError(f"{name} is a sequence or binary element and cannot be a CSV column")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a DICOM tag is named twice in {text!r}")
+    return names
+
+
+def read_header(path: Path, options: DicomOptions) -> Header:
+    """Read everything but the pixel data: why the file is skipped (when filtering) and the requested tag values.
+
+    Done before decoding so that a CT series or a lateral film is skipped without reading its pixels.
+    """
+    ds = _read(path, header_only=True)
+    try:
+        return Header(skip_reason(ds) if options.filter else "", {name: _tag_value(ds, name) for name in options.tags})
+    except _PYDICOM_ERRORS as error:
+        raise ScanError(f"unreadable DICOM header: {_one_line(error)}") from None
+
+
+def skip_reason(ds: Dataset) -> str:
+    """Why a dataset is not a frontal chest radiograph, or "" when nothing says it is not one."""
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality not in RADIOGRAPH_MODALITIES:
+        return f"skipped: Modality {modality or 'missing'}, not a radiograph"
+    view = str(ds.get("ViewPosition", "")).strip().upper()
+    if view in LATERAL_VIEWS:
+        return f"skipped: lateral view (ViewPosition {view})"
+    for item in ds.get("ViewCodeSequence", []):
+        meaning = str(item.get("CodeMeaning", "")).strip()
+        if "lateral" in meaning.lower():
+            return f"skipped: lateral view (ViewCodeSequence {meaning})"
+    return ""
+
+
+def read_grey(path: Path) -> np.ndarray:
+    """The first frame of a DICOM file as a 2-D uint8 grey image, bone bright, as a viewer would show it.
+
+    Without a VOI (no VOI LUT and no window) the values after the modality LUT are stretched over
+    their own range, minimum to maximum, not over the stored bit range: detectors often declare 16
+    bits stored and fill 12 or 14 of them, and after a rescale the bit range no longer describes
+    the values at all, so a bit-range scale would crush the image into a few dozen grey levels.
+    Its own range keeps every level it has; the absolute exposure it drops is removed anyway by
+    the histogram equalization in `preprocess`. A 16-bit PNG is scaled the same way.
+
+    Multi-frame files: only the first frame is read and scored. Colour files (RGB, YBR, palette)
+    are converted to grey by luma; LUTs apply to grey images only, as the standard says.
+    """
+    ds = _read(path, header_only=False)
+    try:
+        frame = _first_frame(ds)
+        if ds.PhotometricInterpretation in MONOCHROME:
+            return _monochrome_to_uint8(frame, ds)
+        return _colour_to_grey(frame, ds)
+    except _PYDICOM_ERRORS as error:
+        raise ScanError(f"cannot decode DICOM pixel data: {_one_line(error)}") from None
+
+
+def _read(path: Path, header_only: bool) -> Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=header_only)
+    except InvalidDicomError:
+        raise ScanError("not a DICOM Part 10 file (no DICM marker at byte 128)") from None
+    except _PYDICOM_ERRORS as error:
+        raise ScanError(f"unreadable DICOM file: {_one_line(error)}") from None
+
+
+def _first_frame(ds: Dataset) -> np.ndarray:
+    if "PixelData" not in ds:
+        raise ScanError(f"DICOM without pixel data ({_sop_class(ds)})")
+    for name in ("Rows", "Columns", "PhotometricInterpretation"):
+        if name not in ds:
+            raise ScanError(f"DICOM image without {name}")
+    if int(ds.Rows) * int(ds.Columns) > MAX_FRAME_PIXELS:
+        raise ScanError(f"DICOM frame too large ({ds.Columns}x{ds.Rows} pixels)")
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax.is_compressed:
+        try:
+            decodable = get_decoder(syntax).is_available
+        except NotImplementedError:
+            decodable = False
+        if not decodable:
+            raise ScanError(f"DICOM transfer syntax {syntax.name} ({syntax}) cannot be decoded")
+    try:
+        return pixel_array(ds, index=0)
+    except BaseException as error:
+        # pylibjpeg-rle is Rust: on corrupt data it panics, and pyo3's PanicException derives from BaseException.
+        if type(error).__name__ != "PanicException":
+            raise
+        raise ScanError(f"corrupt DICOM pixel data: the {syntax.name} decoder failed ({_one_line(error)})") from None
+
+
+def _monochrome_to_uint8(frame: np.ndarray, ds: Dataset) -> np.ndarray:
+    values = apply_modality_lut(frame, ds)
+    voi_range = _voi_range(ds)
+    if voi_range is None:
+        grey = _stretch(values, float(values.min()), float(values.max()))
+    else:
+        grey = _stretch(_apply_voi(values, ds), *voi_range)
+    return 255 - grey if ds.PhotometricInterpretation == "MONOCHROME1" else grey
+
+
+def _voi_range(ds: Dataset) -> tuple[float, float] | None:
+    """What the VOI maps the darkest and the brightest values to: the display's black and white."""
+    if ds.get("VOILUTSequence"):
+        entries, first, _ = ds.VOILUTSequence[0].LUTDescriptor
+        table = apply_voi(np.arange(first, first + (entries or 2**16)), ds)
+        return float(table.min()), float(table.max())
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        # Below the window maps to the low end, above it to the high end, for every VOI LUT Function.
+        black, white = apply_windowing(np.array([-np.inf, np.inf]), ds)
+        return float(black), float(white)
+    return None
+
+
+def _apply_voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    if ds.get("VOILUTSequence") and values.dtype.kind == "f":
+        values = np.rint(values).astype(np.int64)  # a LUT is indexed by whole numbers
+    return apply_voi_lut(values, ds)
+
+
+def _stretch(values: np.ndarray, black: float, white: float) -> np.ndarray:
+    """Map BLACK to 0 and WHITE to 255 linearly (BLACK may exceed WHITE), clipping outside."""
+    if black == white:
+        return np.zeros(values.shape, np.uint8)
+    scaled = (values.astype(np.float32) - black) * (255.0 / (white - black))
+    return np.clip(scaled, 0.0, 255.0).round().astype(np.uint8)
+
+
+def _colour_to_grey(frame: np.ndarray, ds: Dataset) -> np.ndarray:
+    if ds.PhotometricInterpretation == "PALETTE COLOR":
+        frame = apply_color_lut(frame, ds)
+    if frame.ndim == 3:
+        # pydicom has already turned YBR into RGB; ITU-R BT.601 luma, as OpenCV uses for every other format.
+        frame = frame[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return _stretch(frame, float(frame.min()), float(frame.max()))
+
+
+def _tag_value(ds: Dataset, name: str) -> str:
+    value = ds.get(name)
+    if value is None or value == "":
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(item) for item in value)  # DICOM's own separator for multiple values
+    return str(value)
+
+
+def _sop_class(ds: Dataset) -> str:
+    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    return f"SOP class {uid.name}" if uid else "no SOP class"
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
