@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from xscan import __version__
+from xscan.labels import GroundTruth
+from xscan.results import Row
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow start-up chatter is not for users
 
@@ -92,6 +94,8 @@ def score(
     workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    labels: bool = typer.Option(False, "--labels", help="Then print the report, ground truth from NORMAL / PNEUMONIA "
+                                "folder names (to standard error with -o -)."),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
@@ -121,10 +125,13 @@ def score(
     except WeightsError as error:
         raise _fail(str(error), EXIT_FATAL) from None
     scored = failed = 0
+    streamed: list[Row] = []  # kept only for a report on standard output, which cannot be read back
     progress = tqdm(total=len(found.scans), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
     with ResultsWriter(output) as writer, progress:
         for rows in score_paths(found.scans, scorer, batch_size, threshold, workers or None):
             writer.write(rows)
+            if labels and output == "-":
+                streamed.extend(rows)
             failed += sum(bool(row.error) for row in rows)
             scored += sum(not row.error for row in rows)
             progress.update(len(rows))
@@ -132,7 +139,91 @@ def score(
     if not quiet:
         rate = scored / elapsed if elapsed else 0.0
         err.print(f"scored {scored}, failed {failed} in {elapsed:.1f} s ({rate:.1f} images/s)", highlight=False)
+    if labels:
+        _report_after_scoring(output, streamed)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _report_after_scoring(output: str, streamed: list[Row]) -> None:
+    from xscan.labels import FolderLabels
+    from xscan.report import ReportError, build_report, report_from_csv
+    from xscan.report_view import print_report
+
+    try:
+        if output == "-":
+            result = build_report(streamed, FolderLabels(), source="standard output")
+        else:  # read back, so the report is exactly what `xscan report` says of the file
+            result = report_from_csv(Path(output), FolderLabels())
+    except ReportError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    console = err if output == "-" else Console()
+    print_report(result, console)
+    console.print(DISCLAIMER)
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score."),
+    labels: bool = typer.Option(False, "--labels", help="Ground truth from NORMAL / PNEUMONIA folder names in each path."),
+    labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
+                                     help="Ground truth from a CSV with columns path,label (NORMAL/PNEUMONIA or 0/1); "
+                                     "a path matches in full or by file name."),
+    threshold: float = typer.Option(None, min=0.0, max=1.0, help="Report at this threshold; default: the CSV's."),
+    target_sensitivity: float = typer.Option(0.95, min=0.0, max=1.0, help="Add the operating point reaching this sensitivity."),
+    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    plots: Path = typer.Option(None, "--plots", file_okay=False, help="Write PNG plots into this folder (needs xscan[plots])."),
+) -> None:
+    """Report how well the scores in RESULTS agree with ground truth, or summarize them without it.
+
+    With labels: confusion matrix, sensitivity, specificity, precision, NPV, F1, accuracy and
+    balanced accuracy with 95 % Wilson intervals, ROC AUC and average precision with bootstrap
+    intervals, and a table of operating points to choose a threshold from. Without labels:
+    counts per predicted label, errors and a histogram of probabilities. Rows with errors or
+    without ground truth are counted in a note, never dropped silently.
+    xscan aids a physician; it is not a diagnostic device.
+
+    Example:
+
+    \b
+        xscan report results.csv --labels
+        xscan report results.csv --labels-file truth.csv --json --plots plots/
+    """
+    from xscan.plots import PlotsUnavailable, require_matplotlib, write_plots
+    from xscan.report import ReportError, report_from_csv
+    from xscan.report_view import print_report, report_json
+
+    truth = _ground_truth(labels, labels_file)
+    if plots:
+        try:
+            require_matplotlib()  # fail before the work, not after it
+        except PlotsUnavailable as error:
+            raise _fail(str(error), EXIT_FATAL) from None
+    try:
+        result = report_from_csv(results, truth, threshold=threshold, target_sensitivity=target_sensitivity, bootstrap=bootstrap)
+    except ReportError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    if json_output:
+        typer.echo(report_json(result))
+    else:
+        console = Console()
+        print_report(result, console)
+        console.print(DISCLAIMER)
+    for path in write_plots(result, plots) if plots else []:
+        err.print(f"wrote {path}", highlight=False)
+
+
+def _ground_truth(labels: bool, labels_file: Path | None) -> GroundTruth | None:
+    from xscan.labels import FileLabels, FolderLabels, LabelsError
+
+    if labels and labels_file:
+        raise _fail("use --labels or --labels-file, not both", EXIT_USAGE)
+    if labels_file:
+        try:
+            return FileLabels.read(labels_file)
+        except LabelsError as error:
+            raise _fail(str(error), EXIT_USAGE) from None
+    return FolderLabels() if labels else None
 
 
 @app.command()
