@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xscan import __version__
@@ -81,7 +82,7 @@ def train(
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # a message may hold [brackets]
     return typer.Exit(code)
 
 
@@ -210,7 +211,7 @@ def report(
         print_report(result, console)
         console.print(DISCLAIMER)
     for path in write_plots(result, plots) if plots else []:
-        err.print(f"wrote {path}", highlight=False)
+        err.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def _ground_truth(labels: bool, labels_file: Path | None) -> GroundTruth | None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-from xscan.results import NEGATIVE, POSITIVE
+from xscan.results import COLUMNS, NEGATIVE, POSITIVE
 
 LABEL_VALUES = {NEGATIVE.lower(): 0, "0": 0, POSITIVE.lower(): 1, "1": 1}  # 1 is pneumonia, as in xscan.metrics
 LABELS_COLUMNS = ("path", "label")
@@ -76,6 +76,8 @@ class FileLabels:
             missing = [c for c in LABELS_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise LabelsError(f"{source} is not a labels file: missing column(s) {', '.join(missing)} (expected path,label)")
+            if set(COLUMNS) <= set(reader.fieldnames or []):
+                raise LabelsError(f"{source} is an xscan results file: its label column is the model's prediction, not ground truth")
             by_path: dict[str, int] = {}
             for record in reader:
                 by_path[record["path"]] = _checked_label(record, by_path, source, reader.line_num)

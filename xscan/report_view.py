@@ -7,6 +7,7 @@ import math
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xscan.report import Evaluation, Report, Summary
@@ -43,10 +44,10 @@ def report_json(report: Report) -> str:
 def print_report(report: Report, console: Console) -> None:
     """The report as tables: metrics when there is ground truth, else the unlabelled summary."""
     threshold_from = "--threshold" if report.threshold_source == "option" else "the CSV"
-    console.print(f"[bold]{report.source or 'results'}[/bold]: {report.summary.rows} rows, "
+    console.print(f"[bold]{escape(report.source or 'results')}[/bold]: {report.summary.rows} rows, "
                   f"threshold {report.threshold:.4f} from {threshold_from}", highlight=False)
     if report.evaluation:
-        console.print(f"ground truth from {report.labels_from}", highlight=False)
+        console.print(f"ground truth from {report.labels_from}", highlight=False, markup=False)
         console.print(confusion_table(report.evaluation))
         console.print(metrics_table(report.evaluation, report.bootstrap))
         console.print(operating_points_table(report.evaluation))
@@ -54,7 +55,7 @@ def print_report(report: Report, console: Console) -> None:
         console.print(predicted_table(report.summary))
         console.print(histogram_table(report.summary, report.threshold))
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)  # paths may hold [brackets]
 
 
 def confusion_table(evaluation: Evaluation) -> Table:
