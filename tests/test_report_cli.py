@@ -49,7 +49,7 @@ def test_json_agrees_with_the_tables_on_real_scans(scored: Path) -> None:
         # The placeholder model scores everything near 0.5, so some rates may be undefined (null in JSON).
         expected = [_shown(data[key])] + ([] if interval["low"] is None else [_shown(interval["low"]), _shown(interval["high"])])
         assert _table_row(out, name) == expected, name
-    assert f"threshold {data['threshold']:.4f} from the CSV" in out
+    assert f"threshold {data['threshold']:.6f} from the CSV" in out
     assert "not a diagnostic device" in out
 
 

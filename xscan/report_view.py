@@ -45,7 +45,7 @@ def print_report(report: Report, console: Console) -> None:
     """The report as tables: metrics when there is ground truth, else the unlabelled summary."""
     threshold_from = "--threshold" if report.threshold_source == "option" else "the CSV"
     console.print(f"[bold]{escape(report.source or 'results')}[/bold]: {report.summary.rows} rows, "
-                  f"threshold {report.threshold:.4f} from {threshold_from}", highlight=False)
+                  f"threshold {report.threshold:.6f} from {threshold_from}", highlight=False)
     if report.evaluation:
         console.print(f"ground truth from {report.labels_from}", highlight=False, markup=False)
         console.print(confusion_table(report.evaluation))
@@ -87,7 +87,8 @@ def operating_points_table(evaluation: Evaluation) -> Table:
     for name in ("rule", "thresh.", "sens.", "spec.", "PPV", "NPV", "TP", "FP", "TN", "FN"):
         table.add_column(name, justify="left" if name == "rule" else "right", no_wrap=name != "rule")
     for point in evaluation.operating_points:
-        table.add_row(point.rule, f"{point.threshold:.4f}", *(number(v) for v in (point.sensitivity, point.specificity,
+        # Thresholds with the CSV's 6 decimals: nearby operating points can differ only there.
+        table.add_row(point.rule, f"{point.threshold:.6f}", *(number(v) for v in (point.sensitivity, point.specificity,
                       point.precision, point.npv)), *(str(v) for v in (point.tp, point.fp, point.tn, point.fn)))
     return table
 
