@@ -94,9 +94,9 @@ class Report:
     evaluation: Evaluation | None
     notes: list[str]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         """The report as JSON-ready data: metrics at the threshold at the top level, undefined numbers as None."""
-        data: dict = {}
+        data: dict[str, object] = {}
         if self.evaluation:
             data.update(self.evaluation.metrics)
             data["intervals"] = {name: {"low": i.low, "high": i.high, "method": i.method} for name, i in self.evaluation.intervals.items()}
@@ -211,10 +211,12 @@ def operating_points(
 
 
 def _threshold_rules(
-    truth: np.ndarray, probabilities: np.ndarray, threshold: float, threshold_source: str,
+    truth: np.ndarray, probabilities: np.ndarray, threshold: float, stored: float | None,
     target_sensitivity: float, target_specificity: float,
 ) -> list[tuple[str, float]]:
-    rules = [("--threshold" if threshold_source == "option" else "CSV", threshold)]
+    rules = [("CSV", threshold)] if threshold == stored else [("--threshold", threshold)]
+    if stored is not None and stored != threshold:
+        rules.append(("CSV", stored))
     if truth.min() != truth.max():
         rules += [
             (f"sens >= {target_sensitivity:g}", threshold_for_sensitivity(probabilities, truth, target_sensitivity)),
@@ -243,7 +245,7 @@ def _failed(row: Row) -> bool:
 
 
 def _evaluate(
-    rows: Sequence[Row], truth_of: GroundTruth, threshold: float, threshold_source: str,
+    rows: Sequence[Row], truth_of: GroundTruth, threshold: float, stored: float | None,
     target_sensitivity: float, target_specificity: float, bootstrap: int, seed: int,
 ) -> Evaluation:
     labelled = [(row, truth_of(row.path)) for row in rows]
@@ -258,7 +260,7 @@ def _evaluate(
     intervals = {name: Interval(*wilson_interval(*count(metrics)), "wilson") for name, count in PROPORTIONS.items()}
     resampled, used = bootstrap_intervals(truth, probabilities, threshold, bootstrap, seed)
     intervals.update(resampled)
-    rules = _threshold_rules(truth, probabilities, threshold, threshold_source, target_sensitivity, target_specificity)
+    rules = _threshold_rules(truth, probabilities, threshold, stored, target_sensitivity, target_specificity)
     return Evaluation(
         metrics=metrics, intervals=intervals, operating_points=operating_points(truth, probabilities, rules),
         truth=truth, probabilities=probabilities, resamples_used=used,
@@ -290,12 +292,13 @@ def _notes(summary: Summary, evaluation: Evaluation | None, bootstrap: int) -> l
     return notes
 
 
-def _csv_threshold(rows: Sequence[Row]) -> float:
+def _stored_threshold(rows: Sequence[Row], needed: bool) -> float | None:
+    """The one threshold the rows were scored at; None if several, an error if several and NEEDED."""
     thresholds = sorted({row.threshold for row in rows})
-    if len(thresholds) > 1:
+    if len(thresholds) > 1 and needed:
         raise ReportError(f"rows were scored at {len(thresholds)} different thresholds "
                           f"({', '.join(f'{t:g}' for t in thresholds[:5])}); pass --threshold to choose one")
-    return thresholds[0]
+    return thresholds[0] if len(thresholds) == 1 else None
 
 
 def build_report(
@@ -312,14 +315,15 @@ def build_report(
     if not rows:
         raise ReportError(f"{source or 'the results'} has no rows: nothing to report")
     threshold_source = "csv" if threshold is None else "option"
-    threshold = _csv_threshold(rows) if threshold is None else threshold
+    stored = _stored_threshold(rows, needed=threshold is None)
+    threshold = stored if threshold is None else threshold
     summary = _summary(rows, threshold)
     evaluation = None
     if truth is not None:
-        evaluation = _evaluate(rows, truth, threshold, threshold_source, target_sensitivity, target_specificity, bootstrap, seed)
+        evaluation = _evaluate(rows, truth, threshold, stored, target_sensitivity, target_specificity, bootstrap, seed)
     return Report(
         source=source, threshold=threshold, threshold_source=threshold_source,
-        labels_from=truth.description if truth else None, bootstrap=bootstrap, seed=seed,
+        labels_from=truth.description if truth is not None else None, bootstrap=bootstrap, seed=seed,
         summary=summary, evaluation=evaluation, notes=_notes(summary, evaluation, bootstrap),
     )
 
