@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from xscan import __version__
+from xscan.labels import GroundTruth
+from xscan.results import Row
 
 if TYPE_CHECKING:
     from xscan.dicom import DicomOptions
@@ -91,7 +93,7 @@ def train(
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # a message may hold [brackets]
     return typer.Exit(code)
 
 
@@ -125,6 +127,8 @@ def score(
         help="Comma-separated DICOM keywords added as extra columns after the standard ones, e.g. "
         "AccessionNumber,SOPInstanceUID. Off by default: the CSV carries no patient identifiers.",
     ),
+    labels: bool = typer.Option(False, "--labels", help="Then print the report, ground truth from NORMAL / PNEUMONIA "
+                                "folder names (to standard error with -o -)."),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
@@ -168,7 +172,9 @@ def score(
         raise _fail(f"cannot open log file {log_file}: {error.strerror or error}", EXIT_USAGE) from None
     with log:
         try:
-            code = _score(folder, output, batch_size, threshold, workers, weights, overwrite, dicom, log, quiet)
+            streamed: list[Row] = []  # kept only for a report on standard output, which cannot be read back
+            code = _score(folder, output, batch_size, threshold, workers, weights, overwrite, dicom, log, quiet,
+                          streamed if labels and output == "-" else None)
         except _Stop as stop:
             log.line("fatal" if stop.code == EXIT_FATAL else "usage-error", f"{stop} (exit {stop.code})")
             raise _fail(str(stop), stop.code) from None
@@ -180,12 +186,14 @@ def score(
                 raise
             log.line("fatal", f"unexpected {type(error).__name__}: {error} (exit {EXIT_FATAL})")
             raise _fail(f"unexpected {type(error).__name__}: {error} (--debug shows the traceback)", EXIT_FATAL) from None
+    if labels:
+        _report_after_scoring(output, streamed)
     raise typer.Exit(code)
 
 
 def _score(
     folder: Path, output: str, batch_size: int, threshold: float | None, workers: int, weights: Path | None,
-    overwrite: bool, dicom: DicomOptions, log: RunLog, quiet: bool,
+    overwrite: bool, dicom: DicomOptions, log: RunLog, quiet: bool, keep: list[Row] | None,
 ) -> int:
     """The score command's flow; returns the exit code or raises _Stop."""
     import time
@@ -213,7 +221,7 @@ def _score(
     if results.repaired:
         _note(log, quiet, "repaired", f"{output}: dropped a torn last line left by an interrupted run")
     try:
-        _score_into(results, found.scans, scorer, batch_size, threshold, workers, dicom, log, quiet)
+        _score_into(results, found.scans, scorer, batch_size, threshold, workers, dicom, log, quiet, keep)
     except OSError as error:
         raise _Stop(f"cannot write results to {output}: {error.strerror or error}", EXIT_FATAL) from None
     tally, elapsed = results.tally, time.monotonic() - started
@@ -231,7 +239,7 @@ def _score(
 
 def _score_into(
     results: StreamResults, scans: list[Path], scorer: Scorer, batch_size: int, threshold: float, workers: int,
-    dicom: DicomOptions, log: RunLog, quiet: bool,
+    dicom: DicomOptions, log: RunLog, quiet: bool, keep: list[Row] | None,
 ) -> None:
     from tqdm import tqdm
 
@@ -243,6 +251,8 @@ def _score_into(
         with progress:
             for rows in score_paths(to_score, scorer, batch_size, threshold, workers or None, dicom):
                 results.write(rows)
+                if keep is not None:
+                    keep.extend(rows)
                 for row in rows:
                     if row.error:
                         log.line("error", f"{row.path}: {row.error}")
@@ -277,6 +287,88 @@ def _note(log: RunLog, quiet: bool, kind: str, message: str) -> None:
 def _say(message: str) -> None:
     # One message, one line: paths are neither wrapped nor read as markup.
     err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_after_scoring(output: str, streamed: list[Row]) -> None:
+    from xscan.labels import FolderLabels
+    from xscan.report import ReportError, build_report, report_from_csv
+    from xscan.report_view import print_report
+
+    try:
+        if output == "-":
+            result = build_report(streamed, FolderLabels(), source="standard output")
+        else:  # read back, so the report is exactly what `xscan report` says of the file
+            result = report_from_csv(Path(output), FolderLabels())
+    except ReportError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    console = err if output == "-" else Console()
+    print_report(result, console)
+    console.print(DISCLAIMER)
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score."),
+    labels: bool = typer.Option(False, "--labels", help="Ground truth from NORMAL / PNEUMONIA folder names in each path."),
+    labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
+                                     help="Ground truth from a CSV with columns path,label (NORMAL/PNEUMONIA or 0/1); "
+                                     "a path matches in full or by file name."),
+    threshold: float = typer.Option(None, min=0.0, max=1.0, help="Report at this threshold; default: the CSV's."),
+    target_sensitivity: float = typer.Option(0.95, min=0.0, max=1.0, help="Add the operating point reaching this sensitivity."),
+    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    plots: Path = typer.Option(None, "--plots", file_okay=False, help="Write PNG plots into this folder (needs xscan[plots])."),
+) -> None:
+    """Report how well the scores in RESULTS agree with ground truth, or summarize them without it.
+
+    With labels: confusion matrix, sensitivity, specificity, precision, NPV, F1, accuracy and
+    balanced accuracy with 95 % Wilson intervals, ROC AUC and average precision with bootstrap
+    intervals, and a table of operating points to choose a threshold from. Without labels:
+    counts per predicted label, errors and a histogram of probabilities. Rows with errors or
+    without ground truth are counted in a note, never dropped silently.
+    xscan aids a physician; it is not a diagnostic device.
+
+    Example:
+
+    \b
+        xscan report results.csv --labels
+        xscan report results.csv --labels-file truth.csv --json --plots plots/
+    """
+    from xscan.plots import PlotsUnavailable, require_matplotlib, write_plots
+    from xscan.report import ReportError, report_from_csv
+    from xscan.report_view import print_report, report_json
+
+    truth = _ground_truth(labels, labels_file)
+    if plots:
+        try:
+            require_matplotlib()  # fail before the work, not after it
+        except PlotsUnavailable as error:
+            raise _fail(str(error), EXIT_FATAL) from None
+    try:
+        result = report_from_csv(results, truth, threshold=threshold, target_sensitivity=target_sensitivity, bootstrap=bootstrap)
+    except ReportError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    if json_output:
+        typer.echo(report_json(result))
+    else:
+        console = Console()
+        print_report(result, console)
+        console.print(DISCLAIMER)
+    for path in write_plots(result, plots) if plots else []:
+        err.print(f"wrote {path}", highlight=False, markup=False)
+
+
+def _ground_truth(labels: bool, labels_file: Path | None) -> GroundTruth | None:
+    from xscan.labels import FileLabels, FolderLabels, LabelsError
+
+    if labels and labels_file:
+        raise _fail("use --labels or --labels-file, not both", EXIT_USAGE)
+    if labels_file:
+        try:
+            return FileLabels.read(labels_file)
+        except LabelsError as error:
+            raise _fail(str(error), EXIT_USAGE) from None
+    return FolderLabels() if labels else None
 
 
 @app.command()

@@ -1,0 +1,98 @@
+"""Ground truth from folder names and from a labels CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TRAIN, real_scans
+
+from xscan.labels import FileLabels, FolderLabels, LabelsError, parse_label
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/data/chest_xray/test/NORMAL/IM-0001-0001.jpeg", 0),
+        ("/data/chest_xray/test/PNEUMONIA/person1_virus_6.jpeg", 1),
+        ("scans/pneumonia/a.png", 1),  # any case
+        ("C:\\scans\\Normal\\a.png", 0),  # Windows separators
+        ("/data/PNEUMONIA/NORMAL/a.png", 0),  # the folder nearest the file wins
+        ("/data/abnormal/a.png", None),  # whole folder names only
+        ("/data/NORMAL2-IM-0746-0001.jpeg", None),  # a file name says nothing
+        ("/data/NORMAL", None),  # ... even when it is the whole word
+        ("", None),
+    ],
+)
+def test_folder_labels(path: str, expected: int | None) -> None:
+    assert FolderLabels()(path) == expected
+
+
+def test_folder_labels_on_real_training_paths() -> None:
+    truth = FolderLabels()
+    assert [truth(str(path)) for path in real_scans("NORMAL", 3)] == [0, 0, 0]
+    assert [truth(str(path)) for path in real_scans("PNEUMONIA", 3)] == [1, 1, 1]
+    assert str(TRAIN) in str(real_scans("NORMAL", 1)[0])
+
+
+@pytest.mark.parametrize(("text", "expected"), [("NORMAL", 0), ("pneumonia", 1), (" Pneumonia ", 1), ("0", 0), ("1", 1)])
+def test_parse_label(text: str, expected: int) -> None:
+    assert parse_label(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "2", "abnormal", "yes"])
+def test_parse_label_rejects_others(text: str) -> None:
+    with pytest.raises(LabelsError, match="NORMAL, PNEUMONIA, 0 or 1"):
+        parse_label(text)
+
+
+def _labels_csv(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / "labels.csv"
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def test_file_labels_match_by_full_path_then_by_name(tmp_path: Path) -> None:
+    source = _labels_csv(tmp_path, "path,label\n/scans/a.jpeg,PNEUMONIA\nb.jpeg,normal\nsub/c.jpeg,1\n/x/d.jpeg,0\n")
+    truth = FileLabels.read(source)
+    assert truth("/scans/a.jpeg") == 1
+    assert truth("/elsewhere/b.jpeg") == 0  # by file name alone
+    assert truth("/other/root/c.jpeg") == 1
+    assert truth("/x/d.jpeg") == 0
+    assert truth("/scans/unknown.jpeg") is None
+    assert "4 entries" in truth.description
+
+
+def test_file_labels_ambiguous_name_matches_full_path_only(tmp_path: Path) -> None:
+    source = _labels_csv(tmp_path, "path,label\n/one/a.jpeg,NORMAL\n/two/a.jpeg,PNEUMONIA\n/three/b.jpeg,1\n")
+    truth = FileLabels.read(source)
+    assert truth("/one/a.jpeg") == 0
+    assert truth("/two/a.jpeg") == 1
+    assert truth("/four/a.jpeg") is None
+    assert truth("/four/b.jpeg") == 1
+
+
+def test_file_labels_accept_a_byte_order_mark_and_extra_columns(tmp_path: Path) -> None:
+    source = _labels_csv(tmp_path, "patient,path,label\np1,a.jpeg,PNEUMONIA\n", encoding="utf-8-sig")
+    assert FileLabels.read(source)("/x/a.jpeg") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file,diagnosis\na.jpeg,NORMAL\n", "missing column\\(s\\) path, label"),
+        ("path,label\na.jpeg,NORMAL\nb.jpeg,maybe\n", "line 3: label 'maybe'"),
+        ("path,label\na.jpeg,NORMAL\na.jpeg,PNEUMONIA\n", "line 3: a.jpeg is listed with both labels"),
+        ("path,label\n,NORMAL\n", "line 2: the path is empty"),
+        ("path,label\n", "no labels"),
+    ],
+)
+def test_file_labels_errors_say_where(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(LabelsError, match=message):
+        FileLabels.read(_labels_csv(tmp_path, text))
+
+
+def test_a_results_file_is_not_ground_truth(tmp_path: Path) -> None:
+    source = _labels_csv(tmp_path, "path,probability,label,threshold,model,error\na.jpeg,0.9,PNEUMONIA,0.5,m,\n")
+    with pytest.raises(LabelsError, match="label column is the model's prediction, not ground truth"):
+        FileLabels.read(source)
