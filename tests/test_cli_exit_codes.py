@@ -13,7 +13,7 @@ from conftest import real_scans
 from typer.testing import CliRunner
 
 from xscan.cli import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
-from xscan.model import default_weights_dir
+from xscan.model import WEIGHTS_FILE, default_weights_dir
 from xscan.walk import find_scans
 
 AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
@@ -154,7 +154,7 @@ def test_weights_that_do_not_load_are_fatal_exit_3(scan_folder, tmp_path):
     weights.mkdir()
     card = json.loads((default_weights_dir() / "model-card.json").read_text()) | {"weights_sha256": ""}
     (weights / "model-card.json").write_text(json.dumps(card))
-    (weights / "xscan-cnn.keras").write_bytes(b"PK\x03\x04 not really a keras archive")
+    (weights / WEIGHTS_FILE).write_bytes(b"\x89HDF\r\n\x1a\n not really an HDF5 file")
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--weights", weights, "--quiet")
     assert result.exit_code == EXIT_FATAL
     assert "cannot load" in result.stderr and "Traceback" not in result.output

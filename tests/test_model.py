@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -17,8 +18,8 @@ from xscan.model import (
 )
 
 
-def _card(size: int) -> ModelCard:
-    return ModelCard(name="t", version="0", config={}, preprocessing={"image_size": size},
+def _card(config: ModelConfig) -> ModelCard:
+    return ModelCard(name="t", version="0", config=asdict(config), preprocessing={"image_size": config.image_size},
                      temperature=2.0, threshold=0.4, threshold_rule="test")
 
 
@@ -26,7 +27,7 @@ def test_bundle_round_trip_scores_the_same(tmp_path):
     config = ModelConfig(image_size=64, widths=(4, 8))
     network = build_model(config)
     batch = np.random.default_rng(0).random((3, 64, 64, 1), dtype=np.float32)
-    card = save_bundle(network, _card(64), tmp_path)
+    card = save_bundle(network, _card(config), tmp_path)
     scorer = load_scorer(tmp_path)
     expected = 1 / (1 + np.exp(-np.asarray(network(batch)).reshape(-1) / 2.0))
     assert np.allclose(scorer.probabilities(batch), expected, atol=1e-5)
@@ -34,12 +35,17 @@ def test_bundle_round_trip_scores_the_same(tmp_path):
 
 
 def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
-    save_bundle(build_model(ModelConfig(image_size=32, widths=(4,))), _card(32), tmp_path)
+    config = ModelConfig(image_size=32, widths=(4,))
+    save_bundle(build_model(config), _card(config), tmp_path)
     card = json.loads((tmp_path / CARD_FILE).read_text())
     card["weights_sha256"] = "0" * 64
     (tmp_path / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(WeightsError, match="does not match"):
         load_scorer(tmp_path)
+
+
+def test_weights_file_stays_small():
+    assert (default_weights_dir() / WEIGHTS_FILE).stat().st_size < 8_000_000
 
 
 def test_missing_card_is_a_weights_error(tmp_path):

@@ -75,7 +75,7 @@ def train(
     """
     from dataclasses import replace
 
-    from xscan.model import ModelConfig
+    from xscan.model import WEIGHTS_FILE, ModelConfig
     from xscan.train import TrainConfig
     from xscan.train import train as run_training
 
@@ -83,13 +83,17 @@ def train(
         val_fraction=val_fraction, seed=seed, epochs=epochs, batch_size=batch_size,
         model=replace(ModelConfig(), image_size=image_size),
     )
-    command = shlex.join(["xscan", *sys.argv[1:]])
+    # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
+    command = shlex.join([
+        "xscan", "train", str(data_dir), "--out", str(out), "--epochs", str(epochs), "--image-size", str(image_size),
+        "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
+    ])
     try:
         card = run_training(data_dir, out, config, command, log=lambda line: err.print(line, highlight=False))
     except (FileNotFoundError, ValueError) as error:
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(EXIT_USAGE) from None
-    err.print(f"wrote {out / 'xscan-cnn.keras'} and its model card; model id {card.model_id}")
+    err.print(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")
 
 
 def _fail(message: str, code: int) -> typer.Exit:

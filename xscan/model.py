@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-WEIGHTS_FILE = "xscan-cnn.keras"
+WEIGHTS_FILE = "xscan-cnn.weights.h5"
 CARD_FILE = "model-card.json"
 MODEL_NAME = "xscan-cnn"
 
@@ -140,20 +140,26 @@ def load_scorer(weights_dir: Path | None = None) -> Scorer:
     actual = sha256_of(weights_path)
     if card.weights_sha256 and actual != card.weights_sha256:
         raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
-    import keras
-
+    # The card's config rebuilds the network exactly as trained; the file holds only its weights.
+    network = build_model(model_config_from_card(card))
     try:
-        network = keras.saving.load_model(weights_path, compile=False)
-    except Exception as error:  # keras raises many types for a corrupt file
+        network.load_weights(weights_path)
+    except Exception as error:  # h5py and keras raise many types for a corrupt or mismatched file
         raise WeightsError(f"cannot load {weights_path}: {error}") from None
     return Scorer(card, network)
 
 
+def model_config_from_card(card: ModelCard) -> ModelConfig:
+    config = dict(card.config)
+    config["widths"] = tuple(config["widths"])
+    return ModelConfig(**config)
+
+
 def save_bundle(network: Any, card: ModelCard, weights_dir: Path) -> ModelCard:
-    """Write the weights and their card (with the weights' sha256) into WEIGHTS_DIR."""
+    """Write the weights (no optimizer state) and their card, with the weights' sha256, into WEIGHTS_DIR."""
     weights_dir.mkdir(parents=True, exist_ok=True)
     weights_path = weights_dir / WEIGHTS_FILE
-    network.save(weights_path)
+    network.save_weights(weights_path)
     card.weights_sha256 = sha256_of(weights_path)
     (weights_dir / CARD_FILE).write_text(card.to_json())
     return card
