@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 from xscan.cli import app
 from xscan.decode import ScanError, decode
 from xscan.dicom import DicomOptions, parse_tag_names, read_grey
-from xscan.results import COLUMNS
+from xscan.resume import RESULT_COLUMNS
 from xscan.scoring import load_scan
 from xscan.walk import find_scans
 
@@ -277,7 +277,7 @@ def run_score(folder: Path, *options: str) -> tuple[int, list[dict[str, str]], l
 def test_cli_skips_ct_and_lateral_with_reasons(export: Path) -> None:
     code, rows, header = run_score(export)
     errors = {Path(row["path"]).name: row["error"] for row in rows}
-    assert code == 1 and tuple(header) == COLUMNS
+    assert code == 1 and tuple(header) == RESULT_COLUMNS
     assert errors == {"IM0002": "", "ct.dcm": "skipped: Modality CT, not a radiograph",
                       "frontal.dcm": "", "lateral.dcm": "skipped: lateral view (ViewPosition LL)"}
 
@@ -290,7 +290,7 @@ def test_cli_no_dicom_filter_scores_them(export: Path) -> None:
 
 def test_cli_dicom_tags_are_opt_in_extra_columns(export: Path) -> None:
     _, rows, header = run_score(export, "--dicom-tags", "AccessionNumber,SOPInstanceUID")
-    assert tuple(header) == (*COLUMNS, "AccessionNumber", "SOPInstanceUID")
+    assert tuple(header) == (*RESULT_COLUMNS, "AccessionNumber", "SOPInstanceUID")
     accession = {Path(row["path"]).name: row["AccessionNumber"] for row in rows}
     assert accession == {"IM0002": "ACC-0043", "ct.dcm": "ACC-0042", "frontal.dcm": "ACC-0042", "lateral.dcm": "ACC-0042"}
     assert all(row["SOPInstanceUID"].startswith("1.2.") for row in rows)

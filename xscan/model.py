@@ -13,6 +13,7 @@ import numpy as np
 WEIGHTS_FILE = "xscan-cnn.weights.h5"
 CARD_FILE = "model-card.json"
 MODEL_NAME = "xscan-cnn"
+MODEL_BATCH = 16  # scans per network call when scoring; see Scorer.probabilities
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,24 @@ class Scorer:
     def __post_init__(self) -> None:
         import tensorflow as tf
 
-        # One traced graph for every batch size: no per-call retracing, no Python per image.
+        # One traced graph of one fixed shape: no retracing, no Python per image.
         self._logits = tf.function(
             lambda batch: self.network(batch, training=False),
-            input_signature=[tf.TensorSpec([None, self.card.image_size, self.card.image_size, 1], tf.float32)],
+            input_signature=[tf.TensorSpec([MODEL_BATCH, self.card.image_size, self.card.image_size, 1], tf.float32)],
         )
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        logits = np.asarray(self._logits(batch)).reshape(-1).astype(np.float64)
+    def probabilities(self, scans: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of pneumonia for a stack of preprocessed scans.
+
+        The network always runs on chunks of exactly MODEL_BATCH scans (the last one padded):
+        the kernels, and so the last bits of a score, could otherwise depend on how many scans
+        share a call, and a resumed run must write the same numbers as an uninterrupted one.
+        """
+        count = len(scans)
+        padded = np.zeros((-(-count // MODEL_BATCH) * MODEL_BATCH, *scans.shape[1:]), np.float32)
+        padded[:count] = scans
+        chunks = [np.asarray(self._logits(padded[i : i + MODEL_BATCH])) for i in range(0, len(padded), MODEL_BATCH)]
+        logits = np.concatenate(chunks).reshape(-1)[:count].astype(np.float64)
         return calibrated_probability(logits, self.card.temperature)
 
 
