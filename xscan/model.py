@@ -167,10 +167,16 @@ def model_config_from_card(card: ModelCard) -> ModelConfig:
 
 
 def save_bundle(network: Any, card: ModelCard, weights_dir: Path) -> ModelCard:
-    """Write the weights (no optimizer state) and their card, with the weights' sha256, into WEIGHTS_DIR."""
+    """Write the weights and their card, with the weights' sha256, into WEIGHTS_DIR.
+
+    The weights are copied into a fresh network built from the card's config first: a trained
+    network also carries its optimizer's state, which would triple the file and is never needed.
+    """
     weights_dir.mkdir(parents=True, exist_ok=True)
     weights_path = weights_dir / WEIGHTS_FILE
-    network.save_weights(weights_path)
+    clean = build_model(model_config_from_card(card))
+    clean.set_weights(network.get_weights())
+    clean.save_weights(weights_path)
     card.weights_sha256 = sha256_of(weights_path)
     (weights_dir / CARD_FILE).write_text(card.to_json())
     return card
