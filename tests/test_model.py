@@ -44,8 +44,18 @@ def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
         load_scorer(tmp_path)
 
 
-def test_weights_file_stays_small():
-    assert (default_weights_dir() / WEIGHTS_FILE).stat().st_size < 8_000_000
+def test_saved_weights_hold_no_optimizer_state(tmp_path):
+    config = ModelConfig(image_size=32, widths=(8, 16))
+    network = build_model(config)
+    network.compile(optimizer="adam", loss="mse")
+    network.fit(np.zeros((4, 32, 32, 1), np.float32), np.zeros((4, 1), np.float32), verbose=0)  # builds Adam's slots
+    save_bundle(network, _card(config), tmp_path)
+    weight_bytes = 4 * network.count_params()
+    assert (tmp_path / WEIGHTS_FILE).stat().st_size < 1.5 * weight_bytes + 64_000  # Adam's two slots would triple it
+
+
+def test_bundled_weights_stay_small():
+    assert (default_weights_dir() / WEIGHTS_FILE).stat().st_size < 16_000_000
 
 
 def test_missing_card_is_a_weights_error(tmp_path):
