@@ -60,11 +60,11 @@ def naive(paths: list[Path], weights: Path) -> float:
     import cv2
     import keras
 
-    from xscan.model import read_card
+    from xscan.model import WEIGHTS_FILE, read_card
     from xscan.preprocess import preprocess
 
     size = read_card(weights).image_size
-    network = keras.saving.load_model(weights / "xscan-cnn.keras", compile=False)
+    network = keras.saving.load_model(weights / WEIGHTS_FILE, compile=False)
     started = time.perf_counter()
     for path in paths:
         scan = preprocess(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), size)
@@ -78,11 +78,11 @@ def load_everything(paths: list[Path], weights: Path) -> float:
     import keras
     import numpy as np
 
-    from xscan.model import read_card
+    from xscan.model import WEIGHTS_FILE, read_card
     from xscan.preprocess import preprocess
 
     size = read_card(weights).image_size
-    network = keras.saving.load_model(weights / "xscan-cnn.keras", compile=False)
+    network = keras.saving.load_model(weights / WEIGHTS_FILE, compile=False)
     started = time.perf_counter()
     scans = np.stack([preprocess(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), size) for path in paths])
     network.predict(scans, verbose=0)
