@@ -141,8 +141,13 @@ def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray
     return 1.0 / (1.0 + np.exp(-logits / temperature))
 
 
-def load_scorer(weights_dir: Path | None = None) -> Scorer:
-    """Load weights and card from WEIGHTS_DIR (default: the bundled model), offline."""
+def load_scorer(weights_dir: Path | None = None, threads: int = 1) -> Scorer:
+    """Load weights and card from WEIGHTS_DIR (default: the bundled model), offline.
+
+    THREADS is how many threads TensorFlow runs each batch on. One, because the scoring
+    pipeline's decoding workers keep every core busy: more model threads only spin-wait and
+    take turns with the decoders.
+    """
     weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
     card = read_card(weights_dir)
     weights_path = weights_dir / WEIGHTS_FILE
@@ -151,6 +156,7 @@ def load_scorer(weights_dir: Path | None = None) -> Scorer:
     actual = sha256_of(weights_path)
     if card.weights_sha256 and actual != card.weights_sha256:
         raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
+    _set_tensorflow_threads(threads)
     # The card's config rebuilds the network exactly as trained; the file holds only its weights.
     network = build_model(model_config_from_card(card))
     try:
@@ -164,6 +170,16 @@ def model_config_from_card(card: ModelCard) -> ModelConfig:
     config = dict(card.config)
     config["widths"] = tuple(config["widths"])
     return ModelConfig(**config)
+
+
+def _set_tensorflow_threads(threads: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already ran in this process (a second model, or tests): its threads stay as they are
 
 
 def save_bundle(network: Any, card: ModelCard, weights_dir: Path) -> ModelCard:
