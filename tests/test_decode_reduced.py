@@ -18,9 +18,9 @@ from xscan.scoring import decode_min_side
 SCANS = sorted(FULLRES.rglob("*.jpeg"))
 
 # Tolerances; the largest values measured with the trained model (docs/throughput.md) are in brackets.
-INPUT_TOLERANCE = 0.02  # mean |pixel difference| of one model input, pixels in 0..1 [0.0175]
-SCORE_TOLERANCE = 0.05  # |difference| of one file's calibrated probability of pneumonia [0.030]
-MEAN_SCORE_TOLERANCE = 0.005  # the same, averaged over the files [0.0013]
+INPUT_TOLERANCE = 0.01  # mean |pixel difference| of one model input, pixels in 0..1 [0.0065]
+SCORE_TOLERANCE = 0.05  # |difference| of one file's calibrated probability of pneumonia [0.029]
+MEAN_SCORE_TOLERANCE = 0.003  # the same, averaged over the files [0.0007]
 
 
 def model_input(path: Path, image_size: int, reduced: bool) -> np.ndarray:
@@ -35,7 +35,7 @@ def test_scans_are_decoded_reduced_but_not_below_the_model_input() -> None:
         if reduced.shape != full.shape:
             assert min(reduced.shape) >= decode_min_side(160), path.name
             reduced_count += 1
-    assert reduced_count >= 0.9 * len(SCANS)
+    assert reduced_count >= 0.8 * len(SCANS)  # 104 of 120: the smallest scans are decoded whole
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_model_input_differs_little(inputs: tuple[np.ndarray, np.ndarray]) -> No
     full, reduced = inputs
     per_scan = np.abs(full - reduced).mean(axis=(1, 2, 3))
     assert per_scan.max() < INPUT_TOLERANCE
-    assert (per_scan > 0).mean() >= 0.9  # the two decodes really differ
+    assert (per_scan > 0).mean() >= 0.8  # the two decodes really differ
 
 
 def test_score_differs_little(scorer, inputs: tuple[np.ndarray, np.ndarray]) -> None:
