@@ -12,7 +12,15 @@ def test_rows_keep_input_order_across_batches_and_errors(tmp_path, scorer):
     assert [row.path for row in rows] == [str(p) for p in paths]
     assert rows[3].error and rows[3].probability is None
     assert all(0.0 <= row.probability <= 1.0 for row in rows if not row.error)
-    assert len(batches) == 3  # 7 scorable files in batches of 3; the error rides along
+    assert [len(batch) for batch in batches] == [3, 3, 2]  # 8 files in batches of 3; the error is one of them
+
+
+def test_a_run_of_unreadable_files_is_flushed_batch_by_batch(tmp_path, scorer):
+    junk = []
+    for index in range(5):
+        junk.append(tmp_path / f"junk{index}.png")
+        junk[-1].write_bytes(b"")
+    assert [len(batch) for batch in score_paths(junk, scorer, batch_size=2)] == [2, 2, 1]
 
 
 def test_batching_does_not_change_scores(scorer):

@@ -83,15 +83,13 @@ def score_paths(
     threshold = scorer.card.threshold if threshold is None else threshold
     workers = workers or os.cpu_count() or 1
     model_id = scorer.card.model_id
-    batch: list[Loaded] = []
-    scans_in_batch = 0
+    batch: list[Loaded] = []  # BATCH_SIZE files, scorable or not: a run of bad files is flushed too
     loaded = load_in_order(paths, scorer.card.image_size, workers, lookahead=2 * batch_size + 4 * workers, dicom=dicom)
     for item in loaded:
         batch.append(item)
-        scans_in_batch += item.scan is not None
-        if scans_in_batch == batch_size:
+        if len(batch) == batch_size:
             yield _score_batch(batch, scorer, threshold, model_id)
-            batch, scans_in_batch = [], 0
+            batch = []
     if batch:
         yield _score_batch(batch, scorer, threshold, model_id)
 
