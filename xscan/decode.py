@@ -94,9 +94,8 @@ def check_complete(raw: bytes, image_format: str) -> None:
             raise ScanError(f"truncated BMP: {len(raw)} of {declared} bytes")
 
 
-def check_pixel_count(raw: bytes, image_format: str) -> None:
+def check_pixel_count(size: tuple[int, int] | None) -> None:
     """Refuse an image whose header claims more than MAX_PIXELS, before anything is allocated."""
-    size = header_size(raw, image_format)
     if size and size[0] * size[1] > MAX_PIXELS:
         raise ScanError(f"image too large: header claims {size[0]}x{size[1]} pixels (limit {MAX_PIXELS // 1_000_000} megapixels)")
 
@@ -109,8 +108,8 @@ def header_size(raw: bytes, image_format: str) -> tuple[int, int] | None:
         return abs(int.from_bytes(raw[18:22], "little", signed=True)), abs(int.from_bytes(raw[22:26], "little", signed=True))
     if image_format == "TIFF":
         return _tiff_size(raw)
-    if image_format == "JPEG" and (size := _jpeg_size(raw)):
-        return size[1], size[0]
+    if image_format == "JPEG":
+        return _jpeg_size(raw)
     return None
 
 
@@ -144,11 +143,12 @@ def decode_opencv(path: Path, min_side: int = 0) -> np.ndarray:
     raw = read_bytes(path)
     image_format = sniff_format(raw, path)
     check_complete(raw, image_format)
-    check_pixel_count(raw, image_format)
+    size = header_size(raw, image_format)
+    check_pixel_count(size)
     data = np.frombuffer(raw, dtype=np.uint8)
     flags = cv2.IMREAD_GRAYSCALE
     if min_side and image_format == "JPEG":
-        flags = _reduced_jpeg_flag(raw, min_side)
+        flags = _reduced_jpeg_flag(size, min_side)
     if flags == cv2.IMREAD_GRAYSCALE:
         flags |= cv2.IMREAD_ANYDEPTH  # keep 16-bit PNG and TIFF depth; reduced modes are 8-bit only
     try:
@@ -163,8 +163,7 @@ def decode_opencv(path: Path, min_side: int = 0) -> np.ndarray:
 _REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
 
 
-def _reduced_jpeg_flag(raw: bytes, min_side: int) -> int:
-    size = _jpeg_size(raw)
+def _reduced_jpeg_flag(size: tuple[int, int] | None, min_side: int) -> int:
     if size is None:
         return cv2.IMREAD_GRAYSCALE
     smaller = min(size)
@@ -175,7 +174,7 @@ def _reduced_jpeg_flag(raw: bytes, min_side: int) -> int:
 
 
 def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's start-of-frame marker, without decoding."""
+    """(width, height) from a JPEG's start-of-frame marker, without decoding."""
     i = 2
     while i + 9 < len(raw):
         if raw[i] != 0xFF:
@@ -183,7 +182,7 @@ def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
         marker = raw[i + 1]
         length = int.from_bytes(raw[i + 2 : i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(raw[i + 5 : i + 7], "big"), int.from_bytes(raw[i + 7 : i + 9], "big")
+            return int.from_bytes(raw[i + 7 : i + 9], "big"), int.from_bytes(raw[i + 5 : i + 7], "big")
         i += 2 + length
     return None
 
