@@ -60,6 +60,7 @@ def train(
     out: Path = typer.Option(Path("weights"), "--out", help="Folder to write the weights and model card into."),
     epochs: int = typer.Option(30, help="Most epochs to train; early stopping on validation AUC may stop sooner."),
     image_size: int = typer.Option(160, help="Square model input side in pixels."),
+    members: int = typer.Option(2, min=1, help="Networks trained side by side and averaged (an ensemble)."),
     batch_size: int = typer.Option(32, help="Images per training step."),
     val_fraction: float = typer.Option(0.15, help="Share of patients held out for validation."),
     seed: int = typer.Option(1337, help="Random seed for the split, augmentation and weights."),
@@ -81,12 +82,12 @@ def train(
 
     config = TrainConfig(
         val_fraction=val_fraction, seed=seed, epochs=epochs, batch_size=batch_size,
-        model=replace(ModelConfig(), image_size=image_size),
+        model=replace(ModelConfig(), image_size=image_size, members=members),
     )
     # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
     command = shlex.join([
         "xscan", "train", str(data_dir), "--out", str(out), "--epochs", str(epochs), "--image-size", str(image_size),
-        "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
+        "--members", str(members), "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
     ])
     try:
         card = run_training(data_dir, out, config, command, log=lambda line: err.print(line, highlight=False))

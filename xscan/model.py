@@ -21,18 +21,47 @@ class ModelConfig:
     """The network's shape; every value is recorded in the model card."""
 
     image_size: int = 160  # square input side, pixels
-    widths: tuple[int, ...] = (16, 32, 64, 128, 256)  # one stride-2 stage per width
+    widths: tuple[int, ...] = (8, 16, 32, 64, 128)  # one stride-2 stage per width
     extra_convs_from_stage: int = 2  # stages from this index on get a second, stride-1 conv
     dropout: float = 0.3  # before the final dense layer
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    members: int = 2  # independently initialised networks of this shape; their logits are averaged
 
 
 def build_model(config: ModelConfig) -> Any:
-    """An all-convolutional CNN: stride-2 conv stages, global average pooling, one logit out."""
+    """All-convolutional CNNs (stride-2 conv stages, global average pooling, one logit each) on one input.
+
+    With several members the output is the mean of their logits: one call scores the ensemble.
+    Each member's own logit is the layer `member_logit_layer(i)`; `member_logits` exposes them for
+    training, where every member has its own loss, so members learn independently, as in a deep
+    ensemble, not as one wide network.
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input((config.image_size, config.image_size, 1), name="scan")
+    logits = [_member(layers, inputs, config, member) for member in range(config.members)]
+    logit = logits[0] if config.members == 1 else layers.Average(name="logit")(logits)
+    return keras.Model(inputs, logit, name=MODEL_NAME)
+
+
+def member_logit_layer(member: int) -> str:
+    """The name of a member's own logit layer in an ensemble (a single network's is `logit`)."""
+    return f"logit_m{member}"
+
+
+def member_logits(network: Any, members: int) -> Any:
+    """A model sharing NETWORK's layers whose output is every member's logit, shape (batch, members)."""
+    import keras
+    from keras import layers
+
+    if members == 1:
+        return network
+    outputs = [network.get_layer(member_logit_layer(i)).output for i in range(members)]
+    return keras.Model(network.inputs, layers.Concatenate(name="member_logits")(outputs))
+
+
+def _member(layers: Any, inputs: Any, config: ModelConfig, member: int) -> Any:
     x = inputs
     for stage, width in enumerate(config.widths):
         x = _conv_bn_relu(layers, x, width, strides=2)
@@ -40,8 +69,8 @@ def build_model(config: ModelConfig) -> Any:
             x = _conv_bn_relu(layers, x, width, strides=1)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(config.dropout)(x)
-    logit = layers.Dense(1, name="logit")(x)
-    return keras.Model(inputs, logit, name=MODEL_NAME)
+    # A single network keeps the name its weights were saved under; members of an ensemble number theirs.
+    return layers.Dense(1, name="logit" if config.members == 1 else member_logit_layer(member))(x)
 
 
 def _conv_bn_relu(layers: Any, x: Any, width: int, strides: int) -> Any:
@@ -169,6 +198,7 @@ def load_scorer(weights_dir: Path | None = None, threads: int = 1) -> Scorer:
 def model_config_from_card(card: ModelCard) -> ModelConfig:
     config = dict(card.config)
     config["widths"] = tuple(config["widths"])
+    config.setdefault("members", 1)  # cards written before ensembles describe one network
     return ModelConfig(**config)
 
 

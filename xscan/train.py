@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import log_loss, roc_auc_score
 
 from xscan import __version__
 from xscan.augment import AugmentConfig, build_augmenter
@@ -22,7 +23,15 @@ from xscan.calibration import (
 from xscan.dataset import CLASS_NAMES, LabelledScan, find_labelled_scans, split_by_patient
 from xscan.decode import decode
 from xscan.metrics import binary_metrics
-from xscan.model import MODEL_NAME, ModelCard, ModelConfig, build_model, calibrated_probability, save_bundle
+from xscan.model import (
+    MODEL_NAME,
+    ModelCard,
+    ModelConfig,
+    build_model,
+    calibrated_probability,
+    member_logits,
+    save_bundle,
+)
 from xscan.preprocess import preprocess
 from xscan.robustness import SHIFTS, Shift
 
@@ -39,7 +48,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3  # AdamW peak, cosine-decayed to zero over `epochs`
     label_smoothing: float = 0.05
-    patience: int = 6  # epochs without a better validation AUC before stopping
+    patience: int = 10  # epochs without a better validation AUC before stopping
     # --- operating point
     target_sensitivity: float = 0.95  # the shipped threshold reaches this on validation
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -146,49 +155,79 @@ def _counts(labels: np.ndarray) -> dict[str, int]:
 
 
 def _fit(network, x_train, y_train, x_val, y_val, config: TrainConfig, log: Log) -> dict[str, int]:
+    """Train every member on the same augmented batches, each with its own loss; keep the best epoch.
+
+    The best epoch is the one with the highest validation AUC of the averaged logit: the output
+    that is shipped, not any single member's.
+    """
     import keras
     import tensorflow as tf
 
+    members = config.model.members
+    trainable = member_logits(network, members)
     augmenter = build_augmenter(config.augment, config.seed)
+    weights = tf.constant([class_weights(y_train)[c] for c in (0, 1)], tf.float32)
+
+    def augment(x, y):
+        # Every member sees the same label; class weights enter as per-scan sample weights.
+        return augmenter(x, training=True), tf.tile(tf.cast(y, tf.float32)[:, None], [1, members]), tf.gather(weights, y)
+
     batches = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train.astype("float32")))
+        tf.data.Dataset.from_tensor_slices((x_train, y_train.astype("int32")))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
-        .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(2)
     )
     steps = config.epochs * int(np.ceil(len(x_train) / config.batch_size))
-    network.compile(
+    trainable.compile(
         optimizer=keras.optimizers.AdamW(
             keras.optimizers.schedules.CosineDecay(config.learning_rate, steps),
             weight_decay=config.model.weight_decay,
         ),
         loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
     )
+    validation = _ensemble_validation(network, x_val, y_val)
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
-        history = network.fit(
+        trainable.fit(
             batches,
-            validation_data=(x_val, y_val.astype("float32")),
             epochs=config.epochs,
-            class_weight=class_weights(y_train),
             shuffle=False,  # the dataset shuffles itself, seeded
             callbacks=[
+                validation,  # first: the callbacks after it read the val_auc it adds to the epoch's logs
                 keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True),
                 keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience),
                 keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log(_epoch_line(epoch, config.epochs, logs))),
             ],
             verbose=0,
         )
-        network.load_weights(best)
-    val_auc = history.history["val_auc"]
-    return {"run": len(val_auc), "best": int(np.argmax(val_auc)) + 1}
+        trainable.load_weights(best)
+    return {"run": len(validation.history), "best": int(np.argmax(validation.history)) + 1}
+
+
+def _ensemble_validation(network, x_val: np.ndarray, y_val: np.ndarray):
+    """A Keras callback adding val_auc and val_loss of the shipped (averaged) logit to each epoch's logs."""
+    import keras
+
+    class EnsembleValidation(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: list[float] = []
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logits = _logits(network, x_val)
+            probability = np.clip(calibrated_probability(logits, 1.0), 1e-7, 1 - 1e-7)
+            logs = logs if logs is not None else {}
+            logs["val_auc"] = float(roc_auc_score(y_val, logits))
+            logs["val_loss"] = float(log_loss(y_val, probability, labels=[0, 1]))
+            self.history.append(logs["val_auc"])
+
+    return EnsembleValidation()
 
 
 def _epoch_line(epoch: int, epochs: int, logs: dict) -> str:
-    return (f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}  auc {logs['auc']:.4f}  "
-            f"val_loss {logs['val_loss']:.4f}  val_auc {logs['val_auc']:.4f}")
+    return f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}  val_loss {logs['val_loss']:.4f}  val_auc {logs['val_auc']:.4f}"
 
 
 def _logits(network, x: np.ndarray) -> np.ndarray:
