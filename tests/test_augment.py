@@ -22,7 +22,35 @@ def test_augmentation_changes_images_in_training_only_and_keeps_shape():
 def test_every_configured_step_is_a_layer():
     names = [layer.__class__.__name__ for layer in build_augmenter(AugmentConfig(), seed=1).layers]
     assert names[0] == "RandomFlip"
-    assert {"RandomRotation", "RandomZoom", "RandomContrast", "RandomGaussianBlur", "GaussianNoise"} <= set(names)
+    assert {"RandomAffine", "RandomContrast", "RandomGaussianBlur", "GaussianNoise"} <= set(names)
     assert "RandomFlip" not in [
         layer.__class__.__name__ for layer in build_augmenter(AugmentConfig(flip=False), seed=1).layers
     ]
+
+
+def _only(**kwargs) -> AugmentConfig:
+    """A config with every step off but those given."""
+    off = dict(flip=False, rotation=0.0, zoom_in=0.0, zoom_out=0.0, translation=0.0, contrast=0.0, brightness=0.0,
+               blur_probability=0.0, noise=0.0)
+    return AugmentConfig(**{**off, **kwargs})
+
+
+def _roughness(images: np.ndarray) -> np.ndarray:
+    return np.abs(np.diff(images, axis=2)).mean(axis=(1, 2, 3))
+
+
+def test_blur_probability_is_the_share_of_images_blurred():
+    batch = np.repeat(_batch(), 8, axis=0)  # 32 images
+    never = np.asarray(build_augmenter(_only(blur_probability=0.0), seed=2)(batch, training=True))
+    always = np.asarray(build_augmenter(_only(blur_probability=1.0, blur_sigma=(1.0, 1.0)), seed=2)(batch, training=True))
+    half = np.asarray(build_augmenter(_only(blur_probability=0.5, blur_sigma=(1.0, 1.0)), seed=2)(batch, training=True))
+    assert np.allclose(never, batch, atol=1e-6)
+    assert np.all(_roughness(always) < 0.9 * _roughness(batch))
+    blurred = (_roughness(half) < 0.9 * _roughness(batch)).mean()
+    assert 0.2 < blurred < 0.8
+
+
+def test_zoom_out_leaves_a_black_margin():
+    batch = _batch()
+    zoomed = np.asarray(build_augmenter(_only(zoom_in=-0.25, zoom_out=0.25), seed=3)(batch, training=True))
+    assert np.all(zoomed[:, :4, :, :].max(axis=(1, 2, 3)) == 0.0)  # the top rows are fill, not image

@@ -13,6 +13,9 @@ from xscan.model import (
     build_model,
     default_weights_dir,
     load_scorer,
+    member_logit_layer,
+    member_logits,
+    model_config_from_card,
     read_card,
     save_bundle,
 )
@@ -72,3 +75,50 @@ def test_bundled_card_is_complete():
     assert 0.0 < card.threshold < 1.0 and card.temperature > 0
     assert {"keras_version", "xscan_version", "started"} <= set(card.training)
     assert len(card.robustness) >= 10
+
+
+def test_an_ensemble_outputs_the_mean_of_its_members_logits():
+    config = ModelConfig(image_size=32, widths=(4, 8), members=3)
+    network = build_model(config)
+    batch = np.random.default_rng(1).random((5, 32, 32, 1), dtype=np.float32)
+    per_member = np.asarray(member_logits(network, 3)(batch, training=False))
+    assert per_member.shape == (5, 3)
+    assert not np.allclose(per_member[:, 0], per_member[:, 1])  # independently initialised
+    assert np.allclose(np.asarray(network(batch, training=False)).reshape(-1), per_member.mean(axis=1), atol=1e-6)
+
+
+def test_each_members_gradient_depends_on_its_own_output_only():
+    import keras
+    import tensorflow as tf
+
+    network = build_model(ModelConfig(image_size=32, widths=(4, 8), members=2))
+    trainable = member_logits(network, 2)
+    batch = tf.constant(np.random.default_rng(2).random((4, 32, 32, 1), dtype=np.float32))
+    labels = tf.constant([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])
+    loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    kernel = network.get_layer(member_logit_layer(1)).kernel
+
+    def gradient_of_member_1():
+        with tf.GradientTape() as tape:
+            value = loss(labels, trainable(batch, training=False))
+        return np.asarray(tape.gradient(value, kernel))
+
+    before = gradient_of_member_1()
+    other = network.get_layer(member_logit_layer(0))
+    other.kernel.assign(other.kernel + 1.0)  # change member 0 only
+    assert np.allclose(gradient_of_member_1(), before, atol=1e-7)
+
+
+def test_an_ensemble_round_trips_through_its_bundle(tmp_path):
+    config = ModelConfig(image_size=32, widths=(4, 8), members=2)
+    network = build_model(config)
+    batch = np.random.default_rng(3).random((3, 32, 32, 1), dtype=np.float32)
+    save_bundle(network, _card(config), tmp_path)
+    expected = 1 / (1 + np.exp(-np.asarray(network(batch)).reshape(-1) / 2.0))
+    assert np.allclose(load_scorer(tmp_path).probabilities(batch), expected, atol=1e-5)
+
+
+def test_a_card_without_members_describes_one_network():
+    card = _card(ModelConfig(image_size=32, widths=(4,)))
+    del card.config["members"]
+    assert model_config_from_card(card).members == 1
