@@ -210,34 +210,45 @@ def table(summaries: list[Summary]) -> str:
     return "\n".join(lines)
 
 
+def _versus(x: Summary, other: Summary | None, digits: int) -> str:
+    if other is None:
+        return "not run"
+    return f"{x.end_to_end / other.end_to_end:.{digits}f}x ({x.steady / other.steady:.{digits}f}x steady)"
+
+
 def ratios(summaries: list[Summary]) -> str:
     lines = ["| N | xscan / naive | xscan / load-everything | xscan / decode-only (steady) | first row s |",
              "|---:|---:|---:|---:|---:|"]
     for count in sorted({s.count for s in summaries}):
         by = {s.method: s for s in summaries if s.count == count}
-        x = by["xscan"]
-        lines.append(
-            f"| {count} | {x.end_to_end / by['naive'].end_to_end:.1f}x ({x.steady / by['naive'].steady:.1f}x steady) "
-            f"| {x.end_to_end / by['load-everything'].end_to_end:.2f}x ({x.steady / by['load-everything'].steady:.2f}x steady) "
-            f"| {100 * x.steady / by['decode-only'].steady:.0f} % | {x.first_row:.2f} |"
-        )
+        x = by.get("xscan")
+        if x is None:
+            continue
+        floor = f"{100 * x.steady / by['decode-only'].steady:.0f} %" if "decode-only" in by else "not run"
+        lines.append(f"| {count} | {_versus(x, by.get('naive'), 1)} | {_versus(x, by.get('load-everything'), 2)} "
+                     f"| {floor} | {x.first_row:.2f} |")
     return "\n".join(lines)
 
 
-def benchmark(sizes: list[int], repeats: int, weights: Path, workers: int, naive_limit: int) -> list[Summary]:
+def benchmark(
+    sizes: list[int], repeats: int, weights: Path, workers: int, naive_limit: int, methods: tuple[str, ...] = METHODS,
+) -> list[Summary]:
+    """Each repeat runs every method once, in turn: a noisy neighbour slows all of them, not one."""
     summaries = []
     with tempfile.TemporaryDirectory(prefix="xscan-bench-") as tmp:
         for count in sizes:
             folder = build_folder(Path(tmp), count)
-            for method in METHODS:
-                runs = []
-                for _ in range(repeats):
+            runs: dict[str, list[Run]] = {method: [] for method in methods}
+            for repeat in range(repeats):
+                for method in methods:
                     if method == "xscan":
-                        runs.append(run_xscan(folder, count, weights, workers, Path(tmp) / "results.csv"))
+                        run = run_xscan(folder, count, weights, workers, Path(tmp) / "results.csv")
                     else:
-                        runs.append(run_method(method, folder, count, weights, workers, naive_limit))
-                summaries.append(summarize(method, count, runs))
-                print(f"N={count} {method}: {summaries[-1].steady:.1f} images/s steady", file=sys.stderr, flush=True)
+                        run = run_method(method, folder, count, weights, workers, naive_limit)
+                    runs[method].append(run)
+                    print(f"N={count} {method} run {repeat + 1}: {run.images / run.work:.1f} images/s steady",
+                          file=sys.stderr, flush=True)
+            summaries += [summarize(method, count, runs[method]) for method in methods]
     return summaries
 
 
@@ -247,6 +258,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per method and size; the median is reported")
     parser.add_argument("--weights", type=Path, default=REPO / "weights", help="weights folder")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads for xscan and decode-only")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
     parser.add_argument("--naive-limit", type=int, default=100, help="most images the naive loop runs on; beyond, extrapolated")
     parser.add_argument("--child", choices=[m for m in METHODS if m != "xscan"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -256,7 +268,11 @@ def main() -> None:
         child_main(args.child, args.folder, args.limit, args.weights, args.workers)
         return
     sizes = [int(size) for size in args.sizes.split(",")]
-    summaries = benchmark(sizes, args.repeats, args.weights, args.workers, args.naive_limit)
+    methods = tuple(method.strip() for method in args.methods.split(","))
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown method(s): {', '.join(sorted(unknown))}")
+    summaries = benchmark(sizes, args.repeats, args.weights, args.workers, args.naive_limit, methods)
     print(f"\n{os.cpu_count()} CPUs, {args.workers} decoding threads, median of {args.repeats} runs\n")
     print(table(summaries))
     print()
