@@ -1,7 +1,8 @@
 """Smoke tests of the bundled weights on fixed real scans: the right side of the shipped threshold.
 
 The scans come from patients the card says were held out for validation, so they were never
-trained on; the bounds leave room for the validation error rate (sensitivity 0.95 by design).
+trained on; the bounds (85 % per class) leave room for the validation error rate (sensitivity 0.95 by design)
+and for scans of one patient failing together.
 """
 
 import numpy as np
@@ -13,7 +14,7 @@ from xscan.dataset import find_labelled_scans, split_by_patient
 from xscan.decode import decode
 from xscan.preprocess import preprocess
 
-PER_CLASS = 20
+PER_CLASS = 40
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def validation_scores(scorer):
 def test_fixed_validation_scans_fall_on_the_right_side_of_the_threshold(scorer, validation_scores):
     labels, probabilities = validation_scores
     positive = probabilities >= scorer.card.threshold
-    assert positive[labels == 1].sum() >= PER_CLASS - 2, probabilities[labels == 1]
-    assert (~positive[labels == 0]).sum() >= PER_CLASS - 2, probabilities[labels == 0]
+    assert positive[labels == 1].sum() >= 0.85 * PER_CLASS, probabilities[labels == 1]
+    assert (~positive[labels == 0]).sum() >= 0.85 * PER_CLASS, probabilities[labels == 0]
 
 
 def test_fixed_validation_scans_are_ranked(validation_scores):
