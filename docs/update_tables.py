@@ -19,7 +19,8 @@ def tables(card: ModelCard) -> str:
         f"| {v['n']} | {v['auc']:.4f} | {v['accuracy']:.3f} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | "
         f"{v['precision']:.3f} | {v['brier']:.4f} | {v['ece']:.4f} ({v['ece_before_calibration']:.4f}) |",
         "",
-        f"Threshold {card.threshold:.4f} ({card.threshold_rule}); temperature {card.temperature:.3f}.",
+        f"Threshold {card.threshold:.4f} ({card.threshold_rule}); calibration sigmoid(logit / {card.temperature:.3f} "
+        f"+ {card.bias:.3f}).",
         "",
         "| shift | AUC | sensitivity | specificity |",
         "| --- | --- | --- | --- |",

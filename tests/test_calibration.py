@@ -1,14 +1,37 @@
 import numpy as np
 import pytest
 
-from xscan.calibration import brier_score, expected_calibration_error, fit_temperature, threshold_for_sensitivity
+from xscan.calibration import brier_score, expected_calibration_error, fit_platt, threshold_for_sensitivity
+from xscan.model import calibrated_probability
 
 
-def test_temperature_recovers_an_overconfident_model():
-    rng = np.random.default_rng(0)
-    true_logits = rng.normal(0, 2, 20_000)
-    labels = (rng.random(true_logits.size) < 1 / (1 + np.exp(-true_logits))).astype(int)
-    assert fit_temperature(3.0 * true_logits, labels) == pytest.approx(3.0, rel=0.08)
+def _labels_drawn_from(true_logits: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return (rng.random(true_logits.size) < 1 / (1 + np.exp(-true_logits))).astype(int)
+
+
+def test_platt_scaling_recovers_an_overconfident_model():
+    true_logits = np.random.default_rng(0).normal(0, 2, 20_000)
+    temperature, bias = fit_platt(3.0 * true_logits, _labels_drawn_from(true_logits))
+    assert temperature == pytest.approx(3.0, rel=0.08)
+    assert bias == pytest.approx(0.0, abs=0.1)
+
+
+def test_platt_scaling_removes_a_shift_of_the_logits():
+    true_logits = np.random.default_rng(0).normal(1, 2, 20_000)  # as class weights and augmentation leave them
+    labels = _labels_drawn_from(true_logits)
+    temperature, bias = fit_platt(true_logits - 2.5, labels)
+    assert temperature == pytest.approx(1.0, rel=0.08)
+    assert bias == pytest.approx(2.5, abs=0.15)
+    calibrated = calibrated_probability(true_logits - 2.5, temperature, bias)
+    assert expected_calibration_error(calibrated, labels) < 0.02
+    assert expected_calibration_error(calibrated_probability(true_logits - 2.5, 1.0), labels) > 0.2
+
+
+def test_platt_scaling_refuses_logits_that_rank_the_wrong_way():
+    true_logits = np.random.default_rng(0).normal(0, 2, 2_000)
+    with pytest.raises(ValueError, match="right way round"):
+        fit_platt(-true_logits, _labels_drawn_from(true_logits))
 
 
 def test_threshold_reaches_the_target_sensitivity_and_is_the_highest_that_does():

@@ -1,21 +1,25 @@
-"""Making probabilities mean something: temperature scaling, threshold choice, calibration error."""
+"""Making probabilities mean something: Platt scaling, threshold choice, calibration error."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn.metrics import brier_score_loss, log_loss, roc_curve
+from sklearn.metrics import brier_score_loss, roc_curve
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T that minimizes the log-loss of sigmoid(logit / T) on LABELS."""
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Temperature T and bias b such that sigmoid(logit / T + b) fits LABELS best (log-loss).
 
-    def loss(log_t: float) -> float:
-        probability = 1.0 / (1.0 + np.exp(-logits / np.exp(log_t)))
-        return log_loss(labels, np.clip(probability, 1e-7, 1 - 1e-7), labels=[0, 1])
+    Platt scaling: a one-feature logistic regression on the logit. Temperature alone rescales
+    the logits but cannot move them; training with class weights and heavy augmentation leaves
+    them shifted, and only the bias term takes that out.
+    """
+    from sklearn.linear_model import LogisticRegression
 
-    result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
+    fitted = LogisticRegression(C=1e6).fit(np.asarray(logits, np.float64).reshape(-1, 1), labels)
+    scale = float(fitted.coef_[0, 0])
+    if scale <= 0:
+        raise ValueError("the logits do not rank the classes the right way round; nothing to calibrate")
+    return 1.0 / scale, float(fitted.intercept_[0])
 
 
 def threshold_for_sensitivity(probabilities: np.ndarray, labels: np.ndarray, target: float) -> float:

@@ -401,7 +401,7 @@ def info(
     table.add_row("preprocessing", card.preprocessing.get("steps", ""))
     table.add_row("input size", f"{card.image_size} x {card.image_size}")
     table.add_row("threshold", f"{card.threshold:.4f} ({card.threshold_rule})")
-    table.add_row("temperature", f"{card.temperature:.3f}")
+    table.add_row("calibration", f"sigmoid(logit / {card.temperature:.3f} + {card.bias:.3f}), fitted on validation")
     data = card.training.get("data", {})
     table.add_row("training data", f"{data.get('source', '')}\ntrain {data.get('train')}, validation {data.get('validation')}")
     table.add_row("trained with", f"{card.training.get('command', '')}\n{card.training.get('minutes', '?')} min, "

@@ -95,6 +95,7 @@ class ModelCard:
     threshold: float
     threshold_rule: str
     weights_sha256: str = ""
+    bias: float = 0.0  # added to logit / temperature before the sigmoid (Platt scaling); 0 in older cards
     training: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     robustness: list[dict[str, Any]] = field(default_factory=list)
@@ -163,11 +164,11 @@ class Scorer:
         padded[:count] = scans
         chunks = [np.asarray(self._logits(padded[i : i + MODEL_BATCH])) for i in range(0, len(padded), MODEL_BATCH)]
         logits = np.concatenate(chunks).reshape(-1)[:count].astype(np.float64)
-        return calibrated_probability(logits, self.card.temperature)
+        return calibrated_probability(logits, self.card.temperature, self.card.bias)
 
 
-def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits / temperature))
+def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(logits / temperature + bias)))
 
 
 def load_scorer(weights_dir: Path | None = None, threads: int = 1) -> Scorer:

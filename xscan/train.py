@@ -17,7 +17,7 @@ from xscan.augment import AugmentConfig, build_augmenter
 from xscan.calibration import (
     brier_score,
     expected_calibration_error,
-    fit_temperature,
+    fit_platt,
     threshold_for_sensitivity,
 )
 from xscan.dataset import CLASS_NAMES, LabelledScan, find_labelled_scans, split_by_patient
@@ -103,17 +103,17 @@ def train(
     fitted_epochs = _fit(network, x_train, y_train, x_val, y_val, config, log)
 
     val_logits = _logits(network, x_val)
-    temperature = fit_temperature(val_logits, y_val)
-    val_probability = calibrated_probability(val_logits, temperature)
+    temperature, bias = fit_platt(val_logits, y_val)
+    val_probability = calibrated_probability(val_logits, temperature, bias)
     threshold = threshold_for_sensitivity(val_probability, y_val, config.target_sensitivity)
     validation = binary_metrics(y_val, val_probability, threshold)
     validation["brier"] = brier_score(val_probability, y_val)
     validation["ece"] = expected_calibration_error(val_probability, y_val)
     validation["ece_before_calibration"] = expected_calibration_error(calibrated_probability(val_logits, 1.0), y_val)
     log(f"validation: AUC {validation['auc']:.4f}, sensitivity {validation['sensitivity']:.3f}, "
-        f"specificity {validation['specificity']:.3f} at threshold {threshold:.3f} (T={temperature:.2f})")
+        f"specificity {validation['specificity']:.3f} at threshold {threshold:.3f} (T={temperature:.2f}, bias {bias:.2f})")
 
-    robustness = evaluate_shifts(network, val_greys, y_val, size, temperature, threshold)
+    robustness = evaluate_shifts(network, val_greys, y_val, size, (temperature, bias), threshold)
     for row in robustness:
         log(f"  shift {row['shift']:<18} AUC {row['auc']:.4f}  specificity {row['specificity']:.3f}  sensitivity {row['sensitivity']:.3f}")
 
@@ -124,6 +124,7 @@ def train(
         preprocessing={"image_size": size, "function": "xscan.preprocess.preprocess",
                        "steps": "grey uint8 -> squash-resize (INTER_AREA) -> histogram equalization -> /255"},
         temperature=temperature,
+        bias=bias,
         threshold=threshold,
         threshold_rule=f"highest threshold reaching sensitivity >= {config.target_sensitivity} on the validation split",
         training={
@@ -235,14 +236,14 @@ def _logits(network, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_shifts(
-    network, greys: list[np.ndarray], labels: np.ndarray, image_size: int, temperature: float, threshold: float,
+    network, greys: list[np.ndarray], labels: np.ndarray, image_size: int, calibration: tuple[float, float], threshold: float,
     shifts: dict[str, Shift] = SHIFTS,
 ) -> list[dict[str, float | str]]:
     """AUC, sensitivity and specificity on GREYS after each acquisition shift, at THRESHOLD."""
     rows = []
     for name, shift in shifts.items():
         x = preprocess_all((shift(grey) for grey in greys), image_size)
-        probability = calibrated_probability(_logits(network, x), temperature)
+        probability = calibrated_probability(_logits(network, x), *calibration)
         metrics = binary_metrics(labels, probability, threshold)
         rows.append({"shift": name, **{k: metrics[k] for k in ("auc", "sensitivity", "specificity", "accuracy")}})
     return rows

@@ -1,7 +1,7 @@
 """Each ensemble member of a weights folder on its own, against the ensemble, on the robustness table.
 
 Uses the validation split recorded in the folder's model card (same seed and fraction as training);
-each member gets its own temperature and threshold, chosen on validation as `xscan train` does.
+each member gets its own calibration and threshold, chosen on validation as `xscan train` does.
 
     python docs/runs/members.py weights ../shared/data/chest_xray/train
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xscan.calibration import fit_temperature, threshold_for_sensitivity
+from xscan.calibration import fit_platt, threshold_for_sensitivity
 from xscan.dataset import find_labelled_scans, split_by_patient
 from xscan.model import calibrated_probability, load_scorer, member_logit_layer
 from xscan.train import _logits, evaluate_shifts, load_images, preprocess_all
@@ -34,9 +34,9 @@ def main(weights: Path, data: Path) -> None:
     print("| network | shift | AUC | sensitivity | specificity |\n| --- | --- | --- | --- | --- |")
     for name, network in networks.items():
         logits = _logits(network, x)
-        temperature = fit_temperature(logits, labels)
-        threshold = threshold_for_sensitivity(calibrated_probability(logits, temperature), labels, recipe["target_sensitivity"])
-        rows = evaluate_shifts(network, greys, labels, size, temperature, threshold)
+        calibration = fit_platt(logits, labels)
+        threshold = threshold_for_sensitivity(calibrated_probability(logits, *calibration), labels, recipe["target_sensitivity"])
+        rows = evaluate_shifts(network, greys, labels, size, calibration, threshold)
         for row in rows:
             print(f"| {name} | {row['shift']} | {row['auc']:.4f} | {row['sensitivity']:.3f} | {row['specificity']:.3f} |")
         worst = min(rows, key=lambda r: r["specificity"])
