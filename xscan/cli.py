@@ -60,15 +60,17 @@ def train(
     out: Path = typer.Option(Path("weights"), "--out", help="Folder to write the weights and model card into."),
     epochs: int = typer.Option(30, help="Most epochs to train; early stopping on validation AUC may stop sooner."),
     image_size: int = typer.Option(160, help="Square model input side in pixels."),
-    members: int = typer.Option(2, min=1, help="Networks trained side by side and averaged (an ensemble)."),
+    members: int = typer.Option(3, min=1, help="Networks trained side by side and averaged (an ensemble)."),
     batch_size: int = typer.Option(32, help="Images per training step."),
     val_fraction: float = typer.Option(0.15, help="Share of patients held out for validation."),
     seed: int = typer.Option(1337, help="Random seed for the split, augmentation and weights."),
 ) -> None:
-    """Train the CNN on a labelled folder and write weights plus a model card.
+    """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
-    Validation patients are held out whole (no patient on both sides). The decision threshold
-    is chosen on validation for a sensitivity of 0.95 after temperature calibration.
+    Validation patients are held out whole (no patient on both sides). The members train side
+    by side and their logits are averaged. Probabilities are calibrated on validation (Platt
+    scaling) and the decision threshold is the highest reaching sensitivity 0.95 there. With
+    the defaults a run takes about 30 minutes on 2 CPU cores.
 
     Example:
 

@@ -25,7 +25,7 @@ class ModelConfig:
     extra_convs_from_stage: int = 2  # stages from this index on get a second, stride-1 conv
     dropout: float = 0.3  # before the final dense layer
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    members: int = 2  # independently initialised networks of this shape; their logits are averaged
+    members: int = 3  # independently initialised networks of this shape; their logits are averaged
 
 
 def build_model(config: ModelConfig) -> Any:
