@@ -122,3 +122,14 @@ def test_a_card_without_members_describes_one_network():
     card = _card(ModelConfig(image_size=32, widths=(4,)))
     del card.config["members"]
     assert model_config_from_card(card).members == 1
+
+
+def test_the_scorer_applies_the_cards_temperature_and_bias(tmp_path):
+    config = ModelConfig(image_size=32, widths=(4,), members=1)
+    network = build_model(config)
+    card = _card(config)
+    card.bias = 1.5
+    save_bundle(network, card, tmp_path)
+    batch = np.random.default_rng(4).random((2, 32, 32, 1), dtype=np.float32)
+    logits = np.asarray(network(batch)).reshape(-1)
+    assert np.allclose(load_scorer(tmp_path).probabilities(batch), 1 / (1 + np.exp(-(logits / 2.0 + 1.5))), atol=1e-5)
