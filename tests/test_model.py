@@ -12,6 +12,7 @@ from xscan.model import (
     WeightsError,
     build_model,
     default_weights_dir,
+    fold_batch_norms,
     load_scorer,
     member_logit_layer,
     member_logits,
@@ -134,3 +135,20 @@ def test_the_scorer_applies_the_cards_temperature_and_bias(tmp_path):
     batch = np.random.default_rng(4).random((2, 32, 32, 1), dtype=np.float32)
     logits = np.asarray(network(batch)).reshape(-1)
     assert np.allclose(load_scorer(tmp_path).probabilities(batch), 1 / (1 + np.exp(-(logits / 2.0 + 1.5))), atol=1e-5)
+
+
+def test_folding_batch_norms_keeps_the_function():
+    config = ModelConfig(image_size=32, widths=(4, 8), members=2)
+    network = build_model(config)
+    rng = np.random.default_rng(5)
+    for layer in network.layers:  # trained-looking statistics, not the identity a fresh batch norm holds
+        if layer.name.endswith("_bn"):
+            width = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
+                               rng.uniform(0.2, 3, width)])
+    batch = rng.random((4, 32, 32, 1), dtype=np.float32)
+    folded = fold_batch_norms(network, config)
+    assert not any(layer.name.endswith("_bn") for layer in folded.layers)
+    expected = np.asarray(network(batch, training=False))
+    assert np.allclose(np.asarray(folded(batch, training=False)), expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(expected).max() > 1e-3  # a real signal went through
