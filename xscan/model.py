@@ -47,7 +47,7 @@ def build_model(config: ModelConfig, batch_norm: bool = True) -> Any:
 
 
 def member_logit_layer(member: int) -> str:
-    """The name of a member's own logit layer in an ensemble (a single network's is `logit`)."""
+    """The name of a member's own logit layer (in a single network, the output layer itself)."""
     return f"logit_m{member}"
 
 
@@ -70,8 +70,7 @@ def _member(layers: Any, inputs: Any, config: ModelConfig, member: int, batch_no
             x = _conv_bn_relu(layers, x, width, 1, f"m{member}_s{stage}_b", batch_norm)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(config.dropout)(x)
-    # A single network keeps the name its weights were saved under; members of an ensemble number theirs.
-    return layers.Dense(1, name="logit" if config.members == 1 else member_logit_layer(member))(x)
+    return layers.Dense(1, name=member_logit_layer(member))(x)
 
 
 def _conv_bn_relu(layers: Any, x: Any, width: int, strides: int, name: str, batch_norm: bool) -> Any:

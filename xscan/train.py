@@ -167,7 +167,8 @@ def _fit(network, x_train, y_train, x_val, y_val, config: TrainConfig, log: Log)
     members = config.model.members
     trainable = member_logits(network, members)
     augmenter = build_augmenter(config.augment, config.seed)
-    weights = tf.constant([class_weights(y_train)[c] for c in (0, 1)], tf.float32)
+    per_class = class_weights(y_train)
+    weights = tf.constant([per_class[0], per_class[1]], tf.float32)
 
     def augment(x, y):
         # Every member sees the same label; class weights enter as per-scan sample weights.

@@ -13,7 +13,7 @@ import numpy as np
 
 from xscan.calibration import fit_platt, threshold_for_sensitivity
 from xscan.dataset import find_labelled_scans, split_by_patient
-from xscan.model import calibrated_probability, load_scorer, member_logit_layer
+from xscan.model import calibrated_probability, load_scorer, member_logit_layer, model_config_from_card
 from xscan.train import _logits, evaluate_shifts, load_images, preprocess_all
 
 
@@ -27,7 +27,7 @@ def main(weights: Path, data: Path) -> None:
     greys = load_images(val_scans)
     size = scorer.card.image_size
     x = preprocess_all(greys, size)
-    members = scorer.card.config.get("members", 1)
+    members = model_config_from_card(scorer.card).members
     networks = {f"member {i}": keras.Model(scorer.network.inputs, scorer.network.get_layer(member_logit_layer(i)).output)
                 for i in range(members)}
     networks["ensemble"] = scorer.network
