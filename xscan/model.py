@@ -51,6 +51,20 @@ def member_logit_layer(member: int) -> str:
     return f"logit_m{member}"
 
 
+def member_features_layer(member: int) -> str:
+    """The name of a member's pooled features (the input of its logit), read by the out-of-scope check."""
+    return f"m{member}_features"
+
+
+def ensemble_features(network: Any, members: int) -> Any:
+    """A model sharing NETWORK's layers whose output is every member's pooled features, side by side."""
+    import keras
+    from keras import layers
+
+    outputs = [network.get_layer(member_features_layer(i)).output for i in range(members)]
+    return keras.Model(network.inputs, outputs[0] if members == 1 else layers.Concatenate(name="features")(outputs))
+
+
 def member_logits(network: Any, members: int) -> Any:
     """A model sharing NETWORK's layers whose output is every member's logit, shape (batch, members)."""
     import keras
@@ -68,7 +82,7 @@ def _member(layers: Any, inputs: Any, config: ModelConfig, member: int, batch_no
         x = _conv_bn_relu(layers, x, width, 2, f"m{member}_s{stage}_a", batch_norm)
         if stage >= config.extra_convs_from_stage:
             x = _conv_bn_relu(layers, x, width, 1, f"m{member}_s{stage}_b", batch_norm)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name=member_features_layer(member))(x)
     x = layers.Dropout(config.dropout)(x)
     return layers.Dense(1, name=member_logit_layer(member))(x)
 
@@ -123,8 +137,12 @@ class ModelCard:
     weights_sha256: str = ""
     bias: float = 0.0  # added to logit / temperature before the sigmoid (Platt scaling); 0 in older cards
     training: dict[str, Any] = field(default_factory=dict)
-    validation: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)  # the report part of validation: it chose nothing
     robustness: list[dict[str, Any]] = field(default_factory=list)
+    intended_population: str = ""
+    selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
+    external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
+    scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
 
     @property
     def model_id(self) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
@@ -20,7 +22,7 @@ from xscan.calibration import (
     fit_platt,
     threshold_for_sensitivity,
 )
-from xscan.dataset import CLASS_NAMES, LabelledScan, find_labelled_scans, split_by_patient
+from xscan.dataset import CLASS_NAMES, LabelledScan, find_labelled_scans, per_file_share, split_by_patient
 from xscan.decode import decode
 from xscan.metrics import binary_metrics
 from xscan.model import (
@@ -29,11 +31,33 @@ from xscan.model import (
     ModelConfig,
     build_model,
     calibrated_probability,
+    ensemble_features,
     member_logits,
     save_bundle,
 )
 from xscan.preprocess import preprocess
+from xscan.report import PROPORTIONS, bootstrap_intervals, wilson_interval
 from xscan.robustness import SHIFTS, Shift
+from xscan.scope import (
+    FEATURE_STATS_FILE,
+    IN_SCOPE,
+    SCOPE_REASONS,
+    SCOPE_WEIGHTS_FILE,
+    FeatureStats,
+    ScopeCheck,
+    ScopeConfig,
+    build_scope_model,
+    out_of_scope,
+    save_scope,
+    softmax,
+    synthetic_out_of_scope,
+)
+
+INTENDED_POPULATION = (
+    "Frontal chest radiographs of children (about 1 to 5 years old) from one hospital (Guangzhou Women and "
+    "Children's Medical Center), as in the Kermany et al. 2018 data set. Adult films, other hospitals' "
+    "equipment and other views are outside it."
+)
 
 
 @dataclass(frozen=True)
@@ -41,18 +65,21 @@ class TrainConfig:
     """The training recipe; recorded whole in the model card."""
 
     # --- data
-    val_fraction: float = 0.15  # share of patients held out for validation
+    val_fraction: float = 0.2  # share of patients held out from training
+    report_fraction: float = 0.5  # of those, the share kept for the card's figures only; the rest select
     seed: int = 1337
     # --- optimisation
     epochs: int = 30  # at most; early stopping usually ends sooner
     batch_size: int = 32
     learning_rate: float = 2e-3  # AdamW peak, cosine-decayed to zero over `epochs`
     label_smoothing: float = 0.05
-    patience: int = 10  # epochs without a better validation AUC before stopping
+    patience: int = 10  # epochs without a better selection AUC before stopping
     # --- operating point
-    target_sensitivity: float = 0.95  # the shipped threshold reaches this on validation
+    target_sensitivity: float = 0.95  # the shipped threshold reaches this on the selection part
+    bootstrap: int = 1000  # resamples for the AUC intervals in the card
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
 
 
 Log = Callable[[str], None]
@@ -74,48 +101,90 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {c: float(labels.size / (2 * counts[c])) for c in range(2)}
 
 
+def split_for_training(scans: list[LabelledScan], config: TrainConfig) -> tuple[list[LabelledScan], ...]:
+    """(train, select, report): three patient-disjoint parts.
+
+    SELECT chooses the epoch, the calibration and both thresholds; REPORT chooses nothing and gives
+    every figure in the card, so none holds by construction.
+    """
+    train_scans, held_out = split_by_patient(scans, config.val_fraction, config.seed)
+    select_scans, report_scans = split_by_patient(held_out, config.report_fraction, config.seed + 1)
+    for name, part in (("training", train_scans), ("selection", select_scans), ("report", report_scans)):
+        if len({s.label for s in part}) < 2:
+            raise ValueError(f"too few patients to make a {name} part with both classes")
+    return train_scans, select_scans, report_scans
+
+
 def train(
     data_dir: Path,
     out_dir: Path,
     config: TrainConfig,
     command: str,
     log: Log = print,
+    external: Path | None = None,
+    labels_file: Path | None = None,
 ) -> ModelCard:
-    """Train on DATA_DIR, write weights and model card into OUT_DIR, return the card."""
+    """Train on DATA_DIR, write weights, scope check and model card into OUT_DIR, return the card.
+
+    EXTERNAL is an optional labelled folder from outside the intended population (adult films of
+    another hospital): part of its patients teach the scope check what "another population" looks
+    like, the rest are scored for the card's out-of-population figures.
+    """
     import keras
 
     keras.utils.set_random_seed(config.seed)
     started = dt.datetime.now(dt.UTC)
-    scans = find_labelled_scans(data_dir)
-    train_scans, val_scans = split_by_patient(scans, config.val_fraction, config.seed)
-    if not train_scans or not val_scans or len({s.label for s in val_scans}) < 2:
-        raise ValueError("too few patients to split into training and validation sets with both classes")
-    log(f"{len(scans)} scans: {len(train_scans)} for training, {len(val_scans)} for validation (split by patient)")
+    scans = find_labelled_scans(data_dir, labels_file)
+    if per_file_share(scans) > 0:
+        log(f"warning: {per_file_share(scans):.0%} of the scans have no patient information (no DICOM PatientID, no "
+            "patient column, no known file-name pattern): each is its own patient, so one patient's scans may fall on "
+            "both sides of the split and flatter validation")
+    train_scans, select_scans, report_scans = split_for_training(scans, config)
+    log(f"{len(scans)} scans: {len(train_scans)} for training, {len(select_scans)} to select, "
+        f"{len(report_scans)} to report (split by patient)")
 
     size = config.model.image_size
-    y_train = np.array([s.label for s in train_scans])
-    y_val = np.array([s.label for s in val_scans])
-    x_train = preprocess_all(load_images(train_scans), size)
-    val_greys = load_images(val_scans)
-    x_val = preprocess_all(val_greys, size)
+    y_train, y_select, y_report = (np.array([s.label for s in part]) for part in (train_scans, select_scans, report_scans))
+    train_greys = load_images(train_scans)
+    x_train = preprocess_all(train_greys, size)
+    x_select = preprocess_all(load_images(select_scans), size)
+    report_greys = load_images(report_scans)
+    x_report = preprocess_all(report_greys, size)
 
     network = build_model(config.model)
-    fitted_epochs = _fit(network, x_train, y_train, x_val, y_val, config, log)
+    fitted_epochs = _fit(network, x_train, y_train, x_select, y_select, config, log)
 
-    val_logits = _logits(network, x_val)
-    temperature, bias = fit_platt(val_logits, y_val)
-    val_probability = calibrated_probability(val_logits, temperature, bias)
-    threshold = threshold_for_sensitivity(val_probability, y_val, config.target_sensitivity)
-    validation = binary_metrics(y_val, val_probability, threshold)
-    validation["brier"] = brier_score(val_probability, y_val)
-    validation["ece"] = expected_calibration_error(val_probability, y_val)
-    validation["ece_before_calibration"] = expected_calibration_error(calibrated_probability(val_logits, 1.0), y_val)
-    log(f"validation: AUC {validation['auc']:.4f}, sensitivity {validation['sensitivity']:.3f}, "
+    select_logits = _logits(network, x_select)
+    temperature, bias = fit_platt(select_logits, y_select)
+    threshold = threshold_for_sensitivity(calibrated_probability(select_logits, temperature, bias), y_select, config.target_sensitivity)
+    selection = _figures(y_select, calibrated_probability(select_logits, temperature, bias), threshold, config)
+    report_logits = _logits(network, x_report)
+    validation = _figures(y_report, calibrated_probability(report_logits, temperature, bias), threshold, config)
+    validation["ece_before_calibration"] = expected_calibration_error(calibrated_probability(report_logits, 1.0), y_report)
+    log(f"report part: AUC {validation['auc']:.4f}, sensitivity {validation['sensitivity']:.3f}, "
         f"specificity {validation['specificity']:.3f} at threshold {threshold:.3f} (T={temperature:.2f}, bias {bias:.2f})")
 
-    robustness = evaluate_shifts(network, val_greys, y_val, size, (temperature, bias), threshold)
+    robustness = evaluate_shifts(network, report_greys, y_report, size, (temperature, bias), threshold)
     for row in robustness:
         log(f"  shift {row['shift']:<18} AUC {row['auc']:.4f}  specificity {row['specificity']:.3f}  sensitivity {row['sensitivity']:.3f}")
+
+    external_scans = find_labelled_scans(external) if external else []
+    external_fit, external_report = (
+        split_by_patient(external_scans, config.scope.external_report_fraction, config.seed + 2) if external_scans else ([], [])
+    )
+    features = ensemble_features(network, config.model.members)
+    stats = FeatureStats.fit(_predict(features, x_train))
+    scope_network = _fit_scope(train_greys, x_train, load_images(external_fit), config, log)
+    scope = _choose_scope_thresholds(scope_network, features, stats, x_select, config)
+    scope_check = ScopeCheck(scope["in_scope_threshold"], scope["distance_threshold"], stats)
+    scope["rates"] = _scope_rates(scope_network, features, scope_check, x_report, report_greys, config, log)
+
+    external_figures = []
+    if external_report:
+        external_figures.append(_external_figures(
+            external, external_report, network, scope_network, features, scope_check, (temperature, bias), threshold, config, log,
+        ))
+        scope["rates"]["outside the training population (external report part)"] = external_figures[0]["out_of_scope_rate"]
 
     card = ModelCard(
         name=MODEL_NAME,
@@ -126,7 +195,7 @@ def train(
         temperature=temperature,
         bias=bias,
         threshold=threshold,
-        threshold_rule=f"highest threshold reaching sensitivity >= {config.target_sensitivity} on the validation split",
+        threshold_rule=f"highest threshold reaching sensitivity >= {config.target_sensitivity} on the selection part of validation",
         training={
             "command": command,
             "recipe": asdict(config),
@@ -134,8 +203,13 @@ def train(
                 "source": "Kermany et al. 2018 pediatric chest X-ray, training split (Guangzhou; CC BY 4.0)",
                 "folder": str(data_dir),
                 "train": _counts(y_train),
-                "validation": _counts(y_val),
-                "validation_patients": len({s.patient_id for s in val_scans}),
+                "selection": _counts(y_select),
+                "report": _counts(y_report),
+                "selection_patients": len({s.patient_id for s in select_scans}),
+                "report_patients": len({s.patient_id for s in report_scans}),
+                "external": str(external) if external else None,
+                "external_scope_fit": len(external_fit),
+                "external_report": len(external_report),
             },
             "class_weights": class_weights(y_train),
             "epochs_run": fitted_epochs["run"],
@@ -147,8 +221,26 @@ def train(
         },
         validation=validation,
         robustness=robustness,
+        intended_population=INTENDED_POPULATION,
+        selection=selection,
+        external=external_figures,
+        scope=scope,
     )
+    card.scope.update(save_scope(out_dir, scope_network, stats, config.scope, size))
     return save_bundle(network, card, out_dir)
+
+
+def _figures(labels: np.ndarray, probability: np.ndarray, threshold: float, config: TrainConfig) -> dict[str, Any]:
+    """Metrics at THRESHOLD with 95 % intervals: Wilson for proportions, bootstrap for AUC."""
+    figures: dict[str, Any] = binary_metrics(labels, probability, threshold)
+    figures["brier"] = brier_score(probability, labels)
+    figures["ece"] = expected_calibration_error(probability, labels)
+    intervals = {name: wilson_interval(*count(figures)) for name, count in PROPORTIONS.items()}
+    if len(np.unique(labels)) == 2:
+        boot, _ = bootstrap_intervals(labels, probability, threshold, config.bootstrap, config.seed)
+        intervals["auc"] = (boot["auc"].low, boot["auc"].high)
+    figures["intervals"] = {name: [float(low), float(high)] for name, (low, high) in intervals.items()}
+    return figures
 
 
 def _counts(labels: np.ndarray) -> dict[str, int]:
@@ -248,3 +340,119 @@ def evaluate_shifts(
         metrics = binary_metrics(labels, probability, threshold)
         rows.append({"shift": name, **{k: metrics[k] for k in ("auc", "sensitivity", "specificity", "accuracy")}})
     return rows
+
+
+def _predict(model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=64, verbose=0), np.float64)
+
+
+# --- the out-of-scope check ------------------------------------------------------------------------
+
+
+def _fit_scope(train_greys: list[np.ndarray], x_train: np.ndarray, external_greys: list[np.ndarray], config: TrainConfig, log: Log):
+    """Train the scope network: training scans in scope; external films, wrong renderings and non-radiographs out."""
+    import keras
+    import tensorflow as tf
+
+    scope = config.scope
+    size = config.model.image_size
+    made, kinds = synthetic_out_of_scope(train_greys, scope, config.seed + 3)
+    negatives = [preprocess_all(made, size)]
+    negative_kinds = [kinds]
+    if external_greys:
+        negatives.append(preprocess_all(external_greys, size))
+        negative_kinds.append(np.ones(len(external_greys), int))
+    x = np.concatenate([x_train, *negatives])
+    y = np.concatenate([np.zeros(len(x_train), int), *negative_kinds])
+    counts = np.bincount(y, minlength=len(SCOPE_REASONS))
+    # In scope weighs as much as all out-of-scope kinds together, and each kind present the same.
+    kinds_present = int((counts[1:] > 0).sum())
+    per_class = [len(y) / (2 * counts[0])] + [len(y) / (2 * kinds_present * n) if n else 0.0 for n in counts[1:]]
+    weights = tf.constant(per_class, tf.float32)
+    # Stronger zoom-in than the classifier's: a tightly collimated film (thorax filling the frame) is in scope.
+    augmenter = build_augmenter(replace(config.augment, zoom_in=0.35), config.seed + 4)
+    batches = (
+        tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+        .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(scope.batch_size)
+        .map(lambda images, kind: (augmenter(images, training=True), kind, tf.gather(weights, kind)), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(2)
+    )
+    network = build_scope_model(scope, size)
+    steps = scope.epochs * int(np.ceil(len(x) / scope.batch_size))
+    network.compile(
+        optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(scope.learning_rate, steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    log(f"scope network: {counts[0]} in scope, {counts[1]} external, {counts[2]} rotated or inverted, {counts[3]} not radiographs")
+    network.fit(batches, epochs=scope.epochs, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: log(f"scope epoch {epoch + 1}/{scope.epochs}: loss {logs['loss']:.4f}"))])
+    return network
+
+
+def _scope_outputs(scope_network, features, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _predict(scope_network, x), _predict(features, x)
+
+
+def _choose_scope_thresholds(scope_network, features, stats: FeatureStats, x_select: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    """Each threshold keeps TARGET_IN_SCOPE_RATE of the selection scans in scope (all of which are in scope)."""
+    logits, feats = _scope_outputs(scope_network, features, x_select)
+    keep = config.scope.target_in_scope_rate
+    return {
+        "method": "a small scope network (4 classes: in scope, another population, rotated or inverted, not a chest radiograph) "
+                  "on the model input, and the Mahalanobis distance of the ensemble's pooled features from the training "
+                  "scans' (Ledoit-Wolf covariance); out of scope when either passes its threshold",
+        "in_scope_threshold": float(np.quantile(softmax(logits)[:, IN_SCOPE], 1 - keep)),
+        "distance_threshold": float(np.quantile(stats.distance(feats), keep)),
+        "threshold_rule": f"each keeps {keep:.1%} of the selection part of validation in scope",
+        "weights_file": SCOPE_WEIGHTS_FILE,
+        "features_file": FEATURE_STATS_FILE,
+    }
+
+
+def _scope_rates(scope_network, features, check: ScopeCheck, x_report: np.ndarray, report_greys, config: TrainConfig, log: Log):
+    """Share judged out of scope on the report part, and on wrong renderings and non-radiographs made from it."""
+    made, kinds = synthetic_out_of_scope(report_greys, replace(config.scope, synthetic_per_kind=300), config.seed + 5)
+    x_made = preprocess_all(made, config.model.image_size)
+    rates = {"validation (report part), in scope": _flagged(scope_network, features, check, x_report)}
+    rates["rotated or inverted films (made from the report part)"] = _flagged(scope_network, features, check, x_made[kinds == 2])
+    not_radiographs = x_made[kinds == 3]
+    rates["not chest radiographs: crops, noise, flat, gradients, shapes, text"] = _flagged(scope_network, features, check, not_radiographs)
+    for name, rate in rates.items():
+        log(f"  out of scope: {rate:.3f} of {name}")
+    return rates
+
+
+def _flagged(scope_network, features, check: ScopeCheck, x: np.ndarray) -> float:
+    logits, feats = _scope_outputs(scope_network, features, x)
+    return float(out_of_scope(logits, check.stats.distance(feats), check.in_scope_threshold, check.distance_threshold).mean())
+
+
+def _external_figures(folder, scans, network, scope_network, features, check, calibration, threshold, config: TrainConfig, log: Log):
+    """The classifier on an outside population: all its report scans, PA films alone, and the scans the check keeps."""
+    labels = np.array([s.label for s in scans])
+    x = preprocess_all(load_images(scans), config.model.image_size)
+    probability = calibrated_probability(_logits(network, x), *calibration)
+    logits, feats = _scope_outputs(scope_network, features, x)
+    flagged = out_of_scope(logits, check.stats.distance(feats), check.in_scope_threshold, check.distance_threshold)
+    figures = {"name": Path(folder).name, "folder": str(folder), "all": _figures(labels, probability, threshold, config),
+               "out_of_scope_rate": float(flagged.mean())}
+    views = _views(folder, scans)
+    if views is not None and (views == "PA").sum() > 10 and len(np.unique(labels[views == "PA"])) == 2:
+        figures["PA films"] = _figures(labels[views == "PA"], probability[views == "PA"], threshold, config)
+    kept = ~flagged
+    if kept.sum() >= 10 and len(np.unique(labels[kept])) == 2:
+        figures["kept by the scope check"] = _figures(labels[kept], probability[kept], threshold, config)
+    log(f"external {figures['name']}: AUC {figures['all']['auc']:.3f}, specificity {figures['all']['specificity']:.3f}; "
+        f"{flagged.mean():.1%} judged out of scope")
+    return figures
+
+
+def _views(folder: Path, scans: list[LabelledScan]) -> np.ndarray | None:
+    """The view (PA, AP) of each scan from a manifest.csv with columns file,view beside the class folders, if any."""
+    manifest = Path(folder) / "manifest.csv"
+    if not manifest.exists():
+        return None
+    with open(manifest, newline="") as stream:
+        view_of = {Path(record["file"]).name: record.get("view", "") for record in csv.DictReader(stream)}
+    return np.array([view_of.get(s.path.name, "") for s in scans])

@@ -1,0 +1,216 @@
+"""The out-of-scope check: is a scan the kind of film the model was built for (a frontal pediatric chest radiograph)?
+
+Two cheap signals, both computed on what one scoring call already produces:
+
+- a small scope network (one more head on the same model input) that tells in-scope scans from three
+  kinds of out-of-scope input it was trained on: films of another population (adult films of
+  another hospital), rotated or inverted renderings of chest films, and things that are not a
+  chest radiograph at all (noise, blank and gradient images, small crops, drawings and text);
+- the Mahalanobis distance of the ensemble's pooled features from the training scans' features,
+  which flags inputs unlike anything seen in training, including kinds the scope network never saw.
+
+A scan is out of scope when the scope network's in-scope probability falls below its threshold or
+the distance exceeds its threshold. Both thresholds are chosen on validation scans that are
+in scope, so that about 0.5 % of ordinary films are flagged; they are stored in the model card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# The scope network's classes, by index. The reason strings are written into the `scope` column.
+IN_SCOPE = 0
+SCOPE_REASONS = ("", "outside the training population", "rotated or inverted", "not a chest radiograph")
+UNUSUAL_FEATURES = "not a chest radiograph"  # the reason given when only the feature distance flags a scan
+SCOPE_WEIGHTS_FILE = "xscan-scope.weights.h5"
+FEATURE_STATS_FILE = "xscan-features.npz"
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    """The scope network and how it is trained; every value is recorded in the model card."""
+
+    widths: tuple[int, ...] = (8, 16, 32, 64)  # stride-2 conv stages on the half-resolution input
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    synthetic_per_kind: int = 1500  # generated rotated/inverted and not-a-radiograph examples each
+    external_report_fraction: float = 0.4  # share of the out-of-population patients kept for reporting only
+    target_in_scope_rate: float = 0.995  # each threshold keeps this share of in-scope selection scans
+    crop_side: tuple[float, float] = (0.12, 0.3)  # crops this share of a side are not chest films; tight collimation is
+
+
+def build_scope_model(config: ScopeConfig, image_size: int) -> Any:
+    """A small CNN on the model input, downsampled 2x inside the network, with four class logits."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((image_size, image_size, 1), name="scan")
+    x = layers.AveragePooling2D(2, name="scope_downsample")(inputs)
+    for stage, width in enumerate(config.widths):
+        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"scope_s{stage}_conv")(x)
+        x = layers.BatchNormalization(name=f"scope_s{stage}_bn")(x)
+        x = layers.ReLU(name=f"scope_s{stage}_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="scope_pool")(x)
+    outputs = layers.Dense(len(SCOPE_REASONS), name="scope_logits")(x)
+    return keras.Model(inputs, outputs, name="xscan-scope")
+
+
+# --- synthetic out-of-scope examples --------------------------------------------------------------
+
+
+def rotated_or_inverted(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A chest film rendered wrongly: turned by 90, 180 or 270 degrees, upside down, or with inverted grey levels."""
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        return cv2.rotate(grey, cv2.ROTATE_90_CLOCKWISE)
+    if kind == 1:
+        return cv2.rotate(grey, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if kind == 2:
+        return cv2.rotate(grey, cv2.ROTATE_180)
+    if kind == 3:
+        return np.ascontiguousarray(grey[::-1])
+    inverted = 255 - grey
+    return cv2.rotate(inverted, cv2.ROTATE_180) if rng.random() < 0.3 else inverted
+
+
+def not_a_radiograph(grey: np.ndarray, rng: np.random.Generator, crop_side: tuple[float, float]) -> np.ndarray:
+    """Something a nightly export holds that is no chest film: a small crop, noise, a flat or gradient image, shapes or text."""
+    kind = int(rng.integers(0, 6))
+    size = int(rng.integers(160, 400))
+    if kind == 0:
+        h, w = grey.shape
+        side = rng.uniform(*crop_side)
+        ch, cw = max(8, int(h * side)), max(8, int(w * side))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        return np.ascontiguousarray(grey[y : y + ch, x : x + cw])
+    if kind == 1:
+        noise = rng.normal(128, rng.uniform(10, 80), (size, size))
+        blur = rng.choice([0, 1, 3, 9])
+        noise = cv2.GaussianBlur(noise, (0, 0), blur) if blur else noise
+        return np.clip(noise, 0, 255).astype(np.uint8)
+    if kind == 2:
+        flat = np.full((size, size), rng.integers(0, 256), np.uint8)
+        return np.clip(flat + rng.normal(0, rng.uniform(0, 3), flat.shape), 0, 255).astype(np.uint8)
+    if kind == 3:
+        ramp = np.linspace(rng.uniform(0, 128), rng.uniform(128, 255), size)
+        image = np.add.outer(ramp * rng.uniform(0, 1), ramp * rng.uniform(0, 1))
+        return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    canvas = np.full((size, size), rng.integers(0, 256), np.uint8)
+    for _ in range(int(rng.integers(3, 25))):
+        colour = int(rng.integers(0, 256))
+        centre = (int(rng.integers(0, size)), int(rng.integers(0, size)))
+        if kind == 4:
+            cv2.circle(canvas, centre, int(rng.integers(3, size // 3)), colour, -1 if rng.random() < 0.5 else 2)
+            cv2.rectangle(canvas, centre, (int(rng.integers(0, size)), int(rng.integers(0, size))), colour, -1 if rng.random() < 0.5 else 2)
+        else:
+            text = "".join(chr(int(c)) for c in rng.integers(65, 91, int(rng.integers(3, 12))))
+            cv2.putText(canvas, text, centre, cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.4, 1.5), colour, int(rng.integers(1, 3)))
+    return canvas
+
+
+def synthetic_out_of_scope(greys: list[np.ndarray], config: ScopeConfig, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """SYNTHETIC_PER_KIND rotated-or-inverted and not-a-radiograph examples made from GREYS, with their class indices."""
+    rng = np.random.default_rng(seed)
+    made: list[np.ndarray] = []
+    kinds: list[int] = []
+    for kind in (2, 3):
+        for index in rng.integers(0, len(greys), config.synthetic_per_kind):
+            grey = greys[int(index)]
+            made.append(rotated_or_inverted(grey, rng) if kind == 2 else not_a_radiograph(grey, rng, config.crop_side))
+            kinds.append(kind)
+    return made, np.array(kinds)
+
+
+# --- the fitted check -----------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureStats:
+    """Mean and precision matrix of the ensemble's pooled features on the training scans (Ledoit-Wolf)."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> FeatureStats:
+        from sklearn.covariance import LedoitWolf
+
+        fitted = LedoitWolf().fit(np.asarray(features, np.float64))
+        return cls(fitted.location_.astype(np.float32), fitted.precision_.astype(np.float32))
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row of FEATURES."""
+        centred = np.asarray(features, np.float32) - self.mean
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0)).astype(np.float64)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, mean=self.mean, precision=self.precision)
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureStats:
+        with np.load(path) as stored:
+            return cls(stored["mean"], stored["precision"])
+
+
+@dataclass(frozen=True)
+class ScopeVerdict:
+    reason: str  # empty when in scope
+    score: float  # the scope network's out-of-scope probability (1 - in-scope)
+    distance: float  # feature distance from the training scans
+
+
+@dataclass
+class ScopeCheck:
+    """The fitted check: thresholds from the card, the feature statistics from beside the weights."""
+
+    in_scope_threshold: float  # a scan whose in-scope probability is below this is out of scope
+    distance_threshold: float  # or whose feature distance exceeds this
+    stats: FeatureStats
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def judge(self, scope_logits: np.ndarray, features: np.ndarray) -> list[ScopeVerdict]:
+        probabilities = softmax(scope_logits)
+        distances = self.stats.distance(features)
+        verdicts = []
+        for probability, distance in zip(probabilities, distances, strict=True):
+            in_scope = float(probability[IN_SCOPE])
+            if in_scope < self.in_scope_threshold:
+                reason = SCOPE_REASONS[1 + int(np.argmax(probability[1:]))]
+            elif distance > self.distance_threshold:
+                reason = UNUSUAL_FEATURES
+            else:
+                reason = ""
+            verdicts.append(ScopeVerdict(reason, 1.0 - in_scope, float(distance)))
+        return verdicts
+
+
+def save_scope(weights_dir: Path, network: Any, stats: FeatureStats, config: ScopeConfig, image_size: int) -> dict[str, str]:
+    """Write the scope network's weights (without optimizer state) and the feature statistics; return their sha256s."""
+    import hashlib
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    clean = build_scope_model(config, image_size)
+    clean.set_weights(network.get_weights())
+    clean.save_weights(weights_dir / SCOPE_WEIGHTS_FILE)
+    stats.save(weights_dir / FEATURE_STATS_FILE)
+    return {
+        f"{name}_sha256": hashlib.sha256((weights_dir / file).read_bytes()).hexdigest()
+        for name, file in (("weights", SCOPE_WEIGHTS_FILE), ("features", FEATURE_STATS_FILE))
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, np.float64) - np.max(logits, axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def out_of_scope(scope_logits: np.ndarray, distances: np.ndarray, in_scope_threshold: float, distance_threshold: float) -> np.ndarray:
+    """Boolean mask of scans the check would flag; the same rule as ScopeCheck.judge, vectorized for training."""
+    return (softmax(scope_logits)[:, IN_SCOPE] < in_scope_threshold) | (distances > distance_threshold)
