@@ -1,0 +1,128 @@
+"""Site calibration: threshold at the target sensitivity, refusals, the SITE.json round trip and the model id it gives."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xscan.labels import FolderLabels
+from xscan.results import Row
+from xscan.site import (
+    MIN_PER_CLASS,
+    SiteCalibrationError,
+    fit_site_calibration,
+    load_site,
+    select_rows,
+)
+
+MODEL = "xscan-cnn-0.1.0-abcdef12"
+
+
+def _rows(normal: list[float], pneumonia: list[float], model: str = MODEL) -> list[Row]:
+    return [Row(f"site/NORMAL/n{i}.png", p, 0.5, model) for i, p in enumerate(normal)] + [
+        Row(f"site/PNEUMONIA/p{i}.png", p, 0.5, model) for i, p in enumerate(pneumonia)
+    ]
+
+
+def _sample(count: int, seed: int = 0) -> list[Row]:
+    rng = np.random.default_rng(seed)
+    # Overlapping classes, both read high: what the bundled model does at a site with another prevalence.
+    normal = 1 / (1 + np.exp(-rng.normal(1.0, 1.0, count)))
+    pneumonia = 1 / (1 + np.exp(-rng.normal(3.0, 1.0, count)))
+    return _rows(list(normal), list(pneumonia))
+
+
+def test_threshold_is_the_highest_reaching_the_target_sensitivity():
+    site = fit_site_calibration(select_rows(_sample(60), FolderLabels()), target_sensitivity=0.9)
+    labelled = select_rows(_sample(60), FolderLabels())
+    calibrated = site.probability(labelled.probabilities)
+    positives = calibrated[labelled.truth == 1]
+    assert (positives >= site.threshold).mean() >= 0.9
+    # Any higher threshold (the next calibrated pneumonia score up) loses the target.
+    higher = np.sort(positives[positives > site.threshold])[0]
+    assert (positives >= higher).mean() < 0.9
+    assert site.at_threshold["sensitivity"]["value"] >= 0.9
+    low, high = site.at_threshold["specificity"]["interval"]
+    assert low < site.at_threshold["specificity"]["value"] < high
+
+
+def test_refuses_fewer_than_twenty_of_either_class():
+    rows = _rows([0.2] * 40, [0.9] * (MIN_PER_CLASS - 1))
+    with pytest.raises(SiteCalibrationError, match="19 PNEUMONIA"):
+        fit_site_calibration(select_rows(rows, FolderLabels()))
+
+
+def test_intercept_follows_the_site_prevalence():
+    labelled = select_rows(_sample(50), FolderLabels())
+    sample = fit_site_calibration(labelled)
+    rare = fit_site_calibration(labelled, prevalence=0.1)
+    assert sample.refit == "intercept" and sample.slope == 1.0
+    # Same ranking and sensitivity rule; probabilities move down where pneumonia is rarer.
+    assert rare.intercept < sample.intercept
+    assert np.all(rare.probability(labelled.probabilities) < sample.probability(labelled.probabilities))
+
+
+def test_slope_is_refitted_with_enough_scans():
+    assert fit_site_calibration(select_rows(_sample(120), FolderLabels())).refit == "slope and intercept"
+
+
+def test_rows_without_truth_with_errors_or_out_of_scope_are_left_out_and_named():
+    rows = _sample(25) + [
+        Row("elsewhere/x.png", 0.4, 0.5, MODEL),
+        Row("site/NORMAL/broken.png", None, 0.5, MODEL, "not an image"),
+    ]
+    labelled = select_rows(rows, FolderLabels())
+    assert labelled.truth.size == 50
+    assert labelled.left_out == {"no ground truth": ["elsewhere/x.png"], "error": ["site/NORMAL/broken.png"]}
+
+
+def test_results_of_a_site_calibrated_run_are_refused():
+    with pytest.raises(SiteCalibrationError, match="without --calibration"):
+        select_rows(_rows([0.1] * 20, [0.9] * 20, model=f"{MODEL}+0123abcd"), FolderLabels())
+
+
+def test_site_file_round_trip_and_model_id(tmp_path):
+    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    path = tmp_path / "site.json"
+    path.write_text(site.to_json())
+    loaded = load_site(path, MODEL)
+    assert loaded.calibration == site
+    assert loaded.model_id() == f"{MODEL}+{loaded.sha256[:8]}"
+    # Another calibration, another id: rows of two calibrations never mix on resume.
+    other = tmp_path / "other.json"
+    other.write_text(fit_site_calibration(select_rows(_sample(30, seed=1), FolderLabels())).to_json())
+    assert load_site(other, MODEL).model_id() != loaded.model_id()
+
+
+def test_site_file_for_another_model_is_refused(tmp_path):
+    path = tmp_path / "site.json"
+    path.write_text(fit_site_calibration(select_rows(_sample(30), FolderLabels())).to_json())
+    with pytest.raises(SiteCalibrationError, match="made for model"):
+        load_site(path, "xscan-cnn-0.1.0-99999999")
+    path.write_text(json.dumps({"threshold": 0.5}))
+    with pytest.raises(SiteCalibrationError, match="not a site calibration file"):
+        load_site(path, MODEL)
+
+
+def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_path):
+    from typer.testing import CliRunner
+
+    from xscan.cli import app
+    from xscan.results import ResultsWriter
+
+    results = tmp_path / "sample.csv"
+    with ResultsWriter(results) as writer:
+        writer.write(_sample(30))
+    site = tmp_path / "site.json"
+    done = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(site)])
+    assert done.exit_code == 0, done.output
+    assert load_site(site, MODEL).calibration.counts["used"] == 60
+    assert "cross-checked" in done.output
+
+    with ResultsWriter(results) as writer:
+        writer.write(_rows([0.2] * 30, [0.9] * 10))
+    refused = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(tmp_path / "small.json")])
+    assert refused.exit_code == 2
+    assert "10 PNEUMONIA" in refused.output and not (tmp_path / "small.json").exists()
