@@ -214,3 +214,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def out_of_scope(scope_logits: np.ndarray, distances: np.ndarray, in_scope_threshold: float, distance_threshold: float) -> np.ndarray:
     """Boolean mask of scans the check would flag; the same rule as ScopeCheck.judge, vectorized for training."""
     return (softmax(scope_logits)[:, IN_SCOPE] < in_scope_threshold) | (distances > distance_threshold)
+
+
+class ScopeFilesError(Exception):
+    """The scope check's files are missing or do not match the model card."""
+
+
+def load_scope(weights_dir: Path, card_scope: dict[str, Any], recipe: dict[str, Any], image_size: int) -> tuple[Any, ScopeCheck]:
+    """The scope network (weights loaded) and the fitted check of a card's scope section; RECIPE is its training recipe."""
+    import hashlib
+
+    paths = {name: weights_dir / card_scope[f"{name}_file"] for name in ("weights", "features")}
+    for name, path in paths.items():
+        if not path.exists():
+            raise ScopeFilesError(f"no {path} (the model card's out-of-scope check needs it)")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != card_scope.get(f"{name}_sha256"):
+            raise ScopeFilesError(f"{path} does not match its model card")
+    config = ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
+    network = build_scope_model(config, image_size)
+    network.load_weights(paths["weights"])
+    check = ScopeCheck(card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(paths["features"]), card_scope)
+    return network, check
