@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from xscan.dicom import DicomOptions
     from xscan.explain import Explainer
     from xscan.model import Scorer
+    from xscan.report import Report
     from xscan.resume import StreamResults
     from xscan.runlog import RunLog
 
@@ -422,6 +423,10 @@ def report(
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     plots: Path = typer.Option(None, "--plots", file_okay=False, help="Write PNG plots into this folder (needs xscan[plots])."),
+    html: Path = typer.Option(None, "--html", file_okay=False, help="Write an offline review page, DIR/index.html with its "
+                              "plots and galleries of scans with heatmaps, into this folder (needs xscan[plots])."),
+    gallery: int = typer.Option(None, "--gallery", min=0, metavar="N", help="Scans per gallery of the --html page; default 12."),
+    weights: Path = typer.Option(None, help="Weights folder for the --html heatmaps; default: the bundled model."),
 ) -> None:
     """Report how well the scores in RESULTS agree with ground truth, or summarize them without it.
 
@@ -432,18 +437,26 @@ def report(
     without ground truth are counted in a note, never dropped silently.
     xscan aids a physician; it is not a diagnostic device.
 
+    --html DIR writes DIR/index.html, a page that opens from the file system with no network:
+    the metrics, plots and operating points above, and galleries of thumbnails with Grad-CAM
+    heatmaps (false negatives, false positives, nearest the threshold, out of scope, errors;
+    without labels the highest, the lowest and nearest the threshold), each capped at
+    --gallery N and sorted most wrong first. Only the shown scans get heatmaps; their files
+    must be readable at the paths in the CSV (or relative to the CSV's folder).
+
     Example:
 
     \b
         xscan report results.csv --labels
         xscan report results.csv --labels-file truth.csv --json --plots plots/
+        xscan report results.csv --labels --html review/ --gallery 24
     """
     from xscan.plots import PlotsUnavailable, require_matplotlib, write_plots
     from xscan.report import ReportError, report_from_csv
     from xscan.report_view import print_report, report_json
 
     truth = _ground_truth(labels, labels_file)
-    if plots:
+    if plots or html:
         try:
             require_matplotlib()  # fail before the work, not after it
         except PlotsUnavailable as error:
@@ -460,6 +473,26 @@ def report(
         console.print(DISCLAIMER)
     for path in write_plots(result, plots) if plots else []:
         err.print(f"wrote {path}", highlight=False, markup=False)
+    if html:
+        _review_page(result, results, html, truth, gallery, weights)
+
+
+def _review_page(result: Report, results: Path, folder: Path, truth: GroundTruth | None, gallery: int | None,
+                 weights: Path | None) -> None:
+    from xscan.model import WeightsError
+    from xscan.review_page import GALLERY_SIZE, write_review_page
+
+    try:
+        with _native_stderr_silenced():
+            page = write_review_page(result, results, folder, truth, GALLERY_SIZE if gallery is None else gallery, weights)
+    except WeightsError as error:
+        raise _fail(str(error), EXIT_FATAL) from None
+    except OSError as error:
+        raise _fail(f"cannot write the review page into {folder}: {error.strerror or error}", EXIT_FATAL) from None
+    for note in page.notes:
+        _say(f"note: {note}")
+    _say(f"wrote {page.index} ({len(page.pictures)} scans drawn in {page.heatmap_seconds:.1f} s; "
+         f"{page.seconds:.1f} s in all)")
 
 
 def _ground_truth(labels: bool, labels_file: Path | None) -> GroundTruth | None:

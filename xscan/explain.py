@@ -160,17 +160,20 @@ class Explainer:
         grey = display_scan(explanation.path, long_side)
         return grey, self.heat(explanation, grey.shape[1], grey.shape[0])
 
-    def overlay(self, explanation: Explanation, long_side: int, threshold: float) -> np.ndarray:
-        """The full overlay: scan, heat, colour bar and a caption (probability, label, threshold, model)."""
-        grey, heat = self.picture(explanation, long_side)
-        scale = colour_scale(heat)
+    def caption(self, explanation: Explanation, threshold: float) -> list[str]:
+        """The lines under an overlay: label, probability and threshold; what the map is; the model."""
         row = Row(str(explanation.path), explanation.probability, threshold, self.scorer.card.model_id)
-        caption = [
+        return [
             f"{row.label}: probability of pneumonia {explanation.probability:.6f} (threshold {threshold:.4f})",
             "Grad-CAM: where the pneumonia score rose; bar in logit per cell",
             f"model {row.model}; aids a physician, not a diagnostic device",
         ]
-        return annotate(blend(grey, heat, scale), scale, caption)
+
+    def overlay(self, explanation: Explanation, long_side: int, threshold: float) -> np.ndarray:
+        """The full overlay: scan, heat, colour bar and caption."""
+        grey, heat = self.picture(explanation, long_side)
+        scale = colour_scale(heat)
+        return annotate(blend(grey, heat, scale), scale, self.caption(explanation, threshold))
 
 
 class OverlayClashError(ValueError):
