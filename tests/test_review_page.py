@@ -150,3 +150,12 @@ def test_ten_thousand_rows_in_under_a_minute_beyond_the_heatmaps(tmp_path):
     assert len(written.pictures) == len(shown) <= 25  # heatmaps for the shown scans only
     assert sum(gallery.total for gallery in written.galleries) > 10_000
     assert elapsed - written.heatmap_seconds < 60
+
+
+def test_without_galleries_no_model_is_loaded(review_run, tmp_path):
+    from test_startup import RUN_CLI, heavy_modules_after
+
+    results, _, _ = review_run
+    page = tmp_path / "page"
+    assert heavy_modules_after(RUN_CLI, "report", str(results), "--labels", "--html", str(page), "--gallery", "0") == []
+    assert "0 shown of" in (page / "index.html").read_text(encoding="utf-8")

@@ -290,7 +290,7 @@ def _notes(notes: list[str]) -> str:
 def _gallery(gallery: Gallery, pictures: dict[str, Picture]) -> str:
     shown = len(gallery.entries)
     figures = "".join(_figure(entry, pictures.get(entry.path)) for entry in gallery.entries)
-    body = f'<div class="thumbs">{figures}</div>' if shown else '<p class="empty">None.</p>'
+    body = f'<div class="thumbs">{figures}</div>' if shown else ('<p class="empty">None.</p>' if not gallery.total else "")
     return (f'<section class="gallery" id="{gallery.key}" data-gallery="{gallery.key}" data-total="{gallery.total}" '
             f'data-shown="{shown}"><h3>{_e(gallery.title)}</h3><p>{shown} shown of {gallery.total}; {_e(gallery.order)}.</p>'
             f"{body}</section>")
