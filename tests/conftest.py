@@ -37,3 +37,46 @@ def scorer():
     from xscan.model import load_scorer
 
     return load_scorer()
+
+
+NIH = DATA / "nih_adult"
+REVIEW_GALLERY = 3
+
+
+@pytest.fixture(scope="session")
+def review_run(tmp_path_factory):
+    """`xscan score` then `xscan report --labels --html` on real scans: results CSV, page folder and the report's CliRunner result.
+
+    Three training scans of each class and five adult films of each from another hospital (the
+    model misses some and flags some normals there, so every labelled gallery has members), a
+    truncated JPEG, and one row marked out of scope the way issue 12's check will write it.
+    """
+    import csv
+
+    from typer.testing import CliRunner
+
+    from xscan.cli import app
+
+    base = tmp_path_factory.mktemp("review")
+    for label in ("NORMAL", "PNEUMONIA"):
+        (base / "scans" / label).mkdir(parents=True)
+        for path in real_scans(label, 3) + real_scans(label, 5, NIH):
+            shutil.copy(path, base / "scans" / label / path.name)
+    jpeg = real_scans("PNEUMONIA", 1)[0].read_bytes()
+    (base / "scans" / "cut.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
+    results = base / "results.csv"
+    scored = CliRunner().invoke(app, ["score", str(base / "scans"), "-o", str(results), "--quiet"])
+    assert scored.exit_code == 1, scored.output  # the truncated JPEG
+    with open(results, newline="") as stream:
+        records = list(csv.DictReader(stream))
+    for record in records:
+        out = record["path"].endswith(real_scans("NORMAL", 1, NIH)[0].name)
+        record["label"], record["scope"] = ("OUT_OF_SCOPE", "outside the training population (test)") if out else (record["label"], "")
+    with open(results, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=[*records[0]])
+        writer.writeheader()
+        writer.writerows(records)
+    page = base / "review"
+    reported = CliRunner().invoke(app, ["report", str(results), "--labels", "--html", str(page), "--gallery", str(REVIEW_GALLERY),
+                                        "--bootstrap", "200"])
+    return results, page, reported

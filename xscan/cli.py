@@ -21,7 +21,9 @@ from xscan.results import Row
 
 if TYPE_CHECKING:
     from xscan.dicom import DicomOptions
+    from xscan.explain import Explainer
     from xscan.model import Scorer
+    from xscan.report import Report
     from xscan.resume import StreamResults
     from xscan.runlog import RunLog
     from xscan.site import SiteCalibration
@@ -279,6 +281,102 @@ def _score_into(
         results.finish()
 
 
+@app.command()
+def explain(
+    paths: list[Path] = typer.Argument(..., help="Scans, or folders of scans searched recursively as by score."),
+    output: Path = typer.Option(..., "-o", "--output", file_okay=False, help="Folder for the overlay PNGs and explain.csv."),
+    size: int = typer.Option(None, min=64, max=4096, help="Pixels on the longer side of each overlay; default 512."),
+    threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
+    workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
+    weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
+) -> None:
+    """Show where the model looked: a Grad-CAM heatmap over each scan, one PNG per scan.
+
+    Writes OUTPUT/<path below the folder>.png (a file given by name: OUTPUT/<name>.png): the
+    scan at its own proportions, the ensemble's heatmap blended over it, a colour bar and a
+    caption with the probability, label, threshold and model id. OUTPUT/explain.csv has the
+    columns of score, then `overlay`, the PNG's path below OUTPUT. A file that cannot be read
+    is a row with a reason in `error`, and the run goes on; exit codes as for score (0 all
+    drawn, 1 some files failed, 2 usage, 3 fatal, 130 interrupted). The map shows where the
+    evidence for pneumonia lies, coarsely (5 x 5 cells), not why: see docs/explain.md.
+
+    xscan aids a physician; it is not a diagnostic device.
+
+    Example:
+
+    \b
+        xscan explain ./scans -o heatmaps/
+        xscan explain scan1.jpeg scan2.dcm -o heatmaps/ --size 1024
+    """
+    try:
+        code = _explain(paths, output, size, threshold, workers, weights, quiet)
+    except _Stop as stop:
+        raise _fail(str(stop), stop.code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", EXIT_INTERRUPTED) from None
+    except Exception as error:  # the one place an unexpected failure becomes a message and an exit code
+        if debug:
+            raise
+        raise _fail(f"unexpected {type(error).__name__}: {error} (--debug shows the traceback)", EXIT_FATAL) from None
+    raise typer.Exit(code)
+
+
+def _explain(
+    paths: list[Path], output: Path, size: int | None, threshold: float | None, workers: int, weights: Path | None, quiet: bool,
+) -> int:
+    """The explain command's flow; returns the exit code or raises _Stop."""
+    import time
+
+    from xscan.explain import LONG_SIDE, Explainer, OverlayClashError, overlay_plan
+    from xscan.model import WeightsError, load_scorer
+
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        raise _Stop(f"{missing[0]} does not exist", EXIT_USAGE)
+    started = time.monotonic()
+    try:
+        plan, skipped = overlay_plan(paths)
+    except OverlayClashError as error:
+        raise _Stop(str(error), EXIT_USAGE) from None
+    for path, why in [] if quiet else skipped:
+        _say(f"not-scanned: {path}: {why}")
+    try:
+        with _native_stderr_silenced():
+            explainer = Explainer(load_scorer(weights))
+    except WeightsError as error:
+        raise _Stop(str(error), EXIT_FATAL) from None
+    threshold = explainer.scorer.card.threshold if threshold is None else threshold
+    try:
+        drawn, failed = _explain_into(plan, explainer, output, size or LONG_SIDE, threshold, workers, quiet)
+    except OSError as error:
+        raise _Stop(f"cannot write to {output}: {error.strerror or error}", EXIT_FATAL) from None
+    if not quiet:
+        _say(f"drawn {drawn}, failed {failed} in {time.monotonic() - started:.1f} s; overlays and explain.csv in {output}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _explain_into(
+    plan: list[tuple[Path, Path]], explainer: Explainer, output: Path, size: int, threshold: float, workers: int, quiet: bool,
+) -> tuple[int, int]:
+    from tqdm import tqdm
+
+    from xscan.explain import EXPLAIN_COLUMNS, EXPLAIN_CSV, write_overlays
+    from xscan.results import ResultsWriter
+
+    drawn = failed = 0
+    output.mkdir(parents=True, exist_ok=True)
+    progress = tqdm(total=len(plan), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
+    with ResultsWriter(output / EXPLAIN_CSV, EXPLAIN_COLUMNS) as writer, progress:
+        for rows in write_overlays(plan, explainer, output, size, threshold, workers or None):
+            writer.write(rows)
+            failed += sum(1 for row in rows if row.error)
+            drawn += sum(1 for row in rows if not row.error)
+            progress.update(len(rows))
+    return drawn, failed
+
+
 @contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Silence C++ libraries' writes to file descriptor 2 while TensorFlow starts.
@@ -337,6 +435,10 @@ def report(
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     plots: Path = typer.Option(None, "--plots", file_okay=False, help="Write PNG plots into this folder (needs xscan[plots])."),
+    html: Path = typer.Option(None, "--html", file_okay=False, help="Write an offline review page, DIR/index.html with its "
+                              "plots and galleries of scans with heatmaps, into this folder (needs xscan[plots])."),
+    gallery: int = typer.Option(None, "--gallery", min=0, metavar="N", help="Scans per gallery of the --html page; default 12."),
+    weights: Path = typer.Option(None, help="Weights folder for the --html heatmaps; default: the bundled model."),
 ) -> None:
     """Report how well the scores in RESULTS agree with ground truth, or summarize them without it.
 
@@ -347,18 +449,26 @@ def report(
     without ground truth are counted in a note, never dropped silently.
     xscan aids a physician; it is not a diagnostic device.
 
+    --html DIR writes DIR/index.html, a page that opens from the file system with no network:
+    the metrics, plots and operating points above, and galleries of thumbnails with Grad-CAM
+    heatmaps (false negatives, false positives, nearest the threshold, out of scope, errors;
+    without labels the highest, the lowest and nearest the threshold), each capped at
+    --gallery N and sorted most wrong first. Only the shown scans get heatmaps; their files
+    must be readable at the paths in the CSV (or relative to the CSV's folder).
+
     Example:
 
     \b
         xscan report results.csv --labels
         xscan report results.csv --labels-file truth.csv --json --plots plots/
+        xscan report results.csv --labels --html review/ --gallery 24
     """
     from xscan.plots import PlotsUnavailable, require_matplotlib, write_plots
     from xscan.report import ReportError, report_from_csv
     from xscan.report_view import print_report, report_json
 
     truth = _ground_truth(labels, labels_file)
-    if plots:
+    if plots or html:
         try:
             require_matplotlib()  # fail before the work, not after it
         except PlotsUnavailable as error:
@@ -375,6 +485,26 @@ def report(
         console.print(DISCLAIMER)
     for path in write_plots(result, plots) if plots else []:
         err.print(f"wrote {path}", highlight=False, markup=False)
+    if html:
+        _review_page(result, results, html, truth, gallery, weights)
+
+
+def _review_page(result: Report, results: Path, folder: Path, truth: GroundTruth | None, gallery: int | None,
+                 weights: Path | None) -> None:
+    from xscan.model import WeightsError
+    from xscan.review_page import GALLERY_SIZE, write_review_page
+
+    try:
+        with _native_stderr_silenced():
+            page = write_review_page(result, results, folder, truth, GALLERY_SIZE if gallery is None else gallery, weights)
+    except WeightsError as error:
+        raise _fail(str(error), EXIT_FATAL) from None
+    except OSError as error:
+        raise _fail(f"cannot write the review page into {folder}: {error.strerror or error}", EXIT_FATAL) from None
+    for note in page.notes:
+        _say(f"note: {note}")
+    _say(f"wrote {page.index} ({len(page.pictures)} scans drawn in {page.heatmap_seconds:.1f} s; "
+         f"{page.seconds:.1f} s in all)")
 
 
 def _ground_truth(labels: bool, labels_file: Path | None) -> GroundTruth | None:

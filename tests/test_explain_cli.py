@@ -1,0 +1,113 @@
+"""`xscan explain` end to end on real scans: one PNG per input, explain.csv as score's rows plus the overlay, errors, exit codes."""
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import real_scans
+from typer.testing import CliRunner
+
+from xscan.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from xscan.overlay import BAR_PANEL, LINE_HEIGHT
+from xscan.results import COLUMNS, FINGERPRINT_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+CAPTION_BAND = 3 * LINE_HEIGHT + 12  # three caption lines and a margin
+
+
+def _records(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    """One run over 3 + 3 real scans in class folders and a truncated JPEG, with score's CSV of the same folder."""
+    base = tmp_path_factory.mktemp("explain")
+    folder = base / "scans"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (folder / label).mkdir(parents=True)
+        for path in real_scans(label, 3):
+            shutil.copy(path, folder / label / path.name)
+    jpeg = real_scans("PNEUMONIA", 1)[0].read_bytes()
+    (folder / "cut.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
+    result = CliRunner().invoke(app, ["explain", str(folder), "-o", str(base / "out")])
+    scored = CliRunner().invoke(app, ["score", str(folder), "-o", str(base / "scores.csv"), "--quiet"])
+    assert scored.exit_code == EXIT_SOME_FAILED, scored.output
+    return folder, base / "out", result, _records(base / "scores.csv")
+
+
+def test_one_overlay_per_scan_below_the_output_folder(explained):
+    folder, out, result, _ = explained
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    assert "drawn 6, failed 1" in result.stderr  # a crash would exit 1 too, but never print the summary
+    expected = {Path(label) / (p.name + ".png") for label in ("NORMAL", "PNEUMONIA") for p in (folder / label).iterdir()}
+    assert {p.relative_to(out) for p in out.rglob("*.png")} == expected
+
+
+def test_explain_csv_is_scores_rows_plus_the_overlay(explained):
+    _, out, _, scores = explained
+    records = _records(out / "explain.csv")
+    assert list(records[0]) == [*COLUMNS, *FINGERPRINT_COLUMNS, "overlay"]
+    assert [{k: v for k, v in r.items() if k != "overlay"} for r in records] == scores  # the very numbers score writes
+    for record in records:
+        if record["error"]:
+            assert record["overlay"] == "" and record["probability"] == ""
+        else:
+            assert (out / record["overlay"]).is_file()
+
+
+def _assert_drawn_at(overlay_path: Path, source: Path, long_side: int) -> None:
+    """The overlay holds the scan with LONG_SIDE pixels on its longer side, the bar panel right of it and the caption below."""
+    height, width = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE).shape
+    overlay = cv2.imread(str(overlay_path))
+    assert overlay.shape[1] - BAR_PANEL == round(long_side * width / max(height, width))
+    assert overlay.shape[0] - CAPTION_BAND == round(long_side * height / max(height, width))
+
+
+def test_each_overlay_is_the_scan_at_its_own_proportions(explained):
+    _, out, _, _ = explained
+    drawn = [record for record in _records(out / "explain.csv") if not record["error"]]
+    assert len(drawn) == 6
+    for record in drawn:
+        _assert_drawn_at(out / record["overlay"], Path(record["path"]), 512)
+
+
+def test_files_by_name_and_the_size_option(tmp_path):
+    first, second = real_scans("PNEUMONIA", 2)
+    result = CliRunner().invoke(app, ["explain", str(first), str(second), "-o", str(tmp_path / "out"), "--size", "256"])
+    assert result.exit_code == EXIT_OK, result.output
+    for path in (first, second):
+        _assert_drawn_at(tmp_path / "out" / (path.name + ".png"), path, 256)
+
+
+def test_two_scans_that_would_share_an_overlay_are_a_usage_error(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(real_scans("NORMAL", 1)[0], tmp_path / name / "scan.jpeg")
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == EXIT_USAGE
+    assert "would both be drawn to scan.jpeg.png" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_input_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "nope"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == EXIT_USAGE and "does not exist" in result.stderr
+
+
+def test_exit_codes_as_the_shell_sees_them(tmp_path):
+    good = real_scans("NORMAL", 1)[0]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "-m", "xscan.cli", "explain", "-o", str(tmp_path / "out")]
+    ok = subprocess.run([*run, str(good)], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == EXIT_OK, ok.stderr
+    failed = subprocess.run([*run, str(good), str(broken)], capture_output=True, text=True, env=env, timeout=300)
+    assert failed.returncode == EXIT_SOME_FAILED and "Traceback" not in failed.stderr
+    assert "drawn 1, failed 1" in failed.stderr
