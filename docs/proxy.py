@@ -1,0 +1,64 @@
+"""Compare weights folders on proxies of the shift to another acquisition period (docs/model.md, "What was tried").
+
+    python docs/proxy.py OLD_WEIGHTS NEW_WEIGHTS ...
+
+Scans: patients that every compared model held out (validation of the 0.15 split, which the 0.2
+split's held-out part contains) and that lie in the report part of the current recipe's split, so
+no compared model trained on them. Proxies, each applied to the decoded grey film before the shared
+preprocessing: the film as it is; tight collimation (16 % cropped from each side: the thorax fills
+the frame, as in the held-out normals called pneumonia); the squash shortcut (width x0.8 and x1.25
+before the squash: a normal film of a pneumonia film's shape, and the reverse).
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from xscan.dataset import _patient_fraction, find_labelled_scans
+from xscan.decode import decode
+from xscan.model import load_scorer
+from xscan.preprocess import preprocess
+from xscan.train import TrainConfig, split_for_training
+
+TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train"
+
+
+def crop(fraction):
+    def shift(grey):
+        h, w = grey.shape
+        return grey[int(h * fraction) : h - int(h * fraction), int(w * fraction) : w - int(w * fraction)]
+    return shift
+
+
+def widen(factor):
+    return lambda grey: cv2.resize(grey, (int(grey.shape[1] * factor), grey.shape[0]), interpolation=cv2.INTER_AREA)
+
+
+PROXIES = {"as is": lambda grey: grey, "tight collimation (crop 16 %/side)": crop(0.16),
+           "width x0.8": widen(0.8), "width x1.25": widen(1.25)}
+
+
+def main() -> None:
+    config = TrainConfig()
+    _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
+    scans = [s for s in report if _patient_fraction(s.patient_id, config.seed) < 0.15]
+    labels = np.array([s.label for s in scans])
+    greys = [decode(s.path) for s in scans]
+    print(f"{len(scans)} scans ({(labels == 0).sum()} normal) held out by every model compared")
+    print("| weights | proxy | AUC | sensitivity | specificity | normals called pneumonia |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for weights in sys.argv[1:]:
+        scorer = load_scorer(Path(weights), threads=2)
+        for name, proxy in PROXIES.items():
+            x = np.stack([preprocess(proxy(g), scorer.card.image_size) for g in greys])
+            p = scorer.probabilities(x)
+            called = p >= scorer.card.threshold
+            print(f"| {scorer.card.model_id} | {name} | {roc_auc_score(labels, p):.4f} | {called[labels == 1].mean():.3f} | "
+                  f"{1 - called[labels == 0].mean():.3f} | {called[labels == 0].sum()} of {(labels == 0).sum()} |")
+
+
+if __name__ == "__main__":
+    main()
