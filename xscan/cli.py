@@ -16,6 +16,7 @@ from rich.table import Table
 
 from xscan import __version__
 from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE
+from xscan.options import DicomOptions, ScoreOptions
 
 if TYPE_CHECKING:
     from xscan.labels import GroundTruth
@@ -34,6 +35,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True)
+SCORE_DEFAULTS = ScoreOptions()  # `xscan score`'s defaults are the library's
 
 
 def _version(value: bool) -> None:
@@ -124,16 +126,16 @@ def _fail(message: str, code: int) -> typer.Exit:
 def score(
     folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP, DICOM)."),
     output: str = typer.Option(..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."),
-    batch_size: int = typer.Option(32, min=1, help="Images per model call."),
+    batch_size: int = typer.Option(SCORE_DEFAULTS.batch_size, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
-    workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
+    workers: int = typer.Option(SCORE_DEFAULTS.workers, min=0, help="Decoding threads; 0 means one per CPU core."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
     log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
     dicom_filter: bool = typer.Option(
-        True, "--dicom-filter/--no-dicom-filter",
+        SCORE_DEFAULTS.dicom.frontal_only, "--dicom-filter/--no-dicom-filter",
         help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), with the reason "
         "in the error column; --no-dicom-filter scores them anyway.",
     ),
@@ -176,7 +178,6 @@ def score(
     """
     from xscan.dicom_tags import parse_tag_names
     from xscan.errors import RunError
-    from xscan.options import DicomOptions, ScoreOptions
     from xscan.run import score_folder
     from xscan.runlog import RunLog
 
