@@ -17,7 +17,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from xscan.explain import GradCam, randomized_copy
-from xscan.model import load_scorer, model_config_from_card
+from xscan.card import model_config_from_card
+from xscan.scorer import load_scorer
 from xscan.overlay import heat_on_scan
 from xscan.scoring import load_scan
 
@@ -31,7 +32,7 @@ def scans(count: int) -> np.ndarray:
         for root in (DATA / "chest_xray" / "train", DATA / "fullres"):
             files = sorted((root / label).iterdir())
             paths += files[:: max(1, len(files) // (count // 4))][: count // 4]
-    return np.stack([load_scan(path, 160).scan for path in paths])
+    return np.stack([load_scan(path, 160).model_input for path in paths])
 
 
 def correlations(trained: np.ndarray, random: np.ndarray, grid, size: int) -> tuple[float, float, int]:

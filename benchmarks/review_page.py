@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xscan.model import load_scorer
+from xscan.scorer import load_scorer
 from xscan.results import ResultsWriter, Row
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xscan.calibration import brier_score, expected_calibration_error, fit_platt, threshold_for_sensitivity
-from xscan.model import calibrated_probability
+from xscan.card import calibrated_probability
 
 
 def _labels_drawn_from(true_logits: np.ndarray) -> np.ndarray:

@@ -3,12 +3,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, TRAIN, validation_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SAMPLES_README = SAMPLES.parent / "README.md"
 COMMANDS = sorted(command.name or command.callback.__name__ for command in app.registered_commands)
 
 
@@ -29,17 +30,31 @@ def test_score_end_to_end_on_real_scans(scan_folder, tmp_path):
     assert all(re.fullmatch(r"\d\.\d{6}", r["probability"]) for r in rows)
     mean = {label: sum(float(r["probability"]) for r in rows if f"/{label}/" in r["path"]) / 6
             for label in ("NORMAL", "PNEUMONIA")}
-    assert mean["PNEUMONIA"] > mean["NORMAL"]
+    assert mean["PNEUMONIA"] > mean["NORMAL"]  # validation scans: the model never saw them
     assert re.search(r"scored 12, failed 0 in [\d.]+ s \([\d.]+ images/s\)", result.stderr)
 
 
-def test_bundled_samples_score_on_the_right_side_of_the_threshold(tmp_path):
+def _sample_splits() -> dict[str, str]:
+    """The split of each sample scan, as tests/data/README.md records it."""
+    return dict(re.findall(r"^\| `([^`]+)` \| \w+ \| [\w-]+ \| (\w+) \|", SAMPLES_README.read_text(), flags=re.MULTILINE))
+
+
+def test_the_samples_readme_records_each_samples_split():
+    held_out = {f"{path.parent.name}/{path.name}" for label in ("NORMAL", "PNEUMONIA") for path in validation_scans(label, 10_000)}
+    samples = sorted(f"{path.parent.name}/{path.name}" for path in SAMPLES.rglob("*.jpeg"))
+    assert sorted(_sample_splits()) == samples
+    assert all((TRAIN / name).exists() for name in samples)
+    assert {name for name, split in _sample_splits().items() if split == "validation"} == held_out.intersection(samples)
+
+
+def test_bundled_samples_score_and_the_held_out_ones_on_the_right_side_of_the_threshold(tmp_path):
     out = tmp_path / "samples.csv"
     result = CliRunner().invoke(app, ["score", str(SAMPLES), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    rows = _read(out)
-    assert len(rows) == 8
-    assert all(r["label"] in r["path"] for r in rows), [(r["path"], r["probability"]) for r in rows]
+    rows = {str(Path(r["path"]).relative_to(SAMPLES)): r for r in _read(out)}
+    assert len(rows) == 8 and all(r["error"] == "" for r in rows.values())
+    validation = [name for name, split in _sample_splits().items() if split == "validation"]
+    assert validation and all(rows[name]["label"] == name.split("/")[0] for name in validation), rows
 
 
 def test_stdout_output_keeps_messages_on_stderr(scan_folder):
@@ -78,3 +93,15 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(command):
 def test_top_level_help_says_it_is_not_a_diagnostic_device():
     result = CliRunner().invoke(app, ["--help"])
     assert "not a diagnostic device" in result.stdout
+
+
+def test_train_options_default_to_the_recorded_recipe():
+    from xscan.train import TrainConfig
+
+    recipe = TrainConfig()
+    result = CliRunner().invoke(app, ["train", "--help"])
+    text = " ".join(result.stdout.split())  # help wraps anywhere, even inside [default: ...]
+    shown = dict(re.findall(r"--([\w-]+) <[^>]+> [^\[]*\[default: ([^;\]]+)", text))
+    assert shown == {"out": "weights", "epochs": str(recipe.epochs), "image-size": str(recipe.model.image_size),
+                     "members": str(recipe.model.members), "batch-size": str(recipe.batch_size),
+                     "val-fraction": str(recipe.val_fraction), "seed": str(recipe.seed)}

@@ -1,19 +1,26 @@
-"""`xscan score` as cron sees it: exit codes, messages, the log file, and no traceback for any hostile input."""
+"""`xscan score` as cron sees it: exit codes, messages, the log file, and no traceback for any hostile input.
+
+Typer's runner reports an uncaught exception as exit code 1 and never shows a traceback, so the
+exit codes that matter, and the absence of tracebacks, are checked on real processes too.
+"""
 
 import csv
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import pytest
-from conftest import real_scans
+from conftest import REPO, real_scans
 from typer.testing import CliRunner
 
-from xscan.cli import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
-from xscan.model import WEIGHTS_FILE, default_weights_dir
+from xscan.card import WEIGHTS_FILE, default_weights_dir, read_card
+from xscan.cli import app
+from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from xscan.walk import find_scans
 
 AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
@@ -27,7 +34,16 @@ EXPECTED_ERRORS = {
 
 
 def _invoke(*args):
-    return CliRunner().invoke(app, ["score", *map(str, args)])
+    result = CliRunner().invoke(app, ["score", *map(str, args)])
+    # The runner turns an uncaught exception into exit code 1: only a SystemExit is an exit of xscan's own.
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def _process(*args, driver=None):
+    """`xscan score ARGS` in a process of its own (or the DRIVER script, which runs the CLI with ARGS)."""
+    command = [sys.executable, "-c", driver, *map(str, args)] if driver else [sys.executable, "-m", "xscan.cli", "score", *map(str, args)]
+    return subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
 
 
 def _records(out):
@@ -68,7 +84,6 @@ def hostile(tmp_path_factory):
 def test_hostile_folder_finishes_with_exit_1_and_one_row_per_candidate(hostile):
     folder, out, _, result = hostile
     assert result.exit_code == EXIT_SOME_FAILED, result.output
-    assert "Traceback" not in result.output
     rows = _records(out)
     assert [r["path"] for r in rows] == [str(p) for p in find_scans(folder).scans]
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
@@ -88,7 +103,7 @@ def test_paths_not_scanned_are_reported(hostile):
     folder, _, _, result = hostile
     assert f"not-scanned: {folder / 'dangling.jpg'}: broken symbolic link" in result.stderr
     assert f"not-scanned: {folder / 'loop'}: folder already visited (symbolic-link loop)" in result.stderr
-    assert re.search(r"scored 6, failed 4 in [\d.]+ s \([\d.]+ images/s\); skipped 0 unchanged", result.stderr)
+    assert re.search(r"scored 6, failed 4 in [\d.]+ s \([\d.]+ images/s\); 0 unchanged, not read again$", result.stderr, flags=re.M)
 
 
 def test_log_file_has_a_line_per_error_and_a_summary(hostile):
@@ -98,21 +113,22 @@ def test_log_file_has_a_line_per_error_and_a_summary(hostile):
     errors = [line for line in lines if re.match(rf"{stamp} error ", line)]
     assert len(errors) == 4 and any(line.endswith("zero.png: empty file (0 bytes)") for line in errors)
     assert any(re.match(rf"{stamp} not-scanned .*dangling.jpg: broken symbolic link$", line) for line in lines)
-    assert re.fullmatch(rf"{stamp} run folder={re.escape(str(folder))} scored=6 skipped=0 failed=4 seconds=[\d.]+ exit=1", lines[-1])
+    assert re.fullmatch(rf"{stamp} run folder={re.escape(str(folder))} scored=6 unchanged=0 skipped=0 failed=4 seconds=[\d.]+ exit=1",
+                        lines[-1])
 
 
 def test_rerun_skips_and_says_so_quiet_prints_nothing(hostile):
     folder, out, log, _ = hostile
     result = _invoke(folder, "-o", out, "--log-file", log, "--quiet")
     assert result.exit_code == EXIT_SOME_FAILED and result.stderr == "" and result.stdout == ""
-    assert re.search(r" run folder=.* scored=0 skipped=6 failed=4 ", log.read_text().splitlines()[-1])
+    assert re.search(r" run folder=.* scored=0 unchanged=6 skipped=0 failed=4 ", log.read_text().splitlines()[-1])
 
 
 def test_all_scored_is_exit_0(scan_folder, tmp_path):
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv")
     assert result.exit_code == EXIT_OK, result.output
     again = _invoke(scan_folder, "-o", tmp_path / "r.csv")
-    assert again.exit_code == EXIT_OK and "scored 0, failed 0" in again.stderr and "skipped 12 unchanged" in again.stderr
+    assert again.exit_code == EXIT_OK and "scored 0, failed 0" in again.stderr and "12 unchanged, not read again" in again.stderr
 
 
 def test_empty_folder_is_exit_0_with_a_header_only_csv(tmp_path):
@@ -136,7 +152,11 @@ def test_empty_folder_is_exit_0_with_a_header_only_csv(tmp_path):
     ],
     ids=["missing-folder", "bad-option", "foreign-results", "other-model", "unwritable-output", "unwritable-log"],
 )
-def test_usage_errors_are_exit_2(tmp_path, setup, args, message):
+def test_usage_errors_are_exit_2_before_the_model_loads(tmp_path, setup, args, message, monkeypatch):
+    def no_model(weights):
+        raise AssertionError("the model was loaded before the usage error was found")
+
+    monkeypatch.setattr("xscan.run.load_scorer", no_model)
     folder = tmp_path / "scans"
     folder.mkdir()
     shutil.copy(real_scans("NORMAL", 1)[0], folder)
@@ -144,7 +164,7 @@ def test_usage_errors_are_exit_2(tmp_path, setup, args, message):
         (tmp_path / "given.csv").write_text(setup)
     result = _invoke(*(a.format(tmp=tmp_path, folder=folder) for a in args))
     assert result.exit_code == EXIT_USAGE
-    assert message in result.output and "Traceback" not in result.output
+    assert message in result.output
     if setup:
         assert (tmp_path / "given.csv").read_text() == setup
 
@@ -157,21 +177,79 @@ def test_weights_that_do_not_load_are_fatal_exit_3(scan_folder, tmp_path):
     (weights / WEIGHTS_FILE).write_bytes(b"\x89HDF\r\n\x1a\n not really an HDF5 file")
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--weights", weights, "--quiet")
     assert result.exit_code == EXIT_FATAL
-    assert "cannot load" in result.stderr and "Traceback" not in result.output
+    assert "cannot load" in result.stderr
+    to_stdout = _invoke(scan_folder, "-o", "-", "--weights", weights, "--quiet")
+    assert to_stdout.exit_code == EXIT_FATAL and to_stdout.stdout == ""  # not even a header
 
 
-def test_unexpected_error_is_exit_3_without_traceback_unless_debug(scan_folder, tmp_path, monkeypatch):
+class CardOnly:
+    """A model with its card but no network: nothing loads TensorFlow."""
+
+    card = read_card(default_weights_dir())
+
+
+def test_unexpected_error_is_exit_3_with_a_message_and_a_log_line(scan_folder, tmp_path, monkeypatch):
     def broken_pipeline(*args, **kwargs):
         raise RuntimeError("worker pool fell over")
 
-    monkeypatch.setattr("xscan.scoring.score_paths", broken_pipeline)
+    monkeypatch.setattr("xscan.run.load_scorer", lambda weights: CardOnly())
+    monkeypatch.setattr("xscan.run.score_paths", broken_pipeline)
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--log-file", tmp_path / "log")
     assert result.exit_code == EXIT_FATAL
     assert "unexpected RuntimeError: worker pool fell over (--debug shows the traceback)" in result.stderr
-    assert "Traceback" not in result.output
     assert "fatal unexpected RuntimeError: worker pool fell over (exit 3)" in (tmp_path / "log").read_text()
-    debug = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--debug")
-    assert isinstance(debug.exception, RuntimeError)
+
+
+# ---- real processes: the exit code the shell sees, and no traceback
+
+def test_a_real_run_over_hostile_files_exits_1_without_a_traceback(hostile, tmp_path):
+    folder, _, _, _ = hostile
+    done = _process(folder, "-o", tmp_path / "r.csv")
+    assert done.returncode == EXIT_SOME_FAILED, done.stderr
+    assert "scored 6, failed 4 in " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_real_usage_error_exits_2_without_a_traceback(tmp_path):
+    done = _process(tmp_path / "missing", "-o", tmp_path / "r.csv")
+    assert done.returncode == EXIT_USAGE and "is not a folder" in done.stderr and "Traceback" not in done.stderr
+
+
+# Runs the CLI with a model that has its card but no network (nothing loads TensorFlow) and a
+# scoring step that fails as argv[1] says: an unexpected error, or Ctrl-C.
+FAILING_RUN = """
+import os, signal, sys
+import xscan.run
+from xscan.card import default_weights_dir, read_card
+from xscan.cli import app
+
+class CardOnly:
+    card = read_card(default_weights_dir())
+
+def failing_scoring(paths, scorer, options):
+    if sys.argv[1] == "ctrl-c":
+        os.kill(os.getpid(), signal.SIGINT)
+    raise RuntimeError("worker pool fell over")
+
+xscan.run.load_scorer = lambda weights: CardOnly()
+xscan.run.score_paths = failing_scoring
+app(["score", *sys.argv[2:]], prog_name="xscan")
+"""
+
+
+@pytest.mark.parametrize(("failure", "code", "message"), [
+    ("bug", EXIT_FATAL, "error: unexpected RuntimeError: worker pool fell over (--debug shows the traceback)"),
+    ("ctrl-c", EXIT_INTERRUPTED, "error: interrupted; run the same command again to resume"),
+])
+def test_a_real_process_exits_with_the_documented_code_and_no_traceback(scan_folder, tmp_path, failure, code, message):
+    done = _process(failure, scan_folder, "-o", tmp_path / "r.csv", driver=FAILING_RUN)
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_debug_lets_the_traceback_through(scan_folder, tmp_path):
+    done = _process("bug", scan_folder, "-o", tmp_path / "r.csv", "--debug", driver=FAILING_RUN)
+    assert "Traceback" in done.stderr and "RuntimeError: worker pool fell over" in done.stderr
+    assert done.returncode == 1  # Python's own exit for an uncaught exception
 
 
 def test_help_documents_the_exit_codes():

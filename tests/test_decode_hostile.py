@@ -2,7 +2,6 @@
 
 import os
 import struct
-import threading
 import zlib
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import real_scans
 
-from xscan.decode import MAX_PIXELS, MIN_SIDE, ScanError, decode, header_size, sniff_format
+from xscan.decode import decode, header_size, sniff_format
+from xscan.errors import ScanError
+from xscan.limits import MAX_PIXELS, MIN_SIDE
 from xscan.scoring import load_scan
 
 
@@ -143,11 +144,23 @@ def test_file_replaced_by_a_folder_after_the_walk(tmp_path):
         decode(path)
 
 
-def test_fifo_named_like_a_scan_does_not_hang(tmp_path):
+def test_fifo_swapped_in_after_the_walk_is_refused_without_blocking_or_reading(tmp_path, monkeypatch):
+    """Opened non-blocking (a pipe with no writer would block a plain open), refused by type before any read."""
     path = tmp_path / "pipe.png"
     os.mkfifo(path)
-    outcome = []
-    reader = threading.Thread(target=lambda: outcome.append(load_scan(path, 160).error), daemon=True)
-    reader.start()
-    reader.join(timeout=10)
-    assert outcome == ["not a regular file"]
+    holder = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # keeps data in the pipe; no open of it can block now
+    flags_asked = []
+    real_open = os.open
+
+    def spy(file, flags, *args, **kwargs):
+        flags_asked.append(flags)
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    try:
+        os.write(holder, b"\x89PNG")
+        assert load_scan(path, 160).error == "not a regular file"
+        assert flags_asked and all(flags & os.O_NONBLOCK for flags in flags_asked)
+        assert os.read(holder, 100) == b"\x89PNG"  # nothing was read from it
+    finally:
+        os.close(holder)

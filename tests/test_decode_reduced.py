@@ -17,7 +17,7 @@ from xscan.scoring import decode_min_side
 
 SCANS = sorted(FULLRES.rglob("*.jpeg"))
 
-# Tolerances; the largest values measured with the trained model (docs/throughput.md) are in brackets.
+# Tolerances; in brackets the largest values measured with the model bundled at the time (docs/throughput.md).
 INPUT_TOLERANCE = 0.01  # mean |pixel difference| of one model input, pixels in 0..1 [0.0065]
 SCORE_TOLERANCE = 0.05  # |difference| of one file's calibrated probability of pneumonia [0.029]
 MEAN_SCORE_TOLERANCE = 0.003  # the same, averaged over the files [0.0007]

@@ -11,7 +11,9 @@ from conftest import FULLRES, real_scans
 from scipy.stats import spearmanr
 
 from xscan.explain import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
-from xscan.model import ModelCard, ModelConfig, Scorer, build_model, member_logit_layer, model_config_from_card
+from xscan.card import ModelCard, model_config_from_card
+from xscan.model import ModelConfig, build_model, member_logit_layer
+from xscan.scorer import Scorer
 from xscan.overlay import Grid, heat_on_scan
 from xscan.scoring import load_scan
 
@@ -50,7 +52,7 @@ def test_the_bundled_models_cells_are_off_by_half_a_cell_from_an_even_grid(score
 
 def test_the_cells_add_up_to_the_ensemble_logit(scorer):
     config = model_config_from_card(scorer.card)
-    scans = np.stack([load_scan(path, 160).scan for path in real_scans("NORMAL", 3) + real_scans("PNEUMONIA", 3)])
+    scans = np.stack([load_scan(path, 160).model_input for path in real_scans("NORMAL", 3) + real_scans("PNEUMONIA", 3)])
     cells = GradCam(scorer.network, config).cells(scans)
     logits = np.asarray(scorer.network(scans, training=False)).reshape(-1)
     bias = np.mean([scorer.network.get_layer(member_logit_layer(m)).bias.numpy()[0] for m in range(config.members)])
@@ -75,7 +77,7 @@ def brightness_explainer():
         dense = network.get_layer(member_logit_layer(member))
         dense.set_weights([np.ones(dense.kernel.shape, np.float32), np.zeros(1, np.float32)])
     card = ModelCard(name="bright", version="0", config=asdict(config), preprocessing={"image_size": config.image_size},
-                     temperature=1.0, threshold=0.5, threshold_rule="test")
+                     temperature=1.0, threshold=0.5, threshold_rule="test", bias=0.0)
     return Explainer(Scorer(card, network))
 
 
@@ -101,7 +103,7 @@ def test_maps_change_when_the_last_stage_is_randomised(scorer):
     """Adebayo et al. (2018): a map that survives randomising the weights it explains shows the input, not the model."""
     config = model_config_from_card(scorer.card)
     paths = [p for label in ("NORMAL", "PNEUMONIA") for p in real_scans(label, 6) + real_scans(label, 6, FULLRES)]
-    scans = np.stack([load_scan(path, config.image_size).scan for path in paths])
+    scans = np.stack([load_scan(path, config.image_size).model_input for path in paths])
     randomized_network = randomized_copy(scorer.network, config, stages=1, seed=0)
     trained_cam = GradCam(scorer.network, config)
     trained, randomized = trained_cam.cells(scans), GradCam(randomized_network, config).cells(scans)

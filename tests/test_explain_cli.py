@@ -11,7 +11,8 @@ import pytest
 from conftest import real_scans
 from typer.testing import CliRunner
 
-from xscan.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from xscan.cli import app
+from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from xscan.overlay import BAR_PANEL, LINE_HEIGHT
 from xscan.results import COLUMNS, FINGERPRINT_COLUMNS
 

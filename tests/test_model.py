@@ -4,27 +4,15 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from xscan.model import (
-    CARD_FILE,
-    WEIGHTS_FILE,
-    ModelCard,
-    ModelConfig,
-    WeightsError,
-    build_model,
-    default_weights_dir,
-    fold_batch_norms,
-    load_scorer,
-    member_logit_layer,
-    member_logits,
-    model_config_from_card,
-    read_card,
-    save_bundle,
-)
+from xscan.card import CARD_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card, save_bundle
+from xscan.errors import WeightsError
+from xscan.model import ModelConfig, build_model, fold_batch_norms, member_logit_layer, member_logits
+from xscan.scorer import load_scorer
 
 
 def _card(config: ModelConfig) -> ModelCard:
     return ModelCard(name="t", version="0", config=asdict(config), preprocessing={"image_size": config.image_size},
-                     temperature=2.0, threshold=0.4, threshold_rule="test")
+                     temperature=2.0, bias=0.0, threshold=0.4, threshold_rule="test")
 
 
 def test_bundle_round_trip_scores_the_same(tmp_path):
@@ -118,12 +106,6 @@ def test_an_ensemble_round_trips_through_its_bundle(tmp_path):
     save_bundle(network, _card(config), tmp_path)
     expected = 1 / (1 + np.exp(-np.asarray(network(batch)).reshape(-1) / 2.0))
     assert np.allclose(load_scorer(tmp_path).probabilities(batch), expected, atol=1e-5)
-
-
-def test_a_card_without_members_describes_one_network():
-    card = _card(ModelConfig(image_size=32, widths=(4,)))
-    del card.config["members"]
-    assert model_config_from_card(card).members == 1
 
 
 def test_the_scorer_applies_the_cards_temperature_and_bias(tmp_path):

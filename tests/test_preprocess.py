@@ -1,11 +1,18 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import TRAIN, real_scans
+from conftest import FULLRES, TRAIN, real_scans
 
-from xscan import scoring, train
+from xscan import train
+from xscan.card import default_weights_dir, read_card
+from xscan.dataset import LabelledScan
 from xscan.decode import decode
 from xscan.preprocess import preprocess
 from xscan.robustness import SHIFTS
+from xscan.scoring import load_scan
+
+IMAGE_SIZE = read_card(default_weights_dir()).image_size
 
 
 @pytest.fixture
@@ -40,9 +47,27 @@ def test_rejects_colour_or_float_input(grey):
         preprocess(grey.astype(np.float32), 160)
 
 
-def test_train_and_score_share_the_same_function():
-    assert train.preprocess is preprocess
-    assert scoring.preprocess is preprocess
+def _as_trained(paths: list[Path]) -> np.ndarray:
+    """Model inputs the way `xscan train` makes them: a full decode, then preprocess."""
+    return train.preprocess_all(train.load_images([LabelledScan(path, 0, path.name) for path in paths]), IMAGE_SIZE)
+
+
+def _as_scored(paths: list[Path]) -> np.ndarray:
+    """Model inputs the way `xscan score` makes them: a reduced decode where the JPEG is large enough."""
+    return np.stack([load_scan(path, IMAGE_SIZE).model_input for path in paths])
+
+
+def test_training_sized_scans_reach_the_model_exactly_as_in_training():
+    paths = real_scans("NORMAL", 4) + real_scans("PNEUMONIA", 4)
+    assert np.array_equal(_as_scored(paths), _as_trained(paths))
+
+
+def test_full_resolution_scans_are_scored_from_a_reduced_decode_that_differs_little():
+    """The one difference between the two paths: scoring decodes large JPEGs at 1/2, 1/4 or 1/8 scale."""
+    paths = sorted(FULLRES.rglob("*.jpeg"))[::8]
+    per_scan = np.abs(_as_scored(paths) - _as_trained(paths)).mean(axis=(1, 2, 3))
+    assert (per_scan > 0).mean() >= 0.8  # most really are decoded reduced when scored
+    assert per_scan.max() < 0.01
 
 
 def test_training_images_and_their_full_resolution_originals_match():

@@ -1,12 +1,17 @@
 import csv
+import re
+from pathlib import Path
 
 import pytest
 
 from xscan.results import COLUMNS, NotResultsError, ResultsWriter, Row, read_rows
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 
-def test_columns_are_exactly_the_documented_ones():
-    assert COLUMNS == ("path", "probability", "label", "threshold", "model", "error")
+
+def test_columns_are_the_ones_the_readme_documents_in_order():
+    table = README.read_text().split("The CSV starts with these six columns", 1)[1].split("\n\n", 2)[1]
+    assert tuple(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)) == COLUMNS
 
 
 def test_label_follows_threshold_inclusive():

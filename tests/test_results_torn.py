@@ -19,7 +19,7 @@ AWKWARD = [
 
 def _rows():
     return [
-        Row(path, 0.25 + i / 100, 0.5, "m", extra={"size": str(1000 + i), "mtime_ns": str(10**18 + i)})
+        Row(path, 0.25 + i / 100, 0.5, "m", trailing_columns={"size": str(1000 + i), "mtime_ns": str(10**18 + i)})
         for i, path in enumerate(AWKWARD)
     ]
 
@@ -33,16 +33,16 @@ def test_awkward_names_round_trip_exactly(tmp_path):
     _write(tmp_path / "r.csv", _rows())
     back = list(read_rows(tmp_path / "r.csv"))
     assert [row.path for row in back] == AWKWARD
-    assert [row.extra for row in back] == [row.extra for row in _rows()]
+    assert [row.trailing_columns for row in back] == [row.trailing_columns for row in _rows()]
     assert b"latin1-\xe9.png" in (tmp_path / "r.csv").read_bytes()  # the original bytes, not a replacement
 
 
-def test_report_readers_see_the_six_columns_and_the_extras(tmp_path):
+def test_report_readers_see_the_six_columns_and_the_trailing_ones(tmp_path):
     _write(tmp_path / "r.csv", _rows()[:1])
     with open(tmp_path / "r.csv", newline="") as stream:
         assert next(csv.reader(stream)) == [*COLUMNS, "size", "mtime_ns"]
     (row,) = read_rows(tmp_path / "r.csv")
-    assert row.probability == 0.25 and row.label == "NORMAL" and row.extra == {"size": "1000", "mtime_ns": str(10**18)}
+    assert row.probability == 0.25 and row.label == "NORMAL" and row.trailing_columns == {"size": "1000", "mtime_ns": str(10**18)}
 
 
 @pytest.mark.parametrize("last", range(len(AWKWARD)))

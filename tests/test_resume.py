@@ -1,23 +1,20 @@
-"""Resuming a results file: unchanged files skipped, changed ones replaced, kills repaired, other files refused."""
+"""Resuming a results file: unchanged files not read again, changed ones replaced, kills repaired, other files refused."""
 
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import real_scans
-from typer.testing import CliRunner
+from conftest import REPO, real_scans
 
-from xscan.cli import app
-from xscan.resume import ResultsFileError, ResumableResults
-from xscan.scoring import score_paths
+from xscan.errors import ResultsFileError
+from xscan.options import ScoreOptions
+from xscan.resume import ResumableResults
+from xscan.run import Repaired, score_folder
 from xscan.walk import find_scans
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +34,28 @@ def folder(sixty, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reference(sixty, tmp_path_factory):
+def reference(sixty, tmp_path_factory, scorer):
     """The CSV of one uninterrupted run over `sixty`, as bytes."""
     out = tmp_path_factory.mktemp("reference") / "results.csv"
-    result = CliRunner().invoke(app, ["score", str(sixty), "-o", str(out), "--quiet"])
-    assert result.exit_code == 0, result.output
+    assert score_folder(sixty, out, scorer=scorer).exit_code == 0
     return out.read_bytes()
 
 
 def _run(folder, out, scorer, overwrite=False):
-    """One score run through the library, as the CLI does it; returns the tally."""
-    with ResumableResults(out, scorer.card.model_id, scorer.card.threshold, overwrite) as results:
-        for rows in score_paths(results.plan(find_scans(folder).scans), scorer, batch_size=8, workers=1):
-            results.write(rows)
-        results.finish()
-    return results.tally
+    return score_folder(folder, out, ScoreOptions(batch_size=8, workers=1, overwrite=overwrite), scorer=scorer)
 
 
 def _paths(out):
     return [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
 
 
-def test_second_run_skips_every_unchanged_file(folder, tmp_path, scorer):
+def test_second_run_does_not_read_unchanged_files_again(folder, tmp_path, scorer):
     out = tmp_path / "results.csv"
     first = _run(folder, out, scorer)
     content = out.read_bytes()
     second = _run(folder, out, scorer)
-    assert (first.scored, first.skipped) == (60, 0)
-    assert (second.scored, second.skipped, second.failed) == (0, 60, 0)
+    assert (first.scored, first.unchanged) == (60, 0)
+    assert (second.scored, second.unchanged, second.failed, second.exit_code) == (0, 60, 0, 0)
     assert out.read_bytes() == content
 
 
@@ -74,8 +65,8 @@ def test_new_and_changed_files_are_scored_and_replace_their_rows(folder, tmp_pat
     changed = folder / "NORMAL" / sorted(os.listdir(folder / "NORMAL"))[0]
     changed.write_bytes(real_scans("PNEUMONIA", 31)[-1].read_bytes())  # another scan, same name
     shutil.copy(real_scans("PNEUMONIA", 32)[-1], folder / "NORMAL" / "new.jpeg")
-    tally = _run(folder, out, scorer)
-    assert (tally.scored, tally.skipped) == (2, 59)
+    summary = _run(folder, out, scorer)
+    assert (summary.scored, summary.unchanged) == (2, 59)
     paths = _paths(out)
     assert len(paths) == 61 and paths == [str(p) for p in find_scans(folder).scans]
     fresh = tmp_path / "fresh.csv"
@@ -88,7 +79,7 @@ def test_files_with_errors_are_tried_again(folder, tmp_path, scorer):
     (folder / "later.png").write_bytes(b"")
     assert _run(folder, out, scorer).failed == 1
     again = _run(folder, out, scorer)
-    assert (again.scored, again.failed, again.skipped) == (0, 1, 60)
+    assert (again.scored, again.failed, again.unchanged, again.exit_code) == (0, 1, 60, 1)
 
 
 def test_overwrite_starts_afresh(folder, tmp_path, scorer):
@@ -128,34 +119,42 @@ def test_torn_last_line_is_repaired(folder, tmp_path, scorer, reference):
     assert results.repaired and out.read_bytes() == head
 
 
-def _subprocess_score(folder, out):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "xscan.cli", "score", str(folder), "-o", str(out), "--batch-size", "1", "--workers", "1", "-q"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+# Scores in a process of its own and stops for good, mid-run, once 3 rows are on disk: it says so on
+# standard output, then waits for the kill inside the event callback.
+STOP_AFTER_3_ROWS = """
+import sys, threading
+from pathlib import Path
+from xscan.options import ScoreOptions
+from xscan.run import RowsWritten, score_folder
+
+written = 0
+
+def on_event(event):
+    global written
+    if isinstance(event, RowsWritten):
+        written += len(event.rows)
+        if written == 3:
+            print("3 rows written", flush=True)
+            threading.Event().wait()
+
+score_folder(Path(sys.argv[1]), Path(sys.argv[2]), ScoreOptions(batch_size=1, workers=1), on_event=on_event)
+"""
 
 
-def _rows_written(out):
-    try:
-        return out.read_bytes().count(b"\r\n") - 1
-    except FileNotFoundError:
-        return -1
-
-
-def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(sixty, tmp_path, reference):
+def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(sixty, tmp_path, reference, scorer):
     out = tmp_path / "results.csv"
-    process = _subprocess_score(sixty, out)
-    deadline = time.monotonic() + 300
-    while _rows_written(out) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, process.stderr.read().decode()
-    written = _rows_written(out)
-    assert 3 <= written < 60, written  # killed mid-run, with rows on disk
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    scoring = subprocess.Popen([sys.executable, "-c", STOP_AFTER_3_ROWS, str(sixty), str(out)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    said = scoring.stdout.readline()  # returns once the process is stopped mid-run (or has died)
+    scoring.kill()
+    assert scoring.wait() == -signal.SIGKILL and said == b"3 rows written\n", scoring.stderr.read().decode()
+    assert len(out.read_bytes().splitlines()) == 1 + 3  # the header and the three rows, flushed before the kill
     with open(out, "ab") as stream:  # as if the kill had also cut a write short
-        stream.write(reference.splitlines(keepends=True)[written + 1][:25])
-    rerun = _subprocess_score(sixty, out)
-    _, stderr = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, stderr.decode()
+        stream.write(reference.splitlines(keepends=True)[4][:25])
+    events = []
+    rerun = score_folder(sixty, out, scorer=scorer, on_event=events.append)
+    assert Repaired(str(out)) in events and (rerun.unchanged, rerun.scored, rerun.exit_code) == (3, 57, 0)
     assert out.read_bytes() == reference
     assert not (tmp_path / "results.csv.tmp").exists()
 

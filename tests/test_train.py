@@ -5,8 +5,9 @@ import pytest
 from conftest import real_scans
 from typer.testing import CliRunner
 
+from xscan.card import read_card
 from xscan.cli import app
-from xscan.model import load_scorer, read_card
+from xscan.scorer import load_scorer
 from xscan.train import class_weights
 
 

@@ -1,4 +1,4 @@
-from xscan.walk import find_scans
+from xscan.walk import find_scans, walk_order
 
 
 def _touch(path):
@@ -21,10 +21,13 @@ def test_recursive_sorted_and_case_insensitive_extensions(tmp_path):
     assert find_scans(tmp_path).scans == expected
 
 
-def test_same_order_on_every_run(tmp_path):
-    for name in ["9.png", "10.png", "a/1.png", "B.png"]:
+def test_order_is_by_path_component_not_by_string(tmp_path):
+    for name in ["a.png", "9.png", "a/1.png", "B.png", "10.png", "a-b.png"]:
         _touch(tmp_path / name)
-    assert find_scans(tmp_path).scans == find_scans(tmp_path).scans
+    found = [str(path.relative_to(tmp_path)) for path in find_scans(tmp_path).scans]
+    # As strings "a-b.png" < "a.png" < "a/1.png"; by component the folder "a" comes before both.
+    assert found == ["10.png", "9.png", "B.png", "a/1.png", "a-b.png", "a.png"]
+    assert sorted(map(str, find_scans(tmp_path).scans), key=walk_order) == [str(tmp_path / name) for name in found]
 
 
 def test_folder_named_like_an_image_is_not_a_scan(tmp_path):

@@ -51,7 +51,7 @@ def _random_affine(config: AugmentConfig, seed: int) -> Any:
     """Rotation, zoom, aspect and shift in one resampling, the margin filled black.
 
     Keras has a layer for each of the three; chained, they resample every image three times,
-    which blurs it and took 2.2 times as long on the CPU (3 x 36 ms against 36 ms a batch of 32).
+    which blurs it and takes about twice as long on the CPU (docs/model.md has the timings).
     """
     import math
 

@@ -30,8 +30,25 @@ def threshold_for_sensitivity(probabilities: np.ndarray, labels: np.ndarray, tar
     """
     _, tpr, thresholds = roc_curve(labels, probabilities, drop_intermediate=False)
     reaching = np.flatnonzero(tpr >= target)
-    threshold = float(thresholds[reaching[0]])
-    return min(threshold, 1.0)
+    return _clipped(thresholds[reaching[0]])
+
+
+def threshold_for_specificity(probabilities: np.ndarray, labels: np.ndarray, target: float) -> float:
+    """The lowest threshold whose specificity is at least TARGET: the most sensitive confirming threshold."""
+    fpr, _, thresholds = roc_curve(labels, probabilities, drop_intermediate=False)
+    allowed = np.flatnonzero(fpr <= 1 - target + 1e-12)
+    return _clipped(thresholds[allowed[-1]])
+
+
+def youden_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold maximizing sensitivity + specificity - 1 (Youden's J)."""
+    fpr, tpr, thresholds = roc_curve(labels, probabilities, drop_intermediate=False)
+    return _clipped(thresholds[int(np.argmax(tpr - fpr))])
+
+
+def _clipped(threshold: float) -> float:
+    # roc_curve's first threshold is +inf ("flag nothing"); a probability never exceeds 1.
+    return min(float(threshold), 1.0)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:

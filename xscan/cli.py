@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,17 +15,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from xscan import __version__
-from xscan.labels import GroundTruth
-from xscan.results import Row
+from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE
+from xscan.options import DicomOptions, ScoreOptions
 
 if TYPE_CHECKING:
-    from xscan.dicom import DicomOptions
     from xscan.explain import Explainer
-    from xscan.model import Scorer
+    from xscan.labels import GroundTruth
     from xscan.report import Report
-    from xscan.resume import StreamResults
+    from xscan.results import Row
+    from xscan.run import Event, ScoreSummary
     from xscan.runlog import RunLog
     from xscan.site import SiteCalibration
+    from xscan.train import TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow start-up chatter is not for users
 
@@ -38,10 +38,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True)
-
-# Documented in `xscan score --help` and docs/reliability.md.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+SCORE_DEFAULTS = ScoreOptions()  # `xscan score`'s defaults are the library's
 
 
 def _version(value: bool) -> None:
@@ -57,17 +54,39 @@ def main(
     """Score folders of chest X-rays for pneumonia, offline, on a CPU."""
 
 
+class _RecipeDefault:
+    """An option's default read from the training recipe (TrainConfig, and ModelConfig inside it).
+
+    Click calls it for the value and shows str() of it in --help, so xscan.train, which imports
+    scikit-learn, is imported only by `xscan train` and `xscan train --help`.
+    """
+
+    def __init__(self, read: Callable[[TrainConfig], Any]) -> None:
+        self._read = read
+
+    def __call__(self) -> Any:
+        from xscan.train import TrainConfig
+
+        return self._read(TrainConfig())
+
+    def __str__(self) -> str:
+        return str(self())
+
+
 @app.command()
 def train(
     data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per class: NORMAL and PNEUMONIA."),
     out: Path = typer.Option(Path("weights"), "--out", help="Folder to write the weights and model card into."),
-    epochs: int = typer.Option(30, help="Most epochs to train; early stopping on validation AUC may stop sooner."),
-    image_size: int = typer.Option(160, help="Square model input side in pixels."),
-    members: int = typer.Option(3, min=1, help="Networks trained side by side and averaged (an ensemble)."),
-    batch_size: int = typer.Option(32, help="Images per training step."),
-    val_fraction: float = typer.Option(0.2, help="Share of patients held out: half selects epoch, calibration and "
-                                       "thresholds, half only reports."),
-    seed: int = typer.Option(1337, help="Random seed for the split, augmentation and weights."),
+    epochs: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.epochs),
+                               help="Most epochs to train; early stopping on validation AUC may stop sooner."),
+    image_size: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.model.image_size), help="Square model input side in pixels."),
+    members: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.model.members), min=1,
+                                help="Networks trained side by side and averaged (an ensemble)."),
+    batch_size: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.batch_size), help="Images per training step."),
+    val_fraction: float = typer.Option(default_factory=_RecipeDefault(lambda c: c.val_fraction),
+                                       help="Share of patients held out: half selects epoch, calibration and thresholds, "
+                                       "half only reports."),
+    seed: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.seed), help="Random seed for the split, augmentation and weights."),
     external: Path = typer.Option(None, "--external", help="A labelled folder (NORMAL / PNEUMONIA) from outside the intended "
                                   "population, e.g. adult films: part teaches the out-of-scope check, part is reported in the card."),
     labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
@@ -80,9 +99,9 @@ def train(
     epoch, the calibration (Platt scaling) and the threshold (the highest reaching sensitivity
     0.95), the other half choose nothing and give the card's figures. The patient of a scan is
     its DICOM PatientID, the labels file's patient column, or a Kermany / NIH file-name pattern;
-    a scan with none of these is its own patient (a warning says how many). The members train
-    side by side and their logits are averaged; a small scope network and feature statistics
-    make the out-of-scope check.
+    a scan with none of these is its own patient, and a warning says how many there are. The
+    members train side by side and their logits are averaged; a small scope network and feature
+    statistics make the out-of-scope check.
 
     Example:
 
@@ -90,14 +109,13 @@ def train(
     """
     from dataclasses import replace
 
-    from xscan.model import WEIGHTS_FILE, ModelConfig
+    from xscan.card import WEIGHTS_FILE
     from xscan.train import TrainConfig
     from xscan.train import train as run_training
 
-    config = TrainConfig(
-        val_fraction=val_fraction, seed=seed, epochs=epochs, batch_size=batch_size,
-        model=replace(ModelConfig(), image_size=image_size, members=members),
-    )
+    recipe = TrainConfig()
+    config = replace(recipe, val_fraction=val_fraction, seed=seed, epochs=epochs, batch_size=batch_size,
+                     model=replace(recipe.model, image_size=image_size, members=members))
     # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
     command = shlex.join([
         "xscan", "train", str(data_dir), "--out", str(out), "--epochs", str(epochs), "--image-size", str(image_size),
@@ -118,28 +136,20 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-class _Stop(Exception):
-    """A reason the score command stops before finishing, with its exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 @app.command()
 def score(
     folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP, DICOM)."),
     output: str = typer.Option(..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."),
-    batch_size: int = typer.Option(32, min=1, help="Images per model call."),
+    batch_size: int = typer.Option(SCORE_DEFAULTS.batch_size, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
-    workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU core."),
+    workers: int = typer.Option(SCORE_DEFAULTS.workers, min=0, help="Decoding threads; 0 means one per CPU core."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
     log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
     dicom_filter: bool = typer.Option(
-        True, "--dicom-filter/--no-dicom-filter",
+        SCORE_DEFAULTS.dicom.frontal_only, "--dicom-filter/--no-dicom-filter",
         help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), with the reason "
         "in the error column; --no-dicom-filter scores them anyway.",
     ),
@@ -158,13 +168,13 @@ def score(
     cannot be scored is a row with a short reason in `error`, and the run goes on.
 
     Run again with the same -o, the run resumes: files scored before by the same model and
-    threshold, with unchanged size and modification time, are skipped; new, changed and failed
-    ones are scored. The file ends with one row per file, in walk order, even after a run was
-    killed. --overwrite starts afresh.
+    threshold, with unchanged size and modification time, are not read again; new, changed and
+    failed ones are scored. The file ends with one row per file, in walk order, even after a run
+    was killed. --overwrite starts afresh.
 
     \b
     Exit codes:
-      0    every file scored (or skipped as unchanged)
+      0    every file scored (or unchanged since an earlier run)
       1    finished, but some files have errors (see the error column)
       2    usage error: bad option, missing folder, or a results file that is not
            xscan's, is damaged or unreadable, or holds another model's rows
@@ -180,25 +190,29 @@ def score(
 
         xscan score ./pacs-export -o results.csv --dicom-tags AccessionNumber,SOPInstanceUID
     """
-    from xscan.dicom import DicomOptions, parse_tag_names
+    from xscan.dicom_tags import parse_tag_names
+    from xscan.errors import RunError
+    from xscan.run import score_folder
     from xscan.runlog import RunLog
 
     try:
-        dicom = DicomOptions(filter=dicom_filter, tags=parse_tag_names(dicom_tags))
+        tags = parse_tag_names(dicom_tags)
     except ValueError as error:
         raise _fail(f"--dicom-tags: {error}", EXIT_USAGE) from None
+    options = ScoreOptions(batch_size=batch_size, threshold=threshold, workers=workers, weights=weights, overwrite=overwrite,
+                           dicom=DicomOptions(frontal_only=dicom_filter, tags=tags))
     try:
         log = RunLog(log_file)
     except OSError as error:
         raise _fail(f"cannot open log file {log_file}: {error.strerror or error}", EXIT_USAGE) from None
-    with log:
+    # Rows are kept only for a report on standard output, which cannot be read back.
+    view = _ScoreView(log, quiet, keep_rows=labels and output == "-")
+    with log, view:
         try:
-            streamed: list[Row] = []  # kept only for a report on standard output, which cannot be read back
-            code = _score(folder, output, batch_size, threshold, workers, weights, overwrite, dicom, log, quiet,
-                          streamed if labels and output == "-" else None)
-        except _Stop as stop:
-            log.line("fatal" if stop.code == EXIT_FATAL else "usage-error", f"{stop} (exit {stop.code})")
-            raise _fail(str(stop), stop.code) from None
+            summary = score_folder(folder, output, options, on_event=view)
+        except RunError as stop:
+            log.line("fatal" if stop.exit_code == EXIT_FATAL else "usage-error", f"{stop} (exit {stop.exit_code})")
+            raise _fail(str(stop), stop.exit_code) from None
         except KeyboardInterrupt:
             log.line("fatal", f"interrupted (exit {EXIT_INTERRUPTED})")
             raise _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED) from None
@@ -207,78 +221,93 @@ def score(
                 raise
             log.line("fatal", f"unexpected {type(error).__name__}: {error} (exit {EXIT_FATAL})")
             raise _fail(f"unexpected {type(error).__name__}: {error} (--debug shows the traceback)", EXIT_FATAL) from None
+        view.finished(summary)
     if labels:
-        _report_after_scoring(output, streamed)
-    raise typer.Exit(code)
+        _report_after_scoring(output, view.rows)
+    raise typer.Exit(summary.exit_code)
 
 
-def _score(
-    folder: Path, output: str, batch_size: int, threshold: float | None, workers: int, weights: Path | None,
-    overwrite: bool, dicom: DicomOptions, log: RunLog, quiet: bool, keep: list[Row] | None,
-) -> int:
-    """The score command's flow; returns the exit code or raises _Stop."""
-    import time
+class _ScoreView:
+    """What `xscan score` shows of a run: messages and a progress bar on stderr, lines in the log file."""
 
-    from xscan.model import WeightsError, load_scorer
-    from xscan.resume import ResultsFileError, open_results
-    from xscan.walk import IMAGE_EXTENSIONS, find_scans
+    def __init__(self, log: RunLog, quiet: bool, keep_rows: bool) -> None:
+        self._log = log
+        self._quiet = quiet
+        self._keep_rows = keep_rows
+        self._progress: Any = None
+        self.rows: list[Row] = []
 
-    if not folder.is_dir():
-        raise _Stop(f"{folder} is not a folder", EXIT_USAGE)
-    started = time.monotonic()
-    found = find_scans(folder)
-    for path, why in found.skipped:
-        _note(log, quiet, "not-scanned", f"{path}: {why}")
+    def __call__(self, event: Event) -> None:
+        from tqdm import tqdm
+
+        from xscan.run import NotScanned, Planned, Repaired, RowsWritten
+
+        if isinstance(event, NotScanned):
+            self._note("not-scanned", f"{event.path}: {event.reason}")
+        elif isinstance(event, Repaired):
+            self._note("repaired", f"{event.output}: dropped a torn last line left by an interrupted run")
+        elif isinstance(event, Planned):
+            self._progress = tqdm(total=event.to_score, unit="scan", file=sys.stderr, disable=self._quiet or not sys.stderr.isatty())
+        elif isinstance(event, RowsWritten):
+            for row in event.rows:
+                if row.error:
+                    self._log.line("error", f"{row.path}: {row.error}")
+            if self._keep_rows:
+                self.rows.extend(event.rows)
+            self._progress.update(len(event.rows))
+
+    def finished(self, summary: ScoreSummary) -> None:
+        from xscan.formats import IMAGE_EXTENSIONS
+
+        self.close()
+        self._log.summary(summary)
+        if self._quiet:
+            return
+        if not summary.found:
+            _say(f"no scans found in {summary.folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
+        line = (f"scored {summary.scored}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "
+                f"{summary.unchanged} unchanged, not read again")
+        _say(line + (f"; {summary.skipped} skipped by the DICOM policy" if summary.skipped else ""))
+        if summary.failed:
+            _say(f"{summary.failed} file(s) could not be scored: see the error column of {summary.output}")
+
+    def _note(self, kind: str, message: str) -> None:
+        self._log.line(kind, message)
+        if not self._quiet:
+            _say(f"{kind}: {message}")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def __enter__(self) -> _ScoreView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _say(message: str) -> None:
+    # One message, one line: paths are neither wrapped nor read as markup.
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_after_scoring(output: str, streamed: list[Row]) -> None:
+    from xscan.labels import FolderLabels
+    from xscan.report import ReportError, build_report, report_from_csv
+    from xscan.report_view import print_report
+
     try:
-        with _native_stderr_silenced():
-            scorer = load_scorer(weights)
-    except WeightsError as error:
-        raise _Stop(str(error), EXIT_FATAL) from None
-    threshold = scorer.card.threshold if threshold is None else threshold
-    try:
-        results = open_results(output, scorer.card.model_id, threshold, overwrite, extra_columns=dicom.tags)
-    except ResultsFileError as error:
-        raise _Stop(str(error), EXIT_USAGE) from None
-    if results.repaired:
-        _note(log, quiet, "repaired", f"{output}: dropped a torn last line left by an interrupted run")
-    try:
-        _score_into(results, found.scans, scorer, batch_size, threshold, workers, dicom, log, quiet, keep)
-    except OSError as error:
-        raise _Stop(f"cannot write results to {output}: {error.strerror or error}", EXIT_FATAL) from None
-    tally, elapsed = results.tally, time.monotonic() - started
-    code = EXIT_SOME_FAILED if tally.failed else EXIT_OK
-    log.summary(folder, tally.scored, tally.skipped, tally.failed, elapsed, code)
-    if not quiet:
-        if not found.scans:
-            _say(f"no scans found in {folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
-        rate = tally.scored / elapsed if elapsed else 0.0
-        _say(f"scored {tally.scored}, failed {tally.failed} in {elapsed:.1f} s ({rate:.1f} images/s); skipped {tally.skipped} unchanged")
-        if tally.failed:
-            _say(f"{tally.failed} file(s) could not be scored: see the error column of {output}")
-    return code
-
-
-def _score_into(
-    results: StreamResults, scans: list[Path], scorer: Scorer, batch_size: int, threshold: float, workers: int,
-    dicom: DicomOptions, log: RunLog, quiet: bool, keep: list[Row] | None,
-) -> None:
-    from tqdm import tqdm
-
-    from xscan.scoring import score_paths
-
-    with results:
-        to_score = results.plan(scans)
-        progress = tqdm(total=len(to_score), unit="scan", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
-        with progress:
-            for rows in score_paths(to_score, scorer, batch_size, threshold, workers or None, dicom):
-                results.write(rows)
-                if keep is not None:
-                    keep.extend(rows)
-                for row in rows:
-                    if row.error:
-                        log.line("error", f"{row.path}: {row.error}")
-                progress.update(len(rows))
-        results.finish()
+        if output == "-":
+            result = build_report(streamed, FolderLabels(), source="standard output")
+        else:  # read back, so the report is exactly what `xscan report` says of the file
+            result = report_from_csv(Path(output), FolderLabels())
+    except ReportError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    console = err if output == "-" else Console()
+    print_report(result, console)
+    console.print(DISCLAIMER)
 
 
 @app.command()
@@ -310,10 +339,12 @@ def explain(
         xscan explain ./scans -o heatmaps/
         xscan explain scan1.jpeg scan2.dcm -o heatmaps/ --size 1024
     """
+    from xscan.errors import RunError
+
     try:
         code = _explain(paths, output, size, threshold, workers, weights, quiet)
-    except _Stop as stop:
-        raise _fail(str(stop), stop.code) from None
+    except RunError as stop:
+        raise _fail(str(stop), stop.exit_code) from None
     except KeyboardInterrupt:
         raise _fail("interrupted", EXIT_INTERRUPTED) from None
     except Exception as error:  # the one place an unexpected failure becomes a message and an exit code
@@ -326,32 +357,29 @@ def explain(
 def _explain(
     paths: list[Path], output: Path, size: int | None, threshold: float | None, workers: int, weights: Path | None, quiet: bool,
 ) -> int:
-    """The explain command's flow; returns the exit code or raises _Stop."""
+    """The explain command's flow; returns the exit code or raises a RunError."""
     import time
 
+    from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
     from xscan.explain import LONG_SIDE, Explainer, OverlayClashError, overlay_plan
-    from xscan.model import WeightsError, load_scorer
+    from xscan.scorer import load_scorer
 
     missing = [path for path in paths if not path.exists()]
     if missing:
-        raise _Stop(f"{missing[0]} does not exist", EXIT_USAGE)
+        raise UsageError(f"{missing[0]} does not exist")
     started = time.monotonic()
     try:
         plan, skipped = overlay_plan(paths)
     except OverlayClashError as error:
-        raise _Stop(str(error), EXIT_USAGE) from None
+        raise UsageError(str(error)) from None
     for path, why in [] if quiet else skipped:
         _say(f"not-scanned: {path}: {why}")
-    try:
-        with _native_stderr_silenced():
-            explainer = Explainer(load_scorer(weights))
-    except WeightsError as error:
-        raise _Stop(str(error), EXIT_FATAL) from None
+    explainer = Explainer(load_scorer(weights))
     threshold = explainer.scorer.card.threshold if threshold is None else threshold
     try:
         drawn, failed = _explain_into(plan, explainer, output, size or LONG_SIDE, threshold, workers, quiet)
     except OSError as error:
-        raise _Stop(f"cannot write to {output}: {error.strerror or error}", EXIT_FATAL) from None
+        raise ResultsWriteError(f"cannot write to {output}: {error.strerror or error}") from None
     if not quiet:
         _say(f"drawn {drawn}, failed {failed} in {time.monotonic() - started:.1f} s; overlays and explain.csv in {output}")
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -375,52 +403,6 @@ def _explain_into(
             drawn += sum(1 for row in rows if not row.error)
             progress.update(len(rows))
     return drawn, failed
-
-
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Silence C++ libraries' writes to file descriptor 2 while TensorFlow starts.
-
-    TensorFlow logs start-up notes through absl before it reads TF_CPP_MIN_LOG_LEVEL, so no
-    setting hides them; Python's own errors still arrive as exceptions.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _note(log: RunLog, quiet: bool, kind: str, message: str) -> None:
-    log.line(kind, message)
-    if not quiet:
-        _say(f"{kind}: {message}")
-
-
-def _say(message: str) -> None:
-    # One message, one line: paths are neither wrapped nor read as markup.
-    err.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
-def _report_after_scoring(output: str, streamed: list[Row]) -> None:
-    from xscan.labels import FolderLabels
-    from xscan.report import ReportError, build_report, report_from_csv
-    from xscan.report_view import print_report
-
-    try:
-        if output == "-":
-            result = build_report(streamed, FolderLabels(), source="standard output")
-        else:  # read back, so the report is exactly what `xscan report` says of the file
-            result = report_from_csv(Path(output), FolderLabels())
-    except ReportError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
-    console = err if output == "-" else Console()
-    print_report(result, console)
-    console.print(DISCLAIMER)
 
 
 @app.command()
@@ -491,12 +473,11 @@ def report(
 
 def _review_page(result: Report, results: Path, folder: Path, truth: GroundTruth | None, gallery: int | None,
                  weights: Path | None) -> None:
-    from xscan.model import WeightsError
+    from xscan.errors import WeightsError
     from xscan.review_page import GALLERY_SIZE, write_review_page
 
     try:
-        with _native_stderr_silenced():
-            page = write_review_page(result, results, folder, truth, GALLERY_SIZE if gallery is None else gallery, weights)
+        page = write_review_page(result, results, folder, truth, GALLERY_SIZE if gallery is None else gallery, weights)
     except WeightsError as error:
         raise _fail(str(error), EXIT_FATAL) from None
     except OSError as error:
@@ -598,7 +579,8 @@ def info(
 
         xscan info
     """
-    from xscan.model import WeightsError, default_weights_dir, read_card
+    from xscan.card import default_weights_dir, read_card
+    from xscan.errors import WeightsError
 
     try:
         card = read_card(weights or default_weights_dir())

@@ -8,9 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from xscan.classes import CLASS_NAMES
 from xscan.walk import find_scans, is_dicom
-
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # index = label: 0 normal, 1 pneumonia
 
 _PATIENT_RULES = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),

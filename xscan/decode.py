@@ -1,78 +1,125 @@
-"""Reading one scan file into a 2-D uint8 grey array; one function per format, one error type."""
+"""Reading one scan file into a 2-D uint8 grey array: one guarded open, the format from the file itself, one error type."""
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
+from pydicom.dataset import Dataset
 
-from xscan.walk import is_dicom
+from xscan.dicom_image import grey_image, read_dataset
+from xscan.errors import ScanError
+from xscan.formats import DICOM_MARKER_END, FORMAT_OF_EXTENSION, Kind, has_dicom_marker, image_format, kind_by_name
+from xscan.limits import MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE
 
 # Every decode failure becomes a ScanError with its own reason; OpenCV's log lines would only repeat it on stderr.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
-
-class ScanError(Exception):
-    """A file that cannot be scored; the message is the one-line reason written to the CSV."""
-
-
-# Smaller than this on either side is not a radiograph (a thumbnail or an icon).
-MIN_SIDE = 64
-
-# A header claiming more pixels than this is refused before any decoder allocates: the largest
-# radiograph detectors have about 18 megapixels (43 x 43 cm at 100 micrometres), while a
-# decompression bomb claims billions.
-MAX_PIXELS = 100_000_000
-# A file larger than this is not read at all (a 100-megapixel 16-bit uncompressed TIFF is 200 MB).
-MAX_FILE_BYTES = 1 << 30
 # Some writers pad a few bytes after a JPEG's end-of-image marker or a PNG's IEND chunk.
 TRAILER_SLACK = 1024
 
-SIGNATURES = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"BM", "BMP"),
-)
-FORMAT_OF_EXTENSION = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+class ScanFile:
+    """One scan file, opened once: its kind, and its bytes or its DICOM dataset, each read at most once."""
+
+    def __init__(self, path: Path, stream: BinaryIO, kind: Kind) -> None:
+        self.path = path
+        self.kind = kind
+        self.stream = stream
+        self._raw: bytes | None = None
+        self._dataset: Dataset | None = None
+
+    def raw(self) -> bytes:
+        """The whole file (an image's bytes)."""
+        if self._raw is None:
+            self._raw = self.stream.read(MAX_FILE_BYTES + 1)
+        return self._raw
+
+    def dataset(self) -> Dataset:
+        """The DICOM dataset, parsed once; its pixel data is read from the open file when first used."""
+        if self._dataset is None:
+            self._dataset = read_dataset(self.stream)
+        return self._dataset
+
+    def grey(self, min_side: int = 0) -> np.ndarray:
+        """The scan as a 2-D uint8 grey array; with MIN_SIDE, see `decode_image`."""
+        if self.kind is Kind.DICOM:
+            grey = grey_image(self.dataset())
+        else:
+            grey = decode_image(self.raw(), self.path, min_side)
+        if min(grey.shape) < MIN_SIDE:
+            raise ScanError(f"image too small to be a radiograph ({grey.shape[1]}x{grey.shape[0]} pixels)")
+        return grey
 
 
-def read_bytes(path: Path) -> bytes:
-    """The whole file; what vanished, is not a regular file, is empty or is huge is a ScanError."""
+def decode(path: Path, min_side: int = 0) -> np.ndarray:
+    """Decode any supported scan into a 2-D uint8 grey array, or raise ScanError."""
+    with open_scan(path) as scan:
+        return scan.grey(min_side)
+
+
+@contextmanager
+def open_scan(path: Path) -> Iterator[ScanFile]:
+    """Open PATH once for reading, refusing what is not a regular file, is empty or is huge, and tell its kind.
+
+    A file without a known extension is a scan only if it is DICOM: its first bytes decide.
+    """
+    kind = kind_by_name(path)
+    if kind is None:
+        raise ScanError(_unsupported(path))
+    with _open_regular_file(path) as stream:
+        if kind is Kind.MAYBE_DICOM:
+            if not has_dicom_marker(stream.read(DICOM_MARKER_END)):
+                raise ScanError(_unsupported(path))
+            stream.seek(0)
+            kind = Kind.DICOM
+        yield ScanFile(path, stream, kind)
+
+
+def _unsupported(path: Path) -> str:
+    return f"unsupported file type {path.suffix or '(no extension)'}"
+
+
+@contextmanager
+def _open_regular_file(path: Path) -> Iterator[BinaryIO]:
     try:
-        # Non-blocking open: a FIFO swapped in after the walk must not hang the run.
+        # Non-blocking: a FIFO swapped in after the walk must not hang the run.
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         raise ScanError(f"cannot read file: {error.strerror or error}") from None
     try:
         status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise ScanError("not a regular file")
+    except OSError as error:
+        os.close(descriptor)
+        raise ScanError(f"cannot read file: {error.strerror or error}") from None
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise ScanError("not a regular file")
+    with os.fdopen(descriptor, "rb") as stream:
+        stream.raw.name = str(path)  # what pydicom names in its messages
         if status.st_size > MAX_FILE_BYTES:
             raise ScanError(f"file too large ({status.st_size >> 20} MiB; limit {MAX_FILE_BYTES >> 20} MiB)")
-        with os.fdopen(descriptor, "rb", closefd=False) as stream:
-            raw = stream.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        raise ScanError(f"cannot read file: {error.strerror or error}") from None
-    finally:
-        os.close(descriptor)
-    if not raw:
-        raise ScanError("empty file (0 bytes)")
-    return raw
+        if status.st_size == 0:
+            raise ScanError("empty file (0 bytes)")
+        try:
+            yield stream
+        except OSError as error:
+            raise ScanError(f"cannot read file: {error.strerror or error}") from None
 
 
 def sniff_format(raw: bytes, path: Path) -> str:
     """The image format the bytes start with; a PNG named .jpg is still decoded, as a PNG."""
-    for signature, image_format in SIGNATURES:
-        if raw.startswith(signature):
-            return image_format
-    expected = FORMAT_OF_EXTENSION.get(path.suffix.lower(), "supported")
-    raise ScanError(f"not a {expected} image: the file holds {_describe_content(raw[:512])}")
+    found = image_format(raw)
+    if found is None:
+        expected = FORMAT_OF_EXTENSION.get(path.suffix.lower(), "supported")
+        raise ScanError(f"not a {expected} image: the file holds {_describe_content(raw[:512])}")
+    return found
 
 
 def _describe_content(head: bytes) -> str:
@@ -80,6 +127,33 @@ def _describe_content(head: bytes) -> str:
         return "unrecognised binary data"
     lowered = head.lstrip().lower()
     return "HTML" if lowered.startswith((b"<!doctype html", b"<html")) else "text"
+
+
+def decode_image(raw: bytes, path: Path, min_side: int = 0) -> np.ndarray:
+    """Decode a JPEG, PNG, TIFF or BMP file's bytes with OpenCV into uint8 grey.
+
+    The bytes are checked first (format signature, complete file, pixel count in the header), so
+    that a truncated or hostile file is refused with a specific reason before OpenCV allocates.
+    With `min_side`, a large JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside
+    libjpeg and so much faster) as long as both sides stay at least `min_side` pixels.
+    """
+    image_format = sniff_format(raw, path)
+    check_complete(raw, image_format)
+    size = header_size(raw, image_format)
+    check_pixel_count(size)
+    data = np.frombuffer(raw, dtype=np.uint8)
+    flags = cv2.IMREAD_GRAYSCALE
+    if min_side and image_format == "JPEG":
+        flags = _reduced_jpeg_flag(size, min_side)
+    if flags == cv2.IMREAD_GRAYSCALE:
+        flags |= cv2.IMREAD_ANYDEPTH  # keep 16-bit PNG and TIFF depth; reduced modes are 8-bit only
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error:  # OpenCV raises, rather than returning None, for a few malformed headers
+        image = None
+    if image is None:
+        raise ScanError(f"not a decodable {image_format} image")
+    return _to_uint8(image)
 
 
 def check_complete(raw: bytes, image_format: str) -> None:
@@ -132,34 +206,6 @@ def _tiff_size(raw: bytes) -> tuple[int, int] | None:
     return (found[256], found[257]) if len(found) == 2 else None
 
 
-def decode_opencv(path: Path, min_side: int = 0) -> np.ndarray:
-    """Decode a JPEG, PNG, TIFF or BMP with OpenCV into uint8 grey.
-
-    The bytes are checked first (format signature, complete file, pixel count in the header), so
-    that a truncated or hostile file is refused with a specific reason before OpenCV allocates.
-    With `min_side`, a large JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside
-    libjpeg and so much faster) as long as both sides stay at least `min_side` pixels.
-    """
-    raw = read_bytes(path)
-    image_format = sniff_format(raw, path)
-    check_complete(raw, image_format)
-    size = header_size(raw, image_format)
-    check_pixel_count(size)
-    data = np.frombuffer(raw, dtype=np.uint8)
-    flags = cv2.IMREAD_GRAYSCALE
-    if min_side and image_format == "JPEG":
-        flags = _reduced_jpeg_flag(size, min_side)
-    if flags == cv2.IMREAD_GRAYSCALE:
-        flags |= cv2.IMREAD_ANYDEPTH  # keep 16-bit PNG and TIFF depth; reduced modes are 8-bit only
-    try:
-        image = cv2.imdecode(data, flags)
-    except cv2.error:  # OpenCV raises, rather than returning None, for a few malformed headers
-        image = None
-    if image is None:
-        raise ScanError(f"not a decodable {image_format} image")
-    return _to_uint8(image)
-
-
 _REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
 
 
@@ -198,37 +244,3 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     if high <= low:
         return np.zeros(image.shape, np.uint8)
     return ((image - low) * (255.0 / (high - low))).round().astype(np.uint8)
-
-
-def decode_dicom(path: Path, min_side: int = 0) -> np.ndarray:
-    """Decode a DICOM file's first frame into uint8 grey as a viewer shows it (LUTs, window, MONOCHROME1)."""
-    from xscan.dicom import read_grey  # here, not at the top: xscan.dicom imports ScanError from this module
-
-    return read_grey(path)
-
-
-Decoder = Callable[[Path, int], np.ndarray]
-
-DECODERS: dict[str, Decoder] = {
-    ".jpg": decode_opencv,
-    ".jpeg": decode_opencv,
-    ".png": decode_opencv,
-    ".tif": decode_opencv,
-    ".tiff": decode_opencv,
-    ".bmp": decode_opencv,
-    ".dcm": decode_dicom,
-    ".dicom": decode_dicom,
-}
-
-
-def decode(path: Path, min_side: int = 0) -> np.ndarray:
-    """Decode any supported scan into a 2-D uint8 grey array, or raise ScanError."""
-    decoder = DECODERS.get(path.suffix.lower())
-    if decoder is None and is_dicom(path):
-        decoder = decode_dicom
-    if decoder is None:
-        raise ScanError(f"unsupported file type {path.suffix or '(no extension)'}")
-    grey = decoder(path, min_side)
-    if min(grey.shape) < MIN_SIDE:
-        raise ScanError(f"image too small to be a radiograph ({grey.shape[1]}x{grey.shape[0]} pixels)")
-    return grey

@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from xscan.decode import ScanError
-from xscan.model import MODEL_BATCH, ModelConfig, Scorer, build_model, member_logit_layer, model_config_from_card
+from xscan.card import model_config_from_card
+from xscan.errors import ScanError
+from xscan.model import ModelConfig, build_model, member_logit_layer
 from xscan.overlay import Grid, annotate, blend, colour_scale, display_scan, heat_on_scan, write_png
 from xscan.results import Row
-from xscan.resume import RESULT_COLUMNS, fingerprint
-from xscan.scoring import Loaded, load_in_order
+from xscan.results import RESULT_COLUMNS
+from xscan.resume import fingerprint
+from xscan.scorer import MODEL_BATCH, Scorer
+from xscan.scoring import LoadedScan, load_in_order
 from xscan.walk import find_scans
 
 OVERLAY_COLUMN = "overlay"  # explain.csv: the PNG's path, relative to the output folder
@@ -125,7 +128,7 @@ class Explainer:
     def explain(self, paths: Iterable[Path], workers: int | None = None) -> Iterator[list[Explanation]]:
         """Explanations of PATHS in order, a batch at a time; files are decoded on WORKERS threads as in scoring."""
         workers = workers or os.cpu_count() or 1
-        batch: list[Loaded] = []
+        batch: list[LoadedScan] = []
         for loaded in load_in_order(paths, self.scorer.card.image_size, workers, lookahead=2 * MODEL_BATCH + 4 * workers):
             batch.append(loaded)
             if len(batch) == MODEL_BATCH:
@@ -134,8 +137,8 @@ class Explainer:
         if batch:
             yield self._explain_batch(batch)
 
-    def _explain_batch(self, batch: list[Loaded]) -> list[Explanation]:
-        scans = [entry.scan for entry in batch if entry.scan is not None]
+    def _explain_batch(self, batch: list[LoadedScan]) -> list[Explanation]:
+        scans = [entry.model_input for entry in batch if entry.model_input is not None]
         if not scans:
             return [Explanation(entry.path, None, None, entry.error) for entry in batch]
         stack = np.stack(scans)
@@ -143,7 +146,7 @@ class Explainer:
         scored = iter(zip(self.scorer.probabilities(stack), self.gradcam.cells(stack), strict=True))
         explained = []
         for entry in batch:
-            if entry.scan is None:
+            if entry.model_input is None:
                 explained.append(Explanation(entry.path, None, None, entry.error))
             else:
                 probability, cells = next(scored)
@@ -192,7 +195,7 @@ def overlay_plan(inputs: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[
     for given in inputs:
         if given.is_dir():
             found = find_scans(given)
-            skipped += found.skipped
+            skipped += found.not_scanned
             plan += [(scan, scan.relative_to(given).with_name(scan.name + ".png")) for scan in found.scans]
         else:
             plan.append((given, Path(given.name + ".png")))

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-from xscan.results import COLUMNS, NEGATIVE, POSITIVE
+from xscan.classes import NEGATIVE, POSITIVE
+from xscan.results import COLUMNS
 
 LABEL_VALUES = {NEGATIVE.lower(): 0, "0": 0, POSITIVE.lower(): 1, "1": 1}  # 1 is pneumonia, as in xscan.metrics
 LABELS_COLUMNS = ("path", "label")

@@ -1,19 +1,13 @@
-"""The network, its weights on disk, and the model card that travels with them."""
+"""The network: its shape, how it is built from that shape, and the folded form that scores."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-WEIGHTS_FILE = "xscan-cnn.weights.h5"
-CARD_FILE = "model-card.json"
 MODEL_NAME = "xscan-cnn"
-MODEL_BATCH = 16  # scans per network call when scoring; see Scorer.probabilities
 
 
 @dataclass(frozen=True)
@@ -101,8 +95,7 @@ def fold_batch_norms(network: Any, config: ModelConfig) -> Any:
 
     At inference a batch norm is a fixed per-channel scale and shift; merged into the conv's
     kernel and bias it costs nothing, where on its own it is one more pass over every feature
-    map (the 3-member ensemble ran 45 % faster folded: 2.2 against 4.0 ms an image on one
-    thread; logits agree to about 1e-6).
+    map (docs/throughput.md has the timings).
     """
     import keras
 
@@ -117,158 +110,3 @@ def fold_batch_norms(network: Any, config: ModelConfig) -> Any:
         elif layer.weights:
             layer.set_weights(network.get_layer(layer.name).get_weights())
     return folded
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@dataclass
-class ModelCard:
-    """Everything needed to use the weights exactly as they were trained, and what they scored."""
-
-    name: str
-    version: str
-    config: dict[str, Any]
-    preprocessing: dict[str, Any]
-    temperature: float
-    threshold: float
-    threshold_rule: str
-    weights_sha256: str = ""
-    bias: float = 0.0  # added to logit / temperature before the sigmoid (Platt scaling); 0 in older cards
-    training: dict[str, Any] = field(default_factory=dict)
-    validation: dict[str, Any] = field(default_factory=dict)  # the report part of validation: it chose nothing
-    robustness: list[dict[str, Any]] = field(default_factory=list)
-    intended_population: str = ""
-    selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
-    external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
-    scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.name}-{self.version}-{self.weights_sha256[:8]}"
-
-    @property
-    def image_size(self) -> int:
-        return int(self.preprocessing["image_size"])
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelCard:
-        return cls(**json.loads(text))
-
-
-class WeightsError(Exception):
-    """The weights folder is missing, incomplete or does not match its model card."""
-
-
-def default_weights_dir() -> Path:
-    """The bundled weights: `weights/` of the source tree, or the copy installed in the package."""
-    packaged = Path(__file__).parent / "weights"
-    return packaged if (packaged / CARD_FILE).exists() else Path(__file__).parent.parent / "weights"
-
-
-def read_card(weights_dir: Path) -> ModelCard:
-    card_path = weights_dir / CARD_FILE
-    try:
-        return ModelCard.from_json(card_path.read_text())
-    except OSError as error:
-        raise WeightsError(f"cannot read model card {card_path}: {error.strerror or error}") from None
-    except (ValueError, TypeError) as error:
-        raise WeightsError(f"model card {card_path} is not valid: {error}") from None
-
-
-@dataclass
-class Scorer:
-    """A loaded model and its card: turns a batch of preprocessed scans into probabilities."""
-
-    card: ModelCard
-    network: Any
-
-    def __post_init__(self) -> None:
-        import tensorflow as tf
-
-        # One traced graph of one fixed shape: no retracing, no Python per image.
-        inference = fold_batch_norms(self.network, model_config_from_card(self.card))
-        self._logits = tf.function(
-            lambda batch: inference(batch, training=False),
-            input_signature=[tf.TensorSpec([MODEL_BATCH, self.card.image_size, self.card.image_size, 1], tf.float32)],
-        )
-
-    def probabilities(self, scans: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities of pneumonia for a stack of preprocessed scans.
-
-        The network always runs on chunks of exactly MODEL_BATCH scans (the last one padded):
-        the kernels, and so the last bits of a score, could otherwise depend on how many scans
-        share a call, and a resumed run must write the same numbers as an uninterrupted one.
-        """
-        count = len(scans)
-        padded = np.zeros((-(-count // MODEL_BATCH) * MODEL_BATCH, *scans.shape[1:]), np.float32)
-        padded[:count] = scans
-        chunks = [np.asarray(self._logits(padded[i : i + MODEL_BATCH])) for i in range(0, len(padded), MODEL_BATCH)]
-        logits = np.concatenate(chunks).reshape(-1)[:count].astype(np.float64)
-        return calibrated_probability(logits, self.card.temperature, self.card.bias)
-
-
-def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(logits / temperature + bias)))
-
-
-def load_scorer(weights_dir: Path | None = None, threads: int = 1) -> Scorer:
-    """Load weights and card from WEIGHTS_DIR (default: the bundled model), offline.
-
-    THREADS is how many threads TensorFlow runs each batch on. One, because the scoring
-    pipeline's decoding workers keep every core busy: more model threads only spin-wait and
-    take turns with the decoders.
-    """
-    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
-    card = read_card(weights_dir)
-    weights_path = weights_dir / WEIGHTS_FILE
-    if not weights_path.exists():
-        raise WeightsError(f"no weights file {weights_path}")
-    actual = sha256_of(weights_path)
-    if card.weights_sha256 and actual != card.weights_sha256:
-        raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
-    _set_tensorflow_threads(threads)
-    # The card's config rebuilds the network exactly as trained; the file holds only its weights.
-    network = build_model(model_config_from_card(card))
-    try:
-        network.load_weights(weights_path)
-    except Exception as error:  # h5py and keras raise many types for a corrupt or mismatched file
-        raise WeightsError(f"cannot load {weights_path}: {error}") from None
-    return Scorer(card, network)
-
-
-def model_config_from_card(card: ModelCard) -> ModelConfig:
-    config = dict(card.config)
-    config["widths"] = tuple(config["widths"])
-    config.setdefault("members", 1)  # cards written before ensembles describe one network
-    return ModelConfig(**config)
-
-
-def _set_tensorflow_threads(threads: int) -> None:
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TensorFlow already ran in this process (a second model, or tests): its threads stay as they are
-
-
-def save_bundle(network: Any, card: ModelCard, weights_dir: Path) -> ModelCard:
-    """Write the weights and their card, with the weights' sha256, into WEIGHTS_DIR.
-
-    The weights are copied into a fresh network built from the card's config first: a trained
-    network also carries its optimizer's state, which would triple the file and is never needed.
-    """
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    weights_path = weights_dir / WEIGHTS_FILE
-    clean = build_model(model_config_from_card(card))
-    clean.set_weights(network.get_weights())
-    clean.save_weights(weights_path)
-    card.weights_sha256 = sha256_of(weights_path)
-    (weights_dir / CARD_FILE).write_text(card.to_json())
-    return card

@@ -10,8 +10,8 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from xscan.classes import NEGATIVE, POSITIVE
 from xscan.report import Report
-from xscan.results import NEGATIVE, POSITIVE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

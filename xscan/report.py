@@ -11,10 +11,11 @@ import numpy as np
 import sklearn
 from sklearn.metrics import auc, average_precision_score, roc_curve
 
-from xscan.calibration import threshold_for_sensitivity
+from xscan.calibration import threshold_for_sensitivity, threshold_for_specificity, youden_threshold
+from xscan.classes import NEGATIVE, POSITIVE
 from xscan.labels import GroundTruth
 from xscan.metrics import binary_metrics, rates
-from xscan.results import COLUMNS, NEGATIVE, POSITIVE, Row, read_rows
+from xscan.results import COLUMNS, Row, read_rows
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975: two-sided 95 %
 HISTOGRAM_BINS = 10
@@ -175,24 +176,6 @@ def _resampled_metrics(truth: np.ndarray, probabilities: np.ndarray, predicted: 
         "auc": float(auc(fpr, tpr)),  # what roc_auc_score computes, with half its overhead
         "average_precision": float(average_precision_score(truth, probabilities)),
     }
-
-
-def _clipped(threshold: float) -> float:
-    # roc_curve's first threshold is +inf ("flag nothing"); a probability never exceeds 1.
-    return min(float(threshold), 1.0)
-
-
-def threshold_for_specificity(probabilities: np.ndarray, truth: np.ndarray, target: float) -> float:
-    """The lowest threshold whose specificity is at least TARGET: the most sensitive confirming threshold."""
-    fpr, _, thresholds = roc_curve(truth, probabilities, drop_intermediate=False)
-    allowed = np.flatnonzero(fpr <= 1 - target + 1e-12)
-    return _clipped(thresholds[allowed[-1]])
-
-
-def youden_threshold(probabilities: np.ndarray, truth: np.ndarray) -> float:
-    """The threshold maximizing sensitivity + specificity - 1 (Youden's J)."""
-    fpr, tpr, thresholds = roc_curve(truth, probabilities, drop_intermediate=False)
-    return _clipped(thresholds[int(np.argmax(tpr - fpr))])
 
 
 def operating_points(

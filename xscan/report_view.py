@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from xscan.classes import NEGATIVE, POSITIVE
 from xscan.report import Evaluation, Report, Summary
-from xscan.results import NEGATIVE, POSITIVE
 
 BAR_WIDTH = 40  # characters of the longest histogram bar
 

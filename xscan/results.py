@@ -1,8 +1,9 @@
 """The results CSV: its columns, one row per scanned file, streaming writer and reader.
 
-A results file starts with the six standard COLUMNS; any columns after them are extras, by name
-(`size` and `mtime_ns` record each file as it was scored, so that a re-run can skip it). Readers
-that know only the six standard columns ignore the rest.
+A results file starts with the six standard COLUMNS; the columns after them are trailing columns,
+by name: `size` and `mtime_ns` record each file as it was scored, so that a re-run can skip it,
+and DICOM tags asked for with `--dicom-tags` follow. Readers that know only the six standard
+columns ignore the rest.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from xscan.classes import NEGATIVE, POSITIVE
+
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
-POSITIVE, NEGATIVE = "PNEUMONIA", "NORMAL"
 # The file as it was when scored: size in bytes and modification time in nanoseconds.
 FINGERPRINT_COLUMNS = ("size", "mtime_ns")
+# What `xscan score` writes, before any DICOM tag columns.
+RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS
+# The error cell of a file not scored by policy (a DICOM that is not a frontal radiograph) starts with this.
+SKIPPED_PREFIX = "skipped: "
 
 
 @dataclass(frozen=True)
@@ -28,8 +34,12 @@ class Row:
     probability: float | None  # of pneumonia; None when the file could not be scored
     threshold: float
     model: str
-    error: str = ""
-    extra: dict[str, str] = field(default_factory=dict)  # trailing columns by name, e.g. size and mtime_ns
+    error: str = ""  # why the file was not scored: a ScanError's reason, or SKIPPED_PREFIX and the policy's
+    trailing_columns: dict[str, str] = field(default_factory=dict)  # by name: DICOM tags; size and mtime_ns when read back
+
+    @property
+    def skipped_by_policy(self) -> bool:
+        return self.error.startswith(SKIPPED_PREFIX)
 
     @property
     def label(self) -> str:
@@ -42,15 +52,17 @@ class Row:
         return [self.path, probability, self.label, f"{self.threshold:.6f}", self.model, self.error]
 
     def as_record(self) -> dict[str, str]:
-        """Every column of this row by name: the six standard ones, then the extras."""
-        return dict(zip(COLUMNS, self.as_csv(), strict=True)) | self.extra
+        """Every column of this row by name: the six standard ones, then the trailing ones."""
+        return dict(zip(COLUMNS, self.as_csv(), strict=True)) | self.trailing_columns
 
 
 class ResultsWriter:
     """Writes the header, then rows as they come, flushed after each batch. `-` is stdout.
 
-    COLUMNS are the six standard ones followed by any extras; with `append`, rows go after those
-    already in the file, whose header must be COLUMNS, and no header is written.
+    COLUMNS are the six standard ones followed by any trailing ones; with `append`, rows go after those
+    already in the file, whose header must be COLUMNS, and no header is written. The header goes
+    out with the first rows (or `write_header`), so that a run that fails before it scores anything
+    leaves nothing on standard output.
     """
 
     def __init__(self, destination: Path | str, columns: Sequence[str] = COLUMNS, append: bool = False) -> None:
@@ -62,15 +74,22 @@ class ResultsWriter:
         )
         self.columns = tuple(columns)
         self._csv = csv.writer(self._stream)
-        if not append:
-            self._csv.writerow(self.columns)
+        self._header_due = not append
 
     def write(self, rows: list[Row]) -> None:
         self.write_records(row.as_record() for row in rows)
 
     def write_records(self, records: Iterator[dict[str, str]] | list[dict[str, str]]) -> None:
+        self.write_header()
         self._csv.writerows([record.get(column, "") for column in self.columns] for record in records)
         self._stream.flush()
+
+    def write_header(self) -> None:
+        """The header, unless it is written already (or the rows are appended to a file that has one)."""
+        if self._header_due:
+            self._csv.writerow(self.columns)
+            self._stream.flush()
+            self._header_due = False
 
     def sync(self) -> None:
         """Flush to the disk itself, so the file survives a power cut (used before an atomic replace)."""
@@ -106,7 +125,7 @@ class DamagedResultsError(NotResultsError):
 
 
 @dataclass
-class Table:
+class ResultsTable:
     """A results file as read: its columns, its complete records, and whether a torn last line was left out."""
 
     columns: tuple[str, ...]
@@ -114,7 +133,7 @@ class Table:
     torn: bool = False
 
 
-def read_table(source: Path) -> Table:
+def read_table(source: Path) -> ResultsTable:
     """Every complete record of an xscan results CSV, checking its header first.
 
     A run killed mid-write leaves its last record cut short: that record is left out (and `torn`
@@ -124,7 +143,7 @@ def read_table(source: Path) -> Table:
     with open(source, newline="", encoding="utf-8", errors="surrogateescape") as stream:
         text = stream.read()
     if not text:
-        return Table(COLUMNS, [])
+        return ResultsTable(COLUMNS, [])
     fields, torn = _parse(text, source)
     columns = tuple(fields[0])
     missing = [c for c in COLUMNS if c not in columns]
@@ -135,7 +154,7 @@ def read_table(source: Path) -> Table:
     for number, record in enumerate(fields[1:], start=2):
         if len(record) != len(columns):
             raise DamagedResultsError(f"{source} is damaged: record {number} has {len(record)} fields, the header {len(columns)}")
-    return Table(columns, [dict(zip(columns, record, strict=True)) for record in fields[1:]], torn)
+    return ResultsTable(columns, [dict(zip(columns, record, strict=True)) for record in fields[1:]], torn)
 
 
 def _parse(text: str, source: Path) -> tuple[list[list[str]], bool]:
@@ -161,5 +180,5 @@ def read_rows(source: Path) -> Iterator[Row]:
             threshold=float(record["threshold"]),
             model=record["model"],
             error=record["error"],
-            extra={column: record[column] for column in table.columns[len(COLUMNS) :]},
+            trailing_columns={column: record[column] for column in table.columns[len(COLUMNS) :]},
         )

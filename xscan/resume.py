@@ -14,20 +14,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xscan.results import COLUMNS, FINGERPRINT_COLUMNS, DamagedResultsError, NotResultsError, ResultsWriter, Row, Table, read_table
-
-RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS
-
-
-class ResultsFileError(Exception):
-    """A results file this run must not write to: not xscan's, damaged, unreadable, or from another model."""
+from xscan.errors import ResultsFileError
+from xscan.results import RESULT_COLUMNS, DamagedResultsError, NotResultsError, ResultsTable, ResultsWriter, Row, read_table
+from xscan.walk import walk_order
 
 
 @dataclass
 class Tally:
+    """What became of each file of a run."""
+
     scored: int = 0
-    skipped: int = 0  # unchanged since an earlier run, not scored again
-    failed: int = 0
+    failed: int = 0  # a row with an error: the file could not be read or decoded
+    skipped: int = 0  # a row with a `skipped: ...` error: not scored by policy (a DICOM that is not a frontal radiograph)
+    unchanged: int = 0  # scored by an earlier run and not changed since: not read again
 
 
 def fingerprint(path: Path) -> dict[str, str]:
@@ -39,13 +38,13 @@ def fingerprint(path: Path) -> dict[str, str]:
     return {"size": str(status.st_size), "mtime_ns": str(status.st_mtime_ns)}
 
 
-def walk_order(records: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+def in_walk_order(records: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     """Records sorted as walk.find_scans sorts paths."""
-    return sorted(records, key=lambda record: Path(record["path"]).parts)
+    return sorted(records, key=lambda record: walk_order(record["path"]))
 
 
 class StreamResults:
-    """Rows to a fresh file or standard output, nothing skipped; the base of ResumableResults."""
+    """Rows to a fresh file or standard output, every file scored; the base of ResumableResults."""
 
     def __init__(self, writer: ResultsWriter) -> None:
         self._writer = writer
@@ -61,11 +60,13 @@ class StreamResults:
     def write(self, rows: list[Row]) -> list[dict[str, str]]:
         records = [row.as_record() | self._fingerprints.get(row.path, {}) for row in rows]
         self._writer.write_records(records)
-        self.tally.failed += sum(bool(row.error) for row in rows)
         self.tally.scored += sum(not row.error for row in rows)
+        self.tally.skipped += sum(row.skipped_by_policy for row in rows)
+        self.tally.failed += sum(bool(row.error) and not row.skipped_by_policy for row in rows)
         return records
 
     def finish(self) -> None:
+        self._writer.write_header()  # no rows at all (an empty folder) is still a results file
         self._writer.close()
 
     def __enter__(self) -> StreamResults:
@@ -76,18 +77,18 @@ class StreamResults:
 
 
 class ResumableResults(StreamResults):
-    """A results file that a re-run completes: unchanged files are skipped, changed ones scored again."""
+    """A results file that a re-run completes: unchanged files are not read again, changed ones are scored again."""
 
     def __init__(
-        self, output: Path, model_id: str, threshold: float, overwrite: bool = False, extra_columns: Sequence[str] = ()
+        self, output: Path, model_id: str, threshold: float, overwrite: bool = False, tag_columns: Sequence[str] = ()
     ) -> None:
         self.output = output
         self._threshold = f"{threshold:.6f}"
         previous = _read_previous(output, model_id, overwrite)
-        columns = RESULT_COLUMNS + tuple(dict.fromkeys(c for c in (*extra_columns, *previous.columns) if c not in RESULT_COLUMNS))
+        columns = RESULT_COLUMNS + tuple(dict.fromkeys(c for c in (*tag_columns, *previous.columns) if c not in RESULT_COLUMNS))
         self._latest = {record["path"]: record for record in previous.records}  # later rows win
         try:
-            _replace(output, columns, walk_order(self._latest.values()))
+            _replace(output, columns, in_walk_order(self._latest.values()))
             writer = ResultsWriter(output, columns, append=True)
         except OSError as error:
             raise ResultsFileError(f"cannot write results file {output}: {error.strerror or error}") from None
@@ -98,7 +99,7 @@ class ResumableResults(StreamResults):
         """New and changed scans, and those that failed last time (the cause may have gone away)."""
         super().plan(scans)
         to_score = [scan for scan in scans if not self._unchanged(str(scan))]
-        self.tally.skipped = len(scans) - len(to_score)
+        self.tally.unchanged = len(scans) - len(to_score)
         return to_score
 
     def _unchanged(self, path: str) -> bool:
@@ -119,33 +120,33 @@ class ResumableResults(StreamResults):
     def finish(self) -> None:
         """Rewrite the file with one row per file, the latest, in walk order."""
         self._writer.close()
-        _replace(self.output, self._writer.columns, walk_order(self._latest.values()))
+        _replace(self.output, self._writer.columns, in_walk_order(self._latest.values()))
 
 
 def open_results(
-    output: str, model_id: str, threshold: float, overwrite: bool = False, extra_columns: Sequence[str] = ()
+    output: str, model_id: str, threshold: float, overwrite: bool = False, tag_columns: Sequence[str] = ()
 ) -> StreamResults:
     """Results for `-o OUTPUT`: resumable for a file, a plain stream for `-` (standard output)."""
     if output == "-":
-        return StreamResults(ResultsWriter("-", RESULT_COLUMNS + tuple(extra_columns)))
-    return ResumableResults(Path(output), model_id, threshold, overwrite, extra_columns)
+        return StreamResults(ResultsWriter("-", RESULT_COLUMNS + tuple(tag_columns)))
+    return ResumableResults(Path(output), model_id, threshold, overwrite, tag_columns)
 
 
-def _read_previous(output: Path, model_id: str, overwrite: bool) -> Table:
+def _read_previous(output: Path, model_id: str, overwrite: bool) -> ResultsTable:
     if not output.exists():
-        return Table(RESULT_COLUMNS, [])
+        return ResultsTable(RESULT_COLUMNS, [])
     try:
         table = read_table(output)
     except DamagedResultsError as error:
         if overwrite:
-            return Table(RESULT_COLUMNS, [])
+            return ResultsTable(RESULT_COLUMNS, [])
         raise ResultsFileError(f"{error}; left untouched: use another -o, or --overwrite to start fresh") from None
     except NotResultsError as error:
         raise ResultsFileError(f"{error}; left untouched: use another -o") from None
     except OSError as error:
         raise ResultsFileError(f"cannot read results file {output}: {error.strerror or error}") from None
     if overwrite:
-        return Table(RESULT_COLUMNS, [])
+        return ResultsTable(RESULT_COLUMNS, [])
     others = sorted({record["model"] for record in table.records} - {model_id})
     if others:
         raise ResultsFileError(

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from xscan.decode import ScanError
+from xscan.errors import ScanError
 from xscan.explain import LONG_SIDE, Explainer
 from xscan.galleries import Entry, Gallery, choose_galleries
 from xscan.labels import GroundTruth
@@ -129,7 +129,7 @@ def draw_pictures(
 
 
 def _explainer(weights: Path | None, models: list[str], notes: list[str]) -> Explainer | None:
-    from xscan.model import load_scorer
+    from xscan.scorer import load_scorer
 
     scorer = load_scorer(weights)
     if scorer.card.model_id not in models:

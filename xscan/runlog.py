@@ -1,15 +1,19 @@
 """The plain-text run log (`score --log-file`): a line per problem and a summary line per run, appended.
 
 Each line is `TIMESTAMP KIND MESSAGE`, the timestamp local ISO 8601 with its UTC offset; KIND is
-`error` (a file that could not be scored), `not-scanned` (a path the walk passed over), `fatal`,
-or `run` (the summary). Line breaks inside file names are written as `\\n` so one line stays one entry.
+`error` (a file not scored, with the reason), `not-scanned` (a path the walk passed over),
+`repaired`, `usage-error`, `fatal`, or `run` (the summary). Line breaks inside file names are
+written as `\\n` so one line stays one entry.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xscan.run import ScoreSummary
 
 
 class RunLog:
@@ -27,9 +31,9 @@ class RunLog:
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
         self._stream.write(f"{stamp} {kind} {_one_line(message)}\n")
 
-    def summary(self, folder: Path, scored: int, skipped: int, failed: int, seconds: float, exit_code: int) -> None:
-        self.line("run", f"folder={_one_line(str(folder))} scored={scored} skipped={skipped} failed={failed} "
-                         f"seconds={seconds:.1f} exit={exit_code}")
+    def summary(self, run: ScoreSummary) -> None:
+        self.line("run", f"folder={_one_line(str(run.folder))} scored={run.scored} unchanged={run.unchanged} "
+                         f"skipped={run.skipped} failed={run.failed} seconds={run.seconds:.1f} exit={run.exit_code}")
 
     def close(self) -> None:
         if self._stream is not None:

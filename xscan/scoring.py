@@ -1,8 +1,12 @@
-"""The streaming pipeline: files -> decode -> preprocess (worker threads) -> batches -> model -> rows."""
+"""The streaming core: file paths -> decode -> preprocess (worker threads) -> batches -> model -> rows; it writes nothing.
+
+`load_scan` (one file) and `score_batch` (one batch) are plain functions of their inputs, so the
+same steps can run elsewhere (a process pool, a cluster's workers); `score_paths` chains them on
+threads with a bounded look-ahead.
+"""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -10,28 +14,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
 
-from xscan.decode import ScanError, decode
-from xscan.dicom import DicomOptions, read_header
-from xscan.model import Scorer
+from xscan.decode import open_scan
+from xscan.dicom_image import PYDICOM_ERRORS
+from xscan.dicom_policy import skip_reason
+from xscan.dicom_tags import blank_tags, tag_values
+from xscan.errors import ScanError, one_line
+from xscan.formats import Kind
+from xscan.options import DicomOptions, ScoreOptions
 from xscan.preprocess import preprocess
-from xscan.results import Row
-from xscan.walk import is_dicom
+from xscan.results import SKIPPED_PREFIX, Row
+from xscan.scorer import Scorer
+
+# A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (inside libjpeg, several times faster than a full
+# decode) as long as both sides stay at least this many times the model input; decoding all the way
+# down to the input size moves single scores too far (docs/throughput.md, tests/test_decode_reduced.py).
+DECODE_MARGIN = 2
 
 
 @dataclass(frozen=True)
-class Loaded:
+class LoadedScan:
+    """One file made ready for the model, or the reason it is not scored."""
+
     path: Path
-    scan: np.ndarray | None  # model input, or None with `error`
+    model_input: np.ndarray | None  # preprocessed (image_size, image_size, 1) float32, or None with `error`
     error: str = ""
-    extra: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the extra columns, by keyword
-
-
-# A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (inside libjpeg, several times faster than a full
-# decode) as long as both sides stay at least this many times the model input. At 1x the decode is
-# 1.4x faster again, but single scores moved by up to 0.087 against a full decode; at 2x by at most
-# 0.029 (tests/test_decode_reduced.py bounds it).
-DECODE_MARGIN = 2
+    tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
 
 
 def decode_min_side(image_size: int) -> int:
@@ -39,25 +48,37 @@ def decode_min_side(image_size: int) -> int:
     return DECODE_MARGIN * image_size
 
 
-def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions()) -> Loaded:
-    """Decode and preprocess one file; a file that cannot be scored becomes an error, not an exception."""
-    extra = dicom.blank_tags
+def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions()) -> LoadedScan:
+    """Open, decode and preprocess one file; a file that cannot be scored becomes an error, not an exception.
+
+    A DICOM's header is read before its pixels: a file the policy does not score is never decoded.
+    """
+    tags = blank_tags(dicom.tags)
     try:
-        if is_dicom(path):
-            header = read_header(path, dicom)
-            extra = header.tags
-            if header.skip_reason:
-                raise ScanError(header.skip_reason)
-        return Loaded(path, preprocess(decode(path, min_side=decode_min_side(image_size)), image_size), extra=extra)
+        with open_scan(path) as scan:
+            if scan.kind is Kind.DICOM:
+                reason, tags = _read_dicom_header(scan.dataset(), dicom)
+                if reason:
+                    return LoadedScan(path, None, SKIPPED_PREFIX + reason, tags)
+            grey = scan.grey(min_side=decode_min_side(image_size))
+        return LoadedScan(path, preprocess(grey, image_size), tags=tags)
     except ScanError as error:
-        return Loaded(path, None, str(error), extra)
+        return LoadedScan(path, None, str(error), tags)
+
+
+def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str, str]]:
+    """Why the policy does not score the file ("" to score it), and the tag values asked for."""
+    try:
+        return skip_reason(ds) if dicom.frontal_only else "", tag_values(ds, dicom.tags)
+    except PYDICOM_ERRORS as error:
+        raise ScanError(f"unreadable DICOM header: {one_line(error)}") from None
 
 
 def load_in_order(
     paths: Iterable[Path], image_size: int, workers: int, lookahead: int, dicom: DicomOptions = DicomOptions()
-) -> Iterator[Loaded]:
+) -> Iterator[LoadedScan]:
     """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight."""
-    pending: deque[Future[Loaded]] = deque()
+    pending: deque[Future[LoadedScan]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xscan-load") as pool:
         for path in paths:
             pending.append(pool.submit(load_scan, path, image_size, dicom))
@@ -67,39 +88,34 @@ def load_in_order(
             yield pending.popleft().result()
 
 
-def score_paths(
-    paths: Iterable[Path],
-    scorer: Scorer,
-    batch_size: int = 32,
-    threshold: float | None = None,
-    workers: int | None = None,
-    dicom: DicomOptions = DicomOptions(),
-) -> Iterator[list[Row]]:
+def score_paths(paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions()) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
-    Memory is bounded by the look-ahead (a few batches of model inputs), not by the folder.
-    DICOM files are filtered and their tags read as DICOM says (see xscan.dicom.DicomOptions).
+    Uses OPTIONS' batch size, threshold, decoding threads and DICOM options; where rows go, and
+    which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
+    batches of model inputs), not by the number of files.
     """
-    threshold = scorer.card.threshold if threshold is None else threshold
-    workers = workers or os.cpu_count() or 1
-    model_id = scorer.card.model_id
-    batch: list[Loaded] = []  # BATCH_SIZE files, scorable or not: a run of bad files is flushed too
-    loaded = load_in_order(paths, scorer.card.image_size, workers, lookahead=2 * batch_size + 4 * workers, dicom=dicom)
-    for item in loaded:
+    threshold = options.threshold_or(scorer.card.threshold)
+    workers = options.decoding_threads()
+    batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
+    lookahead = 2 * options.batch_size + 4 * workers
+    for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom):
         batch.append(item)
-        if len(batch) == batch_size:
-            yield _score_batch(batch, scorer, threshold, model_id)
+        if len(batch) == options.batch_size:
+            yield score_batch(batch, scorer, threshold)
             batch = []
     if batch:
-        yield _score_batch(batch, scorer, threshold, model_id)
+        yield score_batch(batch, scorer, threshold)
 
 
-def _score_batch(batch: list[Loaded], scorer: Scorer, threshold: float, model_id: str) -> list[Row]:
-    scans = [entry.scan for entry in batch if entry.scan is not None]
-    probabilities = iter(scorer.probabilities(np.stack(scans)) if scans else [])
+def score_batch(batch: list[LoadedScan], scorer: Scorer, threshold: float) -> list[Row]:
+    """One row per loaded file, in order: a probability for each model input, the error of each other file."""
+    inputs = [item.model_input for item in batch if item.model_input is not None]
+    probabilities = iter(scorer.probabilities(np.stack(inputs)) if inputs else [])
+    model_id = scorer.card.model_id
     return [
-        Row(str(entry.path), float(next(probabilities)), threshold, model_id, extra=entry.extra)
-        if entry.scan is not None
-        else Row(str(entry.path), None, threshold, model_id, entry.error, entry.extra)
-        for entry in batch
+        Row(str(item.path), float(next(probabilities)), threshold, model_id, trailing_columns=item.tags)
+        if item.model_input is not None
+        else Row(str(item.path), None, threshold, model_id, item.error, item.tags)
+        for item in batch
     ]

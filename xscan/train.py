@@ -22,19 +22,12 @@ from xscan.calibration import (
     fit_platt,
     threshold_for_sensitivity,
 )
-from xscan.dataset import CLASS_NAMES, LabelledScan, find_labelled_scans, per_file_share, split_by_patient
+from xscan.card import ModelCard, calibrated_probability, save_bundle
+from xscan.classes import CLASS_NAMES
+from xscan.dataset import LabelledScan, find_labelled_scans, per_file_share, split_by_patient
 from xscan.decode import decode
 from xscan.metrics import binary_metrics
-from xscan.model import (
-    MODEL_NAME,
-    ModelCard,
-    ModelConfig,
-    build_model,
-    calibrated_probability,
-    ensemble_features,
-    member_logits,
-    save_bundle,
-)
+from xscan.model import MODEL_NAME, ModelConfig, build_model, ensemble_features, member_logits
 from xscan.preprocess import preprocess
 from xscan.report import PROPORTIONS, bootstrap_intervals, wilson_interval
 from xscan.robustness import SHIFTS, Shift

@@ -1,4 +1,4 @@
-"""Finding candidate scan files below a folder: recursion, extensions, DICOM sniffing, links, sorted order."""
+"""Finding candidate scan files below a folder: recursion, links, which files are scans, and their order."""
 
 from __future__ import annotations
 
@@ -7,51 +7,46 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
-DICOM_MARKER_END = 132  # a DICOM Part 10 file has a 128-byte preamble, then b"DICM"
+from xscan.formats import DICOM_MARKER_END, Kind, has_dicom_marker, kind_by_name
 
 
 @dataclass
 class WalkResult:
     scans: list[Path] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, why) not taken
+    not_scanned: list[tuple[Path, str]] = field(default_factory=list)  # (path, why) passed over: links, loops, pipes
+
+
+def walk_order(path: Path | str) -> tuple[str, ...]:
+    """The sort key of the walk: by path component, so `a/1.png` comes before `a.png`."""
+    return Path(path).parts
 
 
 def is_candidate(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS or is_dicom(path)
+    """A file to score: a known image or DICOM extension, or DICOM's marker in a file without one.
 
-
-def is_dicom(path: Path) -> bool:
-    """A DICOM file: by extension, or any file without a known extension that has the DICM marker.
-
-    PACS exports often name files by UID or not at all, so those are sniffed; only they are
-    opened, and only their first 132 bytes read, to keep the walk cheap. A DICOMDIR is an index
-    of the export, not a scan.
+    Only files without a known extension are opened, and only their first 132 bytes read, to keep
+    the walk cheap.
     """
-    suffix = path.suffix.lower()
-    if suffix in DICOM_EXTENSIONS:
-        return True
-    if suffix in IMAGE_EXTENSIONS or path.name.upper() == "DICOMDIR":
-        return False
+    kind = kind_by_name(path)
+    if kind is not Kind.MAYBE_DICOM:
+        return kind is not None
     try:
         with open(path, "rb") as stream:
-            head = stream.read(DICOM_MARKER_END)
+            return has_dicom_marker(stream.read(DICOM_MARKER_END))
     except OSError:
         return False
-    return head[DICOM_MARKER_END - 4 :] == b"DICM"
 
 
 def find_scans(root: Path) -> WalkResult:
     """Every candidate file below ROOT, recursively, in sorted order of path.
 
     Symbolic links to folders are followed once: a folder already visited (a link loop) is
-    skipped and reported, as is a broken link.
+    passed over and reported, as is a broken link.
     """
     result = WalkResult()
     seen: set[tuple[int, int]] = set()
     _walk(Path(root), result, seen)
-    result.scans.sort(key=lambda p: p.parts)
+    result.scans.sort(key=walk_order)
     return result
 
 
@@ -59,16 +54,16 @@ def _walk(folder: Path, result: WalkResult, seen: set[tuple[int, int]]) -> None:
     try:
         stat = folder.stat()
     except OSError as error:
-        result.skipped.append((folder, f"unreadable folder: {error.strerror}"))
+        result.not_scanned.append((folder, f"unreadable folder: {error.strerror}"))
         return
     if (stat.st_dev, stat.st_ino) in seen:
-        result.skipped.append((folder, "folder already visited (symbolic-link loop)"))
+        result.not_scanned.append((folder, "folder already visited (symbolic-link loop)"))
         return
     seen.add((stat.st_dev, stat.st_ino))
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
-        result.skipped.append((folder, f"unreadable folder: {error.strerror}"))
+        result.not_scanned.append((folder, f"unreadable folder: {error.strerror}"))
         return
     for entry in entries:
         path = folder / entry.name
@@ -83,9 +78,9 @@ def _walk(folder: Path, result: WalkResult, seen: set[tuple[int, int]]) -> None:
             if is_candidate(path):
                 result.scans.append(path)
         elif entry.is_symlink():
-            result.skipped.append((path, _why_link_fails(path)))
-        elif is_candidate(path):
-            result.skipped.append((path, "not a regular file"))
+            result.not_scanned.append((path, _why_link_fails(path)))
+        elif kind_by_name(path) in (Kind.IMAGE, Kind.DICOM):  # by name only: opening a pipe could block
+            result.not_scanned.append((path, "not a regular file"))
 
 
 def _why_link_fails(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""DICOM: a Part 10 file's first frame as a viewer shows it, in uint8 grey; whether it is a frontal radiograph; tag values.
+"""A DICOM Part 10 file as a viewer shows it: parsed once, its first frame turned into uint8 grey.
 
 The order of operations follows the DICOM grey-scale pipeline (PS3.4 N.2): stored pixel values
 (BitsStored respected, unused high bits masked by pydicom) -> modality LUT (Rescale Slope and
@@ -6,101 +6,47 @@ Intercept, or a Modality LUT Sequence) -> VOI (a VOI LUT Sequence, else the firs
 Center/Width with its VOI LUT Function) -> MONOCHROME1 inverted so that bone is bright ->
 uint8. After that a DICOM is a grey image like any other and goes through the same `preprocess`.
 
-Every error pydicom raises on a broken file is turned into ScanError here, and nowhere else.
+Every error pydicom raises on a broken file is turned into ScanError by this module's functions
+or, for header values, where they are read (`PYDICOM_ERRORS`).
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom import datadict
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
 from pydicom.pixels.processing import apply_voi, apply_windowing
 
-from xscan.decode import ScanError
+from xscan.errors import ScanError, one_line
+from xscan.limits import MAX_PIXELS
 
-RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
-LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
 MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
-# A frame larger than this is not a radiograph but a hostile or broken header; refuse before allocating it.
-MAX_FRAME_PIXELS = 16384 * 16384
-# Value representations that cannot be written as a short CSV cell.
-_NOT_A_CELL = frozenset({"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# Values larger than this stay in the file until used: a DICOM skipped by its header never has its pixels read.
+DEFER_BYTES = 64 * 1024
 # What pydicom raises on truncated, malformed or undecodable files (it has no single base class).
-_PYDICOM_ERRORS = (
+PYDICOM_ERRORS = (
     InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
     NotImplementedError, RuntimeError, OverflowError, MemoryError, struct.error,
 )
 
 
-@dataclass(frozen=True)
-class DicomOptions:
-    """What `xscan score` does with DICOM files besides decoding them."""
-
-    filter: bool = True  # skip files that are not frontal radiographs (see `skip_reason`)
-    tags: tuple[str, ...] = ()  # DICOM keywords written as extra CSV columns, in this order
-
-    @property
-    def blank_tags(self) -> dict[str, str]:
-        return dict.fromkeys(self.tags, "")
-
-
-@dataclass(frozen=True)
-class Header:
-    skip_reason: str  # "" when the file is to be scored
-    tags: dict[str, str]  # DicomOptions.tags by keyword; "" where a tag is absent
-
-
-def parse_tag_names(text: str) -> tuple[str, ...]:
-    """Comma-separated DICOM keywords (`AccessionNumber,SOPInstanceUID`) checked against the data dictionary."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    for name in names:
-        tag = datadict.tag_for_keyword(name)
-        if tag is None:
-            raise ValueError(f"{name!r} is not a DICOM keyword (for example AccessionNumber, SOPInstanceUID)")
-        if _NOT_A_CELL.intersection(datadict.dictionary_VR(tag).split(" or ")):  # e.g. "OB or OW"
-            raise ValueError(f"{name} is a sequence or binary element and cannot be a CSV column")
-    if len(set(names)) != len(names):
-        raise ValueError(f"a DICOM tag is named twice in {text!r}")
-    return names
-
-
-def read_header(path: Path, options: DicomOptions) -> Header:
-    """Read everything but the pixel data: why the file is skipped (when filtering) and the requested tag values.
-
-    Done before decoding so that a CT series or a lateral film is skipped without reading its pixels.
-    """
-    ds = _read(path, header_only=True)
+def read_dataset(stream: BinaryIO) -> Dataset:
+    """Parse an open DICOM file; pixel data and other large values are read from STREAM when first used."""
     try:
-        return Header(skip_reason(ds) if options.filter else "", {name: _tag_value(ds, name) for name in options.tags})
-    except _PYDICOM_ERRORS as error:
-        raise ScanError(f"unreadable DICOM header: {_one_line(error)}") from None
+        return pydicom.dcmread(stream, defer_size=DEFER_BYTES)
+    except InvalidDicomError:
+        raise ScanError("not a DICOM Part 10 file (no DICM marker at byte 128)") from None
+    except PYDICOM_ERRORS as error:
+        raise ScanError(f"unreadable DICOM file: {one_line(error)}") from None
 
 
-def skip_reason(ds: Dataset) -> str:
-    """Why a dataset is not a frontal chest radiograph, or "" when nothing says it is not one."""
-    modality = str(ds.get("Modality", "")).strip().upper()
-    if modality not in RADIOGRAPH_MODALITIES:
-        return f"skipped: Modality {modality or 'missing'}, not a radiograph"
-    view = str(ds.get("ViewPosition", "")).strip().upper()
-    if view in LATERAL_VIEWS:
-        return f"skipped: lateral view (ViewPosition {view})"
-    for item in ds.get("ViewCodeSequence", []):
-        meaning = str(item.get("CodeMeaning", "")).strip()
-        if "lateral" in meaning.lower():
-            return f"skipped: lateral view (ViewCodeSequence {meaning})"
-    return ""
-
-
-def read_grey(path: Path) -> np.ndarray:
-    """The first frame of a DICOM file as a 2-D uint8 grey image, bone bright, as a viewer would show it.
+def grey_image(ds: Dataset) -> np.ndarray:
+    """The first frame of a dataset as a 2-D uint8 grey image, bone bright, as a viewer would show it.
 
     Without a VOI (no VOI LUT and no window) the values after the modality LUT are stretched over
     their own range, minimum to maximum, not over the stored bit range: detectors often declare 16
@@ -109,26 +55,16 @@ def read_grey(path: Path) -> np.ndarray:
     Its own range keeps every level it has; the absolute exposure it drops is removed anyway by
     the histogram equalization in `preprocess`. A 16-bit PNG is scaled the same way.
 
-    Multi-frame files: only the first frame is read and scored. Colour files (RGB, YBR, palette)
-    are converted to grey by luma; LUTs apply to grey images only, as the standard says.
+    Multi-frame files: only the first frame is scored. Colour files (RGB, YBR, palette) are
+    converted to grey by luma; LUTs apply to grey images only, as the standard says.
     """
-    ds = _read(path, header_only=False)
     try:
         frame = _first_frame(ds)
         if ds.PhotometricInterpretation in MONOCHROME:
             return _monochrome_to_uint8(frame, ds)
         return _colour_to_grey(frame, ds)
-    except _PYDICOM_ERRORS as error:
-        raise ScanError(f"cannot decode DICOM pixel data: {_one_line(error)}") from None
-
-
-def _read(path: Path, header_only: bool) -> Dataset:
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=header_only)
-    except InvalidDicomError:
-        raise ScanError("not a DICOM Part 10 file (no DICM marker at byte 128)") from None
-    except _PYDICOM_ERRORS as error:
-        raise ScanError(f"unreadable DICOM file: {_one_line(error)}") from None
+    except PYDICOM_ERRORS as error:
+        raise ScanError(f"cannot decode DICOM pixel data: {one_line(error)}") from None
 
 
 def _first_frame(ds: Dataset) -> np.ndarray:
@@ -137,8 +73,8 @@ def _first_frame(ds: Dataset) -> np.ndarray:
     for name in ("Rows", "Columns", "PhotometricInterpretation"):
         if name not in ds:
             raise ScanError(f"DICOM image without {name}")
-    if int(ds.Rows) * int(ds.Columns) > MAX_FRAME_PIXELS:
-        raise ScanError(f"DICOM frame too large ({ds.Columns}x{ds.Rows} pixels)")
+    if int(ds.Rows) * int(ds.Columns) > MAX_PIXELS:
+        raise ScanError(f"DICOM frame too large ({ds.Columns}x{ds.Rows} pixels; limit {MAX_PIXELS // 1_000_000} megapixels)")
     syntax = ds.file_meta.TransferSyntaxUID
     if syntax.is_compressed:
         try:
@@ -153,7 +89,7 @@ def _first_frame(ds: Dataset) -> np.ndarray:
         # pylibjpeg-rle is Rust: on corrupt data it panics, and pyo3's PanicException derives from BaseException.
         if type(error).__name__ != "PanicException":
             raise
-        raise ScanError(f"corrupt DICOM pixel data: the {syntax.name} decoder failed ({_one_line(error)})") from None
+        raise ScanError(f"corrupt DICOM pixel data: the {syntax.name} decoder failed ({one_line(error)})") from None
 
 
 def _monochrome_to_uint8(frame: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -202,20 +138,6 @@ def _colour_to_grey(frame: np.ndarray, ds: Dataset) -> np.ndarray:
     return _stretch(frame, float(frame.min()), float(frame.max()))
 
 
-def _tag_value(ds: Dataset, name: str) -> str:
-    value = ds.get(name)
-    if value is None or value == "":
-        return ""
-    if isinstance(value, MultiValue):
-        return "\\".join(str(item) for item in value)  # DICOM's own separator for multiple values
-    return str(value)
-
-
 def _sop_class(ds: Dataset) -> str:
     uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
     return f"SOP class {uid.name}" if uid else "no SOP class"
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
