@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from xscan.explain import GradCam, randomized_copy
 from xscan.card import model_config_from_card
-from xscan.scorer import load_scorer
+from xscan.explain import GradCam, randomized_copy
 from xscan.overlay import heat_on_scan
+from xscan.scorer import load_scorer
 from xscan.scoring import load_scan
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from xscan.dataset import _patient_fraction, find_labelled_scans
 from xscan.decode import decode
-from xscan.model import load_scorer
+from xscan.scorer import load_scorer
 from xscan.preprocess import preprocess
 from xscan.train import TrainConfig, split_for_training
 

@@ -10,11 +10,11 @@ import tensorflow as tf
 from conftest import FULLRES, real_scans
 from scipy.stats import spearmanr
 
-from xscan.explain import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
 from xscan.card import ModelCard, model_config_from_card
+from xscan.explain import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
 from xscan.model import ModelConfig, build_model, member_logit_layer
-from xscan.scorer import Scorer
 from xscan.overlay import Grid, heat_on_scan
+from xscan.scorer import Scorer
 from xscan.scoring import load_scan
 
 

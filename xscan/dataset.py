@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xscan.classes import CLASS_NAMES
-from xscan.walk import find_scans, is_dicom
+from xscan.formats import Kind, kind_by_name
+from xscan.walk import find_scans
 
 _PATIENT_RULES = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),
@@ -29,7 +30,7 @@ class LabelledScan:
 
 def patient_id(path: Path) -> str:
     """The patient a file belongs to: the DICOM PatientID, else a known file-name pattern, else the file itself."""
-    if is_dicom(path):
+    if kind_by_name(path) in (Kind.DICOM, Kind.MAYBE_DICOM):
         patient = dicom_patient_id(path)
         if patient:
             return f"dicom:{patient}"

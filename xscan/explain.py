@@ -19,8 +19,7 @@ from xscan.card import model_config_from_card
 from xscan.errors import ScanError
 from xscan.model import ModelConfig, build_model, member_logit_layer
 from xscan.overlay import Grid, annotate, blend, colour_scale, display_scan, heat_on_scan, write_png
-from xscan.results import Row
-from xscan.results import RESULT_COLUMNS
+from xscan.results import RESULT_COLUMNS, Row
 from xscan.resume import fingerprint
 from xscan.scorer import MODEL_BATCH, Scorer
 from xscan.scoring import LoadedScan, load_in_order
