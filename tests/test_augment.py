@@ -31,7 +31,7 @@ def test_every_configured_step_is_a_layer():
 def _only(**kwargs) -> AugmentConfig:
     """A config with every step off but those given."""
     off = dict(flip=False, rotation=0.0, zoom_in=0.0, zoom_out=0.0, translation=0.0, contrast=0.0, brightness=0.0,
-               blur_probability=0.0, noise=0.0)
+               aspect=0.0, blur_probability=0.0, noise=0.0)
     return AugmentConfig(**{**off, **kwargs})
 
 
@@ -54,3 +54,16 @@ def test_zoom_out_leaves_a_black_margin():
     batch = _batch()
     zoomed = np.asarray(build_augmenter(_only(zoom_in=-0.25, zoom_out=0.25), seed=3)(batch, training=True))
     assert np.all(zoomed[:, :4, :, :].max(axis=(1, 2, 3)) == 0.0)  # the top rows are fill, not image
+
+
+def test_aspect_jitter_scales_width_and_height_independently():
+    # A bright vertical bar: aspect jitter changes its width without changing its height, so the
+    # share of bright pixels varies between images, while zoom and rotation are off.
+    batch = np.zeros((32, 160, 160, 1), np.float32)
+    batch[:, 20:140, 70:90] = 1.0
+    jittered = np.asarray(build_augmenter(_only(aspect=0.3), seed=4)(batch, training=True))
+    widths = (jittered[:, 80, :, 0] > 0.5).sum(axis=1)
+    heights = (jittered[:, :, 80, 0] > 0.5).sum(axis=1)
+    assert widths.min() < 18 and widths.max() > 22  # exp(+-0.3) of 20 pixels: about 15 to 27
+    assert heights.min() < 112 and heights.max() > 128
+    assert np.corrcoef(widths, heights)[0, 1] < 0.9  # not one zoom factor for both sides

@@ -32,7 +32,9 @@ def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset
     assert card.training["command"].startswith("xscan train ")
     assert card.training["epochs_run"] == 1
     counts = card.training["data"]
-    assert sum(counts["train"].values()) + sum(counts["validation"].values()) == 48
+    assert sum(sum(counts[part].values()) for part in ("train", "selection", "report")) == 48
+    assert card.validation["n"] == sum(counts["report"].values())  # the card's figures: the part that chose nothing
+    assert 0 < card.scope["in_scope_threshold"] < 1 and card.scope["distance_threshold"] > 0
     assert card.preprocessing["image_size"] == 64
     assert len(card.robustness) >= 10
     scorer = load_scorer(out)

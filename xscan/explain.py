@@ -232,7 +232,7 @@ def write_overlays(
                 continue
             write_png(image, folder / overlay_of[explanation.path])
             extra[OVERLAY_COLUMN] = str(overlay_of[explanation.path])
-            rows.append(Row(str(explanation.path), explanation.probability, threshold, model_id, extra=extra))
+            rows.append(Row(str(explanation.path), explanation.probability, threshold, model_id, trailing_columns=extra))
         yield rows
 
 
