@@ -33,18 +33,23 @@ def real_scans(label: str, count: int, root: Path = TRAIN) -> list[Path]:
 
 @cache
 def _validation_paths() -> frozenset[Path]:
+    from dataclasses import replace
+
     from xscan.card import default_weights_dir, read_card
-    from xscan.dataset import find_labelled_scans, split_by_patient
+    from xscan.dataset import find_labelled_scans
+    from xscan.train import TrainConfig, split_for_training
 
     recipe = read_card(default_weights_dir()).training["recipe"]
-    _, validation = split_by_patient(find_labelled_scans(TRAIN), recipe["val_fraction"], recipe["seed"])
-    return frozenset(scan.path for scan in validation)
+    config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
+    return frozenset(scan.path for scan in report)
 
 
 def validation_scans(label: str, count: int) -> list[Path]:
-    """The first COUNT scans of class LABEL from patients the bundled model held out for validation.
+    """The first COUNT scans of class LABEL from the report part of the bundled model's validation.
 
-    The model was never trained on them, so a test that the model tells the classes apart on
+    The model was never trained on them and they chose nothing (epoch, calibration, threshold),
+    so a test that the model tells the classes apart on
     them can fail; on training scans it could not, realistically.
     """
     held_out = _validation_paths()

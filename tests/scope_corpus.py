@@ -8,7 +8,7 @@ Each kind is a folder of PNGs:
   rendered to grey the way xscan reads DICOM and saved without their tags;
 - blank, noise and gradient images drawn here;
 - broken renderings of real chest films from validation patients (never trained on): turned by 90
-  and 180 degrees, inverted grey levels, and a small crop.
+  and 180 degrees, inverted grey levels; and small crops of full-resolution films.
 """
 
 from __future__ import annotations
@@ -77,14 +77,23 @@ def broken_renderings(chest_films: list[Path]) -> dict[str, np.ndarray]:
         made[f"{path.stem}_rot90"] = cv2.rotate(grey, cv2.ROTATE_90_CLOCKWISE)
         made[f"{path.stem}_rot180"] = cv2.rotate(grey, cv2.ROTATE_180)
         made[f"{path.stem}_inverted"] = 255 - grey
-        made[f"{path.stem}_crop"] = grey[h // 3 : h // 3 + h // 5, w // 4 : w // 4 + w // 5]
     return made
 
 
-def write_corpus(out: Path, chest_films: list[Path]) -> dict[str, list[Path]]:
+def crops(full_resolution_films: list[Path]) -> dict[str, np.ndarray]:
+    """A fifth of each side from the middle of full-resolution films: big enough to decode, too little to be a chest film."""
+    made = {}
+    for path in full_resolution_films:
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        h, w = grey.shape
+        made[f"{path.stem}_crop"] = grey[h // 3 : h // 3 + h // 5, w // 3 : w // 3 + w // 5]
+    return made
+
+
+def write_corpus(out: Path, chest_films: list[Path], full_resolution_films: list[Path]) -> dict[str, list[Path]]:
     """Write every kind into OUT/<kind>/<name>.png; returns the paths by kind."""
     kinds = {"pictures": pictures(), "other_modalities": other_modalities(), "drawn": drawn(),
-             "broken_renderings": broken_renderings(chest_films)}
+             "broken_renderings": broken_renderings(chest_films), "crops": crops(full_resolution_films)}
     written: dict[str, list[Path]] = {}
     for kind, images in kinds.items():
         (out / kind).mkdir(parents=True, exist_ok=True)
@@ -97,7 +106,7 @@ def write_corpus(out: Path, chest_films: list[Path]) -> dict[str, list[Path]]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_scope import validation_films
+    from test_scope import full_resolution_films, validation_films
 
-    for kind, paths in write_corpus(Path(sys.argv[1]), validation_films()).items():
+    for kind, paths in write_corpus(Path(sys.argv[1]), validation_films(), full_resolution_films()).items():
         print(f"{kind}: {len(paths)}")

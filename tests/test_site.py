@@ -126,3 +126,33 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
     refused = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(tmp_path / "small.json")])
     assert refused.exit_code == 2
     assert "10 PNEUMONIA" in refused.output and not (tmp_path / "small.json").exists()
+
+
+def test_scoring_with_a_site_file_uses_its_threshold_calibration_and_model_id(tmp_path, scorer, scan_folder):
+    from xscan.errors import ResultsFileError, UsageError
+    from xscan.options import ScoreOptions
+    from xscan.results import read_rows
+    from xscan.run import score_folder
+
+    plain = tmp_path / "plain.csv"
+    score_folder(scan_folder, plain, ScoreOptions(), scorer=scorer)
+    base = {row.path: row for row in read_rows(plain)}
+    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    site = type(site)(**{**site.__dict__, "base_model": scorer.card.model_id})
+    site_file = tmp_path / "site.json"
+    site_file.write_text(site.to_json())
+    loaded = load_site(site_file, scorer.card.model_id)
+
+    out = tmp_path / "site.csv"
+    score_folder(scan_folder, out, ScoreOptions(calibration=site_file), scorer=scorer)
+    for row in read_rows(out):
+        assert row.model == loaded.model_id() and row.threshold == pytest.approx(site.threshold, abs=1e-6)
+        expected = site.probability(np.array([base[row.path].probability]))[0]
+        assert row.probability == pytest.approx(expected, abs=2e-5)  # from the unrounded base probability
+    # Rows of two calibrations never mix: the plain results file refuses the site-calibrated run.
+    with pytest.raises(ResultsFileError):
+        score_folder(scan_folder, plain, ScoreOptions(calibration=site_file), scorer=scorer)
+    # A site file made for another model is a usage error.
+    site_file.write_text(type(site)(**{**site.__dict__, "base_model": "xscan-cnn-0.0.0-00000000"}).to_json())
+    with pytest.raises(UsageError, match="made for model"):
+        score_folder(scan_folder, tmp_path / "other.csv", ScoreOptions(calibration=site_file), scorer=scorer)

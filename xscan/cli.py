@@ -160,12 +160,23 @@ def score(
     ),
     labels: bool = typer.Option(False, "--labels", help="Then print the report, ground truth from NORMAL / PNEUMONIA "
                                 "folder names (to standard error with -o -)."),
+    scope_check: bool = typer.Option(
+        SCORE_DEFAULTS.scope_check, "--scope-check/--no-scope-check",
+        help="Label scans the model was not built for (not a chest radiograph, rotated or inverted, outside the training "
+        "population) OUT_OF_SCOPE, with the reason in the scope column; --no-scope-check is for research use only.",
+    ),
+    calibration: Path = typer.Option(None, "--calibration", exists=True, dir_okay=False, metavar="SITE.json",
+                                     help="Your site's threshold and calibration, from xscan calibrate; the model column "
+                                     "becomes <model id>+<8 hex of the file's sha256>."),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
     Columns: path, probability (of pneumonia), label, threshold, model, error, then size and
-    mtime_ns (the file as it was scored). Rows are written as each batch finishes. A file that
-    cannot be scored is a row with a short reason in `error`, and the run goes on.
+    mtime_ns (the file as it was scored), any --dicom-tags, and scope. Rows are written as each
+    batch finishes. A file that cannot be scored is a row with a short reason in `error`, and
+    the run goes on. A scan the model was not built for (a photograph, a rotated or inverted
+    film, an adult film) gets the label OUT_OF_SCOPE, never NORMAL or PNEUMONIA, with the
+    reason and the check's score in `scope`; it is not a failure.
 
     Run again with the same -o, the run resumes: files scored before by the same model and
     threshold, with unchanged size and modification time, are not read again; new, changed and
@@ -174,7 +185,7 @@ def score(
 
     \b
     Exit codes:
-      0    every file scored (or unchanged since an earlier run)
+      0    every file scored or judged out of scope (or unchanged since an earlier run)
       1    finished, but some files have errors (see the error column)
       2    usage error: bad option, missing folder, or a results file that is not
            xscan's, is damaged or unreadable, or holds another model's rows
@@ -200,7 +211,8 @@ def score(
     except ValueError as error:
         raise _fail(f"--dicom-tags: {error}", EXIT_USAGE) from None
     options = ScoreOptions(batch_size=batch_size, threshold=threshold, workers=workers, weights=weights, overwrite=overwrite,
-                           dicom=DicomOptions(frontal_only=dicom_filter, tags=tags))
+                           dicom=DicomOptions(frontal_only=dicom_filter, tags=tags), scope_check=scope_check,
+                           calibration=calibration)
     try:
         log = RunLog(log_file)
     except OSError as error:
@@ -240,9 +252,11 @@ class _ScoreView:
     def __call__(self, event: Event) -> None:
         from tqdm import tqdm
 
-        from xscan.run import NotScanned, Planned, Repaired, RowsWritten
+        from xscan.run import Notice, NotScanned, Planned, Repaired, RowsWritten
 
-        if isinstance(event, NotScanned):
+        if isinstance(event, Notice):
+            self._note("warning", event.message)
+        elif isinstance(event, NotScanned):
             self._note("not-scanned", f"{event.path}: {event.reason}")
         elif isinstance(event, Repaired):
             self._note("repaired", f"{event.output}: dropped a torn last line left by an interrupted run")
@@ -265,7 +279,8 @@ class _ScoreView:
             return
         if not summary.found:
             _say(f"no scans found in {summary.folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
-        line = (f"scored {summary.scored}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "
+        scope = f" ({summary.out_of_scope} out of scope)" if summary.out_of_scope else ""
+        line = (f"scored {summary.scored}{scope}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "
                 f"{summary.unchanged} unchanged, not read again")
         _say(line + (f"; {summary.skipped} skipped by the DICOM policy" if summary.skipped else ""))
         if summary.failed:

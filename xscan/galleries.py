@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from xscan.classes import OUT_OF_SCOPE
 from xscan.labels import GroundTruth
-from xscan.results import NEGATIVE, POSITIVE
-
-OUT_OF_SCOPE = "OUT_OF_SCOPE"  # the label of a scan judged outside what the model was built for (issue 12)
-SCOPE_COLUMN = "scope"  # why a scan is out of scope, in results files that have the check
+from xscan.results import NEGATIVE, POSITIVE, SCOPE_COLUMN
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class ScoreOptions:
     weights: Path | None = None  # weights folder; None: the bundled model
     overwrite: bool = False  # start the results file afresh instead of resuming it
     dicom: DicomOptions = field(default_factory=DicomOptions)
+    scope_check: bool = True  # label scans the model was not built for OUT_OF_SCOPE; off only for research use
+    calibration: Path | None = None  # a site calibration file (SITE.json from `xscan calibrate`) for this model
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -65,6 +65,7 @@ class Summary:
     rows: int
     predicted: dict[str, int]  # PNEUMONIA / NORMAL at the report's threshold
     errors: list[tuple[str, str]]  # (path, error) of rows that could not be scored
+    out_of_scope: list[tuple[str, str]]  # (path, scope) of rows judged out of scope: in no metric
     histogram_edges: list[float]
     histogram_counts: list[int]
     probabilities: np.ndarray  # of every scored row, for plots
@@ -109,6 +110,7 @@ class Report:
         data.update(
             threshold=self.threshold, threshold_source=self.threshold_source, source=self.source, labels_from=self.labels_from,
             rows=self.summary.rows, errors=len(self.summary.errors), predicted=self.summary.predicted,
+            out_of_scope=len(self.summary.out_of_scope),
             histogram={"edges": self.summary.histogram_edges, "counts": self.summary.histogram_counts},
             bootstrap=self.bootstrap, seed=self.seed, notes=self.notes,
         )
@@ -210,13 +212,14 @@ def _threshold_rules(
 
 
 def _summary(rows: Sequence[Row], threshold: float) -> Summary:
-    probabilities = np.array([row.probability for row in rows if not _failed(row)], dtype=float)
+    probabilities = np.array([row.probability for row in rows if _measured(row)], dtype=float)
     counts, edges = np.histogram(probabilities, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     flagged = int((probabilities >= threshold).sum())
     return Summary(
         rows=len(rows),
         predicted={POSITIVE: flagged, NEGATIVE: int(probabilities.size - flagged)},
         errors=[(row.path, row.error or "no probability") for row in rows if _failed(row)],
+        out_of_scope=[(row.path, row.scope) for row in rows if row.scope and not _failed(row)],
         histogram_edges=[round(float(edge), 6) for edge in edges],  # 0.3, not 0.30000000000000004
         histogram_counts=[int(count) for count in counts],
         probabilities=probabilities,
@@ -227,6 +230,11 @@ def _failed(row: Row) -> bool:
     return bool(row.error) or row.probability is None
 
 
+def _measured(row: Row) -> bool:
+    """Whether a row counts in the metrics: scored, and not judged out of scope."""
+    return not _failed(row) and not row.scope
+
+
 def _evaluate(
     rows: Sequence[Row], truth_of: GroundTruth, threshold: float, stored: float | None,
     target_sensitivity: float, target_specificity: float, bootstrap: int, seed: int,
@@ -234,7 +242,7 @@ def _evaluate(
     labelled = [(row, truth_of(row.path)) for row in rows]
     if all(label is None for _, label in labelled):
         raise ReportError(f"no row got ground truth from {truth_of.description}; the first row's path is {rows[0].path}")
-    known = [(row, label) for row, label in labelled if label is not None and not _failed(row)]
+    known = [(row, label) for row, label in labelled if label is not None and _measured(row)]
     if not known:
         raise ReportError("every row with ground truth could not be scored: nothing to measure")
     truth = np.array([label for _, label in known], dtype=int)
@@ -247,7 +255,7 @@ def _evaluate(
     return Evaluation(
         metrics=metrics, intervals=intervals, operating_points=operating_points(truth, probabilities, rules),
         truth=truth, probabilities=probabilities, resamples_used=used,
-        without_truth=[row.path for row, label in labelled if label is None and not _failed(row)],
+        without_truth=[row.path for row, label in labelled if label is None and _measured(row)],
     )
 
 
@@ -261,6 +269,9 @@ def _notes(summary: Summary, evaluation: Evaluation | None, bootstrap: int) -> l
     if summary.errors:
         notes.append(f"{len(summary.errors)} row(s) could not be scored and are not counted: "
                      + _listed([f"{path}: {error}" for path, error in summary.errors]))
+    if summary.out_of_scope:
+        notes.append(f"{len(summary.out_of_scope)} row(s) were judged out of scope (label OUT_OF_SCOPE) and are in no metric: "
+                     + _listed([f"{path}: {scope}" for path, scope in summary.out_of_scope]))
     if evaluation is None:
         return notes
     if evaluation.without_truth:

@@ -95,9 +95,10 @@ def operating_points_table(evaluation: Evaluation) -> Table:
 
 def predicted_table(summary: Summary) -> Table:
     table = Table(title="predicted labels (no ground truth given)", title_justify="left")
-    for name in (f"predicted {POSITIVE}", f"predicted {NEGATIVE}", "errors", "total"):
+    for name in (f"predicted {POSITIVE}", f"predicted {NEGATIVE}", "out of scope", "errors", "total"):
         table.add_column(name, justify="right")
-    table.add_row(str(summary.predicted[POSITIVE]), str(summary.predicted[NEGATIVE]), str(len(summary.errors)), str(summary.rows))
+    table.add_row(str(summary.predicted[POSITIVE]), str(summary.predicted[NEGATIVE]), str(len(summary.out_of_scope)),
+                  str(len(summary.errors)), str(summary.rows))
     return table
 
 

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from xscan.classes import NEGATIVE, POSITIVE
+from xscan.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
 
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
 # The file as it was when scored: size in bytes and modification time in nanoseconds.
 FINGERPRINT_COLUMNS = ("size", "mtime_ns")
 # What `xscan score` writes, before any DICOM tag columns.
 RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS
+# Why a scan is out of scope, with the check's score; empty for every other row. Always the last column.
+SCOPE_COLUMN = "scope"
 # The error cell of a file not scored by policy (a DICOM that is not a frontal radiograph) starts with this.
 SKIPPED_PREFIX = "skipped: "
 
@@ -36,6 +38,7 @@ class Row:
     model: str
     error: str = ""  # why the file was not scored: a ScanError's reason, or SKIPPED_PREFIX and the policy's
     trailing_columns: dict[str, str] = field(default_factory=dict)  # by name: DICOM tags; size and mtime_ns when read back
+    scope: str = ""  # why the scan is out of scope, with the check's score; empty when it is in scope or unchecked
 
     @property
     def skipped_by_policy(self) -> bool:
@@ -45,6 +48,8 @@ class Row:
     def label(self) -> str:
         if self.probability is None:
             return ""
+        if self.scope:
+            return OUT_OF_SCOPE
         return POSITIVE if self.probability >= self.threshold else NEGATIVE
 
     def as_csv(self) -> list[str]:
@@ -53,7 +58,7 @@ class Row:
 
     def as_record(self) -> dict[str, str]:
         """Every column of this row by name: the six standard ones, then the trailing ones."""
-        return dict(zip(COLUMNS, self.as_csv(), strict=True)) | self.trailing_columns
+        return dict(zip(COLUMNS, self.as_csv(), strict=True)) | self.trailing_columns | {SCOPE_COLUMN: self.scope}
 
 
 class ResultsWriter:
@@ -170,6 +175,12 @@ def _parse(text: str, source: Path) -> tuple[list[list[str]], bool]:
     return records, False
 
 
+def results_columns(tag_columns: Sequence[str] = ()) -> tuple[str, ...]:
+    """The header of a results file: RESULT_COLUMNS, the DICOM tag columns asked for, then `scope`."""
+    tags = tuple(dict.fromkeys(c for c in tag_columns if c not in RESULT_COLUMNS and c != SCOPE_COLUMN))
+    return RESULT_COLUMNS + tags + (SCOPE_COLUMN,)
+
+
 def read_rows(source: Path) -> Iterator[Row]:
     """The rows of an xscan results CSV, checking its header first; a torn last line is left out."""
     table = read_table(source)
@@ -180,5 +191,6 @@ def read_rows(source: Path) -> Iterator[Row]:
             threshold=float(record["threshold"]),
             model=record["model"],
             error=record["error"],
-            trailing_columns={column: record[column] for column in table.columns[len(COLUMNS) :]},
+            trailing_columns={column: record[column] for column in table.columns[len(COLUMNS) :] if column != SCOPE_COLUMN},
+            scope=record.get(SCOPE_COLUMN, ""),
         )

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xscan.errors import ResultsFileError
-from xscan.results import RESULT_COLUMNS, DamagedResultsError, NotResultsError, ResultsTable, ResultsWriter, Row, read_table
+from xscan.results import (
+    RESULT_COLUMNS,
+    DamagedResultsError,
+    NotResultsError,
+    ResultsTable,
+    ResultsWriter,
+    Row,
+    read_table,
+    results_columns,
+)
 from xscan.walk import walk_order
 
 
@@ -27,6 +36,7 @@ class Tally:
     failed: int = 0  # a row with an error: the file could not be read or decoded
     skipped: int = 0  # a row with a `skipped: ...` error: not scored by policy (a DICOM that is not a frontal radiograph)
     unchanged: int = 0  # scored by an earlier run and not changed since: not read again
+    out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE)
 
 
 def fingerprint(path: Path) -> dict[str, str]:
@@ -61,6 +71,7 @@ class StreamResults:
         records = [row.as_record() | self._fingerprints.get(row.path, {}) for row in rows]
         self._writer.write_records(records)
         self.tally.scored += sum(not row.error for row in rows)
+        self.tally.out_of_scope += sum(bool(row.scope) for row in rows)
         self.tally.skipped += sum(row.skipped_by_policy for row in rows)
         self.tally.failed += sum(bool(row.error) and not row.skipped_by_policy for row in rows)
         return records
@@ -85,7 +96,7 @@ class ResumableResults(StreamResults):
         self.output = output
         self._threshold = f"{threshold:.6f}"
         previous = _read_previous(output, model_id, overwrite)
-        columns = RESULT_COLUMNS + tuple(dict.fromkeys(c for c in (*tag_columns, *previous.columns) if c not in RESULT_COLUMNS))
+        columns = results_columns((*tag_columns, *previous.columns))
         self._latest = {record["path"]: record for record in previous.records}  # later rows win
         try:
             _replace(output, columns, in_walk_order(self._latest.values()))
@@ -128,7 +139,7 @@ def open_results(
 ) -> StreamResults:
     """Results for `-o OUTPUT`: resumable for a file, a plain stream for `-` (standard output)."""
     if output == "-":
-        return StreamResults(ResultsWriter("-", RESULT_COLUMNS + tuple(tag_columns)))
+        return StreamResults(ResultsWriter("-", results_columns(tag_columns)))
     return ResumableResults(Path(output), model_id, threshold, overwrite, tag_columns)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xscan.card import default_weights_dir, read_card
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
@@ -22,6 +23,9 @@ from xscan.resume import Tally, open_results
 from xscan.scorer import Scorer, load_scorer, native_stderr_silenced
 from xscan.scoring import score_paths
 from xscan.walk import find_scans
+
+if TYPE_CHECKING:
+    from xscan.site import LoadedSite
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,13 @@ class Repaired:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something the user should know about the run, e.g. that the model has no out-of-scope check."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Planned:
     """What the run will do: files to score now, and files unchanged since an earlier run."""
 
@@ -54,7 +65,7 @@ class RowsWritten:
     rows: list[Row]
 
 
-Event = NotScanned | Repaired | Planned | RowsWritten
+Event = NotScanned | Repaired | Notice | Planned | RowsWritten
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ class ScoreSummary:
     unchanged: int  # scored by an earlier run into the same output and not changed since
     seconds: float
     exit_code: int
-    out_of_scope: int = 0  # there is no out-of-scope check yet, so none
+    out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE); not failures
 
     @property
     def rate(self) -> float:
@@ -103,8 +114,10 @@ def score_folder(
         notify(NotScanned(path, reason))
     # The card alone plans the run: a results file that must not be touched is refused before the model loads.
     card = scorer.card if scorer is not None else read_card(options.weights or default_weights_dir())
-    threshold = options.threshold_or(card.threshold)
-    results = open_results(output, card.model_id, threshold, options.overwrite, tag_columns=options.dicom.tags)
+    site = _site(options.calibration, card.model_id)
+    threshold = options.threshold_or(site.calibration.threshold if site else card.threshold)
+    model_id = site.model_id() if site else card.model_id
+    results = open_results(output, model_id, threshold, options.overwrite, tag_columns=options.dicom.tags)
     if results.repaired:
         notify(Repaired(output))
     try:
@@ -112,7 +125,11 @@ def score_folder(
             to_score = results.plan(found.scans)
             if scorer is None:
                 with native_stderr_silenced():  # TensorFlow's C++ start-up notes: score_folder prints nothing
-                    scorer = load_scorer(options.weights)
+                    scorer = load_scorer(options.weights, scope_check=options.scope_check, site=site)
+            else:
+                scorer = _as_asked(scorer, options, site)
+            for note in scorer.notes:
+                notify(Notice(note))
             notify(Planned(len(to_score), results.tally.unchanged))
             for rows in score_paths(to_score, scorer, options):
                 results.write(rows)
@@ -123,7 +140,28 @@ def score_folder(
     return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started)
 
 
+def _site(calibration: Path | None, model_id: str) -> LoadedSite | None:
+    if calibration is None:
+        return None
+    from xscan.site import SiteCalibrationError, load_site
+
+    try:
+        return load_site(calibration, model_id)
+    except SiteCalibrationError as error:
+        raise UsageError(str(error)) from None
+
+
+def _as_asked(scorer: Scorer, options: ScoreOptions, site: LoadedSite | None) -> Scorer:
+    """A preloaded SCORER with the run's site calibration, and without its scope check if the run turns it off."""
+    if not options.scope_check and scorer.scope_check is not None:
+        scorer = replace(scorer, scope_network=None, scope_check=None)
+    if site != scorer.site:
+        scorer = replace(scorer, site=site)
+    return scorer
+
+
 def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float) -> ScoreSummary:
-    # Files skipped by policy are error rows, and fail a run as unreadable files do.
+    # Files skipped by policy are error rows, and fail a run as unreadable files do; out-of-scope scans do not.
     code = EXIT_SOME_FAILED if tally.failed or tally.skipped else EXIT_OK
-    return ScoreSummary(folder, output, found, tally.scored, tally.failed, tally.skipped, tally.unchanged, seconds, code)
+    return ScoreSummary(folder, output, found, tally.scored, tally.failed, tally.skipped, tally.unchanged, seconds, code,
+                        tally.out_of_scope)

@@ -174,6 +174,17 @@ class ScopeCheck:
     stats: FeatureStats
     info: dict[str, Any] = field(default_factory=dict)
 
+    def describe(self, scope_logits: np.ndarray, features: np.ndarray) -> list[str]:
+        """The `scope` cell of each scan: empty in scope, else the reason with the check's score."""
+        return [self._cell(verdict) for verdict in self.judge(scope_logits, features)]
+
+    def _cell(self, verdict: ScopeVerdict) -> str:
+        if not verdict.reason:
+            return ""
+        if verdict.score > 1 - self.in_scope_threshold:  # the scope network flagged it
+            return f"{verdict.reason} (score {verdict.score:.3f})"
+        return f"{verdict.reason} (distance {verdict.distance:.1f} > {self.distance_threshold:.1f})"
+
     def judge(self, scope_logits: np.ndarray, features: np.ndarray) -> list[ScopeVerdict]:
         probabilities = softmax(scope_logits)
         distances = self.stats.distance(features)

@@ -6,38 +6,78 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xscan.card import WEIGHTS_FILE, ModelCard, calibrated_probability, default_weights_dir, model_config_from_card, read_card, sha256_of
 from xscan.errors import WeightsError
-from xscan.model import build_model, fold_batch_norms
+from xscan.model import build_model, ensemble_features, fold_batch_norms
+
+if TYPE_CHECKING:
+    from xscan.scope import ScopeCheck
+    from xscan.site import LoadedSite
 
 MODEL_BATCH = 16  # model inputs per network call; see Scorer.probabilities
 
 
+NO_SCOPE_CHECK = "this model card has no out-of-scope check: every readable image gets NORMAL or PNEUMONIA"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the model says of a stack of model inputs."""
+
+    probabilities: np.ndarray  # calibrated probability of pneumonia (the site's calibration, with one)
+    scope: list[str]  # per input: empty in scope (or unchecked), else why it is out of scope, with the check's score
+
+
 @dataclass
 class Scorer:
-    """A loaded model and its card: turns a batch of model inputs into calibrated probabilities."""
+    """A loaded model and its card: turns a batch of model inputs into calibrated probabilities and scope verdicts.
+
+    With a scope check, one network call gives the ensemble's logit, its pooled features and the
+    scope network's logits; with a site calibration, probabilities and the default threshold are
+    the site's, and so is the model id written to each row.
+    """
 
     card: ModelCard
     network: Any
+    scope_network: Any = None
+    scope_check: ScopeCheck | None = None
+    site: LoadedSite | None = None
+    notes: list[str] = field(default_factory=list)  # warnings for the user, e.g. no out-of-scope check
 
     def __post_init__(self) -> None:
+        import keras
         import tensorflow as tf
 
-        # One traced graph of one fixed shape: no retracing, no Python per image.
         inference = fold_batch_norms(self.network, model_config_from_card(self.card))
-        self._logits = tf.function(
-            lambda batch: inference(batch, training=False),
+        outputs = [inference.output]
+        if self.scope_check is not None:
+            members = model_config_from_card(self.card).members
+            outputs += [ensemble_features(inference, members).output, self.scope_network(inference.inputs[0])]
+        combined = keras.Model(inference.inputs, outputs)
+        # One traced graph of one fixed shape: no retracing, no Python per image.
+        self._run = tf.function(
+            lambda batch: combined(batch, training=False),
             input_signature=[tf.TensorSpec([MODEL_BATCH, self.card.image_size, self.card.image_size, 1], tf.float32)],
         )
 
-    def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities of pneumonia for a stack of model inputs (see xscan.preprocess).
+    @property
+    def model_id(self) -> str:
+        """The id written to each row: the card's, with the site calibration's suffix when there is one."""
+        return self.site.model_id() if self.site else self.card.model_id
+
+    @property
+    def threshold(self) -> float:
+        """The default decision threshold: the site's, else the card's."""
+        return self.site.calibration.threshold if self.site else self.card.threshold
+
+    def assess(self, model_inputs: np.ndarray) -> Assessment:
+        """Probabilities and scope verdicts for a stack of model inputs (see xscan.preprocess).
 
         The network always runs on chunks of exactly MODEL_BATCH inputs (the last one padded):
         the kernels, and so the last bits of a score, could otherwise depend on how many inputs
@@ -46,13 +86,35 @@ class Scorer:
         count = len(model_inputs)
         padded = np.zeros((-(-count // MODEL_BATCH) * MODEL_BATCH, *model_inputs.shape[1:]), np.float32)
         padded[:count] = model_inputs
-        chunks = [np.asarray(self._logits(padded[i : i + MODEL_BATCH])) for i in range(0, len(padded), MODEL_BATCH)]
-        logits = np.concatenate(chunks).reshape(-1)[:count].astype(np.float64)
-        return calibrated_probability(logits, self.card.temperature, self.card.bias)
+        chunks = [self._outputs(padded[i : i + MODEL_BATCH]) for i in range(0, len(padded), MODEL_BATCH)]
+        logits = np.concatenate([chunk[0] for chunk in chunks]).reshape(-1)[:count].astype(np.float64)
+        probabilities = calibrated_probability(logits, self.card.temperature, self.card.bias)
+        if self.site:
+            probabilities = self.site.calibration.probability(probabilities)
+        scope = [""] * count
+        if self.scope_check is not None:
+            features = np.concatenate([chunk[1] for chunk in chunks])[:count]
+            scope_logits = np.concatenate([chunk[2] for chunk in chunks])[:count]
+            scope = self.scope_check.describe(scope_logits, features)
+        return Assessment(probabilities, scope)
+
+    def _outputs(self, chunk: np.ndarray) -> list[np.ndarray]:
+        # Keras gives a model of one output that output alone, and a list for several.
+        outputs = self._run(chunk)
+        return [np.asarray(t) for t in outputs] if isinstance(outputs, list | tuple) else [np.asarray(outputs)]
+
+    def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of pneumonia for a stack of model inputs."""
+        return self.assess(model_inputs).probabilities
 
 
-def load_scorer(weights_dir: Path | None = None, threads: int = 1) -> Scorer:
+def load_scorer(
+    weights_dir: Path | None = None, threads: int = 1, *, scope_check: bool = True, site: LoadedSite | None = None
+) -> Scorer:
     """Load weights and card from WEIGHTS_DIR (default: the bundled model), offline.
+
+    With SCOPE_CHECK, the card's out-of-scope check is loaded too (a card without one gives a
+    note instead); SITE is a site calibration already checked against the card's model id.
 
     THREADS is how many threads TensorFlow runs each batch on. One, because the scoring
     pipeline's decoding workers keep every core busy: more model threads only spin-wait and
@@ -76,7 +138,17 @@ def load_scorer(weights_dir: Path | None = None, threads: int = 1) -> Scorer:
         network.load_weights(weights_path)
     except Exception as error:  # h5py and keras raise many types for a corrupt or mismatched file
         raise WeightsError(f"cannot load {weights_path}: {error}") from None
-    return Scorer(card, network)
+    if not scope_check:
+        return Scorer(card, network, site=site)
+    if not card.scope:
+        return Scorer(card, network, site=site, notes=[NO_SCOPE_CHECK])
+    from xscan.scope import ScopeFilesError, load_scope
+
+    try:
+        scope_network, check = load_scope(weights_dir, card.scope, card.training["recipe"]["scope"], card.image_size)
+    except (ScopeFilesError, OSError, ValueError, KeyError) as error:
+        raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
+    return Scorer(card, network, scope_network, check, site)
 
 
 def _set_tensorflow_threads(threads: int) -> None:

@@ -95,7 +95,7 @@ def score_paths(paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = S
     which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
     batches of model inputs), not by the number of files.
     """
-    threshold = options.threshold_or(scorer.card.threshold)
+    threshold = options.threshold_or(scorer.threshold)
     workers = options.decoding_threads()
     batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
     lookahead = 2 * options.batch_size + 4 * workers
@@ -109,13 +109,16 @@ def score_paths(paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = S
 
 
 def score_batch(batch: list[LoadedScan], scorer: Scorer, threshold: float) -> list[Row]:
-    """One row per loaded file, in order: a probability for each model input, the error of each other file."""
+    """One row per loaded file, in order: a probability and scope verdict for each model input, the error of each other file."""
     inputs = [item.model_input for item in batch if item.model_input is not None]
-    probabilities = iter(scorer.probabilities(np.stack(inputs)) if inputs else [])
-    model_id = scorer.card.model_id
-    return [
-        Row(str(item.path), float(next(probabilities)), threshold, model_id, trailing_columns=item.tags)
-        if item.model_input is not None
-        else Row(str(item.path), None, threshold, model_id, item.error, item.tags)
-        for item in batch
-    ]
+    assessment = scorer.assess(np.stack(inputs)) if inputs else None
+    verdicts = iter(zip(assessment.probabilities, assessment.scope, strict=True) if assessment else [])
+    model_id = scorer.model_id
+    rows = []
+    for item in batch:
+        if item.model_input is None:
+            rows.append(Row(str(item.path), None, threshold, model_id, item.error, item.tags))
+            continue
+        probability, scope = next(verdicts)
+        rows.append(Row(str(item.path), float(probability), threshold, model_id, trailing_columns=item.tags, scope=scope))
+    return rows

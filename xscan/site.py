@@ -86,7 +86,7 @@ class LabelledRows:
     left_out: dict[str, list[str]]  # reason -> paths
 
 
-def select_rows(rows: Sequence[Row], truth_of: GroundTruth, out_of_scope_label: str = "OUT_OF_SCOPE") -> LabelledRows:
+def select_rows(rows: Sequence[Row], truth_of: GroundTruth) -> LabelledRows:
     """Rows with ground truth, a probability and no error; the others are counted by reason."""
     left_out: dict[str, list[str]] = {}
     kept: list[tuple[float, int]] = []
@@ -101,7 +101,7 @@ def select_rows(rows: Sequence[Row], truth_of: GroundTruth, out_of_scope_label: 
         label = truth_of(row.path)
         reason = (
             "error" if row.error or row.probability is None
-            else "out of scope" if row.label == out_of_scope_label
+            else "out of scope" if row.scope
             else "no ground truth" if label is None
             else ""
         )
