@@ -92,6 +92,8 @@ def train(
     labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
                                      help="CSV with columns path,label[,patient], paths relative to DATA_DIR, instead of class "
                                      "folders; the patient column keeps a patient's scans on one side of the split."),
+    scope_only: bool = typer.Option(False, "--scope-only", help="Keep the trained model in --out and fit only its "
+                                    "out-of-scope check again (on the card's own split), e.g. with --external films of your site."),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -110,7 +112,8 @@ def train(
     from dataclasses import replace
 
     from xscan.card import WEIGHTS_FILE
-    from xscan.train import TrainConfig
+    from xscan.errors import WeightsError
+    from xscan.train import TrainConfig, refit_scope
     from xscan.train import train as run_training
 
     recipe = TrainConfig()
@@ -122,12 +125,18 @@ def train(
         "--members", str(members), "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
         *(["--external", str(external)] if external else []), *(["--labels-file", str(labels_file)] if labels_file else []),
     ])
+    if scope_only:
+        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--scope-only",
+                              *(["--external", str(external)] if external else []),
+                              *(["--labels-file", str(labels_file)] if labels_file else [])])
+    log = lambda line: err.print(line, highlight=False, markup=False)  # noqa: E731
     try:
-        card = run_training(data_dir, out, config, command, log=lambda line: err.print(line, highlight=False, markup=False),
-                            external=external, labels_file=labels_file)
-    except (FileNotFoundError, ValueError) as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(EXIT_USAGE) from None
+        if scope_only:
+            card = refit_scope(data_dir, out, config, command, log, external=external, labels_file=labels_file)
+        else:
+            card = run_training(data_dir, out, config, command, log, external=external, labels_file=labels_file)
+    except (FileNotFoundError, ValueError, WeightsError) as error:
+        raise _fail(str(error), EXIT_USAGE) from None
     err.print(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")
 
 

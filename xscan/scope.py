@@ -36,7 +36,7 @@ class ScopeConfig:
     """The scope network and how it is trained; every value is recorded in the model card."""
 
     widths: tuple[int, ...] = (8, 16, 32, 64)  # stride-2 conv stages on the half-resolution input
-    epochs: int = 8
+    epochs: int = 16
     batch_size: int = 64
     learning_rate: float = 2e-3
     synthetic_per_kind: int = 1500  # generated rotated/inverted and not-a-radiograph examples each

@@ -22,7 +22,7 @@ from xscan.calibration import (
     fit_platt,
     threshold_for_sensitivity,
 )
-from xscan.card import ModelCard, calibrated_probability, save_bundle
+from xscan.card import CARD_FILE, ModelCard, calibrated_probability, save_bundle
 from xscan.classes import CLASS_NAMES
 from xscan.dataset import LabelledScan, find_labelled_scans, per_file_share, split_by_patient
 from xscan.decode import decode
@@ -161,23 +161,10 @@ def train(
     for row in robustness:
         log(f"  shift {row['shift']:<18} AUC {row['auc']:.4f}  specificity {row['specificity']:.3f}  sensitivity {row['sensitivity']:.3f}")
 
-    external_scans = find_labelled_scans(external) if external else []
-    external_fit, external_report = (
-        split_by_patient(external_scans, config.scope.external_report_fraction, config.seed + 2) if external_scans else ([], [])
+    scope_network, stats, scope, external_figures = fit_scope_check(
+        network, TrainingParts(train_greys, x_train, x_select, x_report, report_greys), external, (temperature, bias), threshold,
+        config, log,
     )
-    features = ensemble_features(network, config.model.members)
-    stats = FeatureStats.fit(_predict(features, x_train))
-    scope_network = _fit_scope(train_greys, x_train, load_images(external_fit), config, log)
-    scope = _choose_scope_thresholds(scope_network, features, stats, x_select, config)
-    scope_check = ScopeCheck(scope["in_scope_threshold"], scope["distance_threshold"], stats)
-    scope["rates"] = _scope_rates(scope_network, features, scope_check, x_report, report_greys, config, log)
-
-    external_figures = []
-    if external_report:
-        external_figures.append(_external_figures(
-            external, external_report, network, scope_network, features, scope_check, (temperature, bias), threshold, config, log,
-        ))
-        scope["rates"]["outside the training population (external report part)"] = external_figures[0]["out_of_scope_rate"]
 
     card = ModelCard(
         name=MODEL_NAME,
@@ -201,8 +188,6 @@ def train(
                 "selection_patients": len({s.patient_id for s in select_scans}),
                 "report_patients": len({s.patient_id for s in report_scans}),
                 "external": str(external) if external else None,
-                "external_scope_fit": len(external_fit),
-                "external_report": len(external_report),
             },
             "class_weights": class_weights(y_train),
             "epochs_run": fitted_epochs["run"],
@@ -221,6 +206,77 @@ def train(
     )
     card.scope.update(save_scope(out_dir, scope_network, stats, config.scope, size))
     return save_bundle(network, card, out_dir)
+
+
+@dataclass(frozen=True)
+class TrainingParts:
+    """The decoded and preprocessed scans of the three parts, as the scope check needs them."""
+
+    train_greys: list[np.ndarray]
+    x_train: np.ndarray
+    x_select: np.ndarray
+    x_report: np.ndarray
+    report_greys: list[np.ndarray]
+
+
+def fit_scope_check(
+    network, parts: TrainingParts, external: Path | None, calibration: tuple[float, float], threshold: float,
+    config: TrainConfig, log: Log,
+) -> tuple[Any, FeatureStats, dict[str, Any], list[dict[str, Any]]]:
+    """Fit the out-of-scope check for NETWORK; returns the scope network, feature statistics, card section, external figures."""
+    external_scans = find_labelled_scans(external) if external else []
+    external_fit, external_report = (
+        split_by_patient(external_scans, config.scope.external_report_fraction, config.seed + 2) if external_scans else ([], [])
+    )
+    features = ensemble_features(network, config.model.members)
+    stats = FeatureStats.fit(_predict(features, parts.x_train))
+    scope_network = _fit_scope(parts.train_greys, parts.x_train, load_images(external_fit), config, log)
+    scope = _choose_scope_thresholds(scope_network, features, stats, parts.x_select, config)
+    scope_check = ScopeCheck(scope["in_scope_threshold"], scope["distance_threshold"], stats)
+    scope["rates"] = _scope_rates(scope_network, features, scope_check, parts.x_report, parts.report_greys, config, log)
+    external_figures = []
+    if external_report:
+        external_figures.append(_external_figures(
+            external, external_report, network, scope_network, features, scope_check, calibration, threshold, config, log,
+        ))
+        external_figures[0]["scans_teaching_the_scope_check"] = len(external_fit)
+        scope["rates"]["outside the training population (external report part)"] = external_figures[0]["out_of_scope_rate"]
+    return scope_network, stats, scope, external_figures
+
+
+def refit_scope(
+    data_dir: Path, weights_dir: Path, config: TrainConfig, command: str, log: Log = print,
+    external: Path | None = None, labels_file: Path | None = None,
+) -> ModelCard:
+    """Fit the out-of-scope check again for the trained model in WEIGHTS_DIR, with CONFIG's scope recipe; the classifier stays.
+
+    The split is the card's own (its fractions and seed), so the check is fitted, thresholded and
+    reported on the same three parts the classifier was.
+    """
+    import keras
+
+    from xscan.card import read_card
+    from xscan.scorer import load_scorer
+
+    keras.utils.set_random_seed(config.seed)
+    card = read_card(weights_dir)
+    recipe = card.training["recipe"]
+    config = replace(config, val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    network = load_scorer(weights_dir, threads=0, scope_check=False).network
+    train_scans, select_scans, report_scans = split_for_training(find_labelled_scans(data_dir, labels_file), config)
+    size = card.image_size
+    train_greys, report_greys = load_images(train_scans), load_images(report_scans)
+    parts = TrainingParts(train_greys, preprocess_all(train_greys, size), preprocess_all(load_images(select_scans), size),
+                          preprocess_all(report_greys, size), report_greys)
+    scope_network, stats, scope, external_figures = fit_scope_check(
+        network, parts, external, (card.temperature, card.bias), card.threshold, config, log,
+    )
+    card.scope = scope | save_scope(weights_dir, scope_network, stats, config.scope, size)
+    card.external = external_figures
+    card.training["recipe"]["scope"] = asdict(config.scope)
+    card.training["scope_command"] = command
+    (weights_dir / CARD_FILE).write_text(card.to_json())
+    return card
 
 
 def _figures(labels: np.ndarray, probability: np.ndarray, threshold: float, config: TrainConfig) -> dict[str, Any]:
