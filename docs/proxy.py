@@ -19,8 +19,8 @@ from sklearn.metrics import roc_auc_score
 
 from xscan.dataset import _patient_fraction, find_labelled_scans
 from xscan.decode import decode
-from xscan.scorer import load_scorer
 from xscan.preprocess import preprocess
+from xscan.scorer import load_scorer
 from xscan.train import TrainConfig, split_for_training
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train"
