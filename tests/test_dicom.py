@@ -377,7 +377,8 @@ def test_odd_pydicom_files_are_error_rows_and_the_run_continues(export: Path, sc
 def test_an_extension_less_dicom_is_opened_once_and_parsed_once_when_scored(
     tmp_path: Path, source: np.ndarray, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The walk reads its first 132 bytes to find it; scoring then opens it once and parses it once."""
+    """The walk reads its first 132 bytes to find it; scoring then opens it once and parses it once (pydicom then reads
+    the first frame from the same open file)."""
     path = write_dicom(tmp_path / "IM0001", source)
     opened, parsed = [], []
     real_open, real_dcmread = os.open, pydicom.dcmread

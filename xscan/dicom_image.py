@@ -114,7 +114,7 @@ def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
     differs from what its transfer syntax says (dcmread notices; a read from the file does not):
     those two are read through the dataset, within the file-size limit.
     """
-    element = ds.get_item("PixelData")  # as read, before conversion: it says how it was encoded
+    element = ds.get_item("PixelData", keep_deferred=True)  # as read, not converted (nor read): its encoding
     encoding = (element.is_implicit_VR, element.is_little_endian) if isinstance(element, RawDataElement) else ds.original_encoding
     return syntax != DeflatedExplicitVRLittleEndian and encoding == (syntax.is_implicit_VR, syntax.is_little_endian)
 
