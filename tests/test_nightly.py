@@ -2,8 +2,9 @@
 
 Most runs replace only the network with a stand-in (the bundled model's card, the mean of each model
 input as its probability), so that no TensorFlow loads: a run takes a second or two, and nothing
-these tests check depends on the network. The runs whose point is the real thing (exit codes with
-the model, peak memory) load the bundled model.
+these tests check depends on the network; everything else (the command line, walk, resume, lock,
+journal, decoders, writer) is the real one. The run whose point is the real thing, peak memory,
+loads the bundled model; tests/test_cli_exit_codes.py runs it for exit codes too.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_policy_skips_exit_0_are_counted_apart_and_are_not_read_again(tmp_path: 
     write_dicom(folder / "ct.dcm", grey_scan(), Modality="CT")
     write_dicom(folder / "lateral.dcm", grey_scan(), ViewPosition="LL")
     out, log = tmp_path / "r.csv", tmp_path / "xscan.log"
-    first = xscan("score", folder, "-o", out, "--log-file", log, model=True)
+    first = xscan("score", folder, "-o", out, "--log-file", log)
     assert first.returncode == EXIT_OK, first.stderr
     assert "scored 1, failed 0 in " in first.stderr and first.stderr.rstrip().endswith("; 2 skipped by the DICOM policy")
     assert {name: row["error"] for name, row in rows(out).items()} == {
