@@ -167,3 +167,19 @@ def test_another_threshold_scores_again_rather_than_mixing_labels(folder, tmp_pa
         assert results.plan(scans, folder) == scans
     with ResumableResults(out, scorer.card.model_id, scorer.card.threshold) as results:
         assert results.plan(scans, folder) == []
+
+
+def test_a_results_file_from_before_the_inode_ctime_and_resolved_path_columns_resumes(sixty, tmp_path, reference, scorer):
+    import csv
+    import io
+
+    records = list(csv.DictReader(io.StringIO(reference.decode(), newline="")))
+    out = tmp_path / "results.csv"
+    with open(out, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["path", "probability", "label", "threshold", "model", "error", "size", "mtime_ns"],
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    again = score_folder(sixty, out, scorer=scorer)
+    assert (again.scored, again.unchanged, again.exit_code) == (0, 60, 0)
+    assert out.read_bytes() == reference  # the new columns filled in
