@@ -91,6 +91,7 @@ def review_run(tmp_path_factory):
     from typer.testing import CliRunner
 
     from xscan.cli import app
+    from xscan.errors import EXIT_SOME_FAILED
 
     base = tmp_path_factory.mktemp("review")
     for label in ("NORMAL", "PNEUMONIA"):
@@ -101,7 +102,7 @@ def review_run(tmp_path_factory):
     (base / "scans" / "cut.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
     results = base / "results.csv"
     scored = CliRunner().invoke(app, ["score", str(base / "scans"), "-o", str(results), "--quiet"])
-    assert scored.exit_code == 1, scored.output  # the truncated JPEG
+    assert scored.exit_code == EXIT_SOME_FAILED, scored.output  # the truncated JPEG
     with open(results, newline="") as stream:
         records = list(csv.DictReader(stream))
     for record in records:

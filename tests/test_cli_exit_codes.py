@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from xscan.card import WEIGHTS_FILE, default_weights_dir, read_card
 from xscan.cli import app
-from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
+from xscan.results import RESULT_COLUMNS
 from xscan.walk import find_scans
 
 AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
@@ -81,7 +82,7 @@ def hostile(tmp_path_factory):
     return folder, out, log, result
 
 
-def test_hostile_folder_finishes_with_exit_1_and_one_row_per_candidate(hostile):
+def test_hostile_folder_finishes_with_exit_4_and_one_row_per_candidate(hostile):
     folder, out, _, result = hostile
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     rows = _records(out)
@@ -113,8 +114,8 @@ def test_log_file_has_a_line_per_error_and_a_summary(hostile):
     errors = [line for line in lines if re.match(rf"{stamp} error ", line)]
     assert len(errors) == 4 and any(line.endswith("zero.png: empty file (0 bytes)") for line in errors)
     assert any(re.match(rf"{stamp} not-scanned .*dangling.jpg: broken symbolic link$", line) for line in lines)
-    assert re.fullmatch(rf"{stamp} run folder={re.escape(str(folder))} scored=6 unchanged=0 skipped=0 failed=4 seconds=[\d.]+ exit=1",
-                        lines[-1])
+    assert re.fullmatch(rf"{stamp} run folder={re.escape(str(folder))} scored=6 unchanged=0 skipped=0 failed=4 seconds=[\d.]+ "
+                        r"workers=\d+ exit=4", lines[-1])
 
 
 def test_rerun_skips_and_says_so_quiet_prints_nothing(hostile):
@@ -136,7 +137,7 @@ def test_empty_folder_is_exit_0_with_a_header_only_csv(tmp_path):
     result = _invoke(tmp_path / "empty", "-o", tmp_path / "r.csv")
     assert result.exit_code == EXIT_OK
     assert "no scans found in" in result.stderr
-    assert (tmp_path / "r.csv").read_text().splitlines() == ["path,probability,label,threshold,model,error,size,mtime_ns"]
+    assert (tmp_path / "r.csv").read_text().splitlines() == [",".join(RESULT_COLUMNS)]
 
 
 @pytest.mark.parametrize(
@@ -202,7 +203,7 @@ def test_unexpected_error_is_exit_3_with_a_message_and_a_log_line(scan_folder, t
 
 # ---- real processes: the exit code the shell sees, and no traceback
 
-def test_a_real_run_over_hostile_files_exits_1_without_a_traceback(hostile, tmp_path):
+def test_a_real_run_over_hostile_files_exits_4_without_a_traceback(hostile, tmp_path):
     folder, _, _, _ = hostile
     done = _process(folder, "-o", tmp_path / "r.csv")
     assert done.returncode == EXIT_SOME_FAILED, done.stderr
@@ -215,7 +216,7 @@ def test_a_real_usage_error_exits_2_without_a_traceback(tmp_path):
 
 
 # Runs the CLI with a model that has its card but no network (nothing loads TensorFlow) and a
-# scoring step that fails as argv[1] says: an unexpected error, or Ctrl-C.
+# scoring step that fails as argv[1] says: an unexpected error, Ctrl-C, or SIGTERM.
 FAILING_RUN = """
 import os, signal, sys
 import xscan.run
@@ -225,9 +226,11 @@ from xscan.cli import app
 class CardOnly:
     card = read_card(default_weights_dir())
 
-def failing_scoring(paths, scorer, options):
+def failing_scoring(paths, scorer, options, **kwargs):
     if sys.argv[1] == "ctrl-c":
         os.kill(os.getpid(), signal.SIGINT)
+    if sys.argv[1] == "sigterm":
+        os.kill(os.getpid(), signal.SIGTERM)
     raise RuntimeError("worker pool fell over")
 
 xscan.run.load_scorer = lambda weights: CardOnly()
@@ -239,6 +242,7 @@ app(["score", *sys.argv[2:]], prog_name="xscan")
 @pytest.mark.parametrize(("failure", "code", "message"), [
     ("bug", EXIT_FATAL, "error: unexpected RuntimeError: worker pool fell over (--debug shows the traceback)"),
     ("ctrl-c", EXIT_INTERRUPTED, "error: interrupted; run the same command again to resume"),
+    ("sigterm", EXIT_TERMINATED, "error: terminated (SIGTERM); run the same command again to resume"),
 ])
 def test_a_real_process_exits_with_the_documented_code_and_no_traceback(scan_folder, tmp_path, failure, code, message):
     done = _process(failure, scan_folder, "-o", tmp_path / "r.csv", driver=FAILING_RUN)
@@ -254,5 +258,6 @@ def test_debug_lets_the_traceback_through(scan_folder, tmp_path):
 
 def test_help_documents_the_exit_codes():
     result = CliRunner().invoke(app, ["score", "--help"])
-    for line in ("0    every file scored", "1    finished, but some files have errors", "2    usage error", "3    fatal"):
+    for line in ("0    every file scored", "2    usage error", "3    fatal", "4    finished, but some files could not be read",
+                 "130  interrupted", "143  terminated"):
         assert line in result.stdout

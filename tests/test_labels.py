@@ -52,29 +52,34 @@ def _labels_csv(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def test_file_labels_match_by_full_path_then_by_name(tmp_path: Path) -> None:
+def test_file_labels_match_by_whole_path_never_by_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     source = _labels_csv(tmp_path, "path,label\n/scans/a.jpeg,PNEUMONIA\nb.jpeg,normal\nsub/c.jpeg,1\n/x/d.jpeg,0\n")
     truth = FileLabels.read(source)
     assert truth("/scans/a.jpeg") == 1
-    assert truth("/elsewhere/b.jpeg") == 0  # by file name alone
-    assert truth("/other/root/c.jpeg") == 1
+    assert truth("/scans/./a.jpeg") == 1  # the same file
+    assert truth("/elsewhere/b.jpeg") is None  # a file name alone says nothing
+    assert truth("b.jpeg") == 0 and truth(str(tmp_path / "b.jpeg")) == 0  # relative paths are taken from the current folder
+    assert truth("/other/root/c.jpeg") is None
     assert truth("/x/d.jpeg") == 0
     assert truth("/scans/unknown.jpeg") is None
-    assert "4 entries" in truth.description
+    assert "4 entries" in truth.description and "matched by path" in truth.description
 
 
-def test_file_labels_ambiguous_name_matches_full_path_only(tmp_path: Path) -> None:
-    source = _labels_csv(tmp_path, "path,label\n/one/a.jpeg,NORMAL\n/two/a.jpeg,PNEUMONIA\n/three/b.jpeg,1\n")
+def test_same_named_files_in_two_folders_keep_their_own_labels(tmp_path: Path) -> None:
+    source = _labels_csv(tmp_path, "path,label\nstudy1/IM0001.dcm,NORMAL\nstudy2/IM0001.dcm,PNEUMONIA\n")
+    truth = FileLabels.read(source, root=Path("/data/export"))
+    assert truth("/data/export/study1/IM0001.dcm") == 0
+    assert truth("/data/export/study2/IM0001.dcm") == 1
+    assert truth("/data/export/study3/IM0001.dcm") is None
+    assert truth("/data/study1/IM0001.dcm") is None
+    assert "below /data/export" in truth.description
+
+
+def test_file_labels_accept_a_byte_order_mark_extra_columns_and_spreadsheet_safe_paths(tmp_path: Path) -> None:
+    source = _labels_csv(tmp_path, "patient,path,label\np1,/x/a.jpeg,PNEUMONIA\np2,'=/x/b.jpeg,0\n", encoding="utf-8-sig")
     truth = FileLabels.read(source)
-    assert truth("/one/a.jpeg") == 0
-    assert truth("/two/a.jpeg") == 1
-    assert truth("/four/a.jpeg") is None
-    assert truth("/four/b.jpeg") == 1
-
-
-def test_file_labels_accept_a_byte_order_mark_and_extra_columns(tmp_path: Path) -> None:
-    source = _labels_csv(tmp_path, "patient,path,label\np1,a.jpeg,PNEUMONIA\n", encoding="utf-8-sig")
-    assert FileLabels.read(source)("/x/a.jpeg") == 1
+    assert truth("/x/a.jpeg") == 1 and truth("=/x/b.jpeg") == 0
 
 
 @pytest.mark.parametrize(

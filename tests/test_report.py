@@ -164,8 +164,8 @@ def test_without_labels_a_summary(hand_built: Path) -> None:
 
 def test_labels_file_gives_the_same_report_as_folders(hand_built: Path, tmp_path: Path) -> None:
     labels = tmp_path / "labels.csv"
-    labels.write_text("path,label\n" + "".join(f"p{i}.jpeg,1\nn{i}.jpeg,NORMAL\n" for i in range(5)))
-    from_file = report_from_csv(hand_built, FileLabels.read(labels), bootstrap=0).evaluation.metrics
+    labels.write_text("path,label\n" + "".join(f"PNEUMONIA/p{i}.jpeg,1\nNORMAL/n{i}.jpeg,NORMAL\n" for i in range(5)))
+    from_file = report_from_csv(hand_built, FileLabels.read(labels, root=Path("/data")), bootstrap=0).evaluation.metrics
     from_folders = report_from_csv(hand_built, FolderLabels(), bootstrap=0).evaluation.metrics
     assert from_file == from_folders
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from xscan.results import COLUMNS, NotResultsError, ResultsWriter, Row, read_rows
+from xscan.results import COLUMNS, NotResultsError, ResultsWriter, Row, escape_cell, read_rows, unescape_cell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -36,3 +36,13 @@ def test_foreign_csv_is_refused_naming_missing_columns(tmp_path):
     (tmp_path / "other.csv").write_text("path,score\na,1\n")
     with pytest.raises(NotResultsError, match="label"):
         list(read_rows(tmp_path / "other.csv"))
+
+
+@pytest.mark.parametrize(("text", "written"), [
+    ('=HYPERLINK("x")', """'=HYPERLINK("x")"""), ("+cmd", "'+cmd"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\ttab", "'\ttab"), ("\rcr", "'\rcr"), ("'=quoted", "''=quoted"), ("''+twice", "'''+twice"),
+    ("'plain quote", "'plain quote"), ("a=b", "a=b"), ("", ""), ("0.5", "0.5"),
+])
+def test_cells_are_spreadsheet_safe_and_read_back_exactly(text, written):
+    assert escape_cell(text) == written
+    assert unescape_cell(written) == text

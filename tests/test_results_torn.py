@@ -19,7 +19,8 @@ AWKWARD = [
 
 def _rows():
     return [
-        Row(path, 0.25 + i / 100, 0.5, "m", trailing_columns={"size": str(1000 + i), "mtime_ns": str(10**18 + i)})
+        Row(path, 0.25 + i / 100, 0.5, "m", trailing_columns={"size": str(1000 + i), "mtime_ns": str(10**18 + i),
+                                                              "inode": str(77 + i), "ctime_ns": str(10**18 + 2 * i)})
         for i, path in enumerate(AWKWARD)
     ]
 
@@ -40,9 +41,10 @@ def test_awkward_names_round_trip_exactly(tmp_path):
 def test_report_readers_see_the_six_columns_and_the_trailing_ones(tmp_path):
     _write(tmp_path / "r.csv", _rows()[:1])
     with open(tmp_path / "r.csv", newline="") as stream:
-        assert next(csv.reader(stream)) == [*COLUMNS, "size", "mtime_ns"]
+        assert next(csv.reader(stream)) == [*COLUMNS, "size", "mtime_ns", "inode", "ctime_ns"]
     (row,) = read_rows(tmp_path / "r.csv")
-    assert row.probability == 0.25 and row.label == "NORMAL" and row.trailing_columns == {"size": "1000", "mtime_ns": str(10**18)}
+    assert row.probability == 0.25 and row.label == "NORMAL"
+    assert row.trailing_columns == {"size": "1000", "mtime_ns": str(10**18), "inode": "77", "ctime_ns": str(10**18)}
 
 
 @pytest.mark.parametrize("last", range(len(AWKWARD)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, real_scans
 
-from xscan.errors import ResultsFileError
+from xscan.errors import EXIT_SOME_FAILED, ResultsFileError
 from xscan.options import ScoreOptions
 from xscan.resume import ResumableResults
 from xscan.run import Repaired, score_folder
@@ -79,7 +79,7 @@ def test_files_with_errors_are_tried_again(folder, tmp_path, scorer):
     (folder / "later.png").write_bytes(b"")
     assert _run(folder, out, scorer).failed == 1
     again = _run(folder, out, scorer)
-    assert (again.scored, again.failed, again.unchanged, again.exit_code) == (0, 1, 60, 1)
+    assert (again.scored, again.failed, again.unchanged, again.exit_code) == (0, 1, 60, EXIT_SOME_FAILED)
 
 
 def test_overwrite_starts_afresh(folder, tmp_path, scorer):
@@ -164,6 +164,22 @@ def test_another_threshold_scores_again_rather_than_mixing_labels(folder, tmp_pa
     _run(folder, out, scorer)
     scans = find_scans(folder).scans
     with ResumableResults(out, scorer.card.model_id, 0.3) as results:
-        assert results.plan(scans) == scans
+        assert results.plan(scans, folder) == scans
     with ResumableResults(out, scorer.card.model_id, scorer.card.threshold) as results:
-        assert results.plan(scans) == []
+        assert results.plan(scans, folder) == []
+
+
+def test_a_results_file_from_before_the_inode_ctime_and_resolved_path_columns_resumes(sixty, tmp_path, reference, scorer):
+    import csv
+    import io
+
+    records = list(csv.DictReader(io.StringIO(reference.decode(), newline="")))
+    out = tmp_path / "results.csv"
+    with open(out, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["path", "probability", "label", "threshold", "model", "error", "size", "mtime_ns"],
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    again = score_folder(sixty, out, scorer=scorer)
+    assert (again.scored, again.unchanged, again.exit_code) == (0, 60, 0)
+    assert out.read_bytes() == reference  # the new columns filled in

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import xscan
 from xscan.cli import app
-from xscan.errors import EXIT_USAGE, UsageError
+from xscan.errors import EXIT_SOME_FAILED, EXIT_USAGE, UsageError
 from xscan.options import DicomOptions, ScoreOptions
 from xscan.run import NotScanned, Planned, Repaired, RowsWritten, score_folder
 
@@ -34,12 +34,12 @@ def test_xscan_score_and_score_folder_write_identical_csvs(mixed: Path, tmp_path
     by_cli, by_api = tmp_path / "cli.csv", tmp_path / "api.csv"
     result = CliRunner().invoke(app, ["score", str(mixed), "-o", str(by_cli), "--batch-size", "3", "--threshold", "0.5",
                                       "--dicom-tags", "AccessionNumber", "--quiet"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == EXIT_SOME_FAILED, result.output  # the empty file; the CT is skipped by policy
     options = ScoreOptions(batch_size=3, threshold=0.5, dicom=DicomOptions(tags=("AccessionNumber",)))
     summary = score_folder(mixed, by_api, options, scorer=scorer)
     assert by_api.read_bytes() == by_cli.read_bytes()
     assert (summary.found, summary.scored, summary.failed, summary.skipped, summary.unchanged) == (11, 9, 1, 1, 0)
-    assert (summary.out_of_scope, summary.exit_code) == (0, 1)
+    assert (summary.out_of_scope, summary.exit_code) == (0, EXIT_SOME_FAILED)
 
 
 def test_events_come_in_order_and_cover_every_row(mixed: Path, tmp_path: Path, scorer) -> None:
@@ -52,9 +52,9 @@ def test_events_come_in_order_and_cover_every_row(mixed: Path, tmp_path: Path, s
     kinds = [type(event) for event in events]
     assert kinds == [NotScanned, Repaired, Planned, RowsWritten]
     assert events[0] == NotScanned(mixed / "gone.jpeg", "broken symbolic link")
-    assert events[2] == Planned(to_score=3, unchanged=9)  # new.jpeg, and the two rows with errors again
-    assert [Path(row.path).name for row in events[3].rows] == ["IM-CT", "empty.png", "new.jpeg"]
-    assert (summary.scored, summary.failed, summary.skipped, summary.unchanged, summary.found) == (1, 1, 1, 9, 12)
+    assert events[2] == Planned(to_score=2, unchanged=10)  # new.jpeg, and the row with an error again; the CT stays skipped
+    assert [Path(row.path).name for row in events[3].rows] == ["empty.png", "new.jpeg"]
+    assert (summary.scored, summary.failed, summary.skipped, summary.unchanged, summary.found) == (1, 1, 0, 10, 12)
 
 
 def test_score_folder_prints_nothing(mixed: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

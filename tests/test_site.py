@@ -156,3 +156,26 @@ def test_scoring_with_a_site_file_uses_its_threshold_calibration_and_model_id(tm
     site_file.write_text(type(site)(**{**site.__dict__, "base_model": "xscan-cnn-0.0.0-00000000"}).to_json())
     with pytest.raises(UsageError, match="made for model"):
         score_folder(scan_folder, tmp_path / "other.csv", ScoreOptions(calibration=site_file), scorer=scorer)
+
+
+def test_calibrate_takes_labels_relative_to_a_labels_root(tmp_path):
+    from typer.testing import CliRunner
+
+    from xscan.cli import app
+    from xscan.results import ResultsWriter
+
+    results = tmp_path / "sample.csv"
+    rows = _sample(30)
+    with ResultsWriter(results) as writer:
+        writer.write(rows)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,label\n" + "".join(f"{row.path.removeprefix('site/')},{int('PNEUMONIA' in row.path)}\n" for row in rows)
+                     + "NORMAL/elsewhere.png,0\n")
+    site = tmp_path / "site.json"
+    done = CliRunner().invoke(app, ["calibrate", str(results), "--labels-file", str(truth), "--labels-root", "site", "-o", str(site)])
+    assert done.exit_code == 0, done.output
+    assert load_site(site, MODEL).calibration.counts["used"] == 60
+    without_root = CliRunner().invoke(app, ["calibrate", str(results), "--labels-file", str(truth), "-o", str(site)])
+    assert without_root.exit_code == 2 and "0 NORMAL" in without_root.output  # paths as written match nothing
+    alone = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "--labels-root", "site", "-o", str(site)])
+    assert alone.exit_code == 2 and "give --labels-file too" in alone.output

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from xscan import __version__
-from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE
+from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from xscan.options import DicomOptions, ScoreOptions
 
 if TYPE_CHECKING:
@@ -151,9 +153,12 @@ def score(
     output: str = typer.Option(..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."),
     batch_size: int = typer.Option(SCORE_DEFAULTS.batch_size, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
-    workers: int = typer.Option(SCORE_DEFAULTS.workers, min=0, help="Decoding threads; 0 means one per CPU core."),
+    workers: int = typer.Option(SCORE_DEFAULTS.workers, min=0, help="Decoding threads; 0 means one per CPU this process may "
+                                "use (its CPU affinity, and a cgroup CPU quota where one is set)."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
+    wait: bool = typer.Option(SCORE_DEFAULTS.wait, "--wait", help="If another xscan score is writing the same results file, "
+                              "wait for it to finish instead of exiting 2 at once."),
     log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
@@ -180,27 +185,38 @@ def score(
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
-    Columns: path, probability (of pneumonia), label, threshold, model, error, then size and
-    mtime_ns (the file as it was scored), any --dicom-tags, and scope. Rows are written as each
-    batch finishes. A file that cannot be scored is a row with a short reason in `error`, and
-    the run goes on. A scan the model was not built for (a photograph, a rotated or inverted
-    film, an adult film) gets the label OUT_OF_SCOPE, never NORMAL or PNEUMONIA, with the
-    reason and the check's score in `scope`; it is not a failure.
+    Columns: path (as FOLDER was typed), probability (of pneumonia), label, threshold, model,
+    error, then size, mtime_ns, inode and ctime_ns (the file as it was scored) and
+    resolved_path (FOLDER's symbolic links resolved). Rows are written as each batch finishes.
+    A file that cannot be scored is a row with a short reason in `error`, and the run goes on.
+    Cells a spreadsheet would run as a formula (= + - @ tab CR first) start with a quote. The
+    last column, scope, is empty unless the scan is one the model was not built for (a
+    photograph, a rotated or inverted film, an adult film): then the label is OUT_OF_SCOPE,
+    never NORMAL or PNEUMONIA, and scope gives the reason and the check's score; it is not a
+    failure.
 
-    Run again with the same -o, the run resumes: files scored before by the same model and
-    threshold, with unchanged size and modification time, are not read again; new, changed and
-    failed ones are scored. The file ends with one row per file, in walk order, even after a run
-    was killed. --overwrite starts afresh.
+    Run again with the same -o, the run resumes: rows are matched on resolved_path, so
+    ./export and /data/export are one folder. Files scored (or skipped by the DICOM policy)
+    before by the same model and threshold, unchanged since, are not read again; new,
+    changed and failed ones are scored. The file ends with one row per file, in walk order,
+    even after a run was killed. A results file holds one folder's rows: another folder is
+    refused (exit 2). --overwrite starts afresh. One run at a time per results file: the lock
+    RESULTS.lock beside it; a second run exits 2 at once, or with --wait waits. A file that
+    was being decoded when two runs died (RESULTS.journal) is not opened again.
 
     \b
     Exit codes:
-      0    every file scored or judged out of scope (or unchanged since an earlier run)
-      1    finished, but some files have errors (see the error column)
-      2    usage error: bad option, missing folder, or a results file that is not
-           xscan's, is damaged or unreadable, or holds another model's rows
+      0    every file scored, judged out of scope, skipped by the DICOM policy, or
+           unchanged since an earlier run (also an empty folder)
+      2    usage error: bad option, missing folder, results being written by
+           another run, or a results file that is not xscan's, is damaged or
+           unreadable, or holds another model's or another folder's rows
       3    fatal: weights that do not load, results that cannot be written, an
            unexpected error (--debug shows its traceback)
-      130  interrupted; run the same command again to resume
+      4    finished, but some files could not be read (see the error column)
+      130  interrupted (Ctrl-C); run the same command again to resume
+      143  terminated (SIGTERM); run the same command again to resume
+    (1 is Python's own: a broken installation, before xscan starts.)
 
     xscan aids a physician; it is not a diagnostic device.
 
@@ -220,7 +236,7 @@ def score(
     except ValueError as error:
         raise _fail(f"--dicom-tags: {error}", EXIT_USAGE) from None
     options = ScoreOptions(batch_size=batch_size, threshold=threshold, workers=workers, weights=weights, overwrite=overwrite,
-                           dicom=DicomOptions(frontal_only=dicom_filter, tags=tags), scope_check=scope_check,
+                           wait=wait, dicom=DicomOptions(frontal_only=dicom_filter, tags=tags), scope_check=scope_check,
                            calibration=calibration)
     try:
         log = RunLog(log_file)
@@ -228,7 +244,7 @@ def score(
         raise _fail(f"cannot open log file {log_file}: {error.strerror or error}", EXIT_USAGE) from None
     # Rows are kept only for a report on standard output, which cannot be read back.
     view = _ScoreView(log, quiet, keep_rows=labels and output == "-")
-    with log, view:
+    with log, view, _sigterm_raises():
         try:
             summary = score_folder(folder, output, options, on_event=view)
         except RunError as stop:
@@ -237,6 +253,9 @@ def score(
         except KeyboardInterrupt:
             log.line("fatal", f"interrupted (exit {EXIT_INTERRUPTED})")
             raise _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED) from None
+        except _Terminated:
+            log.line("fatal", f"terminated by SIGTERM (exit {EXIT_TERMINATED})")
+            raise _fail("terminated (SIGTERM); run the same command again to resume", EXIT_TERMINATED) from None
         except Exception as error:  # the one place an unexpected failure is turned into a message and an exit code
             if debug:
                 raise
@@ -246,6 +265,24 @@ def score(
     if labels:
         _report_after_scoring(output, view.rows)
     raise typer.Exit(summary.exit_code)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds the run as Ctrl-C does (BaseException, so no handler of errors takes it)."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While scoring, SIGTERM (a service stop, `timeout`, cron's kill) ends the run cleanly with exit 143."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _ScoreView:
@@ -261,12 +298,14 @@ class _ScoreView:
     def __call__(self, event: Event) -> None:
         from tqdm import tqdm
 
-        from xscan.run import Notice, NotScanned, Planned, Repaired, RowsWritten
+        from xscan.run import Notice, NotScanned, Planned, Repaired, RowsWritten, Waiting
 
         if isinstance(event, Notice):
             self._note("warning", event.message)
         elif isinstance(event, NotScanned):
             self._note("not-scanned", f"{event.path}: {event.reason}")
+        elif isinstance(event, Waiting):
+            self._note("waiting", f"another xscan score holds {event.lock}; waiting for it to finish")
         elif isinstance(event, Repaired):
             self._note("repaired", f"{event.output}: dropped a torn last line left by an interrupted run")
         elif isinstance(event, Planned):
@@ -352,7 +391,7 @@ def explain(
     caption with the probability, label, threshold and model id. OUTPUT/explain.csv has the
     columns of score, then `overlay`, the PNG's path below OUTPUT. A file that cannot be read
     is a row with a reason in `error`, and the run goes on; exit codes as for score (0 all
-    drawn, 1 some files failed, 2 usage, 3 fatal, 130 interrupted). The map shows where the
+    drawn, 2 usage, 3 fatal, 4 some files failed, 130 interrupted). The map shows where the
     evidence for pneumonia lies, coarsely (5 x 5 cells), not why: see docs/explain.md.
 
     xscan aids a physician; it is not a diagnostic device.
@@ -434,8 +473,11 @@ def report(
     results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score."),
     labels: bool = typer.Option(False, "--labels", help="Ground truth from NORMAL / PNEUMONIA folder names in each path."),
     labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
-                                     help="Ground truth from a CSV with columns path,label (NORMAL/PNEUMONIA or 0/1); "
-                                     "a path matches in full or by file name."),
+                                     help="Ground truth from a CSV with columns path,label (NORMAL/PNEUMONIA or 0/1); a path "
+                                     "matches the path as scored (or, with --labels-root, below that folder), never a file "
+                                     "name alone."),
+    labels_root: Path = typer.Option(None, "--labels-root", file_okay=False,
+                                     help="The folder the --labels-file paths are relative to (e.g. the folder scored)."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Report at this threshold; default: the CSV's."),
     target_sensitivity: float = typer.Option(0.95, min=0.0, max=1.0, help="Add the operating point reaching this sensitivity."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."),
@@ -466,14 +508,14 @@ def report(
 
     \b
         xscan report results.csv --labels
-        xscan report results.csv --labels-file truth.csv --json --plots plots/
+        xscan report results.csv --labels-file truth.csv --labels-root ./export --json --plots plots/
         xscan report results.csv --labels --html review/ --gallery 24
     """
     from xscan.plots import PlotsUnavailable, require_matplotlib, write_plots
     from xscan.report import ReportError, report_from_csv
     from xscan.report_view import print_report, report_json
 
-    truth = _ground_truth(labels, labels_file)
+    truth = _ground_truth(labels, labels_file, labels_root)
     if plots or html:
         try:
             require_matplotlib()  # fail before the work, not after it
@@ -512,14 +554,16 @@ def _review_page(result: Report, results: Path, folder: Path, truth: GroundTruth
          f"{page.seconds:.1f} s in all)")
 
 
-def _ground_truth(labels: bool, labels_file: Path | None) -> GroundTruth | None:
+def _ground_truth(labels: bool, labels_file: Path | None, labels_root: Path | None) -> GroundTruth | None:
     from xscan.labels import FileLabels, FolderLabels, LabelsError
 
     if labels and labels_file:
         raise _fail("use --labels or --labels-file, not both", EXIT_USAGE)
+    if labels_root and not labels_file:
+        raise _fail("--labels-root says where the paths of a --labels-file are relative to: give --labels-file too", EXIT_USAGE)
     if labels_file:
         try:
-            return FileLabels.read(labels_file)
+            return FileLabels.read(labels_file, labels_root)
         except LabelsError as error:
             raise _fail(str(error), EXIT_USAGE) from None
     return FolderLabels() if labels else None
@@ -531,7 +575,10 @@ def calibrate(
     output: Path = typer.Option(..., "-o", "--output", dir_okay=False, help="The site calibration file to write (SITE.json)."),
     labels: bool = typer.Option(False, "--labels", help="Ground truth from NORMAL / PNEUMONIA folder names in each path."),
     labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
-                                     help="Ground truth from a CSV with columns path,label."),
+                                     help="Ground truth from a CSV with columns path,label; a path matches the path as scored "
+                                     "(or, with --labels-root, below that folder), never a file name alone."),
+    labels_root: Path = typer.Option(None, "--labels-root", file_okay=False,
+                                     help="The folder the --labels-file paths are relative to (e.g. the folder scored)."),
     target_sensitivity: float = typer.Option(0.95, min=0.01, max=1.0, help="The site threshold is the highest reaching this sensitivity."),
     prevalence: float = typer.Option(None, min=0.001, max=0.999, help="The site's share of pneumonia, when the labelled sample's "
                                      "share differs from it (say, a sample of 50 + 50): moves the calibration's intercept there."),
@@ -557,7 +604,7 @@ def calibrate(
     from xscan.report import ReportError, read_results
     from xscan.site import SiteCalibrationError, fit_site_calibration, select_rows
 
-    truth = _ground_truth(labels, labels_file)
+    truth = _ground_truth(labels, labels_file, labels_root)
     if truth is None:
         raise _fail("calibrate needs ground truth: --labels or --labels-file", EXIT_USAGE)
     try:

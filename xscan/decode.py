@@ -50,7 +50,7 @@ class ScanFile:
     def grey(self, min_side: int = 0) -> np.ndarray:
         """The scan as a 2-D uint8 grey array; with MIN_SIDE, see `decode_image`."""
         if self.kind is Kind.DICOM:
-            grey = grey_image(self.dataset())
+            grey = grey_image(self.dataset(), self.stream)
         else:
             grey = decode_image(self.raw(), self.path, min_side)
         if min(grey.shape) < MIN_SIDE:

@@ -6,8 +6,18 @@ Intercept, or a Modality LUT Sequence) -> VOI (a VOI LUT Sequence, else the firs
 Center/Width with its VOI LUT Function) -> MONOCHROME1 inverted so that bone is bright ->
 uint8. After that a DICOM is a grey image like any other and goes through the same `preprocess`.
 
-Every error pydicom raises on a broken file is turned into ScanError by this module's functions
-or, for header values, where they are read (`PYDICOM_ERRORS`).
+The errors pydicom raises on a broken file (`PYDICOM_ERRORS`) are turned into ScanError by this
+module's functions or, for header values, where they are read. Others are not: a TypeError,
+AttributeError or KeyError is a bug in xscan or a pydicom whose API has changed, and a MemoryError
+is no property of one file, so they stop the run (exit 3) rather than fill a night with error rows.
+What pydicom would report through one of those (no pixel data, no transfer syntax) is checked
+before it is asked.
+
+Pixels are read from the open file (`pixel_array(stream, index=0)`), not through the parsed
+dataset, whose pixel data would be read whole: a multi-frame file gives its first frame only, and
+a frame's size (Rows x Columns x SamplesPerPixel x BitsAllocated) is checked before it is read.
+(Deflated files, and files encoded otherwise than their transfer syntax says, are the exceptions:
+see `_frame_readable_from_file`.)
 """
 
 from __future__ import annotations
@@ -17,21 +27,24 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
 from pydicom.pixels.processing import apply_voi, apply_windowing
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from xscan.errors import ScanError, one_line
-from xscan.limits import MAX_PIXELS
+from xscan.limits import MAX_FRAME_BYTES, MAX_PIXELS
 
 MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # Values larger than this stay in the file until used: a DICOM skipped by its header never has its pixels read.
 DEFER_BYTES = 64 * 1024
-# What pydicom raises on truncated, malformed or undecodable files (it has no single base class).
+# What pydicom and its decoder plugins raise on truncated, malformed or undecodable files (there is
+# no single base class): malformed values, short reads, unsupported encodings, decoder failures.
 PYDICOM_ERRORS = (
-    InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
-    NotImplementedError, RuntimeError, OverflowError, MemoryError, struct.error,
+    InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, IndexError, NotImplementedError, RuntimeError,
+    OverflowError, struct.error,
 )
 
 
@@ -45,7 +58,7 @@ def read_dataset(stream: BinaryIO) -> Dataset:
         raise ScanError(f"unreadable DICOM file: {one_line(error)}") from None
 
 
-def grey_image(ds: Dataset) -> np.ndarray:
+def grey_image(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     """The first frame of a dataset as a 2-D uint8 grey image, bone bright, as a viewer would show it.
 
     Without a VOI (no VOI LUT and no window) the values after the modality LUT are stretched over
@@ -55,11 +68,12 @@ def grey_image(ds: Dataset) -> np.ndarray:
     Its own range keeps every level it has; the absolute exposure it drops is removed anyway by
     the histogram equalization in `preprocess`. A 16-bit PNG is scaled the same way.
 
-    Multi-frame files: only the first frame is scored. Colour files (RGB, YBR, palette) are
-    converted to grey by luma; LUTs apply to grey images only, as the standard says.
+    Multi-frame files: only the first frame is read, from STREAM (the open file DS was parsed
+    from). Colour files (RGB, YBR, palette) are converted to grey by luma; LUTs apply to grey
+    images only, as the standard says.
     """
     try:
-        frame = _first_frame(ds)
+        frame = _first_frame(ds, stream)
         if ds.PhotometricInterpretation in MONOCHROME:
             return _monochrome_to_uint8(frame, ds)
         return _colour_to_grey(frame, ds)
@@ -67,15 +81,16 @@ def grey_image(ds: Dataset) -> np.ndarray:
         raise ScanError(f"cannot decode DICOM pixel data: {one_line(error)}") from None
 
 
-def _first_frame(ds: Dataset) -> np.ndarray:
+def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     if "PixelData" not in ds:
         raise ScanError(f"DICOM without pixel data ({_sop_class(ds)})")
-    for name in ("Rows", "Columns", "PhotometricInterpretation"):
+    for name in ("Rows", "Columns", "PhotometricInterpretation", "BitsAllocated"):
         if name not in ds:
             raise ScanError(f"DICOM image without {name}")
-    if int(ds.Rows) * int(ds.Columns) > MAX_PIXELS:
-        raise ScanError(f"DICOM frame too large ({ds.Columns}x{ds.Rows} pixels; limit {MAX_PIXELS // 1_000_000} megapixels)")
-    syntax = ds.file_meta.TransferSyntaxUID
+    check_frame_size(ds)
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if not syntax:
+        raise ScanError("DICOM file without a transfer syntax")
     if syntax.is_compressed:
         try:
             decodable = get_decoder(syntax).is_available
@@ -84,12 +99,36 @@ def _first_frame(ds: Dataset) -> np.ndarray:
         if not decodable:
             raise ScanError(f"DICOM transfer syntax {syntax.name} ({syntax}) cannot be decoded")
     try:
-        return pixel_array(ds, index=0)
+        return pixel_array(stream if _frame_readable_from_file(ds, syntax) else ds, index=0)
     except BaseException as error:
         # pylibjpeg-rle is Rust: on corrupt data it panics, and pyo3's PanicException derives from BaseException.
         if type(error).__name__ != "PanicException":
             raise
         raise ScanError(f"corrupt DICOM pixel data: the {syntax.name} decoder failed ({one_line(error)})") from None
+
+
+def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
+    """Whether pydicom can read the first frame alone from the file, as the transfer syntax describes it.
+
+    Not for a deflated file (pydicom inflates it whole to parse it), nor for one whose encoding
+    differs from what its transfer syntax says (dcmread notices; a read from the file does not):
+    those two are read through the dataset, within the file-size limit.
+    """
+    element = ds.get_item("PixelData", keep_deferred=True)  # as read, not converted (nor read): its encoding
+    encoding = (element.is_implicit_VR, element.is_little_endian) if isinstance(element, RawDataElement) else ds.original_encoding
+    return syntax != DeflatedExplicitVRLittleEndian and encoding == (syntax.is_implicit_VR, syntax.is_little_endian)
+
+
+def check_frame_size(ds: Dataset) -> None:
+    """Refuse a frame that would be too large, from its header alone, before any pixel is read or decoded."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.BitsAllocated)
+    if rows * columns > MAX_PIXELS:
+        raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels; limit {MAX_PIXELS // 1_000_000} megapixels)")
+    frame_bytes = rows * columns * samples * bits // 8
+    if frame_bytes > MAX_FRAME_BYTES:
+        raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels x {samples} samples x {bits} bits = "
+                        f"{frame_bytes >> 20} MiB; limit {MAX_FRAME_BYTES >> 20} MiB)")
 
 
 def _monochrome_to_uint8(frame: np.ndarray, ds: Dataset) -> np.ndarray:

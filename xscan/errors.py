@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-# Documented in `xscan score --help`, README.md and docs/reliability.md.
-EXIT_OK = 0  # every file scored (or unchanged since an earlier run)
-EXIT_SOME_FAILED = 1  # the run finished, but some rows have an error
-EXIT_USAGE = 2  # bad option, missing folder, a results file that must not be written to
+# Documented in `xscan score --help`, README.md and docs/reliability.md. Not 1: Python itself exits 1
+# when the install is broken (an ImportError before any of xscan's code runs), and that must alarm.
+EXIT_OK = 0  # every file scored, skipped by policy, or unchanged since an earlier run
+EXIT_USAGE = 2  # bad option, missing folder, a results file that must not be written to, a results file in use
 EXIT_FATAL = 3  # weights that do not load, results that cannot be written, an unexpected error
-EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT; the next run resumes
+EXIT_SOME_FAILED = 4  # the run finished, but some files could not be read (rows with an error)
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT (128 + 2); the next run resumes
+EXIT_TERMINATED = 143  # the shell's convention for SIGTERM (128 + 15); the next run resumes
 
 
 class ScanError(Exception):
@@ -27,7 +29,11 @@ class UsageError(RunError):
 
 
 class ResultsFileError(UsageError):
-    """A results file this run must not write to: not xscan's, damaged, unreadable, or from another model."""
+    """A results file this run must not write to: not xscan's, damaged, unreadable, from another model or folder."""
+
+
+class ResultsLockedError(UsageError):
+    """Another run holds the lock of the results file (and this one was not asked to wait)."""
 
 
 class ResultsWriteError(RunError):

@@ -19,7 +19,7 @@ from xscan.card import model_config_from_card
 from xscan.errors import ScanError
 from xscan.model import ModelConfig, build_model, member_logit_layer
 from xscan.overlay import Grid, annotate, blend, colour_scale, display_scan, heat_on_scan, write_png
-from xscan.results import RESULT_COLUMNS, Row
+from xscan.results import COLUMNS, FINGERPRINT_COLUMNS, Row
 from xscan.resume import fingerprint
 from xscan.scorer import MODEL_BATCH, Scorer
 from xscan.scoring import LoadedScan, load_in_order
@@ -27,7 +27,7 @@ from xscan.walk import find_scans
 
 OVERLAY_COLUMN = "overlay"  # explain.csv: the PNG's path, relative to the output folder
 EXPLAIN_CSV = "explain.csv"
-EXPLAIN_COLUMNS = (*RESULT_COLUMNS, OVERLAY_COLUMN)  # score's columns, then the overlay
+EXPLAIN_COLUMNS = (*COLUMNS, *FINGERPRINT_COLUMNS, OVERLAY_COLUMN)  # score's columns but resolved_path, then the overlay
 LONG_SIDE = 512  # pixels on the longer side of an overlay, unless asked otherwise
 
 

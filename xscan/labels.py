@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 from typing import Protocol
 
 from xscan.classes import NEGATIVE, POSITIVE
-from xscan.results import COLUMNS
+from xscan.results import COLUMNS, unescape_cell
 
 LABEL_VALUES = {NEGATIVE.lower(): 0, "0": 0, POSITIVE.lower(): 1, "1": 1}  # 1 is pneumonia, as in xscan.metrics
 LABELS_COLUMNS = ("path", "label")
@@ -56,21 +57,24 @@ def parse_label(text: str) -> int:
 
 
 class FileLabels:
-    """Ground truth from a CSV with columns `path,label`, matched by full path, else by file name alone.
+    """Ground truth from a CSV with columns `path,label`, matched on the whole path, never on a file name alone.
 
-    A file name listed twice with different labels is ambiguous and is matched by full path only.
+    Exports reuse file names (IM0001.dcm in every study's folder), so two files of one name must
+    never share a label. A labels path matches a results path when both name the same file:
+    relative to ROOT when one is given (`--labels-root`), else as written in the results
+    (relative paths are taken from the current folder, and `a/./b` is `a/b`). A path written
+    spreadsheet-safe (`'=x.jpg`) is read as the results are.
     """
 
-    def __init__(self, by_path: dict[str, int], source: str) -> None:
+    def __init__(self, by_path: dict[str, int], source: str, root: Path | None = None) -> None:
         self.by_path = by_path
-        self.description = f"labels file {source} ({len(by_path)} entries, matched by full path or file name)"
-        labels_of_name: dict[str, set[int]] = {}
-        for path, label in by_path.items():
-            labels_of_name.setdefault(_parts(path)[-1], set()).add(label)
-        self.by_name = {name: labels.pop() for name, labels in labels_of_name.items() if len(labels) == 1}
+        self.root = root
+        self._by_place = {_place(path, root): label for path, label in by_path.items()}
+        below = f" below {root}" if root is not None else ""
+        self.description = f"labels file {source} ({len(by_path)} entries, matched by path{below})"
 
     @classmethod
-    def read(cls, source: Path) -> FileLabels:
+    def read(cls, source: Path, root: Path | None = None) -> FileLabels:
         # utf-8-sig: spreadsheets often save CSV with a byte-order mark.
         with open(source, newline="", encoding="utf-8-sig") as stream:
             reader = csv.DictReader(stream)
@@ -81,15 +85,19 @@ class FileLabels:
                 raise LabelsError(f"{source} is an xscan results file: its label column is the model's prediction, not ground truth")
             by_path: dict[str, int] = {}
             for record in reader:
+                record["path"] = unescape_cell(record["path"] or "")
                 by_path[record["path"]] = _checked_label(record, by_path, source, reader.line_num)
         if not by_path:
             raise LabelsError(f"{source} has a header but no labels")
-        return cls(by_path, str(source))
+        return cls(by_path, str(source), root)
 
     def __call__(self, path: str) -> int | None:
-        if path in self.by_path:
-            return self.by_path[path]
-        return self.by_name.get(_parts(path)[-1]) if path else None
+        return self._by_place.get(_place(path, None)) if path else None
+
+
+def _place(path: str, root: Path | None) -> str:
+    """Where PATH (below ROOT, if given) names a file: absolute and normalised, with no file system access."""
+    return os.path.normpath(os.path.abspath(os.path.join(root, path) if root is not None else path))
 
 
 def _checked_label(record: dict[str, str], seen: dict[str, int], source: Path, line: int) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from xscan.cpus import usable_cpus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,9 +25,10 @@ class ScoreOptions:
 
     batch_size: int = 32  # files per batch: rows are written, and flushed, batch by batch
     threshold: float | None = None  # decision threshold; None: the model card's
-    workers: int = 0  # decoding threads; 0: one per CPU core
+    workers: int = 0  # decoding threads; 0: one per CPU this process may use (affinity, cgroup quota)
     weights: Path | None = None  # weights folder; None: the bundled model
     overwrite: bool = False  # start the results file afresh instead of resuming it
+    wait: bool = False  # wait for another run writing the same results file, instead of refusing at once
     dicom: DicomOptions = field(default_factory=DicomOptions)
     scope_check: bool = True  # label scans the model was not built for OUT_OF_SCOPE; off only for research use
     calibration: Path | None = None  # a site calibration file (SITE.json from `xscan calibrate`) for this model
@@ -37,7 +39,7 @@ class ScoreOptions:
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie between 0 and 1, not {self.threshold}")
         if self.workers < 0:
-            raise ValueError(f"workers must be 0 (one per CPU core) or more, not {self.workers}")
+            raise ValueError(f"workers must be 0 (one per usable CPU) or more, not {self.workers}")
 
     def threshold_or(self, card_threshold: float) -> float:
         """The decision threshold of the run: the one asked for, else the model card's."""
@@ -45,4 +47,4 @@ class ScoreOptions:
 
     def decoding_threads(self) -> int:
         """How many threads decode and preprocess files."""
-        return self.workers or os.cpu_count() or 1
+        return self.workers or usable_cpus()

@@ -1,9 +1,14 @@
 """The results CSV: its columns, one row per scanned file, streaming writer and reader.
 
 A results file starts with the six standard COLUMNS; the columns after them are trailing columns,
-by name: `size` and `mtime_ns` record each file as it was scored, so that a re-run can skip it,
-and DICOM tags asked for with `--dicom-tags` follow. Readers that know only the six standard
-columns ignore the rest.
+by name: `size`, `mtime_ns`, `inode` and `ctime_ns` record each file as it was scored, so that a
+re-run can skip it, `resolved_path` is the file's path with the scored folder's symbolic links
+resolved (what a re-run matches rows on), and DICOM tags asked for with `--dicom-tags` follow.
+Readers that know only the six standard columns ignore the rest.
+
+Cells are spreadsheet-safe: one that a spreadsheet would run as a formula (it begins with `=`, `+`,
+`-`, `@`, a tab or a carriage return) is written with a leading single quote, which spreadsheets
+show as text, and every reader here takes it off again (`escape_cell`, `unescape_cell`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +26,17 @@ from typing import IO
 from xscan.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
 
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
-# The file as it was when scored: size in bytes and modification time in nanoseconds.
-FINGERPRINT_COLUMNS = ("size", "mtime_ns")
+# The file as it was when scored: size in bytes, modification time in nanoseconds, and the inode and
+# status-change time, which tell a file replaced by another of the same size and modification time.
+FINGERPRINT_COLUMNS = ("size", "mtime_ns", "inode", "ctime_ns")
+# The file's path below the scored folder, that folder's symbolic links resolved: one row per file
+# whichever way the folder is typed (`./export`, `/data/export`, a link to it).
+KEY_COLUMN = "resolved_path"
 # What `xscan score` writes, before any DICOM tag columns.
-RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS
+RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS + (KEY_COLUMN,)
+# A cell starting with one of these is a formula to a spreadsheet (OWASP's list: tab and carriage return too).
+FORMULA_STARTS = "=+-@\t\r"
+_ESCAPED = re.compile(f"'*[{re.escape(FORMULA_STARTS)}]")
 # Why a scan is out of scope, with the check's score; empty for every other row. Always the last column.
 SCOPE_COLUMN = "scope"
 # The error cell of a file not scored by policy (a DICOM that is not a frontal radiograph) starts with this.
@@ -86,7 +99,7 @@ class ResultsWriter:
 
     def write_records(self, records: Iterator[dict[str, str]] | list[dict[str, str]]) -> None:
         self.write_header()
-        self._csv.writerows([record.get(column, "") for column in self.columns] for record in records)
+        self._csv.writerows([escape_cell(record.get(column, "")) for column in self.columns] for record in records)
         self._stream.flush()
 
     def write_header(self) -> None:
@@ -112,6 +125,20 @@ class ResultsWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def escape_cell(text: str) -> str:
+    """TEXT as a spreadsheet shows it as text, not as a formula: a single quote before a formula's first character.
+
+    Quotes already before such a character get one more, so that `unescape_cell` gives back
+    exactly TEXT: `=A1` is written `'=A1`, `'=A1` is written `''=A1`; `'quoted'` stays as it is.
+    """
+    return "'" + text if _ESCAPED.match(text) else text
+
+
+def unescape_cell(text: str) -> str:
+    """The cell as it was before `escape_cell`."""
+    return text[1:] if text.startswith("'") and _ESCAPED.match(text) else text
 
 
 def _stdout() -> IO[str]:
@@ -159,7 +186,8 @@ def read_table(source: Path) -> ResultsTable:
     for number, record in enumerate(fields[1:], start=2):
         if len(record) != len(columns):
             raise DamagedResultsError(f"{source} is damaged: record {number} has {len(record)} fields, the header {len(columns)}")
-    return ResultsTable(columns, [dict(zip(columns, record, strict=True)) for record in fields[1:]], torn)
+    records = [dict(zip(columns, map(unescape_cell, record), strict=True)) for record in fields[1:]]
+    return ResultsTable(columns, records, torn)
 
 
 def _parse(text: str, source: Path) -> tuple[list[list[str]], bool]:

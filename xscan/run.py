@@ -1,27 +1,36 @@
 """`score_folder`: everything `xscan score` does, as one library call (walk, resume, score, write, summary); it prints nothing.
 
 What happens along the way is told to an optional callback as events, in this order: each path
-the walk passed over (`NotScanned`), a repaired results file (`Repaired`), the plan (`Planned`),
-then the rows of each batch once written (`RowsWritten`). A run that cannot start or go on raises
-a `xscan.errors.RunError` (its `exit_code` says how `xscan score` exits); Ctrl-C propagates as
-KeyboardInterrupt, and the next run resumes.
+the walk passed over (`NotScanned`), a wait for another run's lock (`Waiting`, with `wait` only),
+a repaired results file (`Repaired`), the plan (`Planned`), then the rows of each batch once
+written (`RowsWritten`). A run that cannot start or go on raises a `xscan.errors.RunError` (its
+`exit_code` says how `xscan score` exits); Ctrl-C propagates as KeyboardInterrupt, and the next
+run resumes. Any other exception is a bug or a resource that ran out (MemoryError): it propagates
+too, and no file's row hides it.
+
+A results file (not `-`) is written by one run at a time (`xscan.lock`), and the files being
+decoded are recorded beside it (`xscan.journal`), so that a file that crashed the process twice
+is not opened a third time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xscan.card import default_weights_dir, read_card
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
+from xscan.journal import CRASHED_TWICE, CRASHES_TO_SKIP, InFlightJournal
+from xscan.lock import results_lock
 from xscan.options import ScoreOptions
-from xscan.results import Row
-from xscan.resume import Tally, open_results
-from xscan.scorer import Scorer, load_scorer, native_stderr_silenced
-from xscan.scoring import score_paths
+from xscan.results import KEY_COLUMN, Row
+from xscan.resume import StreamResults, Tally, open_results
+from xscan.scorer import Scorer, load_scorer
+from xscan.scoring import read_header_tags, score_paths
 from xscan.walk import find_scans
 
 if TYPE_CHECKING:
@@ -34,6 +43,13 @@ class NotScanned:
 
     path: Path
     reason: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Another run holds the results file's lock; this one waits for it (ScoreOptions.wait)."""
+
+    lock: Path
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,7 @@ class RowsWritten:
     rows: list[Row]
 
 
-Event = NotScanned | Repaired | Notice | Planned | RowsWritten
+Event = NotScanned | Waiting | Repaired | Notice | Planned | RowsWritten
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,7 @@ class ScoreSummary:
     seconds: float
     exit_code: int
     out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE); not failures
+    workers: int = 0  # decoding threads the run used
 
     @property
     def rate(self) -> float:
@@ -117,27 +134,32 @@ def score_folder(
     site = _site(options.calibration, card.model_id)
     threshold = options.threshold_or(site.calibration.threshold if site else card.threshold)
     model_id = site.model_id() if site else card.model_id
-    results = open_results(output, model_id, threshold, options.overwrite, tag_columns=options.dicom.tags)
-    if results.repaired:
-        notify(Repaired(output))
-    try:
-        with results:
-            to_score = results.plan(found.scans)
+    with ExitStack() as held:
+        if output != "-":
+            held.enter_context(results_lock(Path(output), options.wait, on_wait=lambda lock: notify(Waiting(lock))))
+        results = held.enter_context(open_results(output, model_id, threshold, options.overwrite, options.dicom.tags,
+                                                  rescore_skipped=not options.dicom.frontal_only))
+        if results.repaired:
+            notify(Repaired(output))
+        try:
+            to_score = results.plan(found.scans, folder, read_header_tags)
+            journal = held.enter_context(InFlightJournal(Path(output))) if output != "-" else None
             if scorer is None:
-                with native_stderr_silenced():  # TensorFlow's C++ start-up notes: score_folder prints nothing
-                    scorer = load_scorer(options.weights, scope_check=options.scope_check, site=site)
+                scorer = load_scorer(options.weights, scope_check=options.scope_check, site=site)
             else:
                 scorer = _as_asked(scorer, options, site)
             for note in scorer.notes:
                 notify(Notice(note))
             notify(Planned(len(to_score), results.tally.unchanged))
-            for rows in score_paths(to_score, scorer, options):
+            for rows in _score_rows(to_score, scorer, options, results, journal):
                 results.write(rows)
                 notify(RowsWritten(rows))
             results.finish()
-    except OSError as error:
-        raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
-    return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started)
+            if journal is not None:
+                journal.close(keep={results.identity(scan)[KEY_COLUMN] for scan in found.scans})
+        except OSError as error:
+            raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
+    return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started, options.decoding_threads())
 
 
 def _site(calibration: Path | None, model_id: str) -> LoadedSite | None:
@@ -160,8 +182,35 @@ def _as_asked(scorer: Scorer, options: ScoreOptions, site: LoadedSite | None) ->
     return scorer
 
 
-def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float) -> ScoreSummary:
-    # Files skipped by policy are error rows, and fail a run as unreadable files do; out-of-scope scans do not.
-    code = EXIT_SOME_FAILED if tally.failed or tally.skipped else EXIT_OK
+def _score_rows(
+    to_score: Sequence[Path], scorer: Scorer, options: ScoreOptions, results: StreamResults, journal: InFlightJournal | None,
+) -> Iterator[list[Row]]:
+    """The rows of TO_SCORE, batch by batch; with a journal, files that crashed a run are treated apart.
+
+    A file in flight when two runs died is not opened: its row says so. One in flight when one run
+    died is decoded alone, before the others, so that if it crashes again no other file shares
+    the blame.
+    """
+    if journal is None:
+        yield from score_paths(to_score, scorer, options)
+        return
+    crashes = {scan: journal.crashes(results.identity(scan)) for scan in to_score}
+    poisoned = [scan for scan in to_score if crashes[scan] >= CRASHES_TO_SKIP]
+    if poisoned:
+        threshold, model_id = options.threshold_or(scorer.threshold), scorer.model_id
+        yield [Row(str(scan), None, threshold, model_id, CRASHED_TWICE, dict.fromkeys(options.dicom.tags, ""))
+               for scan in poisoned]
+
+    def watch(scan: Path) -> AbstractContextManager[None]:
+        return journal.in_flight(results.identity(scan))
+
+    suspects = [scan for scan in to_score if crashes[scan] == 1]
+    yield from score_paths(suspects, scorer, replace(options, workers=1), watch=watch)
+    yield from score_paths([scan for scan in to_score if crashes[scan] == 0], scorer, options, watch=watch)
+
+
+def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float, workers: int) -> ScoreSummary:
+    # Files skipped by policy (a CT, a lateral film) are what the policy asks for, not a failure; nor are out-of-scope scans.
+    code = EXIT_SOME_FAILED if tally.failed else EXIT_OK
     return ScoreSummary(folder, output, found, tally.scored, tally.failed, tally.skipped, tally.unchanged, seconds, code,
-                        tally.out_of_scope)
+                        tally.out_of_scope, workers)

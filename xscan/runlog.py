@@ -2,8 +2,8 @@
 
 Each line is `TIMESTAMP KIND MESSAGE`, the timestamp local ISO 8601 with its UTC offset; KIND is
 `error` (a file not scored, with the reason), `not-scanned` (a path the walk passed over),
-`repaired`, `usage-error`, `fatal`, or `run` (the summary). Line breaks inside file names are
-written as `\\n` so one line stays one entry.
+`waiting` (for another run's lock), `repaired`, `usage-error`, `fatal`, or `run` (the summary).
+Line breaks inside file names are written as `\\n` so one line stays one entry.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class RunLog:
 
     def summary(self, run: ScoreSummary) -> None:
         self.line("run", f"folder={_one_line(str(run.folder))} scored={run.scored} unchanged={run.unchanged} "
-                         f"skipped={run.skipped} failed={run.failed} seconds={run.seconds:.1f} exit={run.exit_code}")
+                         f"skipped={run.skipped} failed={run.failed} seconds={run.seconds:.1f} workers={run.workers} "
+                         f"exit={run.exit_code}")
 
     def close(self) -> None:
         if self._stream is not None:

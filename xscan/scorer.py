@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,21 +155,3 @@ def _set_tensorflow_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # TensorFlow already ran in this process (a second model, or tests): its threads stay as they are
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Silence C++ libraries' writes to file descriptor 2 (TensorFlow's start-up notes) while the model loads.
-
-    TensorFlow can log through absl before it reads TF_CPP_MIN_LOG_LEVEL, so no setting hides
-    those notes; Python's own errors still arrive as exceptions.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

@@ -8,8 +8,9 @@ threads with a bounded look-ahead.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from xscan.options import DicomOptions, ScoreOptions
 from xscan.preprocess import preprocess
 from xscan.results import SKIPPED_PREFIX, Row
 from xscan.scorer import Scorer
+
+# Told each file just before it is opened, for as long as it is being decoded (the in-flight journal).
+Watch = Callable[[Path], AbstractContextManager[object]]
 
 # A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (inside libjpeg, several times faster than a full
 # decode) as long as both sides stay at least this many times the model input; decoding all the way
@@ -66,6 +70,17 @@ def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions())
         return LoadedScan(path, None, str(error), tags)
 
 
+def read_header_tags(path: Path, names: Sequence[str]) -> dict[str, str]:
+    """The tags NAMES of a DICOM file, from its header alone (no pixel is read); blank for any other file or a bad header."""
+    try:
+        with open_scan(path) as scan:
+            if scan.kind is Kind.DICOM:
+                return _read_dicom_header(scan.dataset(), DicomOptions(frontal_only=False, tags=tuple(names)))[1]
+    except ScanError:
+        pass  # a file that cannot be read now has blank tags, as its row would
+    return blank_tags(tuple(names))
+
+
 def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str, str]]:
     """Why the policy does not score the file ("" to score it), and the tag values asked for."""
     try:
@@ -75,31 +90,47 @@ def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str,
 
 
 def load_in_order(
-    paths: Iterable[Path], image_size: int, workers: int, lookahead: int, dicom: DicomOptions = DicomOptions()
+    paths: Iterable[Path], image_size: int, workers: int, lookahead: int, dicom: DicomOptions = DicomOptions(),
+    watch: Watch | None = None,
 ) -> Iterator[LoadedScan]:
-    """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight."""
+    """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight.
+
+    An exception other than a file's ScanError (a bug, MemoryError) stops the run: files not yet
+    started are cancelled rather than decoded for nothing.
+    """
     pending: deque[Future[LoadedScan]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xscan-load") as pool:
-        for path in paths:
-            pending.append(pool.submit(load_scan, path, image_size, dicom))
-            if len(pending) >= lookahead:
+        try:
+            for path in paths:
+                pending.append(pool.submit(_load_watched, watch, path, image_size, dicom))
+                if len(pending) >= lookahead:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
-def score_paths(paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions()) -> Iterator[list[Row]]:
+def _load_watched(watch: Watch | None, path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
+    with watch(path) if watch else nullcontext():
+        return load_scan(path, image_size, dicom)
+
+
+def score_paths(
+    paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions(), *, watch: Watch | None = None,
+) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
     Uses OPTIONS' batch size, threshold, decoding threads and DICOM options; where rows go, and
     which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
-    batches of model inputs), not by the number of files.
+    batches of model inputs), not by the number of files. WATCH is told each file while it is decoded.
     """
     threshold = options.threshold_or(scorer.threshold)
     workers = options.decoding_threads()
     batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
     lookahead = 2 * options.batch_size + 4 * workers
-    for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom):
+    for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom, watch):
         batch.append(item)
         if len(batch) == options.batch_size:
             yield score_batch(batch, scorer, threshold)
