@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from xscan.card import WEIGHTS_FILE, default_weights_dir, read_card
 from xscan.cli import app
 from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
-from xscan.results import RESULT_COLUMNS
+from xscan.results import results_columns
 from xscan.walk import find_scans
 
 AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
@@ -137,7 +137,7 @@ def test_empty_folder_is_exit_0_with_a_header_only_csv(tmp_path):
     result = _invoke(tmp_path / "empty", "-o", tmp_path / "r.csv")
     assert result.exit_code == EXIT_OK
     assert "no scans found in" in result.stderr
-    assert (tmp_path / "r.csv").read_text().splitlines() == [",".join(RESULT_COLUMNS)]
+    assert (tmp_path / "r.csv").read_text().splitlines() == [",".join(results_columns())]
 
 
 @pytest.mark.parametrize(
@@ -187,13 +187,14 @@ class CardOnly:
     """A model with its card but no network: nothing loads TensorFlow."""
 
     card = read_card(default_weights_dir())
+    model_id, threshold, notes, site, scope_check = card.model_id, card.threshold, [], None, None
 
 
 def test_unexpected_error_is_exit_3_with_a_message_and_a_log_line(scan_folder, tmp_path, monkeypatch):
     def broken_pipeline(*args, **kwargs):
         raise RuntimeError("worker pool fell over")
 
-    monkeypatch.setattr("xscan.run.load_scorer", lambda weights: CardOnly())
+    monkeypatch.setattr("xscan.run.load_scorer", lambda weights, **options: CardOnly())
     monkeypatch.setattr("xscan.run.score_paths", broken_pipeline)
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--log-file", tmp_path / "log")
     assert result.exit_code == EXIT_FATAL
@@ -225,6 +226,7 @@ from xscan.cli import app
 
 class CardOnly:
     card = read_card(default_weights_dir())
+    model_id, threshold, notes, site, scope_check = card.model_id, card.threshold, [], None, None
 
 def failing_scoring(paths, scorer, options, **kwargs):
     if sys.argv[1] == "ctrl-c":
@@ -233,7 +235,7 @@ def failing_scoring(paths, scorer, options, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
     raise RuntimeError("worker pool fell over")
 
-xscan.run.load_scorer = lambda weights: CardOnly()
+xscan.run.load_scorer = lambda weights, **options: CardOnly()
 xscan.run.score_paths = failing_scoring
 app(["score", *sys.argv[2:]], prog_name="xscan")
 """

@@ -6,6 +6,7 @@ from conftest import TRAIN
 from xscan.card import default_weights_dir, read_card
 from xscan.classes import CLASS_NAMES
 from xscan.dataset import find_labelled_scans, patient_id, split_by_patient
+from xscan.train import TrainConfig, split_for_training
 
 
 @pytest.mark.parametrize(
@@ -48,9 +49,10 @@ def test_the_split_is_the_one_the_bundled_model_card_records():
     """Tests that use validation scans, and the card's validation numbers, rely on this split."""
     training = read_card(default_weights_dir()).training
     recipe, recorded = training["recipe"], training["data"]
-    train, validation = split_by_patient(find_labelled_scans(TRAIN), recipe["val_fraction"], recipe["seed"])
-    assert _counts(train) == recorded["train"] and _counts(validation) == recorded["validation"]
-    assert len({s.patient_id for s in validation}) == recorded["validation_patients"]
+    config = TrainConfig(val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    train, select, report = split_for_training(find_labelled_scans(TRAIN), config)
+    assert (_counts(train), _counts(select), _counts(report)) == (recorded["train"], recorded["selection"], recorded["report"])
+    assert len({s.patient_id for s in report}) == recorded["report_patients"]
 
 
 def _counts(scans):

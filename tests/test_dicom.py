@@ -32,7 +32,7 @@ from xscan.decode import decode
 from xscan.dicom_tags import parse_tag_names
 from xscan.errors import ScanError
 from xscan.options import DicomOptions, ScoreOptions
-from xscan.results import RESULT_COLUMNS
+from xscan.results import results_columns
 from xscan.run import ScoreSummary, score_folder
 from xscan.scoring import load_scan
 from xscan.walk import find_scans
@@ -307,7 +307,7 @@ def run_score(folder: Path, scorer, dicom: DicomOptions = DicomOptions()) -> tup
 def test_ct_and_lateral_are_skipped_with_reasons_and_counted_apart(export: Path, scorer) -> None:
     summary, rows, header = run_score(export, scorer)
     errors = {Path(row["path"]).name: row["error"] for row in rows}
-    assert tuple(header) == RESULT_COLUMNS
+    assert tuple(header) == results_columns()
     assert errors == {"IM0002": "", "ct.dcm": "skipped: Modality CT, not a radiograph",
                       "frontal.dcm": "", "lateral.dcm": "skipped: lateral view (ViewPosition LL)"}
     assert (summary.scored, summary.skipped, summary.failed, summary.exit_code) == (2, 2, 0, 0)  # a policy skip is no failure
@@ -321,7 +321,7 @@ def test_frontal_only_off_scores_them(export: Path, scorer) -> None:
 
 def test_dicom_tags_are_opt_in_extra_columns(export: Path, scorer) -> None:
     _, rows, header = run_score(export, scorer, DicomOptions(tags=("AccessionNumber", "SOPInstanceUID")))
-    assert tuple(header) == (*RESULT_COLUMNS, "AccessionNumber", "SOPInstanceUID")
+    assert tuple(header) == results_columns(("AccessionNumber", "SOPInstanceUID"))
     accession = {Path(row["path"]).name: row["AccessionNumber"] for row in rows}
     assert accession == {"IM0002": "ACC-0043", "ct.dcm": "ACC-0042", "frontal.dcm": "ACC-0042", "lateral.dcm": "ACC-0042"}
     assert all(row["SOPInstanceUID"].startswith("1.2.") for row in rows)

@@ -54,7 +54,8 @@ def test_explain_csv_is_scores_rows_plus_the_overlay(explained):
     _, out, _, scores = explained
     records = _records(out / "explain.csv")
     assert list(records[0]) == [*COLUMNS, *FINGERPRINT_COLUMNS, "overlay"]
-    assert [{k: v for k, v in r.items() if k != "overlay"} for r in records] == scores  # the very numbers score writes
+    shared = [*COLUMNS, *FINGERPRINT_COLUMNS]
+    assert [{k: r[k] for k in shared} for r in records] == [{k: r[k] for k in shared} for r in scores]  # the numbers score writes
     for record in records:
         if record["error"]:
             assert record["overlay"] == "" and record["probability"] == ""

@@ -61,7 +61,7 @@ def test_bundled_card_is_complete():
     assert (default_weights_dir() / WEIGHTS_FILE).exists()
     assert card.training["command"].startswith("xscan train ")
     assert {"auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece"} <= set(card.validation)
-    assert card.training["data"]["train"]["NORMAL"] > 0 and card.training["data"]["validation"]["PNEUMONIA"] > 0
+    assert card.training["data"]["train"]["NORMAL"] > 0 and card.training["data"]["report"]["PNEUMONIA"] > 0
     assert 0.0 < card.threshold < 1.0 and card.temperature > 0
     assert {"keras_version", "xscan_version", "started"} <= set(card.training)
     assert len(card.robustness) >= 10

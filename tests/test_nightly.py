@@ -153,7 +153,7 @@ def test_a_bug_or_memory_error_while_decoding_is_fatal_not_a_night_of_error_rows
 
 def test_native_messages_while_the_weights_load_reach_stderr(tmp_path: Path) -> None:
     copy_scans(tmp_path / "export", ["a.jpeg"])
-    loud = ("import os\ndef loud(weights):\n    os.write(2, b'native note from the weights loader\\n')\n    return StandIn()\n"
+    loud = ("import os\ndef loud(weights, **options):\n    os.write(2, b'native note from the weights loader\\n')\n    return StandIn()\n"
             "xscan.run.load_scorer = loud")
     done = xscan("score", tmp_path / "export", "-o", tmp_path / "r.csv", "--quiet", extra=loud)
     assert done.returncode == EXIT_OK and done.stderr == "native note from the weights loader\n"
@@ -290,7 +290,7 @@ def test_a_file_in_flight_when_two_runs_died_is_an_error_row_and_not_opened_agai
 # ---- two runs, one results file
 
 HOLD_THE_LOCK = """
-def hold(weights):
+def hold(weights, **options):
     print("holding the lock", flush=True)
     sys.stdin.read()  # until the test kills this process
     return StandIn()

@@ -83,7 +83,7 @@ def test_without_labels_prints_counts_and_histogram(tmp_path: Path) -> None:
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["report", str(_hand_made(tmp_path))])
     assert result.exit_code == 0, result.output
     assert _table_row(result.stdout, "predicted PNEUMONIA") == []  # the header; counts are on the next line
-    assert re.search(r"│\s+1 │\s+2 │\s+1 │\s+4 │", result.stdout)
+    assert re.search(r"│\s+1 │\s+2 │\s+0 │\s+1 │\s+4 │", result.stdout)  # positive, negative, out of scope, errors, total
     assert re.search(r"0\.9-1\.0\s+1\s+#+", result.stdout)
     assert "/d/NORMAL/d.png: unreadable" in result.stdout
 

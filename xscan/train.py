@@ -148,7 +148,11 @@ def train(
     fitted_epochs = _fit(network, x_train, y_train, x_select, y_select, config, log)
 
     select_logits = _logits(network, x_select)
-    temperature, bias = fit_platt(select_logits, y_select)
+    try:
+        temperature, bias = fit_platt(select_logits, y_select)
+    except ValueError as error:  # a model that does not rank the selection part (too short a run, too little data)
+        log(f"warning: {error}; the card keeps the raw logits (temperature 1, bias 0)")
+        temperature, bias = 1.0, 0.0
     threshold = threshold_for_sensitivity(calibrated_probability(select_logits, temperature, bias), y_select, config.target_sensitivity)
     selection = _figures(y_select, calibrated_probability(select_logits, temperature, bias), threshold, config)
     report_logits = _logits(network, x_report)
@@ -405,7 +409,9 @@ def _fit_scope(train_greys: list[np.ndarray], x_train: np.ndarray, external_grey
 
     scope = config.scope
     size = config.model.image_size
-    made, kinds = synthetic_out_of_scope(train_greys, scope, config.seed + 3)
+    # No more made examples of a kind than there are training scans: the kinds stay balanced on small data sets.
+    made, kinds = synthetic_out_of_scope(train_greys, replace(scope, synthetic_per_kind=min(scope.synthetic_per_kind, len(train_greys))),
+                                         config.seed + 3)
     negatives = [preprocess_all(made, size)]
     negative_kinds = [kinds]
     if external_greys:
