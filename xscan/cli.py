@@ -20,6 +20,7 @@ from xscan.options import DicomOptions, ScoreOptions
 
 if TYPE_CHECKING:
     from xscan.explain import Explainer
+    from xscan.file_warnings import FileWarning
     from xscan.labels import GroundTruth
     from xscan.report import Report
     from xscan.results import Row
@@ -145,8 +146,10 @@ def score(
     workers: int = typer.Option(SCORE_DEFAULTS.workers, min=0, help="Decoding threads; 0 means one per CPU core."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
-    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
+    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file, per warning (with the file's path) "
+                                  "and a summary per run to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors (warnings go to the log "
+                               "file only)."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
     dicom_filter: bool = typer.Option(
         SCORE_DEFAULTS.dicom.frontal_only, "--dicom-filter/--no-dicom-filter",
@@ -165,7 +168,9 @@ def score(
 
     Columns: path, probability (of pneumonia), label, threshold, model, error, then size and
     mtime_ns (the file as it was scored). Rows are written as each batch finishes. A file that
-    cannot be scored is a row with a short reason in `error`, and the run goes on.
+    cannot be scored is a row with a short reason in `error`, and the run goes on. Warnings
+    raised while files are read (pydicom's remarks on odd DICOMs) are printed once per kind,
+    with a count, and logged once per file with --log-file.
 
     Run again with the same -o, the run resumes: files scored before by the same model and
     threshold, with unchanged size and modification time, are not read again; new, changed and
@@ -236,13 +241,18 @@ class _ScoreView:
         self._keep_rows = keep_rows
         self._progress: Any = None
         self.rows: list[Row] = []
+        self._warnings: list[FileWarning] = []
 
     def __call__(self, event: Event) -> None:
         from tqdm import tqdm
 
-        from xscan.run import NotScanned, Planned, Repaired, RowsWritten
+        from xscan.run import NotScanned, Planned, Repaired, RowsWritten, Warned
 
-        if isinstance(event, NotScanned):
+        if isinstance(event, Warned):
+            self._warnings.append(event.warning)
+            where = "the run" if event.path is None else event.path
+            self._log.line("warning", f"{where}: {event.warning.category} at {event.warning.origin}: {event.warning.message}")
+        elif isinstance(event, NotScanned):
             self._note("not-scanned", f"{event.path}: {event.reason}")
         elif isinstance(event, Repaired):
             self._note("repaired", f"{event.output}: dropped a torn last line left by an interrupted run")
@@ -257,12 +267,16 @@ class _ScoreView:
             self._progress.update(len(event.rows))
 
     def finished(self, summary: ScoreSummary) -> None:
+        from xscan.file_warnings import tally
         from xscan.formats import IMAGE_EXTENSIONS
 
         self.close()
         self._log.summary(summary)
         if self._quiet:
             return
+        for kind in tally(self._warnings):  # one line per kind of warning, not per file: --log-file names the files
+            times = "once" if kind.count == 1 else f"{kind.count} times"
+            _say(f"warning, {times} ({kind.category} at {kind.origin}): {kind.first_message}")
         if not summary.found:
             _say(f"no scans found in {summary.folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
         line = (f"scored {summary.scored}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "

@@ -2,7 +2,9 @@
 
 What happens along the way is told to an optional callback as events, in this order: each path
 the walk passed over (`NotScanned`), a repaired results file (`Repaired`), the plan (`Planned`),
-then the rows of each batch once written (`RowsWritten`). A run that cannot start or go on raises
+then the rows of each batch once written (`RowsWritten`), each preceded by the warnings its files
+raised while they were read (`Warned`), and last the run's own warnings, once each (`Warned`
+without a path). A run that cannot start or go on raises
 a `xscan.errors.RunError` (its `exit_code` says how `xscan score` exits); Ctrl-C propagates as
 KeyboardInterrupt, and the next run resumes.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from xscan.card import default_weights_dir, read_card
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
+from xscan.file_warnings import FileWarning, collected, warnings_kept
 from xscan.options import ScoreOptions
 from xscan.results import Row
 from xscan.resume import Tally, open_results
@@ -48,13 +51,21 @@ class Planned:
 
 
 @dataclass(frozen=True)
+class Warned:
+    """A warning raised while a file was read (pydicom's remarks on an odd file), or by the run itself (no path)."""
+
+    path: Path | None
+    warning: FileWarning
+
+
+@dataclass(frozen=True)
 class RowsWritten:
     """The rows of one batch, written and flushed to the output."""
 
     rows: list[Row]
 
 
-Event = NotScanned | Repaired | Planned | RowsWritten
+Event = NotScanned | Repaired | Planned | Warned | RowsWritten
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,8 @@ def score_folder(
     """Score every scan below FOLDER into the results CSV OUTPUT ('-': standard output), resuming it if it exists.
 
     SCORER is a model already loaded, to score several folders without loading it again; by
-    default the weights of `options.weights` are loaded.
+    default the weights of `options.weights` are loaded. No warning is printed: each is told as a
+    `Warned` event, every time it occurs.
     """
     if scorer is not None and options.weights is not None:
         raise ValueError("give score_folder a scorer or options.weights, not both")
@@ -108,19 +120,25 @@ def score_folder(
     if results.repaired:
         notify(Repaired(output))
     try:
-        with results:
+        with results, warnings_kept(), collected() as run_warnings:
             to_score = results.plan(found.scans)
             if scorer is None:
                 with native_stderr_silenced():  # TensorFlow's C++ start-up notes: score_folder prints nothing
                     scorer = load_scorer(options.weights)
             notify(Planned(len(to_score), results.tally.unchanged))
-            for rows in score_paths(to_score, scorer, options):
+            for rows in score_paths(to_score, scorer, options, on_warnings=lambda path, raised: _tell(notify, path, raised)):
                 results.write(rows)
                 notify(RowsWritten(rows))
             results.finish()
     except OSError as error:
         raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
+    _tell(notify, None, tuple(dict.fromkeys(run_warnings)))
     return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started)
+
+
+def _tell(notify: Callable[[Event], None], path: Path | None, raised: tuple[FileWarning, ...]) -> None:
+    for warning in raised:
+        notify(Warned(path, warning))
 
 
 def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float) -> ScoreSummary:
