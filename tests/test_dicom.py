@@ -470,6 +470,16 @@ def test_dicomdir_and_image_less_dicoms_are_skipped_by_policy_whatever_the_filte
     assert (summary.failed, summary.skipped) == (0, len(IMAGE_LESS) + (2 if frontal_only else 0))
 
 
+def test_float_pixel_data_is_an_image_but_an_error_row(tmp_path: Path) -> None:
+    path = write_dicom(tmp_path / "map.dcm", np.zeros((64, 64), np.uint8), Modality="MR")
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.FloatPixelData = np.zeros((64, 64), "<f4").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    assert load_scan(path, 160, DicomOptions(frontal_only=False)).error == (
+        "DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
+
+
 def test_12_bit_lossy_jpeg_with_zeros_in_its_scan_header_decodes_as_its_fixed_twin() -> None:
     """JPEG-lossy.dcm says spectral selection 0..0 where a sequential JPEG needs 0..63; JPGExtended.dcm is it fixed."""
     fixed = pydicom.dcmread(ODD_FILES / "JPGExtended.dcm")

@@ -97,6 +97,8 @@ def grey_image(ds: Dataset) -> np.ndarray:
 
 def _first_frame(ds: Dataset) -> np.ndarray:
     if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise ScanError("DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
         raise ScanError(f"DICOM without pixel data ({_sop_class(ds)})")
     for name in ("Rows", "Columns", "PhotometricInterpretation"):
         if name not in ds:
