@@ -35,6 +35,7 @@ from xscan.decode import decode
 from xscan.dicom_jpeg import repaired_scan_headers
 from xscan.dicom_tags import parse_tag_names
 from xscan.errors import ScanError
+from xscan.formats import starts_with_data_element
 from xscan.options import DicomOptions, ScoreOptions
 from xscan.results import RESULT_COLUMNS
 from xscan.run import ScoreSummary, score_folder
@@ -436,6 +437,22 @@ def test_a_data_set_without_preamble_scores_exactly_like_its_part_10_file(
     assert np.array_equal(loaded[1].model_input, loaded[0].model_input)
     probabilities = scorer.probabilities(np.stack([item.model_input for item in loaded]))
     assert probabilities[1] == probabilities[0]
+
+
+@pytest.mark.parametrize(("head", "is_data_set"), [
+    (b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", True),  # explicit VR little endian, group 0008
+    (b"\x00\x08\x00\x05CS\x00\x0aISO_IR 100", True),  # explicit VR big endian
+    (b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100", True),  # implicit VR little endian
+    (b"\x02\x00\x00\x00UL\x04\x00\xc8\x00\x00\x00", True),  # file meta without the preamble
+    (b"\x20\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", False),  # no_meta.dcm: one stray byte first
+    (b"\x08\x00\x05\x00\xff\xff\xff\xffXXXX", False),  # group 0008, then neither a VR nor a short length
+    (b"\x10\x00\x10\x00PN\x08\x00Doe^Jane", False),  # a data set that starts with the patient: not checked for
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", False),
+    (b"\x00" * 132, False),
+    (b"\x08\x00", False),
+])
+def test_a_bare_data_set_is_told_by_its_first_element(head: bytes, is_data_set: bool) -> None:
+    assert starts_with_data_element(head) is is_data_set
 
 
 def test_a_jpeg_named_dcm_stays_an_error_row(tmp_path: Path, source: np.ndarray) -> None:

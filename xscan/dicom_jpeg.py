@@ -20,11 +20,15 @@ NEXT_MARKER = re.compile(rb"\xff+([^\x00\xff\xd0-\xd7])")
 
 
 def repaired_scan_headers(frame: bytes) -> bytes | None:
-    """FRAME with every scan header of a sequential JPEG saying 0..63 and 0; None when none needed it (or not such a JPEG)."""
+    """FRAME with every scan header of a sequential JPEG saying 0..63 and 0; None when none needed it (or not such a JPEG).
+
+    Only the headers are parsed: once the scans have covered every component of the frame (one
+    scan for an interleaved image, as a grey radiograph is), the entropy-coded data is not read.
+    """
     if not frame.startswith(b"\xff\xd8"):
         return None
     repaired = bytearray(frame)
-    sequential = False
+    components_left = 0  # of the frame, not yet in a scan; set by the start of a sequential frame
     position = 2
     while position + 4 <= len(frame) and frame[position] == 0xFF:
         marker = frame[position + 1]
@@ -37,14 +41,16 @@ def repaired_scan_headers(frame: bytes) -> bytes | None:
             position += 2
             continue
         length = int.from_bytes(frame[position + 2 : position + 4], "big")
-        if marker in SEQUENTIAL_FRAMES:
-            sequential = True
+        if marker in SEQUENTIAL_FRAMES and position + 9 < len(frame):
+            components_left = frame[position + 9]
         elif marker == START_OF_SCAN:
-            if not sequential:
+            if not components_left:  # a progressive, lossless or hierarchical JPEG: its scan headers mean other things
                 return None
-            spectral = position + 5 + 2 * frame[position + 4]  # after the component count and two bytes per component
+            in_scan = frame[position + 4]
+            spectral = position + 5 + 2 * in_scan  # after the component count and two bytes per component
             repaired[spectral : spectral + 3] = SEQUENTIAL_SCAN
-            found = NEXT_MARKER.search(frame, position + 2 + length)
+            components_left -= in_scan
+            found = NEXT_MARKER.search(frame, position + 2 + length) if components_left > 0 else None
             if found is None:
                 break
             position = found.start(1) - 1
