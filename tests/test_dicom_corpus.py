@@ -152,7 +152,10 @@ def test_docs_tables_are_this_runs(quiet_run, export: Path) -> None:
     assert marked.group(1) == tables.markdown(tables.outcomes(list(rows.values()), export / "pydicom")), "run python docs/dicom_corpus.py"
 
 
-def test_without_quiet_each_kind_of_warning_is_one_line_with_a_count(tmp_path: Path) -> None:
+def test_without_quiet_each_kind_of_warning_is_one_line_with_a_count(
+    tmp_path: Path, scorer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("xscan.run.load_scorer", lambda weights=None: scorer)  # the session's model: the view is tested here
     for copy in ("a", "b", "c"):
         shutil.copy(CORPUS / "MR_small_padded.dcm", tmp_path / f"padded-{copy}.dcm")
     shutil.copy(CORPUS / "badVR.dcm", tmp_path)
