@@ -249,9 +249,10 @@ class _ScoreView:
         from xscan.run import NotScanned, Planned, Repaired, RowsWritten, Warned
 
         if isinstance(event, Warned):
-            self._warnings.append(event.warning)
-            where = "the run" if event.path is None else event.path
-            self._log.line("warning", f"{where}: {event.warning.category} at {event.warning.origin}: {event.warning.message}")
+            warning = event.warning
+            self._warnings.append(warning)
+            where = "the run" if warning.path is None else warning.path
+            self._log.line("warning", f"{where}: {warning.category} at {warning.origin}: {warning.message}")
         elif isinstance(event, NotScanned):
             self._note("not-scanned", f"{event.path}: {event.reason}")
         elif isinstance(event, Repaired):

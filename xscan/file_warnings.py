@@ -5,7 +5,8 @@ cannot be entered per file. Instead a run installs one hook for its whole durati
 (`warnings_kept`), and each thread says what it is collecting for (`collected`, a thread-local
 list): every warning raised on that thread, and every record pydicom logs at WARNING or above,
 lands in that list, each time it occurs, whatever the filters say. Warnings on other threads
-are shown as Python shows them.
+are shown as Python shows them. A reader's warnings, marked with its file, are handed over to
+the thread that takes the file from it (`hand_over`), so that they reach the run's own list.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from xscan.errors import one_line
 
@@ -30,9 +31,10 @@ LOGGED_AND_WARNED = "warn_and_log"
 class FileWarning:
     """One warning raised while a file was read."""
 
-    category: str  # the warning's class (UserWarning), or the log level of a pydicom log record (ERROR)
+    category: str  # the warning's class (UserWarning), or the log level of a pydicom log record (WARNING)
     origin: str  # where it was raised, package folder, file and line: pydicom/valuerep.py:440; one kind of warning
     message: str  # on one line; the same kind of warning may say different things of different files
+    path: Path | None = None  # the file being read when it was raised; None for one the run raised itself
 
 
 @dataclass
@@ -67,6 +69,13 @@ def collected() -> Iterator[list[FileWarning]]:
         yield sink
     finally:
         _local.sink = outer
+
+
+def hand_over(raised: Iterable[FileWarning]) -> None:
+    """Add warnings another thread collected to this thread's `collected` list, if it has one (a run's does)."""
+    sink = _sink()
+    if sink is not None:
+        sink.extend(raised)
 
 
 def _sink() -> list[FileWarning] | None:

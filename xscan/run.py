@@ -2,9 +2,8 @@
 
 What happens along the way is told to an optional callback as events, in this order: each path
 the walk passed over (`NotScanned`), a repaired results file (`Repaired`), the plan (`Planned`),
-then the rows of each batch once written (`RowsWritten`), each preceded by the warnings its files
-raised while they were read (`Warned`), and last the run's own warnings, once each (`Warned`
-without a path). A run that cannot start or go on raises
+then the rows of each batch once written (`RowsWritten`), each preceded by the warnings raised
+meanwhile (`Warned`): those its files raised while they were read, and any the run raised itself. A run that cannot start or go on raises
 a `xscan.errors.RunError` (its `exit_code` says how `xscan score` exits); Ctrl-C propagates as
 KeyboardInterrupt, and the next run resumes.
 """
@@ -52,9 +51,8 @@ class Planned:
 
 @dataclass(frozen=True)
 class Warned:
-    """A warning raised while a file was read (pydicom's remarks on an odd file), or by the run itself (no path)."""
+    """A warning raised while a file was read (pydicom's remarks on an odd file; `warning.path` names it), or by the run."""
 
-    path: Path | None
     warning: FileWarning
 
 
@@ -120,25 +118,28 @@ def score_folder(
     if results.repaired:
         notify(Repaired(output))
     try:
-        with results, warnings_kept(), collected() as run_warnings:
+        with results, warnings_kept(), collected() as raised:
             to_score = results.plan(found.scans)
             if scorer is None:
                 with native_stderr_silenced():  # TensorFlow's C++ start-up notes: score_folder prints nothing
                     scorer = load_scorer(options.weights)
             notify(Planned(len(to_score), results.tally.unchanged))
-            for rows in score_paths(to_score, scorer, options, on_warnings=lambda path, raised: _tell(notify, path, raised)):
+            for rows in score_paths(to_score, scorer, options):
                 results.write(rows)
+                _tell(notify, raised)
                 notify(RowsWritten(rows))
             results.finish()
     except OSError as error:
         raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
-    _tell(notify, None, tuple(dict.fromkeys(run_warnings)))
+    _tell(notify, raised)
     return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started)
 
 
-def _tell(notify: Callable[[Event], None], path: Path | None, raised: tuple[FileWarning, ...]) -> None:
-    for warning in raised:
-        notify(Warned(path, warning))
+def _tell(notify: Callable[[Event], None], raised: list[FileWarning]) -> None:
+    """Tell the warnings raised so far, and forget them."""
+    told, raised[:] = list(raised), []
+    for warning in told:
+        notify(Warned(warning))
 
 
 def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float) -> ScoreSummary:

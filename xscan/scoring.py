@@ -8,7 +8,7 @@ threads with a bounded look-ahead.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from xscan.dicom_image import PYDICOM_ERRORS
 from xscan.dicom_policy import no_image_reason, skip_reason
 from xscan.dicom_tags import blank_tags, tag_values
 from xscan.errors import ScanError, one_line
-from xscan.file_warnings import FileWarning, collected
+from xscan.file_warnings import FileWarning, collected, hand_over
 from xscan.formats import Kind
 from xscan.options import DicomOptions, ScoreOptions
 from xscan.preprocess import preprocess
@@ -42,7 +42,7 @@ class LoadedScan:
     model_input: np.ndarray | None  # preprocessed (image_size, image_size, 1) float32, or None with `error`
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
-    warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, when a run keeps them (file_warnings)
+    warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
 
 
 def decode_min_side(image_size: int) -> int:
@@ -58,7 +58,7 @@ def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions())
     """
     with collected() as raised:
         loaded = _load_scan(path, image_size, dicom)
-    return replace(loaded, warnings=tuple(raised)) if raised else loaded
+    return replace(loaded, warnings=tuple(replace(warning, path=path) for warning in raised)) if raised else loaded
 
 
 def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
@@ -98,24 +98,21 @@ def load_in_order(
             yield pending.popleft().result()
 
 
-def score_paths(
-    paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions(), *,
-    on_warnings: Callable[[Path, tuple[FileWarning, ...]], None] | None = None,
-) -> Iterator[list[Row]]:
+def score_paths(paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions()) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
     Uses OPTIONS' batch size, threshold, decoding threads and DICOM options; where rows go, and
     which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
-    batches of model inputs), not by the number of files. ON_WARNINGS is called, on this thread
-    and in file order, with each file that raised warnings while it was read.
+    batches of model inputs), not by the number of files. The warnings each file raised while it
+    was read are handed to the calling thread's `file_warnings.collected` list, in file order,
+    before its batch is yielded.
     """
     threshold = options.threshold_or(scorer.card.threshold)
     workers = options.decoding_threads()
     batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
     lookahead = 2 * options.batch_size + 4 * workers
     for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom):
-        if item.warnings and on_warnings is not None:
-            on_warnings(item.path, item.warnings)
+        hand_over(item.warnings)
         batch.append(item)
         if len(batch) == options.batch_size:
             yield score_batch(batch, scorer, threshold)
