@@ -18,19 +18,24 @@ import pytest
 from conftest import FULLRES, real_scans
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.pixels import get_decoder
 from pydicom.uid import (
+    JPEG2000,
     MPEG2MPML,
     DigitalXRayImageStorageForPresentation,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGExtended12Bit,
     RLELossless,
 )
 from typer.testing import CliRunner
 
 from xscan.cli import app
 from xscan.decode import decode
+from xscan.dicom_jpeg import repaired_scan_headers
 from xscan.dicom_tags import parse_tag_names
 from xscan.errors import ScanError
+from xscan.formats import starts_with_data_element
 from xscan.options import DicomOptions, ScoreOptions
 from xscan.results import results_columns
 from xscan.run import ScoreSummary, score_folder
@@ -201,13 +206,13 @@ def test_rle_data_that_overruns_the_frame_is_a_scan_error_not_a_panic(tmp_path: 
 
 # The outcome of every odd file pydicom ships: each that is not listed here decodes.
 NOT_DECODED = {
-    **dict.fromkeys(["ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "no_meta.dcm", "rtstruct.dcm"],
-                    "not a DICOM Part 10 file (no DICM marker at byte 128)"),
-    **dict.fromkeys(["JPEG-lossy.dcm", "JPEG2000-embedded-sequence-delimiter.dcm", "MR_truncated.dcm", "badVR.dcm"],
-                    "cannot decode DICOM pixel data: "),
+    # Its data set starts at byte 1, after a stray byte: neither Part 10 nor a bare data set.
+    "no_meta.dcm": "not a DICOM file: no DICM marker at byte 128 and no data set at byte 0",
+    **dict.fromkeys(["JPEG2000-embedded-sequence-delimiter.dcm", "MR_truncated.dcm", "badVR.dcm"], "cannot decode DICOM pixel data: "),
     **dict.fromkeys(["UN_sequence.dcm", "empty_charset_LEI.dcm", "no_meta_group_length.dcm", "priv_SQ.dcm", "reportsi.dcm",
                      "reportsi_with_empty_number_tags.dcm", "rtplan.dcm", "rtplan_truncated.dcm", "test-SR.dcm",
-                     "waveform_ecg.dcm"], "DICOM without pixel data ("),
+                     "waveform_ecg.dcm", "ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "rtstruct.dcm"],
+                    "DICOM without pixel data ("),
     **dict.fromkeys(["meta_missing_tsyntax.dcm", "nested_priv_SQ.dcm"], "DICOM image without Rows"),
     **dict.fromkeys(["ExplVR_BigEnd.dcm", "JPEGLSNearLossless_08.dcm", "JPEGLSNearLossless_16.dcm", "SC_rgb_small_odd.dcm",
                      "SC_rgb_small_odd_big_endian.dcm", "SC_rgb_small_odd_jpeg.dcm", "rtdose.dcm", "rtdose_1frame.dcm",
@@ -245,7 +250,7 @@ def test_a_truncated_file_is_refused_for_where_it_was_cut_or_is_whole(tmp_path: 
         if cut == 0:
             assert reason == "empty file (0 bytes)"
         elif cut < 132:  # before the end of the DICM marker
-            assert reason == "not a DICOM Part 10 file (no DICM marker at byte 128)", cut
+            assert reason.startswith("not a DICOM file: no DICM marker at byte 128 and no data set at byte 0"), cut
         else:  # pydicom drops a cut element: the pixel data goes missing, or a header element is unreadable
             assert reason.startswith(("DICOM without pixel data (", "unreadable DICOM file: ")), (cut, reason)
 
@@ -275,10 +280,10 @@ def test_walk_finds_dicom_by_extension_and_by_marker(tmp_path: Path, source: np.
     write_dicom(tmp_path / "upper.DCM", source)
     write_dicom(tmp_path / "1.2.840.113619.2.55.3.100", source)  # named by UID: suffix ".100"
     write_dicom(tmp_path / "IM0001", source)
-    write_dicom(tmp_path / "DICOMDIR", source)  # an export's index, not a scan
+    shutil.copy(ODD_FILES / "dicomdirtests" / "DICOMDIR", tmp_path)  # an export's index: listed, then skipped by policy
     (tmp_path / "README").write_bytes(b"x" * 128 + b"DICX")
     names = [path.name for path in find_scans(tmp_path).scans]
-    assert names == ["1.2.840.113619.2.55.3.100", "IM0001", "upper.DCM"]
+    assert names == ["1.2.840.113619.2.55.3.100", "DICOMDIR", "IM0001", "upper.DCM"]
     assert np.array_equal(decode(tmp_path / "IM0001"), source)
 
 
@@ -361,8 +366,7 @@ def test_parse_tag_names_refuses_sequences_and_repeats() -> None:
             parse_tag_names(text)
 
 
-ODD = ["MR_truncated.dcm", "no_meta.dcm", "rtplan.dcm", "meta_missing_tsyntax.dcm", "badVR.dcm", "JPEG-lossy.dcm",
-       "JPEG2000-embedded-sequence-delimiter.dcm", "ExplVR_BigEndNoMeta.dcm"]
+ODD = ["MR_truncated.dcm", "no_meta.dcm", "meta_missing_tsyntax.dcm", "badVR.dcm", "JPEG2000-embedded-sequence-delimiter.dcm"]
 
 
 def test_odd_pydicom_files_are_error_rows_and_the_run_continues(export: Path, scorer) -> None:
@@ -396,3 +400,127 @@ def test_an_extension_less_dicom_is_opened_once_and_parsed_once_when_scored(
     loaded = load_scan(path, 160, DicomOptions(tags=("AccessionNumber",)))
     assert loaded.error == "" and loaded.model_input is not None and loaded.tags == {"AccessionNumber": "ACC-0042"}
     assert opened == [path] and len(parsed) == 1
+
+
+# ---- data sets without the Part 10 header, image-less DICOMs, the JPEG scan-header slip
+
+def without_part10_header(part10: Path, path: Path, implicit_vr: bool, little_endian: bool, keep_meta: bool = False) -> Path:
+    """The data set of PART10 as older archives write it: no preamble, no DICM marker, no file meta (or meta, unmarked)."""
+    ds = pydicom.dcmread(part10)
+    ds.preamble = None
+    if keep_meta:
+        ds.save_as(path, enforce_file_format=False)
+    else:
+        del ds.file_meta
+        if not little_endian:  # pydicom writes the pixel data's bytes as they are
+            ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
+        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=implicit_vr, little_endian=little_endian,
+                         force_encoding=True)
+    assert path.read_bytes()[128:132] != b"DICM"
+    return path
+
+
+@pytest.mark.parametrize(("name", "implicit_vr", "little_endian", "keep_meta"), [
+    ("IM0002", True, True, False),  # ACR-NEMA style: implicit VR little endian, named without an extension
+    ("explicit-le.dcm", False, True, False),
+    ("explicit-be.dcm", False, False, False),
+    ("meta-no-preamble.dcm", False, True, True),
+])
+def test_a_data_set_without_preamble_scores_exactly_like_its_part_10_file(
+    name: str, implicit_vr: bool, little_endian: bool, keep_meta: bool, tmp_path: Path, source: np.ndarray, scorer,
+) -> None:
+    part10 = write_dicom(tmp_path / "part10.dcm", source.astype(np.uint16) * 16, bits_stored=12, WindowCenter=2048, WindowWidth=4096)
+    bare = without_part10_header(part10, tmp_path / name, implicit_vr, little_endian, keep_meta)
+    assert find_scans(tmp_path).scans == sorted([part10, bare], key=lambda path: path.name)
+    loaded = [load_scan(path, scorer.card.image_size, DicomOptions(tags=("AccessionNumber",))) for path in (part10, bare)]
+    assert [item.error for item in loaded] == ["", ""]
+    assert loaded[1].tags == loaded[0].tags == {"AccessionNumber": "ACC-0042"}
+    assert np.array_equal(loaded[1].model_input, loaded[0].model_input)
+    probabilities = scorer.probabilities(np.stack([item.model_input for item in loaded]))
+    assert probabilities[1] == probabilities[0]
+
+
+@pytest.mark.parametrize(("head", "is_data_set"), [
+    (b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", True),  # explicit VR little endian, group 0008
+    (b"\x00\x08\x00\x05CS\x00\x0aISO_IR 100", True),  # explicit VR big endian
+    (b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100", True),  # implicit VR little endian
+    (b"\x02\x00\x00\x00UL\x04\x00\xc8\x00\x00\x00", True),  # file meta without the preamble
+    (b"\x20\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", False),  # no_meta.dcm: one stray byte first
+    (b"\x08\x00\x05\x00\xff\xff\xff\xffXXXX", False),  # group 0008, then neither a VR nor a short length
+    (b"\x10\x00\x10\x00PN\x08\x00Doe^Jane", False),  # a data set that starts with the patient: not checked for
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", False),
+    (b"\x00" * 132, False),
+    (b"\x08\x00", False),
+])
+def test_a_bare_data_set_is_told_by_its_first_element(head: bytes, is_data_set: bool) -> None:
+    assert starts_with_data_element(head) is is_data_set
+
+
+def test_a_jpeg_named_dcm_stays_an_error_row(tmp_path: Path, source: np.ndarray) -> None:
+    cv2.imwrite(str(tmp_path / "photo.jpeg"), source)
+    shutil.copy(tmp_path / "photo.jpeg", tmp_path / "photo.dcm")
+    shutil.copy(tmp_path / "photo.jpeg", tmp_path / "IM0003")
+    assert load_scan(tmp_path / "photo.dcm", 160).error == (
+        "not a DICOM file: no DICM marker at byte 128 and no data set at byte 0 (the file holds a JPEG image)")
+    assert [path.name for path in find_scans(tmp_path).scans] == ["photo.dcm", "photo.jpeg"]  # IM0003 is not DICOM
+
+
+IMAGE_LESS = {
+    "dicomdirtests/DICOMDIR": "skipped: no image (Media Storage Directory)",
+    "rtplan.dcm": "skipped: no image (RT Plan)",
+    "ExplVR_LitEndNoMeta.dcm": "skipped: no image (RT Ion Plan)",  # and without the Part 10 header
+    "rtstruct.dcm": "skipped: no image (RT Structure Set)",  # implicit VR, without the Part 10 header
+    "test-SR.dcm": "skipped: no image (Comprehensive SR)",
+    "waveform_ecg.dcm": "skipped: no image (12-lead ECG Waveform)",
+    "empty_charset_LEI.dcm": "skipped: no image (no SOP class)",
+}
+
+
+@pytest.mark.parametrize("frontal_only", [True, False])
+def test_dicomdir_and_image_less_dicoms_are_skipped_by_policy_whatever_the_filter(
+    frontal_only: bool, export: Path, scorer,
+) -> None:
+    for name in IMAGE_LESS:
+        shutil.copy(ODD_FILES / name, export / Path(name).name)
+    summary, rows, _ = run_score(export, scorer, DicomOptions(frontal_only=frontal_only))
+    errors = {Path(row["path"]).name: row["error"] for row in rows}
+    assert {name: errors[Path(name).name] for name in IMAGE_LESS} == IMAGE_LESS
+    assert (summary.failed, summary.skipped) == (0, len(IMAGE_LESS) + (2 if frontal_only else 0))
+
+
+def test_float_pixel_data_is_an_image_but_an_error_row(tmp_path: Path) -> None:
+    path = write_dicom(tmp_path / "map.dcm", np.zeros((64, 64), np.uint8), Modality="MR")
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.FloatPixelData = np.zeros((64, 64), "<f4").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    assert load_scan(path, 160, DicomOptions(frontal_only=False)).error == (
+        "DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
+
+
+def test_12_bit_lossy_jpeg_with_zeros_in_its_scan_header_decodes_as_its_fixed_twin() -> None:
+    """JPEG-lossy.dcm says spectral selection 0..0 where a sequential JPEG needs 0..63; JPGExtended.dcm is it fixed."""
+    fixed = pydicom.dcmread(ODD_FILES / "JPGExtended.dcm")
+    assert (fixed.file_meta.TransferSyntaxUID, fixed.BitsStored) == (JPEGExtended12Bit, 12)
+    with pytest.warns(UserWarning, match="JPEG scan header not valid for a sequential JPEG"):
+        repaired = decode(ODD_FILES / "JPEG-lossy.dcm")
+    assert np.array_equal(repaired, decode(ODD_FILES / "JPGExtended.dcm"))
+
+
+def test_only_sequential_jpeg_scan_headers_are_repaired(source: np.ndarray) -> None:
+    baseline = cv2.imencode(".jpg", source)[1].tobytes()
+    progressive = cv2.imencode(".jpg", source, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert repaired_scan_headers(baseline) is None and repaired_scan_headers(progressive) is None
+    scan_header = baseline.index(b"\xff\xda")
+    spectral_end = scan_header + 5 + 2 * baseline[scan_header + 4] + 1
+    slipped = baseline[:spectral_end] + b"\x00" + baseline[spectral_end + 1:]
+    assert repaired_scan_headers(slipped) == baseline
+
+
+def test_compressed_pixel_data_decodes_through_pylibjpeg_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow (installed with matplotlib) can decode JPEG 2000 too, but results must not hang on optional packages."""
+    decoder = get_decoder(JPEG2000)
+    assert "pillow" in decoder.available_plugins
+    monkeypatch.delitem(decoder._available, "pylibjpeg")
+    with pytest.raises(ScanError, match=r"transfer syntax JPEG 2000 Image Compression .* cannot be decoded"):
+        decode(ODD_FILES / "JPEG2000.dcm")

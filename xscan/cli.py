@@ -22,6 +22,7 @@ from xscan.options import DicomOptions, ScoreOptions
 
 if TYPE_CHECKING:
     from xscan.explain import Explainer
+    from xscan.file_warnings import FileWarning
     from xscan.labels import GroundTruth
     from xscan.report import Report
     from xscan.results import Row
@@ -159,8 +160,10 @@ def score(
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
     wait: bool = typer.Option(SCORE_DEFAULTS.wait, "--wait", help="If another xscan score is writing the same results file, "
                               "wait for it to finish instead of exiting 2 at once."),
-    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
+    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file, per warning (with the file's path) "
+                                  "and a summary per run to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors (warnings go to the log "
+                               "file only)."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
     dicom_filter: bool = typer.Option(
         SCORE_DEFAULTS.dicom.frontal_only, "--dicom-filter/--no-dicom-filter",
@@ -194,6 +197,8 @@ def score(
     photograph, a rotated or inverted film, an adult film): then the label is OUT_OF_SCOPE,
     never NORMAL or PNEUMONIA, and scope gives the reason and the check's score; it is not a
     failure.
+    Warnings raised while files are read (pydicom's remarks on odd DICOMs) are printed once per
+    kind, with a count, and logged once per file with --log-file.
 
     Run again with the same -o, the run resumes: rows are matched on resolved_path, so
     ./export and /data/export are one folder. Files scored (or skipped by the DICOM policy)
@@ -294,13 +299,19 @@ class _ScoreView:
         self._keep_rows = keep_rows
         self._progress: Any = None
         self.rows: list[Row] = []
+        self._warnings: list[FileWarning] = []
 
     def __call__(self, event: Event) -> None:
         from tqdm import tqdm
 
-        from xscan.run import Notice, NotScanned, Planned, Repaired, RowsWritten, Waiting
+        from xscan.run import Notice, NotScanned, Planned, Repaired, RowsWritten, Waiting, Warned
 
-        if isinstance(event, Notice):
+        if isinstance(event, Warned):
+            warning = event.warning
+            self._warnings.append(warning)
+            where = "the run" if warning.path is None else warning.path
+            self._log.line("warning", f"{where}: {warning.category} at {warning.origin}: {warning.message}")
+        elif isinstance(event, Notice):
             self._note("warning", event.message)
         elif isinstance(event, NotScanned):
             self._note("not-scanned", f"{event.path}: {event.reason}")
@@ -319,12 +330,16 @@ class _ScoreView:
             self._progress.update(len(event.rows))
 
     def finished(self, summary: ScoreSummary) -> None:
+        from xscan.file_warnings import tally
         from xscan.formats import IMAGE_EXTENSIONS
 
         self.close()
         self._log.summary(summary)
         if self._quiet:
             return
+        for kind in tally(self._warnings):  # one line per kind of warning, not per file: --log-file names the files
+            times = "once" if kind.count == 1 else f"{kind.count} times"
+            _say(f"warning, {times} ({kind.category} at {kind.origin}): {kind.first_message}")
         if not summary.found:
             _say(f"no scans found in {summary.folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
         scope = f" ({summary.out_of_scope} out of scope)" if summary.out_of_scope else ""

@@ -13,9 +13,17 @@ import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 
-from xscan.dicom_image import grey_image, read_dataset
+from xscan.dicom_image import grey_image, read_dataset, read_headerless_dataset
 from xscan.errors import ScanError
-from xscan.formats import DICOM_MARKER_END, FORMAT_OF_EXTENSION, Kind, has_dicom_marker, image_format, kind_by_name
+from xscan.formats import (
+    DICOM_MARKER_END,
+    FORMAT_OF_EXTENSION,
+    Kind,
+    has_dicom_marker,
+    image_format,
+    kind_by_name,
+    starts_with_data_element,
+)
 from xscan.limits import MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE
 
 # Every decode failure becomes a ScanError with its own reason; OpenCV's log lines would only repeat it on stderr.
@@ -26,11 +34,15 @@ TRAILER_SLACK = 1024
 
 
 class ScanFile:
-    """One scan file, opened once: its kind, and its bytes or its DICOM dataset, each read at most once."""
+    """One scan file, opened once: its kind, and its bytes or its DICOM dataset, each read at most once.
 
-    def __init__(self, path: Path, stream: BinaryIO, kind: Kind) -> None:
+    A DICOM is `headerless` when it was written without the Part 10 preamble and marker.
+    """
+
+    def __init__(self, path: Path, stream: BinaryIO, kind: Kind, headerless: bool = False) -> None:
         self.path = path
         self.kind = kind
+        self.headerless = headerless
         self.stream = stream
         self._raw: bytes | None = None
         self._dataset: Dataset | None = None
@@ -44,7 +56,7 @@ class ScanFile:
     def dataset(self) -> Dataset:
         """The DICOM dataset, parsed once; its pixel data is read from the open file when first used."""
         if self._dataset is None:
-            self._dataset = read_dataset(self.stream)
+            self._dataset = read_headerless_dataset(self.stream) if self.headerless else read_dataset(self.stream)
         return self._dataset
 
     def grey(self, min_side: int = 0) -> np.ndarray:
@@ -68,22 +80,35 @@ def decode(path: Path, min_side: int = 0) -> np.ndarray:
 def open_scan(path: Path) -> Iterator[ScanFile]:
     """Open PATH once for reading, refusing what is not a regular file, is empty or is huge, and tell its kind.
 
-    A file without a known extension is a scan only if it is DICOM: its first bytes decide.
+    A file without a known extension is a scan only if it is DICOM: its first bytes decide, as
+    they decide whether a DICOM has the Part 10 header or is a bare data set (`starts_with_data_element`).
     """
     kind = kind_by_name(path)
-    if kind is None:
-        raise ScanError(_unsupported(path))
     with _open_regular_file(path) as stream:
-        if kind is Kind.MAYBE_DICOM:
-            if not has_dicom_marker(stream.read(DICOM_MARKER_END)):
-                raise ScanError(_unsupported(path))
-            stream.seek(0)
+        headerless = False
+        if kind is not Kind.IMAGE:
+            headerless = _is_headerless_dicom(stream, path, kind)
             kind = Kind.DICOM
-        yield ScanFile(path, stream, kind)
+        yield ScanFile(path, stream, kind, headerless)
 
 
-def _unsupported(path: Path) -> str:
-    return f"unsupported file type {path.suffix or '(no extension)'}"
+def _is_headerless_dicom(stream: BinaryIO, path: Path, kind: Kind) -> bool:
+    """Whether an open DICOM candidate is a bare data set (True) or Part 10 (False); ScanError if it is neither."""
+    head = stream.read(DICOM_MARKER_END)
+    stream.seek(0)
+    if has_dicom_marker(head):
+        return False
+    if starts_with_data_element(head):
+        return True
+    if kind is Kind.MAYBE_DICOM:
+        raise ScanError(f"unsupported file type {path.suffix or '(no extension)'}")
+    raise ScanError(_not_dicom(head))
+
+
+def _not_dicom(head: bytes) -> str:
+    found = image_format(head)
+    content = f"a {found} image" if found else _describe_content(head)
+    return f"not a DICOM file: no DICM marker at byte 128 and no data set at byte 0 (the file holds {content})"
 
 
 @contextmanager

@@ -23,17 +23,28 @@ see `_frame_readable_from_file`.)
 from __future__ import annotations
 
 import struct
+import warnings
 from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, get_frame
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
 from pydicom.pixels.processing import apply_voi, apply_windowing
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+)
 
+from xscan.dicom_jpeg import repaired_scan_headers
 from xscan.errors import ScanError, one_line
 from xscan.limits import MAX_FRAME_BYTES, MAX_PIXELS
 
@@ -46,6 +57,11 @@ PYDICOM_ERRORS = (
     InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, IndexError, NotImplementedError, RuntimeError,
     OverflowError, struct.error,
 )
+# pylibjpeg and its plugins, installed with xscan, decode every compressed syntax xscan reads. pydicom would
+# otherwise try whatever else is installed too (GDCM, Pillow), so that results would hang on optional packages.
+DECODING_PLUGIN = "pylibjpeg"
+# The transfer syntax of a data set without file meta information is its encoding: (implicit VR, little endian).
+SYNTAX_OF_ENCODING = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian, (False, False): ExplicitVRBigEndian}
 
 
 def read_dataset(stream: BinaryIO) -> Dataset:
@@ -56,6 +72,25 @@ def read_dataset(stream: BinaryIO) -> Dataset:
         raise ScanError("not a DICOM Part 10 file (no DICM marker at byte 128)") from None
     except PYDICOM_ERRORS as error:
         raise ScanError(f"unreadable DICOM file: {one_line(error)}") from None
+
+
+def read_headerless_dataset(stream: BinaryIO) -> Dataset:
+    """Parse an open DICOM data set written without the Part 10 preamble and marker, as some older archives do.
+
+    Only called once the first bytes look like a data element (`formats.starts_with_data_element`).
+    Without file meta information, the encoding pydicom found is the transfer syntax: such a file
+    cannot say that its pixel data is compressed.
+    """
+    try:
+        ds = pydicom.dcmread(stream, defer_size=DEFER_BYTES, force=True)
+    except PYDICOM_ERRORS as error:
+        raise ScanError(f"unreadable DICOM file: {one_line(error)}") from None
+    if "TransferSyntaxUID" not in ds.file_meta:
+        syntax = SYNTAX_OF_ENCODING.get(ds.original_encoding)
+        if syntax is None:
+            raise ScanError("unreadable DICOM file: no data element could be read")
+        ds.file_meta.TransferSyntaxUID = syntax
+    return ds
 
 
 def grey_image(ds: Dataset, stream: BinaryIO) -> np.ndarray:
@@ -83,6 +118,8 @@ def grey_image(ds: Dataset, stream: BinaryIO) -> np.ndarray:
 
 def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise ScanError("DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
         raise ScanError(f"DICOM without pixel data ({_sop_class(ds)})")
     for name in ("Rows", "Columns", "PhotometricInterpretation", "BitsAllocated"):
         if name not in ds:
@@ -91,15 +128,13 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if not syntax:
         raise ScanError("DICOM file without a transfer syntax")
-    if syntax.is_compressed:
-        try:
-            decodable = get_decoder(syntax).is_available
-        except NotImplementedError:
-            decodable = False
-        if not decodable:
-            raise ScanError(f"DICOM transfer syntax {syntax.name} ({syntax}) cannot be decoded")
+    if syntax.is_compressed and not _decodable(syntax):
+        raise ScanError(f"DICOM transfer syntax {syntax.name} ({syntax}) cannot be decoded")
     try:
-        return pixel_array(stream if _frame_readable_from_file(ds, syntax) else ds, index=0)
+        if not syntax.is_encapsulated:
+            return pixel_array(stream if _frame_readable_from_file(ds, syntax) else ds, index=0)
+        _repair_jpeg_scan_header(ds, syntax)
+        return pixel_array(ds, index=0, decoding_plugin=DECODING_PLUGIN)
     except BaseException as error:
         # pylibjpeg-rle is Rust: on corrupt data it panics, and pyo3's PanicException derives from BaseException.
         if type(error).__name__ != "PanicException":
@@ -129,6 +164,34 @@ def check_frame_size(ds: Dataset) -> None:
     if frame_bytes > MAX_FRAME_BYTES:
         raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels x {samples} samples x {bits} bits = "
                         f"{frame_bytes >> 20} MiB; limit {MAX_FRAME_BYTES >> 20} MiB)")
+
+
+def _decodable(syntax: UID) -> bool:
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:  # pydicom knows no decoder for the syntax at all
+        return False
+    return decoder.is_native or DECODING_PLUGIN in decoder.available_plugins
+
+
+def _repair_jpeg_scan_header(ds: Dataset, syntax: UID) -> None:
+    """Make DS's first frame a conformant sequential JPEG where its scan header slips as some encoders' do.
+
+    Some encoders write zeros where a sequential JPEG's scan header must say 0..63 (JPEG-lossy.dcm
+    in pydicom's corpus): IJG libjpeg, behind most viewers, warns and reads such a file as if it
+    said so, while pylibjpeg refuses it. The repaired frame replaces the pixel data of DS (its
+    only use left), and a warning records the repair.
+    """
+    if syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
+        return
+    frame = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+    repaired = repaired_scan_headers(frame)
+    if repaired is None:
+        return
+    warnings.warn("JPEG scan header not valid for a sequential JPEG (spectral selection not 0..63); read as 0..63, "
+                  "as IJG libjpeg reads it", UserWarning, stacklevel=2)
+    ds.PixelData = encapsulate([repaired])
+    ds.NumberOfFrames = 1
 
 
 def _monochrome_to_uint8(frame: np.ndarray, ds: Dataset) -> np.ndarray:

@@ -1,11 +1,32 @@
-"""Which DICOM files are scored: frontal radiographs only, judged from the header before any pixel is read."""
+"""Which DICOM files are scored: images, and of those frontal radiographs only, judged from the header before any pixel is read."""
 
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
+PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
+
+
+def no_image_reason(ds: Dataset) -> str:
+    """Why a dataset holds no image at all ("" when it holds one): a DICOMDIR, a report, an RT plan, a waveform.
+
+    Such files are part of an export like the images, so they are skipped, whatever the filter.
+    """
+    if any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
+        return ""
+    return f"no image ({sop_class_name(ds)})"
+
+
+def sop_class_name(ds: Dataset) -> str:
+    """What the dataset is, by its SOP class: `Media Storage Directory`, `Basic Text SR`, or the UID pydicom does not know."""
+    meta = getattr(ds, "file_meta", None) or {}
+    uid = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+    if not uid:
+        return "no SOP class"
+    return UID(str(uid)).name.removesuffix(" Storage")
 
 
 def skip_reason(ds: Dataset) -> str:

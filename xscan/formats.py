@@ -17,6 +17,13 @@ SIGNATURES = (
     (b"BM", "BMP"),
 )
 DICOM_MARKER_END = 132  # a DICOM Part 10 file has a 128-byte preamble, then b"DICM"
+# A data set written without the Part 10 header (older archives) starts with its first element: the file meta
+# group 0002 (written without preamble) or the identifying group 0008, little or big endian.
+HEADERLESS_FIRST_GROUPS = frozenset({0x0002, 0x0008})
+VALUE_REPRESENTATIONS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+IMPLICIT_FIRST_LENGTH_LIMIT = 1024  # group 0008's first elements are short strings and UIDs
 
 
 class Kind(Enum):
@@ -25,26 +32,47 @@ class Kind(Enum):
     MAYBE_DICOM = "maybe DICOM"  # no known extension: a DICOM if its first bytes carry the marker
 
 
-def kind_by_name(path: Path) -> Kind | None:
-    """The kind a file's name says it is; None for a name that is never a scan (an unknown extension, a DICOMDIR).
+def kind_by_name(path: Path) -> Kind:
+    """The kind a file's name says it is.
 
     PACS exports often name DICOM files by UID or not at all, so a name without a known image
-    extension leaves the question to the file's first bytes (`has_dicom_marker`). A DICOMDIR is
-    an export's index, not a scan.
+    extension leaves the question to the file's first bytes (`looks_like_dicom`). A DICOMDIR is
+    such a file too: its content, an index without an image, decides what becomes of it.
     """
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return Kind.IMAGE
     if suffix in DICOM_EXTENSIONS:
         return Kind.DICOM
-    if path.name.upper() == "DICOMDIR":
-        return None
     return Kind.MAYBE_DICOM
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """Whether a file's first DICOM_MARKER_END bytes are DICOM's: the Part 10 marker, or a data set without it."""
+    return has_dicom_marker(head) or starts_with_data_element(head)
 
 
 def has_dicom_marker(head: bytes) -> bool:
     """Whether a file's first DICOM_MARKER_END bytes (or more) mark it as DICOM Part 10."""
     return head[DICOM_MARKER_END - 4 : DICOM_MARKER_END] == b"DICM"
+
+
+def starts_with_data_element(head: bytes) -> bool:
+    """Whether the bytes start like a DICOM data set written without the Part 10 header.
+
+    A cheap check before pydicom is asked to parse a file that lacks the preamble and marker: the
+    first element is in group 0002 or 0008 (either byte order) and carries a known value
+    representation (explicit VR) or a short even length (implicit VR).
+    """
+    if len(head) < 8:
+        return False
+    for order in ("little", "big"):
+        if int.from_bytes(head[0:2], order) in HEADERLESS_FIRST_GROUPS:
+            if head[4:6] in VALUE_REPRESENTATIONS:
+                return True
+            length = int.from_bytes(head[4:8], order)
+            return order == "little" and length % 2 == 0 and length <= IMPLICIT_FIRST_LENGTH_LIMIT
+    return False
 
 
 def image_format(head: bytes) -> str | None:

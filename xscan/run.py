@@ -3,7 +3,8 @@
 What happens along the way is told to an optional callback as events, in this order: each path
 the walk passed over (`NotScanned`), a wait for another run's lock (`Waiting`, with `wait` only),
 a repaired results file (`Repaired`), the plan (`Planned`), then the rows of each batch once
-written (`RowsWritten`). A run that cannot start or go on raises a `xscan.errors.RunError` (its
+written (`RowsWritten`), each preceded by the warnings its files raised while they were read
+(`Warned`). A run that cannot start or go on raises a `xscan.errors.RunError` (its
 `exit_code` says how `xscan score` exits); Ctrl-C propagates as KeyboardInterrupt, and the next
 run resumes. Any other exception is a bug or a resource that ran out (MemoryError): it propagates
 too, and no file's row hides it.
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from xscan.card import default_weights_dir, read_card
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
+from xscan.file_warnings import FileWarning, collected, warnings_kept
 from xscan.journal import CRASHED_TWICE, CRASHES_TO_SKIP, InFlightJournal
 from xscan.lock import results_lock
 from xscan.options import ScoreOptions
@@ -75,13 +77,20 @@ class Planned:
 
 
 @dataclass(frozen=True)
+class Warned:
+    """A warning raised while a file was read (pydicom's remarks on an odd file; `warning.path` names it), or by the run."""
+
+    warning: FileWarning
+
+
+@dataclass(frozen=True)
 class RowsWritten:
     """The rows of one batch, written and flushed to the output."""
 
     rows: list[Row]
 
 
-Event = NotScanned | Waiting | Repaired | Notice | Planned | RowsWritten
+Event = NotScanned | Waiting | Repaired | Notice | Planned | Warned | RowsWritten
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,8 @@ def score_folder(
     """Score every scan below FOLDER into the results CSV OUTPUT ('-': standard output), resuming it if it exists.
 
     SCORER is a model already loaded, to score several folders without loading it again; by
-    default the weights of `options.weights` are loaded.
+    default the weights of `options.weights` are loaded. No warning is printed: each is told as a
+    `Warned` event, every time it occurs.
     """
     if scorer is not None and options.weights is not None:
         raise ValueError("give score_folder a scorer or options.weights, not both")
@@ -137,6 +147,8 @@ def score_folder(
     with ExitStack() as held:
         if output != "-":
             held.enter_context(results_lock(Path(output), options.wait, on_wait=lambda lock: notify(Waiting(lock))))
+        held.enter_context(warnings_kept())
+        raised = held.enter_context(collected())
         results = held.enter_context(open_results(output, model_id, threshold, options.overwrite, options.dicom.tags,
                                                   rescore_skipped=not options.dicom.frontal_only))
         if results.repaired:
@@ -153,13 +165,22 @@ def score_folder(
             notify(Planned(len(to_score), results.tally.unchanged))
             for rows in _score_rows(to_score, scorer, options, results, journal):
                 results.write(rows)
+                _tell(notify, raised)
                 notify(RowsWritten(rows))
             results.finish()
             if journal is not None:
                 journal.close(keep={results.identity(scan)[KEY_COLUMN] for scan in found.scans})
         except OSError as error:
             raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
+        _tell(notify, raised)
     return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started, options.decoding_threads())
+
+
+def _tell(notify: Callable[[Event], None], raised: list[FileWarning]) -> None:
+    """Tell the warnings raised so far, and forget them."""
+    told, raised[:] = list(raised), []
+    for warning in told:
+        notify(Warned(warning))
 
 
 def _site(calibration: Path | None, model_id: str) -> LoadedSite | None:

@@ -1,9 +1,10 @@
 """The plain-text run log (`score --log-file`): a line per problem and a summary line per run, appended.
 
 Each line is `TIMESTAMP KIND MESSAGE`, the timestamp local ISO 8601 with its UTC offset; KIND is
-`error` (a file not scored, with the reason), `not-scanned` (a path the walk passed over),
-`waiting` (for another run's lock), `repaired`, `usage-error`, `fatal`, or `run` (the summary).
-Line breaks inside file names are written as `\\n` so one line stays one entry.
+`error` (a file not scored, with the reason), `warning` (a warning raised while a file was
+read: its path, the warning's category and origin, its message), `not-scanned` (a path the walk
+passed over), `waiting` (for another run's lock), `repaired`, `usage-error`, `fatal`, or `run`
+(the summary). Line breaks inside file names are written as `\\n` so one line stays one entry.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,10 @@ from pydicom.dataset import Dataset
 
 from xscan.decode import open_scan
 from xscan.dicom_image import PYDICOM_ERRORS
-from xscan.dicom_policy import skip_reason
+from xscan.dicom_policy import no_image_reason, skip_reason
 from xscan.dicom_tags import blank_tags, tag_values
 from xscan.errors import ScanError, one_line
+from xscan.file_warnings import FileWarning, collected, hand_over
 from xscan.formats import Kind
 from xscan.options import DicomOptions, ScoreOptions
 from xscan.preprocess import preprocess
@@ -45,6 +46,7 @@ class LoadedScan:
     model_input: np.ndarray | None  # preprocessed (image_size, image_size, 1) float32, or None with `error`
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
+    warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
 
 
 def decode_min_side(image_size: int) -> int:
@@ -56,7 +58,14 @@ def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions())
     """Open, decode and preprocess one file; a file that cannot be scored becomes an error, not an exception.
 
     A DICOM's header is read before its pixels: a file the policy does not score is never decoded.
+    Warnings raised meanwhile come with the file, where a run keeps them (`file_warnings.warnings_kept`).
     """
+    with collected() as raised:
+        loaded = _load_scan(path, image_size, dicom)
+    return replace(loaded, warnings=tuple(replace(warning, path=path) for warning in raised)) if raised else loaded
+
+
+def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
     tags = blank_tags(dicom.tags)
     try:
         with open_scan(path) as scan:
@@ -84,7 +93,8 @@ def read_header_tags(path: Path, names: Sequence[str]) -> dict[str, str]:
 def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str, str]]:
     """Why the policy does not score the file ("" to score it), and the tag values asked for."""
     try:
-        return skip_reason(ds) if dicom.frontal_only else "", tag_values(ds, dicom.tags)
+        reason = no_image_reason(ds) or (skip_reason(ds) if dicom.frontal_only else "")
+        return reason, tag_values(ds, dicom.tags)
     except PYDICOM_ERRORS as error:
         raise ScanError(f"unreadable DICOM header: {one_line(error)}") from None
 
@@ -125,12 +135,15 @@ def score_paths(
     Uses OPTIONS' batch size, threshold, decoding threads and DICOM options; where rows go, and
     which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
     batches of model inputs), not by the number of files. WATCH is told each file while it is decoded.
+    The warnings each file raised while it was read are handed to the calling thread's `file_warnings.collected` list, in file order,
+    before its batch is yielded.
     """
     threshold = options.threshold_or(scorer.threshold)
     workers = options.decoding_threads()
     batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
     lookahead = 2 * options.batch_size + 4 * workers
     for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom, watch):
+        hand_over(item.warnings)
         batch.append(item)
         if len(batch) == options.batch_size:
             yield score_batch(batch, scorer, threshold)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xscan.formats import DICOM_MARKER_END, Kind, has_dicom_marker, kind_by_name
+from xscan.formats import DICOM_MARKER_END, Kind, kind_by_name, looks_like_dicom
 
 
 @dataclass
@@ -22,17 +22,16 @@ def walk_order(path: Path | str) -> tuple[str, ...]:
 
 
 def is_candidate(path: Path) -> bool:
-    """A file to score: a known image or DICOM extension, or DICOM's marker in a file without one.
+    """A file to score: a known image or DICOM extension, or DICOM's first bytes in a file without one.
 
     Only files without a known extension are opened, and only their first 132 bytes read, to keep
     the walk cheap.
     """
-    kind = kind_by_name(path)
-    if kind is not Kind.MAYBE_DICOM:
-        return kind is not None
+    if kind_by_name(path) is not Kind.MAYBE_DICOM:
+        return True
     try:
         with open(path, "rb") as stream:
-            return has_dicom_marker(stream.read(DICOM_MARKER_END))
+            return looks_like_dicom(stream.read(DICOM_MARKER_END))
     except OSError:
         return False
 
