@@ -154,7 +154,7 @@ def test_empty_folder_is_exit_0_with_a_header_only_csv(tmp_path):
     ids=["missing-folder", "bad-option", "foreign-results", "other-model", "unwritable-output", "unwritable-log"],
 )
 def test_usage_errors_are_exit_2_before_the_model_loads(tmp_path, setup, args, message, monkeypatch):
-    def no_model(weights):
+    def no_model(weights, **options):
         raise AssertionError("the model was loaded before the usage error was found")
 
     monkeypatch.setattr("xscan.run.load_scorer", no_model)

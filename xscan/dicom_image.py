@@ -149,6 +149,8 @@ def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
     differs from what its transfer syntax says (dcmread notices; a read from the file does not):
     those two are read through the dataset, within the file-size limit.
     """
+    if ds.preamble is None:  # read without the Part 10 header (force=True): pydicom reads such a file only as a dataset
+        return False
     element = ds.get_item("PixelData", keep_deferred=True)  # as read, not converted (nor read): its encoding
     encoding = (element.is_implicit_VR, element.is_little_endian) if isinstance(element, RawDataElement) else ds.original_encoding
     return syntax != DeflatedExplicitVRLittleEndian and encoding == (syntax.is_implicit_VR, syntax.is_little_endian)
