@@ -23,6 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from xscan.card import sha256_of
+
 # The scope network's classes, by index. The reason strings are written into the `scope` column.
 IN_SCOPE = 0
 SCOPE_REASONS = ("", "outside the training population", "rotated or inverted", "not a chest radiograph")
@@ -204,15 +206,13 @@ class ScopeCheck:
 
 def save_scope(weights_dir: Path, network: Any, stats: FeatureStats, config: ScopeConfig, image_size: int) -> dict[str, str]:
     """Write the scope network's weights (without optimizer state) and the feature statistics; return their sha256s."""
-    import hashlib
-
     weights_dir.mkdir(parents=True, exist_ok=True)
     clean = build_scope_model(config, image_size)
     clean.set_weights(network.get_weights())
     clean.save_weights(weights_dir / SCOPE_WEIGHTS_FILE)
     stats.save(weights_dir / FEATURE_STATS_FILE)
     return {
-        f"{name}_sha256": hashlib.sha256((weights_dir / file).read_bytes()).hexdigest()
+        f"{name}_sha256": sha256_of(weights_dir / file)
         for name, file in (("weights", SCOPE_WEIGHTS_FILE), ("features", FEATURE_STATS_FILE))
     }
 
@@ -234,13 +234,11 @@ class ScopeFilesError(Exception):
 
 def load_scope(weights_dir: Path, card_scope: dict[str, Any], recipe: dict[str, Any], image_size: int) -> tuple[Any, ScopeCheck]:
     """The scope network (weights loaded) and the fitted check of a card's scope section; RECIPE is its training recipe."""
-    import hashlib
-
     paths = {name: weights_dir / card_scope[f"{name}_file"] for name in ("weights", "features")}
     for name, path in paths.items():
         if not path.exists():
             raise ScopeFilesError(f"no {path} (the model card's out-of-scope check needs it)")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != card_scope.get(f"{name}_sha256"):
+        if sha256_of(path) != card_scope.get(f"{name}_sha256"):
             raise ScopeFilesError(f"{path} does not match its model card")
     config = ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
     network = build_scope_model(config, image_size)
