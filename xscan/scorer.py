@@ -112,9 +112,11 @@ def load_scorer(
     With SCOPE_CHECK, the card's out-of-scope check is loaded too (a card without one gives a
     note instead); SITE is a site calibration already checked against the card's model id.
 
-    THREADS is how many threads TensorFlow runs each batch on. One, because the scoring
-    pipeline's decoding workers keep every core busy: more model threads only spin-wait and
-    take turns with the decoders. 0 leaves TensorFlow's own default.
+    THREADS is how many threads TensorFlow (and the BLAS behind numpy, which computes the
+    scope check's feature distance) runs each batch on. One, because the scoring pipeline's
+    decoding workers keep every core busy: more model threads only spin-wait and take turns with
+    the decoders. OpenBLAS's idle threads, left at their default, spun for a whole core after
+    each small matrix product and halved the scoring rate. 0 leaves the libraries' own defaults.
     """
     weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
     card = read_card(weights_dir)
@@ -127,7 +129,7 @@ def load_scorer(
         raise WeightsError(f"cannot read {weights_path}: {error.strerror or error}") from None
     if card.weights_sha256 and actual != card.weights_sha256:
         raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
-    _set_tensorflow_threads(threads)
+    _limit_threads(threads)
     # The card's config rebuilds the network exactly as trained; the file holds only its weights.
     network = build_model(model_config_from_card(card))
     try:
@@ -147,9 +149,13 @@ def load_scorer(
     return Scorer(card, network, scope_network, check, site)
 
 
-def _set_tensorflow_threads(threads: int) -> None:
+def _limit_threads(threads: int) -> None:
     import tensorflow as tf
 
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")  # for the rest of the process, as TensorFlow's setting is
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
