@@ -6,7 +6,7 @@ import pytest
 
 from xscan.card import CARD_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card, save_bundle
 from xscan.errors import WeightsError
-from xscan.model import ModelConfig, build_model, fold_batch_norms, member_logit_layer, member_logits
+from xscan.model import STEM_CONV, ModelConfig, build_model, fold_batch_norms, member_logit_layer, member_logits
 from xscan.scorer import load_scorer
 
 
@@ -131,6 +131,7 @@ def test_folding_batch_norms_keeps_the_function():
     batch = rng.random((4, 32, 32, 1), dtype=np.float32)
     folded = fold_batch_norms(network, config)
     assert not any(layer.name.endswith("_bn") for layer in folded.layers)
+    assert [layer.name for layer in folded.layers if layer.name.endswith("s0_a_conv") or layer.name == STEM_CONV] == [STEM_CONV]
     expected = np.asarray(network(batch, training=False))
     assert np.allclose(np.asarray(folded(batch, training=False)), expected, rtol=1e-4, atol=1e-4)
     assert np.abs(expected).max() > 1e-3  # a real signal went through

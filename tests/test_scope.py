@@ -142,3 +142,23 @@ def test_training_films_of_the_fullres_originals_are_kept(scorer, tmp_path):
     summary = score_folder(folder, tmp_path / "fullres.csv", ScoreOptions(), scorer=scorer)
     assert summary.scored == 120 and summary.out_of_scope <= 3
     assert TRAIN.is_dir()
+
+
+def test_folding_the_scope_networks_batch_norms_keeps_its_logits():
+    import numpy as np
+
+    from xscan.scope import ScopeConfig, build_scope_model, fold_scope_batch_norms
+
+    config, rng = ScopeConfig(widths=(4, 8)), np.random.default_rng(3)
+    network = build_scope_model(config, 32)
+    for layer in network.layers:  # trained-looking statistics, not the identity a fresh batch norm holds
+        if layer.name.endswith("_bn"):
+            width = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
+                               rng.uniform(0.2, 3, width)])
+    batch = rng.random((4, 32, 32, 1), dtype=np.float32)
+    folded = fold_scope_batch_norms(network, config, 32)
+    assert not any(layer.name.endswith("_bn") for layer in folded.layers)
+    expected = np.asarray(network(batch, training=False))
+    assert np.allclose(np.asarray(folded(batch, training=False)), expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(expected).max() > 1e-3

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from xscan.card import sha256_of
+from xscan.card import ModelCard, sha256_of
 
 # The scope network's classes, by index. The reason strings are written into the `scope` column.
 IN_SCOPE = 0
@@ -47,20 +47,39 @@ class ScopeConfig:
     crop_side: tuple[float, float] = (0.12, 0.3)  # crops this share of a side are not chest films; tight collimation is
 
 
-def build_scope_model(config: ScopeConfig, image_size: int) -> Any:
-    """A small CNN on the model input, downsampled 2x inside the network, with four class logits."""
+def build_scope_model(config: ScopeConfig, image_size: int, batch_norm: bool = True) -> Any:
+    """A small CNN on the model input, downsampled 2x inside the network, with four class logits.
+
+    Without BATCH_NORM the convs carry a bias instead: the inference form `fold_scope_batch_norms` fills.
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input((image_size, image_size, 1), name="scan")
     x = layers.AveragePooling2D(2, name="scope_downsample")(inputs)
     for stage, width in enumerate(config.widths):
-        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"scope_s{stage}_conv")(x)
-        x = layers.BatchNormalization(name=f"scope_s{stage}_bn")(x)
+        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=not batch_norm, name=f"scope_s{stage}_conv")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"scope_s{stage}_bn")(x)
         x = layers.ReLU(name=f"scope_s{stage}_relu")(x)
     x = layers.GlobalAveragePooling2D(name="scope_pool")(x)
     outputs = layers.Dense(len(SCOPE_REASONS), name="scope_logits")(x)
     return keras.Model(inputs, outputs, name="xscan-scope")
+
+
+def fold_scope_batch_norms(network: Any, config: ScopeConfig, image_size: int) -> Any:
+    """The scope network for inference: each batch norm folded into the conv before it (as `model.fold_batch_norms`)."""
+    import keras
+
+    from xscan.model import folded_conv
+
+    folded = build_scope_model(config, image_size, batch_norm=False)
+    for layer in folded.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.set_weights(list(folded_conv(network, layer.name)))
+        elif layer.weights:
+            layer.set_weights(network.get_layer(layer.name).get_weights())
+    return folded
 
 
 # --- synthetic out-of-scope examples --------------------------------------------------------------
@@ -232,16 +251,22 @@ class ScopeFilesError(Exception):
     """The scope check's files are missing or do not match the model card."""
 
 
-def load_scope(weights_dir: Path, card_scope: dict[str, Any], recipe: dict[str, Any], image_size: int) -> tuple[Any, ScopeCheck]:
-    """The scope network (weights loaded) and the fitted check of a card's scope section; RECIPE is its training recipe."""
+def scope_config_from_card(card: ModelCard) -> ScopeConfig:
+    """The scope network's recipe as the card records it."""
+    recipe = card.training["recipe"]["scope"]
+    return ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
+
+
+def load_scope(weights_dir: Path, card: ModelCard) -> tuple[Any, ScopeCheck]:
+    """The scope network (weights loaded) and the fitted check of CARD's scope section, from WEIGHTS_DIR."""
+    card_scope = card.scope
     paths = {name: weights_dir / card_scope[f"{name}_file"] for name in ("weights", "features")}
     for name, path in paths.items():
         if not path.exists():
             raise ScopeFilesError(f"no {path} (the model card's out-of-scope check needs it)")
         if sha256_of(path) != card_scope.get(f"{name}_sha256"):
             raise ScopeFilesError(f"{path} does not match its model card")
-    config = ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
-    network = build_scope_model(config, image_size)
+    network = build_scope_model(scope_config_from_card(card), card.image_size)
     network.load_weights(paths["weights"])
     check = ScopeCheck(card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(paths["features"]), card_scope)
     return network, check

@@ -53,8 +53,11 @@ class Scorer:
         inference = fold_batch_norms(self.network, model_config_from_card(self.card))
         outputs = [inference.output]
         if self.scope_check is not None:
+            from xscan.scope import fold_scope_batch_norms, scope_config_from_card
+
             members = model_config_from_card(self.card).members
-            outputs += [ensemble_features(inference, members).output, self.scope_network(inference.inputs[0])]
+            scope_network = fold_scope_batch_norms(self.scope_network, scope_config_from_card(self.card), self.card.image_size)
+            outputs += [ensemble_features(inference, members).output, scope_network(inference.inputs[0])]
         combined = keras.Model(inference.inputs, outputs)
         # One traced graph of one fixed shape: no retracing, no Python per image.
         self._run = tf.function(
@@ -143,7 +146,7 @@ def load_scorer(
     from xscan.scope import ScopeFilesError, load_scope
 
     try:
-        scope_network, check = load_scope(weights_dir, card.scope, card.training["recipe"]["scope"], card.image_size)
+        scope_network, check = load_scope(weights_dir, card)
     except (ScopeFilesError, OSError, ValueError, KeyError) as error:
         raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
     return Scorer(card, network, scope_network, check, site)
