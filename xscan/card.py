@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from xscan.errors import WeightsError
 from xscan.model import ModelConfig, build_model
@@ -56,7 +57,7 @@ class ModelCard:
 
 def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
     """The card's calibration: sigmoid(logit / temperature + bias)."""
-    return 1.0 / (1.0 + np.exp(-(logits / temperature + bias)))
+    return expit(np.asarray(logits, np.float64) / temperature + bias)
 
 
 def model_config_from_card(card: ModelCard) -> ModelConfig:

@@ -210,17 +210,23 @@ class ScopeCheck:
     def judge(self, scope_logits: np.ndarray, features: np.ndarray) -> list[ScopeVerdict]:
         probabilities = softmax(scope_logits)
         distances = self.stats.distance(features)
+        flagged = self.flags(scope_logits, features, distances)
         verdicts = []
-        for probability, distance in zip(probabilities, distances, strict=True):
+        for probability, distance, out in zip(probabilities, distances, flagged, strict=True):
             in_scope = float(probability[IN_SCOPE])
-            if in_scope < self.in_scope_threshold:
-                reason = SCOPE_REASONS[1 + int(np.argmax(probability[1:]))]
-            elif distance > self.distance_threshold:
-                reason = UNUSUAL_FEATURES
-            else:
+            if not out:
                 reason = ""
+            elif in_scope < self.in_scope_threshold:
+                reason = SCOPE_REASONS[1 + int(np.argmax(probability[1:]))]
+            else:
+                reason = UNUSUAL_FEATURES
             verdicts.append(ScopeVerdict(reason, 1.0 - in_scope, float(distance)))
         return verdicts
+
+    def flags(self, scope_logits: np.ndarray, features: np.ndarray, distances: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask of the scans out of scope: in-scope probability below its threshold, or feature distance above its own."""
+        distances = self.stats.distance(features) if distances is None else distances
+        return (softmax(scope_logits)[:, IN_SCOPE] < self.in_scope_threshold) | (distances > self.distance_threshold)
 
 
 def save_scope(weights_dir: Path, network: Any, stats: FeatureStats, config: ScopeConfig, image_size: int) -> dict[str, str]:
@@ -240,11 +246,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.asarray(logits, np.float64) - np.max(logits, axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
-
-
-def out_of_scope(scope_logits: np.ndarray, distances: np.ndarray, in_scope_threshold: float, distance_threshold: float) -> np.ndarray:
-    """Boolean mask of scans the check would flag; the same rule as ScopeCheck.judge, vectorized for training."""
-    return (softmax(scope_logits)[:, IN_SCOPE] < in_scope_threshold) | (distances > distance_threshold)
 
 
 class ScopeFilesError(Exception):

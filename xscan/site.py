@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit, logit
 
 from xscan.calibration import threshold_for_sensitivity
 from xscan.labels import GroundTruth
@@ -52,7 +53,7 @@ class SiteCalibration:
 
     def probability(self, base: np.ndarray) -> np.ndarray:
         """The site-calibrated probability of each base probability."""
-        return _sigmoid(self.slope * _logit(base) + self.intercept)
+        return expit(self.slope * _logit(base) + self.intercept)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -68,12 +69,7 @@ class LoadedSite:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return logit(np.clip(np.asarray(p, np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ def fit_site_calibration(
         # The sample's share of pneumonia is baked into the intercept; move it to the site's.
         sample = labelled.truth.mean()
         intercept += float(_logit(np.array(prevalence)) - _logit(np.array(sample)))
-    site = _sigmoid(slope * _logit(labelled.probabilities) + intercept)
+    site = expit(slope * _logit(labelled.probabilities) + intercept)
     threshold = threshold_for_sensitivity(site, labelled.truth, target_sensitivity)
     metrics = binary_metrics(labelled.truth, site, threshold)
     at_threshold: dict[str, object] = {
@@ -154,7 +150,7 @@ def _fit_logistic(logits: np.ndarray, truth: np.ndarray, with_slope: bool) -> tu
     from scipy.optimize import minimize_scalar
     from sklearn.metrics import log_loss
 
-    best = minimize_scalar(lambda b: log_loss(truth, np.clip(_sigmoid(logits + b), 1e-12, 1 - 1e-12), labels=[0, 1]),
+    best = minimize_scalar(lambda b: log_loss(truth, np.clip(expit(logits + b), 1e-12, 1 - 1e-12), labels=[0, 1]),
                            bounds=(-20, 20), method="bounded")
     return 1.0, float(best.x), "intercept"
 

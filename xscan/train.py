@@ -40,7 +40,6 @@ from xscan.scope import (
     ScopeCheck,
     ScopeConfig,
     build_scope_model,
-    out_of_scope,
     save_scope,
     softmax,
     synthetic_out_of_scope,
@@ -378,7 +377,7 @@ def _epoch_line(epoch: int, epochs: int, logs: dict) -> str:
 
 
 def _logits(network, x: np.ndarray) -> np.ndarray:
-    return np.asarray(network.predict(x, batch_size=64, verbose=0)).reshape(-1).astype(np.float64)
+    return _predict(network, x).reshape(-1)
 
 
 def evaluate_shifts(
@@ -480,7 +479,7 @@ def _scope_rates(scope_network, features, check: ScopeCheck, x_report: np.ndarra
 
 def _flagged(scope_network, features, check: ScopeCheck, x: np.ndarray) -> float:
     logits, feats = _scope_outputs(scope_network, features, x)
-    return float(out_of_scope(logits, check.stats.distance(feats), check.in_scope_threshold, check.distance_threshold).mean())
+    return float(check.flags(logits, feats).mean())
 
 
 def _external_figures(folder, scans, network, scope_network, features, check, calibration, threshold, config: TrainConfig, log: Log):
@@ -489,7 +488,7 @@ def _external_figures(folder, scans, network, scope_network, features, check, ca
     x = preprocess_all(load_images(scans), config.model.image_size)
     probability = calibrated_probability(_logits(network, x), *calibration)
     logits, feats = _scope_outputs(scope_network, features, x)
-    flagged = out_of_scope(logits, check.stats.distance(feats), check.in_scope_threshold, check.distance_threshold)
+    flagged = check.flags(logits, feats)
     figures = {"name": Path(folder).name, "folder": str(folder), "all": _figures(labels, probability, threshold, config),
                "out_of_scope_rate": float(flagged.mean())}
     views = _views(folder, scans)
