@@ -258,15 +258,21 @@ def scope_config_from_card(card: ModelCard) -> ScopeConfig:
     return ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
 
 
-def load_scope(weights_dir: Path, card: ModelCard) -> tuple[Any, ScopeCheck]:
-    """The scope network (weights loaded) and the fitted check of CARD's scope section, from WEIGHTS_DIR."""
-    card_scope = card.scope
+def scope_files(weights_dir: Path, card_scope: dict[str, Any]) -> dict[str, Path]:
+    """The files of a card's scope section in WEIGHTS_DIR ("weights", then "features"), each present and matching the card."""
     paths = {name: weights_dir / card_scope[f"{name}_file"] for name in ("weights", "features")}
     for name, path in paths.items():
         if not path.exists():
             raise ScopeFilesError(f"no {path} (the model card's out-of-scope check needs it)")
         if sha256_of(path) != card_scope.get(f"{name}_sha256"):
             raise ScopeFilesError(f"{path} does not match its model card")
+    return paths
+
+
+def load_scope(weights_dir: Path, card: ModelCard) -> tuple[Any, ScopeCheck]:
+    """The scope network (weights loaded) and the fitted check of CARD's scope section, from WEIGHTS_DIR."""
+    card_scope = card.scope
+    paths = scope_files(weights_dir, card_scope)
     network = build_scope_model(scope_config_from_card(card), card.image_size)
     network.load_weights(paths["weights"])
     check = ScopeCheck(card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(paths["features"]), card_scope)

@@ -123,15 +123,7 @@ def load_scorer(
     """
     weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
     card = read_card(weights_dir)
-    weights_path = weights_dir / WEIGHTS_FILE
-    if not weights_path.exists():
-        raise WeightsError(f"no weights file {weights_path}")
-    try:
-        actual = sha256_of(weights_path)
-    except OSError as error:
-        raise WeightsError(f"cannot read {weights_path}: {error.strerror or error}") from None
-    if card.weights_sha256 and actual != card.weights_sha256:
-        raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
+    weights_path = model_files(weights_dir, card, scope_check=scope_check)[0]
     _limit_threads(threads)
     # The card's config rebuilds the network exactly as trained; the file holds only its weights.
     network = build_model(model_config_from_card(card))
@@ -150,6 +142,31 @@ def load_scorer(
     except (ScopeFilesError, OSError, ValueError, KeyError) as error:
         raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
     return Scorer(card, network, scope_network, check, site)
+
+
+def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True) -> list[Path]:
+    """The files of WEIGHTS_DIR a Scorer of CARD loads besides the card: the weights, then the scope check's if it is used.
+
+    Each is checked against the card first (present, readable, the card's sha256), without
+    TensorFlow, so that a folder that would not load is a WeightsError before anything starts.
+    """
+    weights_path = weights_dir / WEIGHTS_FILE
+    if not weights_path.exists():
+        raise WeightsError(f"no weights file {weights_path}")
+    try:
+        actual = sha256_of(weights_path)
+    except OSError as error:
+        raise WeightsError(f"cannot read {weights_path}: {error.strerror or error}") from None
+    if card.weights_sha256 and actual != card.weights_sha256:
+        raise WeightsError(f"{weights_path} does not match its model card (sha256 {actual[:8]}, card says {card.weights_sha256[:8]})")
+    if not (scope_check and card.scope):
+        return [weights_path]
+    from xscan.scope import ScopeFilesError, scope_files
+
+    try:
+        return [weights_path, *scope_files(weights_dir, card.scope).values()]
+    except (ScopeFilesError, OSError, KeyError) as error:
+        raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
 
 
 def _limit_threads(threads: int) -> None:
