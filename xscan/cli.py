@@ -185,6 +185,12 @@ def score(
     calibration: Path = typer.Option(None, "--calibration", exists=True, dir_okay=False, metavar="SITE.json",
                                      help="Your site's threshold and calibration, from xscan calibrate; the model column "
                                      "becomes <model id>+<8 hex of the file's sha256>."),
+    ray: bool = typer.Option(SCORE_DEFAULTS.ray, "--ray", help="Decode and score on a Ray cluster (needs xscan[ray]): the one "
+                             "named by RAY_ADDRESS, else the one running on this machine, else a new one on this machine's cores; "
+                             "this process walks and writes as usual. FOLDER must be readable at the same path on every node; "
+                             "--workers is then ignored."),
+    ray_address: str = typer.Option(SCORE_DEFAULTS.ray_address, "--ray-address", metavar="ADDRESS", help="The Ray cluster to join, "
+                                    "e.g. head-node:6379 (implies --ray; overrides RAY_ADDRESS)."),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
@@ -230,6 +236,8 @@ def score(
         xscan score ./scans -o results.csv --log-file xscan.log
 
         xscan score ./pacs-export -o results.csv --dicom-tags AccessionNumber,SOPInstanceUID
+
+        RAY_ADDRESS=head-node:6379 xscan score /shared/archive -o results.csv --ray
     """
     from xscan.dicom_tags import parse_tag_names
     from xscan.errors import RunError
@@ -242,7 +250,7 @@ def score(
         raise _fail(f"--dicom-tags: {error}", EXIT_USAGE) from None
     options = ScoreOptions(batch_size=batch_size, threshold=threshold, workers=workers, weights=weights, overwrite=overwrite,
                            wait=wait, dicom=DicomOptions(frontal_only=dicom_filter, tags=tags), scope_check=scope_check,
-                           calibration=calibration)
+                           calibration=calibration, ray=ray or ray_address is not None, ray_address=ray_address)
     try:
         log = RunLog(log_file)
     except OSError as error:

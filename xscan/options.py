@@ -32,6 +32,8 @@ class ScoreOptions:
     dicom: DicomOptions = field(default_factory=DicomOptions)
     scope_check: bool = True  # label scans the model was not built for OUT_OF_SCOPE; off only for research use
     calibration: Path | None = None  # a site calibration file (SITE.json from `xscan calibrate`) for this model
+    ray: bool = False  # decode and score on a Ray cluster's workers (xscan.distributed); `workers` then does not apply
+    ray_address: str | None = None  # with ray: the cluster to join; None: RAY_ADDRESS, else one on this machine
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -40,6 +42,8 @@ class ScoreOptions:
             raise ValueError(f"threshold must lie between 0 and 1, not {self.threshold}")
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (one per usable CPU) or more, not {self.workers}")
+        if self.ray_address is not None and not self.ray:
+            raise ValueError("ray_address is the Ray cluster of a run with ray=True")
 
     def threshold_or(self, card_threshold: float) -> float:
         """The decision threshold of the run: the one asked for, else the model card's."""

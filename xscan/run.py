@@ -32,7 +32,7 @@ from xscan.options import ScoreOptions
 from xscan.results import KEY_COLUMN, Row
 from xscan.resume import StreamResults, Tally, open_results
 from xscan.scorer import Scorer, load_scorer
-from xscan.scoring import read_header_tags, score_paths
+from xscan.scoring import Watch, read_header_tags, score_paths
 from xscan.walk import find_scans
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class ScoreSummary:
     seconds: float
     exit_code: int
     out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE); not failures
-    workers: int = 0  # decoding threads the run used
+    workers: int = 0  # decoding threads the run used in this process (none on a Ray cluster)
 
     @property
     def rate(self) -> float:
@@ -131,6 +131,8 @@ def score_folder(
     """
     if scorer is not None and options.weights is not None:
         raise ValueError("give score_folder a scorer or options.weights, not both")
+    if scorer is not None and options.ray:
+        raise ValueError("a scorer scores in this process: give score_folder a scorer or options.ray, not both")
     started = time.monotonic()
     notify = on_event or (lambda event: None)
     folder, output = Path(folder), str(output)
@@ -156,14 +158,11 @@ def score_folder(
         try:
             to_score = results.plan(found.scans, folder, read_header_tags)
             journal = held.enter_context(InFlightJournal(Path(output))) if output != "-" else None
-            if scorer is None:
-                scorer = load_scorer(options.weights, scope_check=options.scope_check, site=site)
-            else:
-                scorer = _as_asked(scorer, options, site)
-            for note in scorer.notes:
+            score, notes = _row_source(options, site, scorer)
+            for note in notes:
                 notify(Notice(note))
             notify(Planned(len(to_score), results.tally.unchanged))
-            for rows in _score_rows(to_score, scorer, options, results, journal):
+            for rows in _score_rows(to_score, score, options, results, journal, threshold, model_id):
                 results.write(rows)
                 _tell(notify, raised)
                 notify(RowsWritten(rows))
@@ -173,7 +172,8 @@ def score_folder(
         except OSError as error:
             raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
         _tell(notify, raised)
-    return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started, options.decoding_threads())
+    return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started,
+                    0 if options.ray else options.decoding_threads())
 
 
 def _tell(notify: Callable[[Event], None], raised: list[FileWarning]) -> None:
@@ -194,6 +194,24 @@ def _site(calibration: Path | None, model_id: str) -> LoadedSite | None:
         raise UsageError(str(error)) from None
 
 
+# Planned paths in, the rows of each batch out, in order; told each file while it is decoded where it can be (Watch).
+RowSource = Callable[[Sequence[Path], ScoreOptions, Watch | None], Iterator[list[Row]]]
+
+
+def _row_source(options: ScoreOptions, site: LoadedSite | None, scorer: Scorer | None) -> tuple[RowSource, list[str]]:
+    """What scores the planned files, and its notes for the user: the model in this process, or on a Ray cluster (options.ray)."""
+    if options.ray:
+        from xscan.distributed import RayScoring  # Ray is imported there, and only with options.ray
+
+        cluster = RayScoring.connect(options.weights, address=options.ray_address, scope_check=options.scope_check, site=site)
+        return lambda paths, asked, watch: cluster.score_paths(paths, asked), cluster.notes
+    if scorer is None:
+        scorer = load_scorer(options.weights, scope_check=options.scope_check, site=site)
+    else:
+        scorer = _as_asked(scorer, options, site)
+    return lambda paths, asked, watch: score_paths(paths, scorer, asked, watch=watch), scorer.notes
+
+
 def _as_asked(scorer: Scorer, options: ScoreOptions, site: LoadedSite | None) -> Scorer:
     """A preloaded SCORER with the run's site calibration, and without its scope check if the run turns it off."""
     if not options.scope_check and scorer.scope_check is not None:
@@ -204,21 +222,21 @@ def _as_asked(scorer: Scorer, options: ScoreOptions, site: LoadedSite | None) ->
 
 
 def _score_rows(
-    to_score: Sequence[Path], scorer: Scorer, options: ScoreOptions, results: StreamResults, journal: InFlightJournal | None,
+    to_score: Sequence[Path], score: RowSource, options: ScoreOptions, results: StreamResults, journal: InFlightJournal | None,
+    threshold: float, model_id: str,
 ) -> Iterator[list[Row]]:
     """The rows of TO_SCORE, batch by batch; with a journal, files that crashed a run are treated apart.
 
     A file in flight when two runs died is not opened: its row says so. One in flight when one run
     died is decoded alone, before the others, so that if it crashes again no other file shares
-    the blame.
+    the blame. (On a Ray cluster the workers' files are not watched: a crash there is Ray's to retry.)
     """
     if journal is None:
-        yield from score_paths(to_score, scorer, options)
+        yield from score(to_score, options, None)
         return
     crashes = {scan: journal.crashes(results.identity(scan)) for scan in to_score}
     poisoned = [scan for scan in to_score if crashes[scan] >= CRASHES_TO_SKIP]
     if poisoned:
-        threshold, model_id = options.threshold_or(scorer.threshold), scorer.model_id
         yield [Row(str(scan), None, threshold, model_id, CRASHED_TWICE, dict.fromkeys(options.dicom.tags, ""))
                for scan in poisoned]
 
@@ -226,8 +244,8 @@ def _score_rows(
         return journal.in_flight(results.identity(scan))
 
     suspects = [scan for scan in to_score if crashes[scan] == 1]
-    yield from score_paths(suspects, scorer, replace(options, workers=1), watch=watch)
-    yield from score_paths([scan for scan in to_score if crashes[scan] == 0], scorer, options, watch=watch)
+    yield from score(suspects, replace(options, workers=1), watch)
+    yield from score([scan for scan in to_score if crashes[scan] == 0], options, watch)
 
 
 def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float, workers: int) -> ScoreSummary:
