@@ -32,7 +32,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from xscan import __version__
 from xscan.card import CARD_FILE, ModelCard, default_weights_dir, read_card
 from xscan.dicom_tags import blank_tags
 from xscan.errors import RunError, ScanError, UsageError, WeightsError
@@ -87,17 +86,28 @@ class ModelBundle:
                 files[path.relative_to(weights_dir).as_posix()] = path.read_bytes()
             except OSError as error:
                 raise WeightsError(f"cannot read {path}: {error.strerror or error}") from None
-        return card, cls(files, scope_check, site, __version__)
+        return card, cls(files, scope_check, site, _installed_version())
 
     def load(self) -> Scorer:
         """The Scorer of these files (one TensorFlow thread), loaded through a temporary weights folder."""
-        if self.xscan_version != __version__:
-            raise RuntimeError(f"this worker runs xscan {__version__}, the driver {self.xscan_version}: install one version everywhere")
+        here = _installed_version()
+        if self.xscan_version != here:
+            raise RuntimeError(f"this worker has xscan {here}, the driver {self.xscan_version}: install one version everywhere")
         with tempfile.TemporaryDirectory(prefix="xscan-weights-") as folder:
             for name, content in self.files.items():
                 (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
                 (Path(folder) / name).write_bytes(content)
             return load_scorer(Path(folder), threads=1, scope_check=self.scope_check, site=self.site)
+
+
+def _installed_version() -> str:
+    """The version of xscan installed here, as pip knows it (importing xscan.__version__ would close an import cycle)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xscan")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 class RayScoring:
