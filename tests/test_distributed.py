@@ -38,6 +38,9 @@ from xscan.run import RowsWritten, Warned, score_folder
 from xscan.site import fit_site_calibration, load_site, select_rows
 from xscan.walk import find_scans
 
+# Ray Data reads its own deprecated settings when it copies its context: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+
 REPO = Path(__file__).resolve().parents[1]
 ACTOR_NAME = "_ScoringActor"  # in the process title of each scoring actor: ray::MapWorker(MapBatches(_ScoringActor))
 

@@ -57,6 +57,10 @@ CPUS_PER_SCORER = 4
 # gets neither.
 SCORER_CPUS = 0.05
 DECODER_CPUS = 1 - SCORER_CPUS
+# A decoding task whose worker dies (a lost node, the OOM killer, a crash in a native decoder) is run
+# again this many times, then the run stops with the error: Ray Data's default, forever, would hang
+# a run on a file that kills its decoder every time (locally the in-flight journal skips such a file).
+DECODE_RETRIES = 3
 
 
 class ClusterError(RunError):
@@ -200,6 +204,7 @@ class RayScoring:
         decoded = source.map_batches(  # one task a block of positions (batch_size=None: the block is the batch)
             _load_block, batch_size=None, fn_args=(names,),
             fn_kwargs={"image_size": self.card.image_size, "dicom": options.dicom}, num_cpus=DECODER_CPUS,
+            max_retries=DECODE_RETRIES,
         )
         return decoded.map_batches(
             _ScoringActor, batch_size=options.batch_size, fn_constructor_args=(self._bundle, options),
