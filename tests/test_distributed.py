@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -64,8 +65,13 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _score(folder: Path, out: Path, *options: str):
-    return CliRunner().invoke(app, ["score", str(folder), "-o", str(out), "--quiet", *map(str, options)])
+def _score(folder: Path, out: Path, *options: str, quiet: bool = True):
+    return CliRunner().invoke(app, ["score", str(folder), "-o", str(out), *(["--quiet"] if quiet else []), *map(str, options)])
+
+
+def _said(stderr: str, out: Path) -> list[str]:
+    """What a run into OUT printed, with its duration and rate left out and OUT as `OUT`."""
+    return [re.sub(r" in [\d.]+ s \([\d.]+ images/s\)", "", line).replace(str(out), "OUT") for line in stderr.splitlines()]
 
 
 def _records(out: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -129,9 +135,11 @@ def mixed_folder(tmp_path_factory) -> Path:
 def test_rows_on_ray_equal_the_local_run(ray_cluster, mixed_folder, tmp_path):
     local, distributed = tmp_path / "local.csv", tmp_path / "ray.csv"
     options = ("--dicom-tags", "AccessionNumber")
-    assert _score(mixed_folder, local, *options, "--log-file", tmp_path / "local.log").exit_code == EXIT_SOME_FAILED
-    result = _score(mixed_folder, distributed, *options, "--log-file", tmp_path / "ray.log", "--ray", "--batch-size", "5")
+    by_local = _score(mixed_folder, local, *options, "--log-file", tmp_path / "local.log", quiet=False)
+    assert by_local.exit_code == EXIT_SOME_FAILED
+    result = _score(mixed_folder, distributed, *options, "--log-file", tmp_path / "ray.log", "--ray", "--batch-size", "5", quiet=False)
     assert result.exit_code == EXIT_SOME_FAILED, result.output
+    assert _said(result.stderr, distributed) == _said(by_local.stderr, local)  # the same notes and summary, nothing of Ray's
     ray_rows = assert_same_rows(distributed, local)
     assert "AccessionNumber" in ray_rows[0]
     assert [row["path"] for row in ray_rows] == [str(path) for path in find_scans(mixed_folder).scans]
@@ -289,6 +297,7 @@ def test_killed_ray_run_then_rerun_matches_an_uninterrupted_local_run(ray_cluste
     rerun = _cli(*command, env=joined)
     _, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == EXIT_OK, stderr.decode()
+    assert stderr == b""  # -q: nothing of Ray's either, on the process's own standard error
     rows = assert_same_rows(out, reference)  # every file once, in walk order, with the local run's values
     assert len(rows) == 80 and not (tmp_path / "ray.csv.tmp").exists()
 

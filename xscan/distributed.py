@@ -60,6 +60,8 @@ DECODER_CPUS = 1 - SCORER_CPUS
 # A decoding task whose worker dies (a lost node, the OOM killer, a crash in a native decoder) is run
 # again this many times, then the run stops with the error: Ray Data's default, forever, would hang
 # a run on a file that kills its decoder every time (locally the in-flight journal skips such a file).
+# Ray 2.60 deprecates passing it (as any other `ray_remote_args`), to be removed in 2.64 with no
+# named replacement for max_retries: hence the ray extra's `<2.64`.
 DECODE_RETRIES = 3
 
 
@@ -140,13 +142,15 @@ class RayScoring:
         except ImportError:
             raise RayNotInstalled("--ray needs Ray: pip install 'xscan[ray]'") from None
         card, bundle = ModelBundle.read(Path(weights_dir) if weights_dir else default_weights_dir(), scope_check, site)
+        if quiet:
+            _quiet_ray_loggers()
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS") or None
             _check_reachable(address)
             try:
                 # Workers' own output stays in the cluster's logs (/tmp/ray/session_latest/logs on each
                 # node): a file's error is a row, and a failure in a worker comes back here as an exception.
-                with _quiet_ray() if quiet else nullcontext():
+                with _native_output_silenced() if quiet else nullcontext():
                     ray.init(address=address, log_to_driver=False, include_dashboard=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
                 raise ClusterError(f"cannot join the Ray cluster at {address or 'this machine'}: {error}") from None
@@ -212,17 +216,10 @@ class RayScoring:
         )
 
 
-@contextmanager
-def _quiet_ray() -> Iterator[None]:
-    """Within, Ray starts without a note on this process's standard error, and later keeps its notes off it too.
+def _quiet_ray_loggers() -> None:
+    """Python's loggers of Ray and Ray Data show errors only on standard error, where the command's own messages go.
 
-    Standard error is where the command's own messages go. Ray's C++ core logs a warning on every
-    actor pool that Ray Data starts (about Ray Data's own constructor arguments): its level is set
-    to fatal (RAY_BACKEND_LOG_LEVEL, when set, wins), and the note that it was set, written as the
-    core starts, goes to /dev/null with the rest of the start-up's native output; the cluster's
-    own processes, started meanwhile, write to their log files. Python's loggers of Ray and Ray
-    Data show errors only. Errors from `ray.init` come as exceptions; Ray's log files in the
-    session folder keep everything.
+    Ray Data's log file in the session folder still keeps everything.
     """
     import ray.data  # noqa: F401  (configures the "ray.data" logger, whose console handler is lowered below)
 
@@ -230,6 +227,18 @@ def _quiet_ray() -> Iterator[None]:
     for handler in logging.getLogger("ray.data").handlers:
         if not isinstance(handler, logging.FileHandler) and isinstance(handler, logging.StreamHandler):
             handler.setLevel(logging.ERROR)
+
+
+@contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """Within, Ray starts without a note on this process's standard error, and its C++ core writes none there later either.
+
+    Ray's C++ core logs a warning on every actor pool that Ray Data starts (about Ray Data's own
+    constructor arguments): its level is set to fatal (RAY_BACKEND_LOG_LEVEL, when set, wins), and
+    the note that it was set, written as the core starts, goes to /dev/null with the rest of the
+    start-up's native output; the cluster's own processes, started meanwhile, write to their log
+    files. Errors from `ray.init` come as exceptions.
+    """
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     saved = os.dup(2)
     try:
@@ -246,11 +255,12 @@ def _rays_own_warnings() -> Iterator[None]:
     """Warnings raised on this thread within, while Ray Data runs, are the run's, not a file's.
 
     Ray Data raises a DeprecationWarning for each of its own deprecated settings whenever it copies
-    its context: those are dropped, as Python's default filters drop them; any other is handed on.
+    its context, and a RayDeprecationWarning for DECODE_RETRIES: deprecations are dropped, as
+    Python's default filters drop them; any other warning is handed on.
     """
     with collected() as raised:
         yield
-    hand_over(warning for warning in raised if warning.category not in ("DeprecationWarning", "PendingDeprecationWarning"))
+    hand_over(warning for warning in raised if not warning.category.endswith("DeprecationWarning"))
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
