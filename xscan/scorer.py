@@ -10,6 +10,7 @@ import numpy as np
 
 from xscan.card import WEIGHTS_FILE, ModelCard, calibrated_probability, default_weights_dir, model_config_from_card, read_card, sha256_of
 from xscan.errors import WeightsError
+from xscan.inference import CompiledNetwork
 from xscan.model import build_model, ensemble_features, fold_batch_norms
 
 if TYPE_CHECKING:
@@ -45,10 +46,10 @@ class Scorer:
     scope_check: ScopeCheck | None = None
     site: LoadedSite | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the user, e.g. no out-of-scope check
+    threads: int = 1  # the network runs each batch on this many threads
 
     def __post_init__(self) -> None:
         import keras
-        import tensorflow as tf
 
         inference = fold_batch_norms(self.network, model_config_from_card(self.card))
         outputs = [inference.output]
@@ -58,12 +59,8 @@ class Scorer:
             members = model_config_from_card(self.card).members
             scope_network = fold_scope_batch_norms(self.scope_network, scope_config_from_card(self.card), self.card.image_size)
             outputs += [ensemble_features(inference, members).output, scope_network(inference.inputs[0])]
-        combined = keras.Model(inference.inputs, outputs)
-        # One traced graph of one fixed shape: no retracing, no Python per image.
-        self._run = tf.function(
-            lambda batch: combined(batch, training=False),
-            input_signature=[tf.TensorSpec([MODEL_BATCH, self.card.image_size, self.card.image_size, 1], tf.float32)],
-        )
+        # One compiled graph of one fixed shape: no retracing, no Python per image.
+        self._network = CompiledNetwork(keras.Model(inference.inputs, outputs), MODEL_BATCH, self.threads)
 
     @property
     def model_id(self) -> str:
@@ -98,9 +95,7 @@ class Scorer:
         return Assessment(probabilities, scope)
 
     def _outputs(self, chunk: np.ndarray) -> list[np.ndarray]:
-        # Keras gives a model of one output that output alone, and a list for several.
-        outputs = self._run(chunk)
-        return [np.asarray(t) for t in outputs] if isinstance(outputs, list | tuple) else [np.asarray(outputs)]
+        return self._network.run(chunk)
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of pneumonia for a stack of model inputs."""
@@ -132,16 +127,16 @@ def load_scorer(
     except Exception as error:  # h5py and keras raise many types for a corrupt or mismatched file
         raise WeightsError(f"cannot load {weights_path}: {error}") from None
     if not scope_check:
-        return Scorer(card, network, site=site)
+        return Scorer(card, network, site=site, threads=threads)
     if not card.scope:
-        return Scorer(card, network, site=site, notes=[NO_SCOPE_CHECK])
+        return Scorer(card, network, site=site, notes=[NO_SCOPE_CHECK], threads=threads)
     from xscan.scope import ScopeFilesError, load_scope
 
     try:
         scope_network, check = load_scope(weights_dir, card)
     except (ScopeFilesError, OSError, ValueError, KeyError) as error:
         raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
-    return Scorer(card, network, scope_network, check, site)
+    return Scorer(card, network, scope_network, check, site, threads=threads)
 
 
 def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True) -> list[Path]:
