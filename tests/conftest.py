@@ -45,6 +45,16 @@ def _validation_paths() -> frozenset[Path]:
     return frozenset(scan.path for scan in report)
 
 
+def with_trained_batch_norms(network, rng):
+    """NETWORK with trained-looking batch norm statistics, not the identity a fresh batch norm holds (to test folding)."""
+    for layer in network.layers:
+        if layer.name.endswith("_bn"):
+            width = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
+                               rng.uniform(0.2, 3, width)])
+    return network
+
+
 def validation_scans(label: str, count: int) -> list[Path]:
     """The first COUNT scans of class LABEL from the report part of the bundled model's validation.
 

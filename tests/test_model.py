@@ -3,6 +3,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+from conftest import with_trained_batch_norms
 
 from xscan.card import CARD_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card, save_bundle
 from xscan.errors import WeightsError
@@ -123,11 +124,7 @@ def test_folding_batch_norms_keeps_the_function():
     config = ModelConfig(image_size=32, widths=(4, 8), members=2)
     network = build_model(config)
     rng = np.random.default_rng(5)
-    for layer in network.layers:  # trained-looking statistics, not the identity a fresh batch norm holds
-        if layer.name.endswith("_bn"):
-            width = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
-                               rng.uniform(0.2, 3, width)])
+    with_trained_batch_norms(network, rng)
     batch = rng.random((4, 32, 32, 1), dtype=np.float32)
     folded = fold_batch_norms(network, config)
     assert not any(layer.name.endswith("_bn") for layer in folded.layers)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import FULLRES, TRAIN, validation_scans
+from conftest import FULLRES, TRAIN, validation_scans, with_trained_batch_norms
 from scope_corpus import write_corpus
 
 from xscan.card import CARD_FILE, default_weights_dir
@@ -151,11 +151,7 @@ def test_folding_the_scope_networks_batch_norms_keeps_its_logits():
 
     config, rng = ScopeConfig(widths=(4, 8)), np.random.default_rng(3)
     network = build_scope_model(config, 32)
-    for layer in network.layers:  # trained-looking statistics, not the identity a fresh batch norm holds
-        if layer.name.endswith("_bn"):
-            width = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
-                               rng.uniform(0.2, 3, width)])
+    with_trained_batch_norms(network, rng)
     batch = rng.random((4, 32, 32, 1), dtype=np.float32)
     folded = fold_scope_batch_norms(network, config, 32)
     assert not any(layer.name.endswith("_bn") for layer in folded.layers)
