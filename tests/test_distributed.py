@@ -184,6 +184,19 @@ def test_score_folder_on_ray_with_a_site_calibration_and_no_scope_check_equals_t
     assert (local.scored, local.failed, local.skipped, local.exit_code) == (8, 1, 0, EXIT_SOME_FAILED)
 
 
+def test_a_warning_of_a_file_given_as_a_uri_names_the_uri(ray_cluster, tmp_path):
+    from xscan.distributed import RayScoring
+    from xscan.file_warnings import collected
+
+    shutil.copy(CORPUS / "badVR.dcm", tmp_path / "padded.dcm")  # pydicom warns while reading it
+    uri = (tmp_path / "padded.dcm").as_uri()
+    with collected() as raised:
+        rows = [row for batch in RayScoring.connect().score_paths([uri], ScoreOptions(dicom=DicomOptions(frontal_only=False)))
+                for row in batch]
+    assert [row.path for row in rows] == [uri]
+    assert raised and {warning.path for warning in raised} == {uri}
+
+
 def test_rows_come_back_batch_by_batch_in_input_order_from_paths_and_object_storage_uris(ray_cluster, scorer, tmp_path):
     """file:// stands in for s3:// or gs://: the same pyarrow code path, on the local file system."""
     from xscan.distributed import RayScoring

@@ -186,7 +186,7 @@ class RayScoring:
             rows = []
             for position, row, scan in zip(positions, batch["row"], batch["scan"], strict=True):
                 path = paths[position]  # the name as given: a URI was fetched into a temporary file of another name
-                hand_over(replace(warning, path=Path(path)) for warning in pickle.loads(scan).warnings)
+                hand_over(replace(warning, path=path) for warning in pickle.loads(scan).warnings)  # a URI stays a URI
                 rows.append(replace(pickle.loads(row), path=str(path)))
             yield rows
         if expected != len(paths):
