@@ -158,3 +158,15 @@ def test_folding_the_scope_networks_batch_norms_keeps_its_logits():
     expected = np.asarray(network(batch, training=False))
     assert np.allclose(np.asarray(folded(batch, training=False)), expected, rtol=1e-4, atol=1e-4)
     assert np.abs(expected).max() > 1e-3
+
+
+def test_a_scope_file_that_does_not_match_the_card_is_a_weights_error(tmp_path):
+    from xscan.errors import WeightsError
+
+    weights = tmp_path / "weights"
+    shutil.copytree(default_weights_dir(), weights)
+    with open(weights / "xscan-features.npz", "ab") as features:
+        features.write(b"x")
+    with pytest.raises(WeightsError, match="cannot load the out-of-scope check: .*xscan-features.npz does not match its model card"):
+        load_scorer(weights)
+    assert load_scorer(weights, scope_check=False).scope_check is None  # without the check, the file is not needed

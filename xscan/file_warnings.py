@@ -34,7 +34,8 @@ class FileWarning:
     category: str  # the warning's class (UserWarning), or the log level of a pydicom log record (WARNING)
     origin: str  # where it was raised, package folder, file and line: pydicom/valuerep.py:440; one kind of warning
     message: str  # on one line; the same kind of warning may say different things of different files
-    path: Path | str | None = None  # the file being read when it was raised (a URI given to a Ray run stays a str); None for one the run raised itself
+    # The file being read when it was raised (a URI given to a Ray run stays a str); None for one the run raised itself.
+    path: Path | str | None = None
 
 
 @dataclass

@@ -32,8 +32,7 @@ class CompiledNetwork:
         from ai_edge_litert.interpreter import Interpreter
 
         input_shape = [batch, *model.inputs[0].shape[1:]]
-        self._widths = [int(np.prod(output.shape[1:])) for output in model.outputs]
-        self._shapes = [tuple(output.shape[1:]) for output in model.outputs]
+        self._shapes = [tuple(output.shape[1:]) for output in model.outputs]  # each output's shape for one input, in order
 
         # One output, the model's outputs flattened side by side: no guessing which interpreter output is which.
         def joined(inputs: Any) -> Any:
@@ -56,7 +55,8 @@ class CompiledNetwork:
         self._interpreter.invoke()
         joined = self._interpreter.get_tensor(self._output)
         outputs, start = [], 0
-        for width, shape in zip(self._widths, self._shapes, strict=True):
+        for shape in self._shapes:
+            width = int(np.prod(shape))
             outputs.append(joined[:, start : start + width].reshape(len(joined), *shape))
             start += width
         return outputs

@@ -115,18 +115,29 @@ def fold_batch_norms(network: Any, config: ModelConfig) -> Any:
     read once (about a quarter of the network's time saved with three members; the numbers are
     the same, each output channel being computed as before).
     """
+    folded = build_model(config, batch_norm=False, shared_stem=config.members > 1)
+    fill_folded(folded, network, skip=(STEM_CONV,))
+    if config.members > 1:
+        parts = [folded_conv(network, f"m{member}_s0_a_conv") for member in range(config.members)]
+        folded.get_layer(STEM_CONV).set_weights([np.concatenate([kernel for kernel, _ in parts], axis=-1),
+                                                 np.concatenate([bias for _, bias in parts])])
+    return folded
+
+
+def fill_folded(folded: Any, network: Any, skip: tuple[str, ...] = ()) -> None:
+    """Give FOLDED (NETWORK's shape, its convs with a bias instead of a batch norm) NETWORK's weights, each batch norm folded in.
+
+    Layers named in SKIP are left for the caller to fill.
+    """
     import keras
 
-    folded = build_model(config, batch_norm=False, shared_stem=config.members > 1)
     for layer in folded.layers:
-        if layer.name == STEM_CONV:
-            parts = [folded_conv(network, f"m{member}_s0_a_conv") for member in range(config.members)]
-            layer.set_weights([np.concatenate([kernel for kernel, _ in parts], axis=-1), np.concatenate([bias for _, bias in parts])])
-        elif isinstance(layer, keras.layers.Conv2D):
+        if layer.name in skip:
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
             layer.set_weights(list(folded_conv(network, layer.name)))
         elif layer.weights:
             layer.set_weights(network.get_layer(layer.name).get_weights())
-    return folded
 
 
 def folded_conv(network: Any, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -69,16 +69,10 @@ def build_scope_model(config: ScopeConfig, image_size: int, batch_norm: bool = T
 
 def fold_scope_batch_norms(network: Any, config: ScopeConfig, image_size: int) -> Any:
     """The scope network for inference: each batch norm folded into the conv before it (as `model.fold_batch_norms`)."""
-    import keras
-
-    from xscan.model import folded_conv
+    from xscan.model import fill_folded
 
     folded = build_scope_model(config, image_size, batch_norm=False)
-    for layer in folded.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            layer.set_weights(list(folded_conv(network, layer.name)))
-        elif layer.weights:
-            layer.set_weights(network.get_layer(layer.name).get_weights())
+    fill_folded(folded, network)
     return folded
 
 

@@ -82,7 +82,7 @@ class Scorer:
         count = len(model_inputs)
         padded = np.zeros((-(-count // MODEL_BATCH) * MODEL_BATCH, *model_inputs.shape[1:]), np.float32)
         padded[:count] = model_inputs
-        chunks = [self._outputs(padded[i : i + MODEL_BATCH]) for i in range(0, len(padded), MODEL_BATCH)]
+        chunks = [self._network.run(padded[i : i + MODEL_BATCH]) for i in range(0, len(padded), MODEL_BATCH)]
         logits = np.concatenate([chunk[0] for chunk in chunks]).reshape(-1)[:count].astype(np.float64)
         probabilities = calibrated_probability(logits, self.card.temperature, self.card.bias)
         if self.site:
@@ -93,9 +93,6 @@ class Scorer:
             scope_logits = np.concatenate([chunk[2] for chunk in chunks])[:count]
             scope = self.scope_check.describe(scope_logits, features)
         return Assessment(probabilities, scope)
-
-    def _outputs(self, chunk: np.ndarray) -> list[np.ndarray]:
-        return self._network.run(chunk)
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of pneumonia for a stack of model inputs."""
@@ -110,15 +107,15 @@ def load_scorer(
     With SCOPE_CHECK, the card's out-of-scope check is loaded too (a card without one gives a
     note instead); SITE is a site calibration already checked against the card's model id.
 
-    THREADS is how many threads TensorFlow (and the BLAS behind numpy, which computes the
-    scope check's feature distance) runs each batch on. One, because the scoring pipeline's
+    THREADS is how many threads the network (and TensorFlow, and the BLAS behind numpy, which
+    computes the scope check's feature distance) runs each batch on. One, because the scoring pipeline's
     decoding workers keep every core busy: more model threads only spin-wait and take turns with
     the decoders. OpenBLAS's idle threads, left at their default, spun for a whole core after
     each small matrix product and halved the scoring rate. 0 leaves the libraries' own defaults.
     """
     weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
     card = read_card(weights_dir)
-    weights_path = model_files(weights_dir, card, scope_check=scope_check)[0]
+    weights_path = model_files(weights_dir, card, scope_check=False)[0]  # the scope check's files: load_scope checks them
     _limit_threads(threads)
     # The card's config rebuilds the network exactly as trained; the file holds only its weights.
     network = build_model(model_config_from_card(card))
