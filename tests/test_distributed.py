@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import FULLRES, real_scans, validation_scans
+from ray_throughput import descendants  # benchmarks/, on pytest's pythonpath
 from test_cli_exit_codes import EXPECTED_ERRORS, NOT_UTF8, _build_hostile_folder
 from test_dicom import write_dicom
 from test_file_warnings import CORPUS
@@ -230,22 +231,6 @@ def _process_titles() -> dict[int, str]:
     return titles
 
 
-def _descendants(pid: int) -> set[int]:
-    """Processes started by PID, directly or not (Ray's workers are children of the raylet this test process started)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
 @pytest.fixture(scope="module")
 def fullres_folder(tmp_path_factory) -> Path:
     """80 full-resolution scans (links to the originals): slow enough to decode that a run can be killed midway."""
@@ -267,7 +252,7 @@ def test_a_lost_scoring_worker_is_retried_without_losing_or_repeating_rows(ray_c
         rows.extend(batch)
         if not killed:  # the scoring actor has answered once: kill it, with most batches still to score
             titles = _process_titles()
-            killed = [pid for pid in _descendants(os.getpid()) if ACTOR_NAME in titles.get(pid, "")]
+            killed = [pid for pid in descendants(os.getpid()) if ACTOR_NAME in titles.get(pid, "")]
             assert killed, "no scoring actor found among this test's processes"
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
