@@ -316,7 +316,7 @@ def _fit(network, x_train, y_train, x_val, y_val, config: TrainConfig, log: Log)
 
     def augment(x, y):
         # Every member sees the same label; class weights enter as per-scan sample weights.
-        return augmenter(x, training=True), tf.tile(tf.cast(y, tf.float32)[:, None], [1, members]), tf.gather(weights, y)
+        return augmenter(x, training=True, labels=y), tf.tile(tf.cast(y, tf.float32)[:, None], [1, members]), tf.gather(weights, y)
 
     batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train.astype("int32")))
