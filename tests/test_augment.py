@@ -31,7 +31,7 @@ def test_every_configured_step_is_a_layer():
 def _only(**kwargs) -> AugmentConfig:
     """A config with every step off but those given."""
     off = dict(flip=False, rotation=0.0, zoom_in=0.0, zoom_out=0.0, translation=0.0, contrast=0.0, brightness=0.0,
-               aspect=0.0, blur_probability=0.0, noise=0.0)
+               aspect=0.0, blur_probability=0.0, noise=0.0, normal_zoom=1.0)
     return AugmentConfig(**{**off, **kwargs})
 
 
