@@ -64,7 +64,7 @@ def main() -> None:
     for weights in sys.argv[1:]:
         scorer = load_scorer(Path(weights), threads=2)
         for name, (normal, pneumonia) in PROXIES.items():
-            x = np.stack([preprocess((pneumonia if y else normal)(g), scorer.card.image_size) for g, y in zip(greys, labels)])
+            x = np.stack([preprocess((pneumonia if y else normal)(g), scorer.card.image_size) for g, y in zip(greys, labels, strict=True)])
             p = scorer.probabilities(x)
             called = p >= scorer.card.threshold
             print(f"| {scorer.card.model_id} | {name} | {roc_auc_score(labels, p):.4f} | {called[labels == 1].mean():.3f} | "

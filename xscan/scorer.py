@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,10 @@ class Scorer:
     notes: list[str] = field(default_factory=list)  # warnings for the user, e.g. no out-of-scope check
     threads: int = 1  # the network runs each batch on this many threads
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def _network(self) -> CompiledNetwork:
+        """The inference graph, compiled on first use: code that only needs the Keras network (training the
+        scope check again) never pays for the conversion."""
         import keras
 
         inference = fold_batch_norms(self.network, model_config_from_card(self.card))
@@ -60,7 +64,7 @@ class Scorer:
             scope_network = fold_scope_batch_norms(self.scope_network, scope_config_from_card(self.card), self.card.image_size)
             outputs += [ensemble_features(inference, members).output, scope_network(inference.inputs[0])]
         # One compiled graph of one fixed shape: no retracing, no Python per image.
-        self._network = CompiledNetwork(keras.Model(inference.inputs, outputs), MODEL_BATCH, self.threads)
+        return CompiledNetwork(keras.Model(inference.inputs, outputs), MODEL_BATCH, self.threads)
 
     @property
     def model_id(self) -> str:
