@@ -67,3 +67,14 @@ def test_aspect_jitter_scales_width_and_height_independently():
     assert widths.min() < 18 and widths.max() > 22  # exp(+-0.3) of 20 pixels: about 15 to 27
     assert heights.min() < 112 and heights.max() > 128
     assert np.corrcoef(widths, heights)[0, 1] < 0.9  # not one zoom factor for both sides
+
+
+def test_zoomed_normal_films_keep_the_black_margin_of_zooming_out():
+    # Every film zoomed out by 1.25; the framing balance zooms normal films in as well. Their margin
+    # must stay: a margin only on pneumonia films would tell the classes apart.
+    batch = _batch()
+    labels = np.array([0, 0, 0, 1], np.int32)
+    augmenter = build_augmenter(_only(zoom_in=-0.25, zoom_out=0.25, normal_zoom=1.45, normal_zoom_probability=1.0), seed=6)
+    zoomed = np.asarray(augmenter(batch, training=True, labels=labels))
+    assert np.all(zoomed[:, :4, :, :].max(axis=(1, 2, 3)) == 0.0)
+    assert np.all(zoomed[:, 70:90, 70:90].mean(axis=(1, 2, 3)) > 0.05)  # the film itself is still there

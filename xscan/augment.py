@@ -95,15 +95,21 @@ def _random_affine(config: AugmentConfig, seed: int) -> Any:
             turn = config.rotation * 2 * math.pi
             angle = draw(-turn, turn)
             scale = draw(1 - config.zoom_in, 1 + config.zoom_out)  # > 1 samples a larger area: zoom out
-            if labels is not None and config.normal_zoom > 1:
-                # One resampling for both zooms, so a zoomed normal film is no blurrier than the others need be.
-                closer = ops.exp(draw(0.0, math.log(config.normal_zoom)))
-                chosen = (draw(0.0, 1.0) < config.normal_zoom_probability) & (ops.reshape(labels, (-1,)) == 0)
-                scale = scale / ops.where(chosen, closer, ops.ones_like(closer))
             scale_x = scale * ops.exp(draw(-config.aspect, config.aspect))
             scale_y = scale * ops.exp(draw(-config.aspect, config.aspect))
             shift_x = draw(-config.translation, config.translation) * ops.cast(width, "float32")
             shift_y = draw(-config.translation, config.translation) * ops.cast(height, "float32")
+            # The framing balance crops a normal film's central 1 / closer and enlarges it to the full frame;
+            # the steps above then act on that enlarged film. Composed into the one resampling, the crop's
+            # edge becomes the frame's edge: what falls outside it is filled black, so a zoomed normal
+            # film gets the same black margins from zooming out as any other film, and margins do not
+            # tell the classes apart.
+            closer = ops.ones_like(angle)
+            if labels is not None and config.normal_zoom > 1:
+                factor = ops.exp(draw(0.0, math.log(config.normal_zoom)))
+                chosen = (draw(0.0, 1.0) < config.normal_zoom_probability) & (ops.reshape(labels, (-1,)) == 0)
+                closer = ops.where(chosen, factor, closer)
+            scale_x, scale_y, shift_x, shift_y = scale_x / closer, scale_y / closer, shift_x / closer, shift_y / closer
             # Output pixel (x, y) samples input pixel centre + scale * R(angle) (p - centre) + shift.
             cx, cy = (ops.cast(width, "float32") - 1) / 2, (ops.cast(height, "float32") - 1) / 2
             # The sampling matrix is R(angle) @ diag(scale_x, scale_y).
@@ -113,7 +119,19 @@ def _random_affine(config: AugmentConfig, seed: int) -> Any:
             b2 = cy - b0 * cx - b1 * cy + shift_y
             zeros = ops.zeros_like(angle)
             transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-            return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0)
+            moved = ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0)
+            if labels is None or config.normal_zoom <= 1:
+                return moved
+            # Black outside the crop: where the sampled input point lies beyond the central 1 / closer of the film.
+            xs = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, -1))
+            ys = ops.reshape(ops.arange(height, dtype="float32"), (1, -1, 1))
+            per_image = lambda v: ops.reshape(v, (-1, 1, 1))  # noqa: E731
+            source_x = per_image(a0) * xs + per_image(a1) * ys + per_image(a2)
+            source_y = per_image(b0) * xs + per_image(b1) * ys + per_image(b2)
+            half_x = per_image(ops.cast(width, "float32") / 2 / closer)
+            half_y = per_image(ops.cast(height, "float32") / 2 / closer)
+            inside = (ops.abs(source_x - cx) <= half_x) & (ops.abs(source_y - cy) <= half_y)
+            return moved * ops.cast(inside, moved.dtype)[..., None]
 
         def compute_output_shape(self, input_shape: Any) -> Any:
             return input_shape
