@@ -237,6 +237,8 @@ def failing_scoring(paths, scorer, options, **kwargs):
 
 xscan.run.load_scorer = lambda weights, **options: CardOnly()
 xscan.run.score_paths = failing_scoring
+# Ctrl-C as in a terminal: a job a shell starts in the background (the suite run with `&`) has SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 app(["score", *sys.argv[2:]], prog_name="xscan")
 """
 
