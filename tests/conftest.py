@@ -93,8 +93,9 @@ def review_run(tmp_path_factory):
     """`xscan score` then `xscan report --labels --html` on real scans: results CSV, page folder and the report's CliRunner result.
 
     Three training scans of each class and five adult films of each from another hospital (the
-    model misses some and flags some normals there, so every labelled gallery has members), a
-    truncated JPEG, and one row marked out of scope the way issue 12's check will write it.
+    model flags normals there), a normal training film filed under PNEUMONIA (a labelling error: a
+    false negative whatever the model's sensitivity on adult films), so every labelled gallery has
+    members; a truncated JPEG, and one row marked out of scope the way issue 12's check will write it.
     """
     import csv
 
@@ -108,6 +109,8 @@ def review_run(tmp_path_factory):
         (base / "scans" / label).mkdir(parents=True)
         for path in real_scans(label, 3) + real_scans(label, 5, NIH):
             shutil.copy(path, base / "scans" / label / path.name)
+    mislabelled = real_scans("NORMAL", 4)[-1]
+    shutil.copy(mislabelled, base / "scans" / "PNEUMONIA" / f"filed-wrong-{mislabelled.name}")
     jpeg = real_scans("PNEUMONIA", 1)[0].read_bytes()
     (base / "scans" / "cut.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
     results = base / "results.csv"
