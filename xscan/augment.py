@@ -22,8 +22,8 @@ class AugmentConfig:
     blur_probability: float = 0.5  # share of images softened (detector and resampling blur)
     blur_sigma: tuple[float, float] = (0.3, 1.6)  # Gaussian sigma range in model-input pixels (5 x 5 kernel)
     noise: float = 0.03  # std of additive Gaussian noise (quantum mottle)
-    # Framing balance: in the training split the thorax fills about 12 % more of the frame on pneumonia films
-    # than on normal ones (median of a scale registration against the mean film, docs/model.md), so framing alone
+    # Framing balance: in the training split the thorax fills about 10 % more of the frame on pneumonia films
+    # than on normal ones (medians of a scale registration against the mean film: docs/framing.py), so framing alone
     # predicts the class, and tightly collimated normal films are called pneumonia. A share of the normal films
     # is zoomed in further, by up to this factor, so that normals cover the pneumonia films' framing and beyond.
     normal_zoom: float = 1.45

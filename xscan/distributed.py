@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # ---- sizing ----------------------------------------------------------------------------------------
 
 # One core decodes and preprocesses about 80 full-resolution scans a second; one scoring actor (one
-# TensorFlow thread) scores several hundred: an actor keeps up with several cores' decoding, and
+# model thread) scores several hundred: an actor keeps up with several cores' decoding, and
 # the pool has one per CPUS_PER_SCORER cluster CPUs (at least one), leaving headroom.
 CPUS_PER_SCORER = 4
 # What Ray reserves for each: a node of C cores with its share of actors (at most C / 4) still runs
@@ -95,7 +95,7 @@ class ModelBundle:
         return card, cls(files, scope_check, site, _installed_version())
 
     def load(self) -> Scorer:
-        """The Scorer of these files (one TensorFlow thread), loaded through a temporary weights folder."""
+        """The Scorer of these files (one model thread), loaded through a temporary weights folder."""
         here = _installed_version()
         if self.xscan_version != here:
             raise RuntimeError(f"this worker has xscan {here}, the driver {self.xscan_version}: install one version everywhere")

@@ -1,4 +1,4 @@
-"""The scoring network's runtime: a Keras model converted once, at load, to a LiteRT interpreter of one fixed batch shape.
+"""The scoring network's runtime: a Keras model converted once (on a Scorer's first batch) to a LiteRT interpreter of one batch shape.
 
 TensorFlow's own kernels ran the folded ensemble at about 4 ms an image on one thread of the
 2-core machine; LiteRT's XNNPACK kernels run the same graph at about 1.8 ms (benchmarks/README.md).
