@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from xscan.card import model_config_from_card
-from xscan.explain import GradCam, randomized_copy
-from xscan.overlay import heat_on_scan
-from xscan.scorer import load_scorer
-from xscan.scoring import load_scan
+from xscan.explain.gradcam import GradCam, randomized_copy
+from xscan.explain.overlay import heat_on_scan
+from xscan.model.card import model_config_from_card
+from xscan.model.scorer import load_scorer
+from xscan.scoring.pipeline import load_scan
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xscan.results import ResultsWriter, Row
-from xscan.scorer import load_scorer
+from xscan.model.scorer import load_scorer
+from xscan.scoring.results import ResultsWriter, Row
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO.parent / "shared" / "data" / "chest_xray" / "train"

@@ -59,8 +59,8 @@ def naive(paths: list[Path], weights: Path) -> float:
     """Read, resize and predict one image at a time with Keras defaults; returns work seconds."""
     import cv2
 
-    from xscan.preprocess import preprocess
-    from xscan.scorer import load_scorer
+    from xscan.input.preprocess import preprocess
+    from xscan.model.scorer import load_scorer
 
     scorer = load_scorer(weights, threads=0)  # 0: TensorFlow's own default thread count, as a plain script has
     size, network = scorer.card.image_size, scorer.network
@@ -76,8 +76,8 @@ def load_everything(paths: list[Path], weights: Path) -> float:
     import cv2
     import numpy as np
 
-    from xscan.preprocess import preprocess
-    from xscan.scorer import load_scorer
+    from xscan.input.preprocess import preprocess
+    from xscan.model.scorer import load_scorer
 
     scorer = load_scorer(weights, threads=0)  # 0: TensorFlow's own default thread count, as a plain script has
     size, network = scorer.card.image_size, scorer.network
@@ -89,8 +89,8 @@ def load_everything(paths: list[Path], weights: Path) -> float:
 
 def decode_only(paths: list[Path], weights: Path, workers: int) -> float:
     """xscan's own decode + preprocess pipeline on WORKERS threads, no model; returns work seconds."""
-    from xscan.card import read_card
-    from xscan.scoring import load_in_order
+    from xscan.model.card import read_card
+    from xscan.scoring.pipeline import load_in_order
 
     size = read_card(weights).image_size
     started = time.perf_counter()

@@ -21,9 +21,9 @@ from pathlib import Path
 import pydicom
 import pydicom.data
 
-from xscan.dicom_image import SYNTAX_OF_ENCODING
-from xscan.formats import DICOM_MARKER_END, has_dicom_marker
-from xscan.results import SKIPPED_PREFIX
+from xscan.input.dicom.image import SYNTAX_OF_ENCODING
+from xscan.input.formats import DICOM_MARKER_END, has_dicom_marker
+from xscan.scoring.results import SKIPPED_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(pydicom.data.__file__).parent / "test_files"

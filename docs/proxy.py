@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from xscan.dataset import _patient_fraction, find_labelled_scans
-from xscan.decode import decode
-from xscan.preprocess import preprocess
-from xscan.scorer import load_scorer
-from xscan.train import TrainConfig, split_for_training
+from xscan.input.decode import decode
+from xscan.input.preprocess import preprocess
+from xscan.model.scorer import load_scorer
+from xscan.training.dataset import _patient_fraction, find_labelled_scans
+from xscan.training.train import TrainConfig, split_for_training
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train"
 

@@ -6,7 +6,7 @@ Run after `xscan train ... --out weights`: python docs/update_tables.py
 import re
 from pathlib import Path
 
-from xscan.card import ModelCard, default_weights_dir, read_card
+from xscan.model.card import ModelCard, default_weights_dir, read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKED = re.compile(r"<!-- model-tables -->\n(.*?)\n<!-- /model-tables -->", re.S)

@@ -35,9 +35,9 @@ def real_scans(label: str, count: int, root: Path = TRAIN) -> list[Path]:
 def _validation_paths() -> frozenset[Path]:
     from dataclasses import replace
 
-    from xscan.card import default_weights_dir, read_card
-    from xscan.dataset import find_labelled_scans
-    from xscan.train import TrainConfig, split_for_training
+    from xscan.model.card import default_weights_dir, read_card
+    from xscan.training.dataset import find_labelled_scans
+    from xscan.training.train import TrainConfig, split_for_training
 
     recipe = read_card(default_weights_dir()).training["recipe"]
     config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
@@ -79,7 +79,7 @@ def scan_folder(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def scorer():
     """The bundled model, loaded once for the whole session."""
-    from xscan.scorer import load_scorer
+    from xscan.model.scorer import load_scorer
 
     return load_scorer()
 

@@ -47,7 +47,7 @@ def pictures() -> dict[str, np.ndarray]:
 def other_modalities() -> dict[str, np.ndarray]:
     import pydicom.data
 
-    from xscan.decode import decode
+    from xscan.input.decode import decode
 
     folder = Path(pydicom.data.__file__).parent / "test_files"
     return {name.removesuffix(".dcm"): decode(folder / name) for name in PYDICOM_SLICES if (folder / name).exists()}

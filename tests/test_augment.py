@@ -1,9 +1,9 @@
 import numpy as np
 from conftest import real_scans
 
-from xscan.augment import AugmentConfig, build_augmenter
-from xscan.decode import decode
-from xscan.preprocess import preprocess
+from xscan.input.decode import decode
+from xscan.input.preprocess import preprocess
+from xscan.training.augment import AugmentConfig, build_augmenter
 
 
 def _batch():

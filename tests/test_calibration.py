@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from xscan.calibration import brier_score, expected_calibration_error, fit_platt, threshold_for_sensitivity
-from xscan.card import calibrated_probability
+from xscan.model.card import calibrated_probability
+from xscan.stats.calibration import brier_score, expected_calibration_error, fit_platt, threshold_for_sensitivity
 
 
 def _labels_drawn_from(true_logits: np.ndarray) -> np.ndarray:

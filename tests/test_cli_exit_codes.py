@@ -18,11 +18,11 @@ import pytest
 from conftest import REPO, real_scans
 from typer.testing import CliRunner
 
-from xscan.card import WEIGHTS_FILE, default_weights_dir, read_card
 from xscan.cli import app
 from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
-from xscan.results import results_columns
-from xscan.walk import find_scans
+from xscan.input.walk import find_scans
+from xscan.model.card import WEIGHTS_FILE, default_weights_dir, read_card
+from xscan.scoring.results import results_columns
 
 AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
 NOT_UTF8 = b"latin1-\xe9.jpeg"
@@ -157,7 +157,7 @@ def test_usage_errors_are_exit_2_before_the_model_loads(tmp_path, setup, args, m
     def no_model(weights, **options):
         raise AssertionError("the model was loaded before the usage error was found")
 
-    monkeypatch.setattr("xscan.run.load_scorer", no_model)
+    monkeypatch.setattr("xscan.scoring.run.load_scorer", no_model)
     folder = tmp_path / "scans"
     folder.mkdir()
     shutil.copy(real_scans("NORMAL", 1)[0], folder)
@@ -194,8 +194,8 @@ def test_unexpected_error_is_exit_3_with_a_message_and_a_log_line(scan_folder, t
     def broken_pipeline(*args, **kwargs):
         raise RuntimeError("worker pool fell over")
 
-    monkeypatch.setattr("xscan.run.load_scorer", lambda weights, **options: CardOnly())
-    monkeypatch.setattr("xscan.run.score_paths", broken_pipeline)
+    monkeypatch.setattr("xscan.scoring.run.load_scorer", lambda weights, **options: CardOnly())
+    monkeypatch.setattr("xscan.scoring.run.score_paths", broken_pipeline)
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--log-file", tmp_path / "log")
     assert result.exit_code == EXIT_FATAL
     assert "unexpected RuntimeError: worker pool fell over (--debug shows the traceback)" in result.stderr
@@ -220,8 +220,8 @@ def test_a_real_usage_error_exits_2_without_a_traceback(tmp_path):
 # scoring step that fails as argv[1] says: an unexpected error, Ctrl-C, or SIGTERM.
 FAILING_RUN = """
 import os, signal, sys
-import xscan.run
-from xscan.card import default_weights_dir, read_card
+import xscan.scoring.run
+from xscan.model.card import default_weights_dir, read_card
 from xscan.cli import app
 
 class CardOnly:
@@ -235,8 +235,8 @@ def failing_scoring(paths, scorer, options, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
     raise RuntimeError("worker pool fell over")
 
-xscan.run.load_scorer = lambda weights, **options: CardOnly()
-xscan.run.score_paths = failing_scoring
+xscan.scoring.run.load_scorer = lambda weights, **options: CardOnly()
+xscan.scoring.run.score_paths = failing_scoring
 # Ctrl-C as in a terminal: a job a shell starts in the background (the suite run with `&`) has SIGINT ignored.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 app(["score", *sys.argv[2:]], prog_name="xscan")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xscan.cpus import cgroup_cpu_quota, usable_cpus
+from xscan.scoring.cpus import cgroup_cpu_quota, usable_cpus
 
 
 def fake_cgroups(tmp_path: Path, own: str, files: dict[str, str]) -> tuple[Path, Path]:

@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 from conftest import TRAIN
 
-from xscan.card import default_weights_dir, read_card
-from xscan.classes import CLASS_NAMES
-from xscan.dataset import find_labelled_scans, patient_id, split_by_patient
-from xscan.train import TrainConfig, split_for_training
+from xscan.model.card import default_weights_dir, read_card
+from xscan.model.classes import CLASS_NAMES
+from xscan.training.dataset import find_labelled_scans, patient_id, split_by_patient
+from xscan.training.train import TrainConfig, split_for_training
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from conftest import FULLRES, real_scans
 
-from xscan.decode import decode
 from xscan.errors import ScanError
-from xscan.limits import MIN_SIDE
+from xscan.input.decode import decode
+from xscan.input.limits import MIN_SIDE
 
 
 def test_real_jpeg_decodes_to_uint8_grey():

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import real_scans
 
-from xscan.decode import decode, header_size, sniff_format
 from xscan.errors import ScanError
-from xscan.limits import MAX_PIXELS, MIN_SIDE
-from xscan.scoring import load_scan
+from xscan.input.decode import decode, header_size, sniff_format
+from xscan.input.limits import MAX_PIXELS, MIN_SIDE
+from xscan.scoring.pipeline import load_scan
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import FULLRES
 
-from xscan.decode import decode
-from xscan.preprocess import preprocess
-from xscan.scoring import decode_min_side
+from xscan.input.decode import decode
+from xscan.input.preprocess import preprocess
+from xscan.scoring.pipeline import decode_min_side
 
 SCANS = sorted(FULLRES.rglob("*.jpeg"))
 

@@ -31,16 +31,16 @@ from pydicom.uid import (
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.decode import decode
-from xscan.dicom_jpeg import repaired_scan_headers
-from xscan.dicom_tags import parse_tag_names
 from xscan.errors import ScanError
-from xscan.formats import starts_with_data_element
-from xscan.options import DicomOptions, ScoreOptions
-from xscan.results import results_columns
-from xscan.run import ScoreSummary, score_folder
-from xscan.scoring import load_scan
-from xscan.walk import find_scans
+from xscan.input.decode import decode
+from xscan.input.dicom.jpeg import repaired_scan_headers
+from xscan.input.dicom.tags import parse_tag_names
+from xscan.input.formats import starts_with_data_element
+from xscan.input.walk import find_scans
+from xscan.scoring.options import DicomOptions, ScoreOptions
+from xscan.scoring.pipeline import load_scan
+from xscan.scoring.results import results_columns
+from xscan.scoring.run import ScoreSummary, score_folder
 
 ODD_FILES = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent
 

@@ -71,7 +71,7 @@ def expected_error(name: str) -> str:
 
 def corpus_names() -> list[str]:
     """Every file of the corpus that is DICOM by name or by its first bytes, as xscan's walk finds them."""
-    from xscan.walk import find_scans
+    from xscan.input.walk import find_scans
 
     return [path.relative_to(CORPUS).as_posix() for path in find_scans(CORPUS).scans]
 
@@ -155,7 +155,8 @@ def test_docs_tables_are_this_runs(quiet_run, export: Path) -> None:
 def test_without_quiet_each_kind_of_warning_is_one_line_with_a_count(
     tmp_path: Path, scorer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("xscan.run.load_scorer", lambda weights=None, **options: scorer)  # the session's model: the view is tested here
+    # the session's model: the view is tested here
+    monkeypatch.setattr("xscan.scoring.run.load_scorer", lambda weights=None, **options: scorer)
     for copy in ("a", "b", "c"):
         shutil.copy(CORPUS / "badVR.dcm", tmp_path / f"badVR-{copy}.dcm")
     shutil.copy(CORPUS / "JPEG-lossy.dcm", tmp_path / "z-lossy.dcm")
@@ -165,4 +166,5 @@ def test_without_quiet_each_kind_of_warning_is_one_line_with_a_count(
     assert warning_lines[0] == (
         "warning, 3 times (UserWarning at pydicom/valuerep.py:440): Invalid value for VR IS: '1A'. Please see "
         "<https://dicom.nema.org/medical/dicom/current/output/html/part05.html#table_6.2-1> for allowed values for each VR.")
-    assert warning_lines[1].startswith("warning, once (UserWarning at xscan/dicom_image.py:") and "JPEG scan header" in warning_lines[1]
+    assert warning_lines[1].startswith("warning, once (UserWarning at xscan/input/dicom/image.py:")
+    assert "JPEG scan header" in warning_lines[1]

@@ -30,15 +30,16 @@ from test_file_warnings import CORPUS
 from test_site import _sample
 from typer.testing import CliRunner
 
-from xscan.card import WEIGHTS_FILE, default_weights_dir, read_card
-from xscan.classes import OUT_OF_SCOPE
 from xscan.cli import app
 from xscan.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
-from xscan.labels import FolderLabels
-from xscan.options import DicomOptions, ScoreOptions
-from xscan.run import RowsWritten, Warned, score_folder
-from xscan.site import fit_site_calibration, load_site, select_rows
-from xscan.walk import find_scans
+from xscan.input.walk import find_scans
+from xscan.model.card import WEIGHTS_FILE, default_weights_dir, read_card
+from xscan.model.classes import OUT_OF_SCOPE
+from xscan.model.site_calibration import load_site
+from xscan.reporting.labels import FolderLabels
+from xscan.scoring.options import DicomOptions, ScoreOptions
+from xscan.scoring.run import RowsWritten, Warned, score_folder
+from xscan.site.calibrate import fit_site_calibration, select_rows
 
 # Ray Data reads its own deprecated settings when it copies its context: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
@@ -186,8 +187,8 @@ def test_score_folder_on_ray_with_a_site_calibration_and_no_scope_check_equals_t
 
 
 def test_a_warning_of_a_file_given_as_a_uri_names_the_uri(ray_cluster, tmp_path):
-    from xscan.distributed import RayScoring
-    from xscan.file_warnings import collected
+    from xscan.input.file_warnings import collected
+    from xscan.scoring.distributed import RayScoring
 
     shutil.copy(CORPUS / "badVR.dcm", tmp_path / "padded.dcm")  # pydicom warns while reading it
     uri = (tmp_path / "padded.dcm").as_uri()
@@ -200,8 +201,8 @@ def test_a_warning_of_a_file_given_as_a_uri_names_the_uri(ray_cluster, tmp_path)
 
 def test_rows_come_back_batch_by_batch_in_input_order_from_paths_and_object_storage_uris(ray_cluster, scorer, tmp_path):
     """file:// stands in for s3:// or gs://: the same pyarrow code path, on the local file system."""
-    from xscan.distributed import RayScoring
-    from xscan.scoring import score_paths
+    from xscan.scoring.distributed import RayScoring
+    from xscan.scoring.pipeline import score_paths
 
     broken, cut = tmp_path / "broken.jpg", tmp_path / "cut.jpeg"
     broken.write_bytes(b"not an image")
@@ -243,8 +244,8 @@ def fullres_folder(tmp_path_factory) -> Path:
 
 
 def test_a_lost_scoring_worker_is_retried_without_losing_or_repeating_rows(ray_cluster, fullres_folder, scorer):
-    from xscan.distributed import RayScoring
-    from xscan.scoring import score_paths
+    from xscan.scoring.distributed import RayScoring
+    from xscan.scoring.pipeline import score_paths
 
     paths = find_scans(fullres_folder).scans[:40]
     rows, killed, rows_before_kill = [], [], 0

@@ -10,12 +10,12 @@ import tensorflow as tf
 from conftest import FULLRES, real_scans
 from scipy.stats import spearmanr
 
-from xscan.card import ModelCard, model_config_from_card
-from xscan.explain import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
-from xscan.model import ModelConfig, build_model, member_logit_layer
-from xscan.overlay import Grid, heat_on_scan
-from xscan.scorer import Scorer
-from xscan.scoring import load_scan
+from xscan.explain.gradcam import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
+from xscan.explain.overlay import Grid, heat_on_scan
+from xscan.model.card import ModelCard, model_config_from_card
+from xscan.model.network import ModelConfig, build_model, member_logit_layer
+from xscan.model.scorer import Scorer
+from xscan.scoring.pipeline import load_scan
 
 
 def _all_ones(network):

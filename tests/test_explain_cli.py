@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from xscan.cli import app
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
-from xscan.overlay import BAR_PANEL, LINE_HEIGHT
-from xscan.results import COLUMNS, FINGERPRINT_COLUMNS
+from xscan.explain.overlay import BAR_PANEL, LINE_HEIGHT
+from xscan.scoring.results import COLUMNS, FINGERPRINT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTION_BAND = 3 * LINE_HEIGHT + 12  # three caption lines and a margin

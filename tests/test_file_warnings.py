@@ -13,9 +13,9 @@ import pydicom.data
 import pytest
 from pydicom.misc import warn_and_log
 
-from xscan.file_warnings import FileWarning, collected, hand_over, tally, warnings_kept
-from xscan.options import DicomOptions, ScoreOptions
-from xscan.run import Event, RowsWritten, Warned, score_folder
+from xscan.input.file_warnings import FileWarning, collected, hand_over, tally, warnings_kept
+from xscan.scoring.options import DicomOptions, ScoreOptions
+from xscan.scoring.run import Event, RowsWritten, Warned, score_folder
 
 CORPUS = Path(pydicom.data.__file__).parent / "test_files"
 

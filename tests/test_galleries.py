@@ -1,7 +1,7 @@
 """Choosing the review page's galleries from hand-built rows: membership, order (most wrong first), caps and totals."""
 
-from xscan.galleries import OUT_OF_SCOPE, choose_galleries
-from xscan.labels import FolderLabels
+from xscan.reporting.galleries import OUT_OF_SCOPE, choose_galleries
+from xscan.reporting.labels import FolderLabels
 
 THRESHOLD = 0.5
 

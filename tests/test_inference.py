@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from xscan.inference import XNNPACK_NOTE, CompiledNetwork, native_stderr_without
-from xscan.model import ModelConfig, build_model, ensemble_features, fold_batch_norms
+from xscan.model.inference import XNNPACK_NOTE, CompiledNetwork, native_stderr_without
+from xscan.model.network import ModelConfig, build_model, ensemble_features, fold_batch_norms
 
 
 def test_the_compiled_network_gives_the_keras_models_outputs_in_order(capfd):

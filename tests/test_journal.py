@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 from conftest import real_scans
 
-import xscan.scoring
-from xscan.card import default_weights_dir, read_card
-from xscan.journal import CRASHED_TWICE, InFlightJournal, journal_path
-from xscan.options import ScoreOptions
-from xscan.resume import fingerprint
-from xscan.run import score_folder
-from xscan.scorer import Assessment
+import xscan.scoring.pipeline
+from xscan.model.card import default_weights_dir, read_card
+from xscan.model.scorer import Assessment
+from xscan.scoring.journal import CRASHED_TWICE, InFlightJournal, journal_path
+from xscan.scoring.options import ScoreOptions
+from xscan.scoring.resume import fingerprint
+from xscan.scoring.run import score_folder
 
 IDENTITY = {"resolved_path": "/data/export/a.jpeg", "size": "10", "mtime_ns": "5", "inode": "7", "ctime_ns": "9"}
 
@@ -93,7 +93,7 @@ def test_suspects_are_decoded_first_and_alone_and_twice_crashed_files_not_at_all
         shutil.copy(source, folder / f"{name}.jpeg")
     out = tmp_path / "r.csv"
     loads, active, lock = [], [0], threading.Lock()
-    real_load_scan = xscan.scoring.load_scan
+    real_load_scan = xscan.scoring.pipeline.load_scan
 
     def watched_load_scan(path, *args, **kwargs):
         with lock:
@@ -105,7 +105,7 @@ def test_suspects_are_decoded_first_and_alone_and_twice_crashed_files_not_at_all
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(xscan.scoring, "load_scan", watched_load_scan)
+    monkeypatch.setattr(xscan.scoring.pipeline, "load_scan", watched_load_scan)
     identity = {path.name: {"resolved_path": str(path)} | fingerprint(path) for path in folder.iterdir()}
     died_while_decoding(out, identity["b.jpeg"], identity["e.jpeg"], identity["f.jpeg"])  # one crash each
     died_while_decoding(out, identity["f.jpeg"])  # f twice

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import TRAIN
 
-from xscan.dataset import find_labelled_scans
-from xscan.labels import FileLabels, FolderLabels, LabelsError, parse_label
+from xscan.errors import LabelsError
+from xscan.model.classes import parse_label
+from xscan.reporting.labels import FileLabels, FolderLabels
+from xscan.training.dataset import find_labelled_scans
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xscan.errors import EXIT_USAGE, ResultsFileError, ResultsLockedError
-from xscan.lock import lock_path, results_lock
+from xscan.scoring.lock import lock_path, results_lock
 
 
 def test_a_second_holder_is_refused_naming_the_lock_and_the_process(tmp_path: Path) -> None:

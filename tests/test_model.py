@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import with_trained_batch_norms
 
-from xscan.card import CARD_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card, save_bundle
 from xscan.errors import WeightsError
-from xscan.model import STEM_CONV, ModelConfig, build_model, fold_batch_norms, member_logit_layer, member_logits
-from xscan.scorer import load_scorer
+from xscan.model.card import CARD_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card, save_bundle
+from xscan.model.network import STEM_CONV, ModelConfig, build_model, fold_batch_norms, member_logit_layer, member_logits
+from xscan.model.scorer import load_scorer
 
 
 def _card(config: ModelConfig) -> ModelCard:

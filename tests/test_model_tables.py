@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xscan.card import default_weights_dir, read_card
+from xscan.model.card import default_weights_dir, read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 

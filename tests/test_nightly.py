@@ -29,18 +29,18 @@ from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittle
 from test_dicom import write_dicom
 
 from xscan.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
-from xscan.journal import CRASHED_TWICE
-from xscan.limits import MAX_FILE_BYTES
-from xscan.results import escape_cell, read_table
+from xscan.input.limits import MAX_FILE_BYTES
+from xscan.scoring.journal import CRASHED_TWICE
+from xscan.scoring.results import escape_cell, read_table
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 STAND_IN = """
 import sys
 import numpy as np
-import xscan.run
-from xscan.card import default_weights_dir, read_card
+import xscan.scoring.run
+from xscan.model.card import default_weights_dir, read_card
 
-from xscan.scorer import Assessment
+from xscan.model.scorer import Assessment
 
 class StandIn:
     card = read_card(default_weights_dir())
@@ -50,7 +50,7 @@ class StandIn:
         probabilities = np.clip(model_inputs.reshape(len(model_inputs), -1).mean(axis=1), 0.0, 1.0)
         return Assessment(probabilities, [""] * len(model_inputs))
 
-xscan.run.load_scorer = lambda weights, **options: StandIn()
+xscan.scoring.run.load_scorer = lambda weights, **options: StandIn()
 {extra}
 from xscan.cli import app
 app(sys.argv[1:], prog_name="xscan")
@@ -141,11 +141,11 @@ def test_a_bug_or_memory_error_while_decoding_is_fatal_not_a_night_of_error_rows
     write_dicom(folder / "frontal.dcm", grey_scan())
     patch = {
         "TypeError": "def broken(*args, **kwargs):\n    raise TypeError(\"pixel_array() got an unexpected keyword argument 'index'\")\n"
-                     "xscan.dicom_image.pixel_array = broken",
+                     "xscan.input.dicom.image.pixel_array = broken",
         "MemoryError": "def broken(*args, **kwargs):\n    raise MemoryError\nxscan.dicom_image.pixel_array = broken",
-        "KeyError": "xscan.scoring.skip_reason = lambda ds: {}['Modality']",
+        "KeyError": "xscan.scoring.pipeline.skip_reason = lambda ds: {}['Modality']",
     }[failure]
-    done = xscan("score", folder, "-o", tmp_path / "r.csv", extra=f"import xscan.dicom_image, xscan.scoring\n{patch}")
+    done = xscan("score", folder, "-o", tmp_path / "r.csv", extra=f"import xscan.input.dicom.image, xscan.scoring.pipeline\n{patch}")
     assert done.returncode == EXIT_FATAL, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert rows(tmp_path / "r.csv") == {}
@@ -154,7 +154,7 @@ def test_a_bug_or_memory_error_while_decoding_is_fatal_not_a_night_of_error_rows
 def test_native_messages_while_the_weights_load_reach_stderr(tmp_path: Path) -> None:
     copy_scans(tmp_path / "export", ["a.jpeg"])
     loud = ("import os\ndef loud(weights, **options):\n    os.write(2, b'native note from the weights loader\\n')\n    return StandIn()\n"
-            "xscan.run.load_scorer = loud")
+            "xscan.scoring.run.load_scorer = loud")
     done = xscan("score", tmp_path / "export", "-o", tmp_path / "r.csv", "--quiet", extra=loud)
     assert done.returncode == EXIT_OK and done.stderr == "native note from the weights loader\n"
 
@@ -260,15 +260,15 @@ def test_a_dicom_claiming_gigabytes_is_one_error_row_and_a_multi_frame_one_reads
 
 CRASH_AT_POISON = """
 import os, signal
-import xscan.scoring
-real_load_scan = xscan.scoring.load_scan
+import xscan.scoring.pipeline
+real_load_scan = xscan.scoring.pipeline.load_scan
 
 def load_scan(path, *args, **kwargs):
     if path.name == "poison.jpeg":
         os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer, or a native decoder's crash, would end it
     return real_load_scan(path, *args, **kwargs)
 
-xscan.scoring.load_scan = load_scan
+xscan.scoring.pipeline.load_scan = load_scan
 """
 
 
@@ -295,7 +295,7 @@ def hold(weights, **options):
     sys.stdin.read()  # until the test kills this process
     return StandIn()
 
-xscan.run.load_scorer = hold
+xscan.scoring.run.load_scorer = hold
 """
 
 

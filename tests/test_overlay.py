@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xscan.overlay import BAR_PANEL, LINE_HEIGHT, MOST_OPAQUE, SCALE_FLOOR, Grid, annotate, blend, colour_scale, heat_on_scan
+from xscan.explain.overlay import BAR_PANEL, LINE_HEIGHT, MOST_OPAQUE, SCALE_FLOOR, Grid, annotate, blend, colour_scale, heat_on_scan
 
 GRID = Grid(cells=5, stride=32, offset=31.0, field=175)  # the bundled model's, as tests/test_explain.py checks
 CELLS = np.arange(25, dtype=np.float32).reshape(5, 5)

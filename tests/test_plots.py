@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from xscan.labels import FolderLabels
-from xscan.plots import PlotsUnavailable, write_plots
-from xscan.report import build_report
-from xscan.results import Row
+from xscan.reporting.labels import FolderLabels
+from xscan.reporting.plots import PlotsUnavailable, write_plots
+from xscan.reporting.report import build_report
+from xscan.scoring.results import Row
 
 
 def _rows(classes: tuple[int, ...] = (0, 1)) -> list[Row]:

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from conftest import FULLRES, TRAIN, real_scans
 
-from xscan import train
-from xscan.card import default_weights_dir, read_card
-from xscan.dataset import LabelledScan
-from xscan.decode import decode
-from xscan.preprocess import preprocess
-from xscan.robustness import SHIFTS
-from xscan.scoring import load_scan
+from xscan.input.decode import decode
+from xscan.input.preprocess import preprocess
+from xscan.model.card import default_weights_dir, read_card
+from xscan.scoring.pipeline import load_scan
+from xscan.training import train
+from xscan.training.dataset import LabelledScan
+from xscan.training.robustness import SHIFTS
 
 IMAGE_SIZE = read_card(default_weights_dir()).image_size
 

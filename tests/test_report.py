@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from xscan.labels import FileLabels, FolderLabels
-from xscan.report import ReportError, build_report, report_from_csv, wilson_interval
-from xscan.report_view import report_json
-from xscan.results import ResultsWriter, Row
+from xscan.reporting.labels import FileLabels, FolderLabels
+from xscan.reporting.report import ReportError, build_report, report_from_csv
+from xscan.reporting.view import report_json
+from xscan.scoring.results import ResultsWriter, Row
+from xscan.stats.intervals import wilson_interval
 
 # At threshold 0.5: pneumonia 0.9 0.8 0.7 0.6 flagged, 0.3 missed; normal 0.55 flagged, the rest passed.
 PNEUMONIA = (0.9, 0.8, 0.7, 0.6, 0.3)

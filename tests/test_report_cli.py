@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.results import ResultsWriter, Row
-from xscan.run import score_folder
+from xscan.scoring.results import ResultsWriter, Row
+from xscan.scoring.run import score_folder
 
 
 @pytest.fixture

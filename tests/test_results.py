@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from xscan.results import COLUMNS, NotResultsError, ResultsWriter, Row, escape_cell, read_rows, unescape_cell
+from xscan.scoring.results import COLUMNS, NotResultsError, ResultsWriter, Row, escape_cell, read_rows, unescape_cell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -4,7 +4,16 @@ import csv
 
 import pytest
 
-from xscan.results import COLUMNS, FINGERPRINT_COLUMNS, DamagedResultsError, NotResultsError, ResultsWriter, Row, read_rows, read_table
+from xscan.scoring.results import (
+    COLUMNS,
+    FINGERPRINT_COLUMNS,
+    DamagedResultsError,
+    NotResultsError,
+    ResultsWriter,
+    Row,
+    read_rows,
+    read_table,
+)
 
 AWKWARD = [
     "scans/with, comma.png",

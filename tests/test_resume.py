@@ -11,10 +11,10 @@ import pytest
 from conftest import REPO, real_scans
 
 from xscan.errors import EXIT_SOME_FAILED, ResultsFileError
-from xscan.options import ScoreOptions
-from xscan.resume import ResumableResults
-from xscan.run import Repaired, score_folder
-from xscan.walk import find_scans
+from xscan.input.walk import find_scans
+from xscan.scoring.options import ScoreOptions
+from xscan.scoring.resume import ResumableResults
+from xscan.scoring.run import Repaired, score_folder
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,8 @@ def test_torn_last_line_is_repaired(folder, tmp_path, scorer, reference):
 STOP_AFTER_3_ROWS = """
 import sys, threading
 from pathlib import Path
-from xscan.options import ScoreOptions
-from xscan.run import RowsWritten, score_folder
+from xscan.scoring.options import ScoreOptions
+from xscan.scoring.run import RowsWritten, score_folder
 
 written = 0
 

@@ -12,11 +12,11 @@ from conftest import REVIEW_GALLERY, TRAIN, real_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.galleries import OUT_OF_SCOPE
-from xscan.labels import FolderLabels
-from xscan.report import report_from_csv
-from xscan.results import ResultsWriter, Row
-from xscan.review_page import write_review_page
+from xscan.reporting.galleries import OUT_OF_SCOPE
+from xscan.reporting.labels import FolderLabels
+from xscan.reporting.report import report_from_csv
+from xscan.reporting.review_page import write_review_page
+from xscan.scoring.results import ResultsWriter, Row
 
 
 class _Links(HTMLParser):

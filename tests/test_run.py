@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 import xscan
 from xscan.cli import app
 from xscan.errors import EXIT_SOME_FAILED, EXIT_USAGE, UsageError
-from xscan.options import DicomOptions, ScoreOptions
-from xscan.run import NotScanned, Planned, Repaired, RowsWritten, score_folder
+from xscan.scoring.options import DicomOptions, ScoreOptions
+from xscan.scoring.run import NotScanned, Planned, Repaired, RowsWritten, score_folder
 
 
 @pytest.fixture

@@ -14,15 +14,15 @@ import pytest
 from conftest import FULLRES, TRAIN, validation_scans, with_trained_batch_norms
 from scope_corpus import write_corpus
 
-from xscan.card import CARD_FILE, default_weights_dir
-from xscan.classes import OUT_OF_SCOPE
 from xscan.errors import EXIT_OK
-from xscan.labels import FolderLabels
-from xscan.options import ScoreOptions
-from xscan.report import report_from_csv
-from xscan.results import SCOPE_COLUMN, read_rows
-from xscan.run import Notice, score_folder
-from xscan.scorer import NO_SCOPE_CHECK, load_scorer
+from xscan.model.card import CARD_FILE, default_weights_dir
+from xscan.model.classes import OUT_OF_SCOPE
+from xscan.model.scorer import NO_SCOPE_CHECK, load_scorer
+from xscan.reporting.labels import FolderLabels
+from xscan.reporting.report import report_from_csv
+from xscan.scoring.options import ScoreOptions
+from xscan.scoring.results import SCOPE_COLUMN, read_rows
+from xscan.scoring.run import Notice, score_folder
 
 
 def validation_films() -> list[Path]:
@@ -149,7 +149,7 @@ def test_training_films_of_the_fullres_originals_are_kept(scorer, tmp_path):
 def test_folding_the_scope_networks_batch_norms_keeps_its_logits():
     import numpy as np
 
-    from xscan.scope import ScopeConfig, build_scope_model, fold_scope_batch_norms
+    from xscan.model.scope import ScopeConfig, build_scope_model, fold_scope_batch_norms
 
     config, rng = ScopeConfig(widths=(4, 8)), np.random.default_rng(3)
     network = build_scope_model(config, 32)

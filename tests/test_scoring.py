@@ -1,7 +1,7 @@
 from conftest import real_scans
 
-from xscan.options import ScoreOptions
-from xscan.scoring import load_scan, score_paths
+from xscan.scoring.options import ScoreOptions
+from xscan.scoring.pipeline import load_scan, score_paths
 
 
 def test_rows_keep_input_order_across_batches_and_errors(tmp_path, scorer):

@@ -10,9 +10,9 @@ import pytest
 from conftest import TRAIN
 from sklearn.metrics import roc_auc_score
 
-from xscan.dataset import find_labelled_scans, split_by_patient
-from xscan.decode import decode
-from xscan.preprocess import preprocess
+from xscan.input.decode import decode
+from xscan.input.preprocess import preprocess
+from xscan.training.dataset import find_labelled_scans, split_by_patient
 
 PER_CLASS = 40
 

@@ -7,15 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from xscan.labels import FolderLabels
-from xscan.results import Row
-from xscan.site import (
-    MIN_PER_CLASS,
-    SiteCalibrationError,
-    fit_site_calibration,
-    load_site,
-    select_rows,
-)
+from xscan.model.site_calibration import SiteCalibrationError, load_site
+from xscan.reporting.labels import FolderLabels
+from xscan.scoring.results import Row
+from xscan.site.calibrate import MIN_PER_CLASS, fit_site_calibration, select_rows
 
 MODEL = "xscan-cnn-0.1.0-abcdef12"
 
@@ -110,7 +105,7 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
     from typer.testing import CliRunner
 
     from xscan.cli import app
-    from xscan.results import ResultsWriter
+    from xscan.scoring.results import ResultsWriter
 
     results = tmp_path / "sample.csv"
     with ResultsWriter(results) as writer:
@@ -130,9 +125,9 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
 
 def test_scoring_with_a_site_file_uses_its_threshold_calibration_and_model_id(tmp_path, scorer, scan_folder):
     from xscan.errors import ResultsFileError, UsageError
-    from xscan.options import ScoreOptions
-    from xscan.results import read_rows
-    from xscan.run import score_folder
+    from xscan.scoring.options import ScoreOptions
+    from xscan.scoring.results import read_rows
+    from xscan.scoring.run import score_folder
 
     plain = tmp_path / "plain.csv"
     score_folder(scan_folder, plain, ScoreOptions(), scorer=scorer)
@@ -162,7 +157,7 @@ def test_calibrate_takes_labels_relative_to_a_labels_root(tmp_path):
     from typer.testing import CliRunner
 
     from xscan.cli import app
-    from xscan.results import ResultsWriter
+    from xscan.scoring.results import ResultsWriter
 
     results = tmp_path / "sample.csv"
     rows = _sample(30)

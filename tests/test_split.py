@@ -6,8 +6,8 @@ import numpy as np
 from conftest import TRAIN
 from test_dicom import write_dicom
 
-from xscan.dataset import find_labelled_scans, per_file_share
-from xscan.train import TrainConfig, split_for_training
+from xscan.training.dataset import find_labelled_scans, per_file_share
+from xscan.training.train import TrainConfig, split_for_training
 
 
 def test_no_patient_both_chooses_and_reports():

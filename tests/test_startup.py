@@ -47,4 +47,4 @@ def test_command_does_not_import_tensorflow(args: list[str]) -> None:
 
 def test_loading_the_model_does_import_tensorflow() -> None:
     """The probe can see TensorFlow when it is there, so the tests above can fail."""
-    assert "tensorflow" in heavy_modules_after("from xscan.scorer import load_scorer\nload_scorer()")
+    assert "tensorflow" in heavy_modules_after("from xscan.model.scorer import load_scorer\nload_scorer()")

@@ -5,10 +5,10 @@ import pytest
 from conftest import real_scans
 from typer.testing import CliRunner
 
-from xscan.card import read_card
 from xscan.cli import app
-from xscan.scorer import load_scorer
-from xscan.train import class_weights
+from xscan.model.card import read_card
+from xscan.model.scorer import load_scorer
+from xscan.training.train import class_weights
 
 
 @pytest.fixture

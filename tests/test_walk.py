@@ -1,4 +1,4 @@
-from xscan.walk import find_scans, walk_order
+from xscan.input.walk import find_scans, walk_order
 
 
 def _touch(path):

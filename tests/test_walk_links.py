@@ -5,7 +5,7 @@ import shutil
 
 from conftest import real_scans
 
-from xscan.walk import find_scans
+from xscan.input.walk import find_scans
 
 
 def _scan(folder, name):

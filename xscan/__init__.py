@@ -26,15 +26,15 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("score_folder", "ScoreSummary"):
-        from xscan import run as module
+        from xscan.scoring import run as module
     elif name in ("ScoreOptions", "DicomOptions"):
-        from xscan import options as module
+        from xscan.scoring import options as module
     elif name in ("score_paths", "load_scan", "LoadedScan"):
-        from xscan import scoring as module
+        from xscan.scoring import pipeline as module
     elif name in ("load_scorer", "Scorer"):
-        from xscan import scorer as module
+        from xscan.model import scorer as module
     elif name == "Row":
-        from xscan import results as module
+        from xscan.scoring import results as module
     else:
         raise AttributeError(f"module 'xscan' has no attribute {name!r}")
     return getattr(module, name)

@@ -44,6 +44,10 @@ class WeightsError(RunError):
     """The weights folder is missing, incomplete or does not match its model card."""
 
 
+class LabelsError(ValueError):
+    """A labels file that cannot be read as `path,label` with known labels; the message says where."""
+
+
 def one_line(error: BaseException, limit: int = 200) -> str:
     """An exception's message on one line, at most LIMIT characters: fit for a CSV cell or a log line."""
     text = " ".join(str(error).split()) or type(error).__name__

@@ -1,0 +1,1 @@
+"""Where the model looked: Grad-CAM and the overlays drawn from it."""

@@ -1,0 +1,1 @@
+"""Reading scans: finding files, telling formats apart, decoding to a grey array, the one preprocessing."""

@@ -1,0 +1,79 @@
+"""The site calibration file (SITE.json): its format, loading it for one model, and applying it to probabilities.
+
+`xscan calibrate` (xscan.site.calibrate) writes it; scoring maps each base probability p to
+sigmoid(slope * logit(p) + intercept) and compares that with the site threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit, logit
+
+PROBABILITY_FLOOR = 1e-6  # results carry six decimals: 0 and 1 are clipped before the logit
+SITE_FORMAT = "xscan-site-calibration/1"
+MODEL_SEPARATOR = "+"  # model column of site-calibrated rows: <model id>+<first 8 hex of SITE.json's sha256>
+
+
+class SiteCalibrationError(ValueError):
+    """Rows or a SITE.json that cannot give or apply a site calibration; the message says why."""
+
+
+@dataclass(frozen=True)
+class SiteCalibration:
+    base_model: str  # the model id whose probabilities this recalibrates
+    threshold: float  # on the site-calibrated probability
+    slope: float
+    intercept: float
+    refit: str  # "intercept" or "slope and intercept"
+    target_sensitivity: float
+    counts: dict[str, int]
+    at_threshold: dict[str, object]  # sensitivity and specificity on the site's scans, with 95 % Wilson intervals
+    cross_checked: dict[str, float] = field(default_factory=dict)  # the same rule judged on scans that did not choose it
+    prevalence: float | None = None  # the site prevalence the intercept was set to, if given
+    format: str = SITE_FORMAT
+
+    def probability(self, base: np.ndarray) -> np.ndarray:
+        """The site-calibrated probability of each base probability."""
+        return expit(self.slope * clipped_logit(base) + self.intercept)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class LoadedSite:
+    calibration: SiteCalibration
+    sha256: str
+
+    def model_id(self) -> str:
+        return f"{self.calibration.base_model}{MODEL_SEPARATOR}{self.sha256[:8]}"
+
+
+def clipped_logit(p: np.ndarray) -> np.ndarray:
+    return logit(np.clip(np.asarray(p, np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
+
+
+
+def load_site(path: Path, model_id: str) -> LoadedSite:
+    """SITE.json for the model MODEL_ID; a file for another model, or not a site file, is refused."""
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except OSError as error:
+        raise SiteCalibrationError(f"cannot read {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise SiteCalibrationError(f"{path} is not a site calibration file: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != SITE_FORMAT:
+        raise SiteCalibrationError(f"{path} is not a site calibration file (written by xscan calibrate)")
+    try:
+        site = SiteCalibration(**data)
+    except TypeError as error:
+        raise SiteCalibrationError(f"{path} is not a valid site calibration file: {error}") from None
+    if site.base_model != model_id:
+        raise SiteCalibrationError(f"{path} was made for model {site.base_model}, not {model_id}: calibrate again with this model")
+    return LoadedSite(site, hashlib.sha256(raw).hexdigest())

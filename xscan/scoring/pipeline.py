@@ -1,0 +1,168 @@
+"""The streaming core: file paths -> decode -> preprocess (worker threads) -> batches -> model -> rows; it writes nothing.
+
+`load_scan` (one file) and `score_batch` (one batch) are plain functions of their inputs, so the
+same steps can run elsewhere (a process pool, a cluster's workers); `score_paths` chains them on
+threads with a bounded look-ahead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from xscan.errors import ScanError, one_line
+from xscan.input.decode import open_scan
+from xscan.input.dicom.image import PYDICOM_ERRORS
+from xscan.input.dicom.policy import no_image_reason, skip_reason
+from xscan.input.dicom.tags import blank_tags, tag_values
+from xscan.input.file_warnings import FileWarning, collected, hand_over
+from xscan.input.formats import Kind
+from xscan.input.preprocess import preprocess
+from xscan.model.scorer import Scorer
+from xscan.scoring.options import DicomOptions, ScoreOptions
+from xscan.scoring.results import SKIPPED_PREFIX, Row
+
+# Told each file just before it is opened, for as long as it is being decoded (the in-flight journal).
+Watch = Callable[[Path], AbstractContextManager[object]]
+
+# A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (inside libjpeg, several times faster than a full
+# decode) as long as both sides stay at least this many times the model input; decoding all the way
+# down to the input size moves single scores too far (docs/throughput.md, tests/test_decode_reduced.py).
+DECODE_MARGIN = 2
+
+
+@dataclass(frozen=True)
+class LoadedScan:
+    """One file made ready for the model, or the reason it is not scored."""
+
+    path: Path
+    model_input: np.ndarray | None  # preprocessed (image_size, image_size, 1) float32, or None with `error`
+    error: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
+    warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
+
+
+def decode_min_side(image_size: int) -> int:
+    """The smallest side a reduced decode may leave, for a model input of IMAGE_SIZE pixels."""
+    return DECODE_MARGIN * image_size
+
+
+def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions()) -> LoadedScan:
+    """Open, decode and preprocess one file; a file that cannot be scored becomes an error, not an exception.
+
+    A DICOM's header is read before its pixels: a file the policy does not score is never decoded.
+    Warnings raised meanwhile come with the file, where a run keeps them (`file_warnings.warnings_kept`).
+    """
+    with collected() as raised:
+        loaded = _load_scan(path, image_size, dicom)
+    return replace(loaded, warnings=tuple(replace(warning, path=path) for warning in raised)) if raised else loaded
+
+
+def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
+    tags = blank_tags(dicom.tags)
+    try:
+        with open_scan(path) as scan:
+            if scan.kind is Kind.DICOM:
+                reason, tags = _read_dicom_header(scan.dataset(), dicom)
+                if reason:
+                    return LoadedScan(path, None, SKIPPED_PREFIX + reason, tags)
+            grey = scan.grey(min_side=decode_min_side(image_size))
+        return LoadedScan(path, preprocess(grey, image_size), tags=tags)
+    except ScanError as error:
+        return LoadedScan(path, None, str(error), tags)
+
+
+def read_header_tags(path: Path, names: Sequence[str]) -> dict[str, str]:
+    """The tags NAMES of a DICOM file, from its header alone (no pixel is read); blank for any other file or a bad header."""
+    try:
+        with open_scan(path) as scan:
+            if scan.kind is Kind.DICOM:
+                return _read_dicom_header(scan.dataset(), DicomOptions(frontal_only=False, tags=tuple(names)))[1]
+    except ScanError:
+        pass  # a file that cannot be read now has blank tags, as its row would
+    return blank_tags(tuple(names))
+
+
+def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str, str]]:
+    """Why the policy does not score the file ("" to score it), and the tag values asked for."""
+    try:
+        reason = no_image_reason(ds) or (skip_reason(ds) if dicom.frontal_only else "")
+        return reason, tag_values(ds, dicom.tags)
+    except PYDICOM_ERRORS as error:
+        raise ScanError(f"unreadable DICOM header: {one_line(error)}") from None
+
+
+def load_in_order(
+    paths: Iterable[Path], image_size: int, workers: int, lookahead: int, dicom: DicomOptions = DicomOptions(),
+    watch: Watch | None = None,
+) -> Iterator[LoadedScan]:
+    """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight.
+
+    An exception other than a file's ScanError (a bug, MemoryError) stops the run: files not yet
+    started are cancelled rather than decoded for nothing.
+    """
+    pending: deque[Future[LoadedScan]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xscan-load") as pool:
+        try:
+            for path in paths:
+                pending.append(pool.submit(_load_watched, watch, path, image_size, dicom))
+                if len(pending) >= lookahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _load_watched(watch: Watch | None, path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
+    with watch(path) if watch else nullcontext():
+        return load_scan(path, image_size, dicom)
+
+
+def score_paths(
+    paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions(), *, watch: Watch | None = None,
+) -> Iterator[list[Row]]:
+    """Score files in order, yielding the rows of each batch as soon as the model has run on it.
+
+    Uses OPTIONS' batch size, threshold, decoding threads and DICOM options; where rows go, and
+    which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
+    batches of model inputs), not by the number of files. WATCH is told each file while it is decoded.
+    The warnings each file raised while it was read are handed to the calling thread's `file_warnings.collected` list, in file order,
+    before its batch is yielded.
+    """
+    threshold = options.threshold_or(scorer.threshold)
+    workers = options.decoding_threads()
+    batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
+    lookahead = 2 * options.batch_size + 4 * workers
+    for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom, watch):
+        hand_over(item.warnings)
+        batch.append(item)
+        if len(batch) == options.batch_size:
+            yield score_batch(batch, scorer, threshold)
+            batch = []
+    if batch:
+        yield score_batch(batch, scorer, threshold)
+
+
+def score_batch(batch: list[LoadedScan], scorer: Scorer, threshold: float) -> list[Row]:
+    """One row per loaded file, in order: a probability and scope verdict for each model input, the error of each other file."""
+    inputs = [item.model_input for item in batch if item.model_input is not None]
+    assessment = scorer.assess(np.stack(inputs)) if inputs else None
+    verdicts = iter(zip(assessment.probabilities, assessment.scope, strict=True) if assessment else [])
+    model_id = scorer.model_id
+    rows = []
+    for item in batch:
+        if item.model_input is None:
+            rows.append(Row(str(item.path), None, threshold, model_id, item.error, item.tags))
+            continue
+        probability, scope = next(verdicts)
+        rows.append(Row(str(item.path), float(probability), threshold, model_id, trailing_columns=item.tags, scope=scope))
+    return rows

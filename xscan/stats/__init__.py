@@ -1,0 +1,1 @@
+"""The textbook statistics every stage shares: metrics at a threshold, intervals, threshold rules, calibration."""

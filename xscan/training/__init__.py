@@ -1,0 +1,1 @@
+"""Training the bundled model: the data set and its split, augmentation, robustness shifts, fitting."""
