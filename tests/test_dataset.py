@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 from conftest import TRAIN
 
+from xscan.errors import TrainingDataError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.model.classes import CLASS_NAMES
 from xscan.training.dataset import find_labelled_scans, patient_id, split_by_patient
@@ -33,7 +34,7 @@ def test_finds_the_real_training_split():
 
 def test_class_folders_are_case_insensitive_and_required(tmp_path):
     (tmp_path / "normal").mkdir()
-    with pytest.raises(FileNotFoundError, match="PNEUMONIA"):
+    with pytest.raises(TrainingDataError, match="PNEUMONIA"):
         find_labelled_scans(tmp_path)
     (tmp_path / "Pneumonia").mkdir()
     assert find_labelled_scans(tmp_path) == []

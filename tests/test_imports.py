@@ -11,19 +11,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xscan"
 
 # What each stage may import besides itself: data flows input -> model -> scoring -> reporting / explain,
 # training beside scoring, site (calibrate, drift) on rows and labels, the CLI on top and imported by nothing.
-# `errors` and `stats` (textbook statistics) sit below every stage.
+# `about` (version, disclaimer), `errors` and `stats` (textbook statistics) sit below every stage.
 LAYERS: dict[str, set[str]] = {
+    "about": set(),
     "errors": set(),
-    "stats": {"errors"},
-    "input": {"errors"},
-    "model": {"errors", "stats", "input"},
-    "scoring": {"errors", "stats", "input", "model"},
-    "training": {"errors", "stats", "input", "model", "package"},  # the package for __version__, written in the card
-    "explain": {"errors", "stats", "input", "model", "scoring"},
-    "reporting": {"errors", "stats", "input", "model", "scoring", "explain"},  # the review page shows heatmaps
-    "site": {"errors", "stats", "input", "model", "scoring", "reporting"},
-    "cli": {"errors", "stats", "input", "model", "scoring", "training", "explain", "reporting", "site", "package"},
-    "package": {"model", "scoring"},  # xscan/__init__.py: the public names, imported on first use
+    "stats": {"about", "errors"},
+    "input": {"about", "errors"},
+    "model": {"about", "errors", "stats", "input"},
+    "scoring": {"about", "errors", "stats", "input", "model"},
+    "training": {"about", "errors", "stats", "input", "model"},
+    "explain": {"about", "errors", "stats", "input", "model", "scoring"},
+    "reporting": {"about", "errors", "stats", "input", "model", "scoring", "explain"},  # the review page shows heatmaps
+    "site": {"about", "errors", "stats", "input", "model", "scoring", "reporting"},
+    "cli": {"about", "errors", "stats", "input", "model", "scoring", "training", "explain", "reporting", "site", "package"},
+    "package": {"about", "model", "scoring", "explain"},  # xscan/__init__.py: the public names, imported on first use
 }
 
 

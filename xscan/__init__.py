@@ -8,19 +8,21 @@ The library under the `xscan` command:
     summary = score_folder(Path("scans"), Path("results.csv"), ScoreOptions(batch_size=16))
 
 `score_paths` is the streaming core beneath it (paths in, rows out, nothing written), and
-`load_scan` its step for one file. Names are imported on first use, so that `import xscan`
-stays cheap for commands that never score.
+`load_scan` its step for one file; `explain_paths` draws Grad-CAM overlays as `xscan explain`
+does. Names are imported on first use, so that `import xscan` stays cheap for commands that
+never score.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from xscan.about import DISCLAIMER as DISCLAIMER
+from xscan.about import __version__ as __version__
 
 __all__ = [
-    "DicomOptions", "LoadedScan", "Row", "ScoreOptions", "ScoreSummary", "Scorer",
-    "load_scan", "load_scorer", "score_folder", "score_paths",
+    "DicomOptions", "ExplainOptions", "ExplainSummary", "LoadedScan", "Row", "ScoreOptions", "ScoreSummary", "Scorer",
+    "explain_paths", "load_scan", "load_scorer", "score_folder", "score_paths",
 ]
 
 
@@ -33,6 +35,8 @@ def __getattr__(name: str) -> Any:
         from xscan.scoring import pipeline as module
     elif name in ("load_scorer", "Scorer"):
         from xscan.model import scorer as module
+    elif name in ("explain_paths", "ExplainOptions", "ExplainSummary"):
+        from xscan.explain import run as module
     elif name == "Row":
         from xscan.scoring import results as module
     else:

@@ -1,4 +1,9 @@
-"""Exceptions shared by several modules, and the exit codes `xscan score` maps them to."""
+"""xscan's one family of exceptions, and the exit codes the command line maps them to.
+
+Every error xscan raises on purpose is an `XscanError` whose `exit_code` says how a command ends
+when it meets one; `xscan.cli` maps them in one place. Errors a caller may already catch as
+`ValueError` keep that as a second base.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,28 @@ EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT (128 + 2); the next 
 EXIT_TERMINATED = 143  # the shell's convention for SIGTERM (128 + 15); the next run resumes
 
 
-class ScanError(Exception):
-    """A file that cannot be scored; the message is the one-line reason written to its row."""
-
-
-class RunError(Exception):
-    """A reason a scoring run cannot start or go on; `exit_code` is what `xscan score` exits with."""
+class XscanError(Exception):
+    """The base of every error xscan raises on purpose; `exit_code` is what a command exits with on it."""
 
     exit_code = EXIT_FATAL
 
 
+class ScanError(XscanError):
+    """A file that cannot be scored; the message is the one-line reason written to its row (never an exit)."""
+
+
+class RunError(XscanError):
+    """A reason a run cannot start or go on (fatal unless a subclass says otherwise)."""
+
+
 class UsageError(RunError):
-    """The run was asked for something it cannot do: a missing folder, a results file that is not to be touched."""
+    """The run was asked for something it cannot do: a missing folder, a bad option, a file that is not to be touched."""
 
     exit_code = EXIT_USAGE
+
+
+class OptionError(UsageError, ValueError):
+    """An option value out of its range or unknown (a bad --dicom-tags keyword, a batch size of 0)."""
 
 
 class ResultsFileError(UsageError):
@@ -44,8 +57,12 @@ class WeightsError(RunError):
     """The weights folder is missing, incomplete or does not match its model card."""
 
 
-class LabelsError(ValueError):
+class LabelsError(UsageError, ValueError):
     """A labels file that cannot be read as `path,label` with known labels; the message says where."""
+
+
+class TrainingDataError(UsageError, ValueError):
+    """A training folder or labels file that cannot give a training set; the message says what is missing."""
 
 
 def one_line(error: BaseException, limit: int = 200) -> str:

@@ -7,7 +7,6 @@ maps can and cannot show.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from xscan.errors import ScanError
+from xscan.errors import ScanError, UsageError
 from xscan.explain.overlay import Grid, annotate, blend, colour_scale, display_scan, heat_on_scan, write_png
 from xscan.input.walk import find_scans
 from xscan.model.card import model_config_from_card
 from xscan.model.network import ModelConfig, build_model, member_logit_layer
 from xscan.model.scorer import MODEL_BATCH, Scorer
-from xscan.scoring.pipeline import LoadedScan, load_in_order
+from xscan.scoring.cpus import usable_cpus
+from xscan.scoring.pipeline import LoadedScan, loaded_batches
 from xscan.scoring.results import COLUMNS, FINGERPRINT_COLUMNS, Row
 from xscan.scoring.resume import fingerprint
 
@@ -126,14 +126,7 @@ class Explainer:
 
     def explain(self, paths: Iterable[Path], workers: int | None = None) -> Iterator[list[Explanation]]:
         """Explanations of PATHS in order, a batch at a time; files are decoded on WORKERS threads as in scoring."""
-        workers = workers or os.cpu_count() or 1
-        batch: list[LoadedScan] = []
-        for loaded in load_in_order(paths, self.scorer.card.image_size, workers, lookahead=2 * MODEL_BATCH + 4 * workers):
-            batch.append(loaded)
-            if len(batch) == MODEL_BATCH:
-                yield self._explain_batch(batch)
-                batch = []
-        if batch:
+        for batch in loaded_batches(paths, self.scorer.card.image_size, MODEL_BATCH, workers or usable_cpus()):
             yield self._explain_batch(batch)
 
     def _explain_batch(self, batch: list[LoadedScan]) -> list[Explanation]:
@@ -178,7 +171,7 @@ class Explainer:
         return annotate(blend(grey, heat, scale), scale, self.caption(explanation, threshold))
 
 
-class OverlayClashError(ValueError):
+class OverlayClashError(UsageError, ValueError):
     """Two scans would write the same overlay file."""
 
 

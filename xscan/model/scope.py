@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from xscan.errors import XscanError
 from xscan.model.card import ModelCard, sha256_of
 
 # The scope network's classes, by index. The reason strings are written into the `scope` column.
@@ -178,7 +179,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-class ScopeFilesError(Exception):
+class ScopeFilesError(XscanError):
     """The scope check's files are missing or do not match the model card."""
 
 

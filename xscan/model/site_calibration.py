@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, logit
 
+from xscan.errors import UsageError
+
 PROBABILITY_FLOOR = 1e-6  # results carry six decimals: 0 and 1 are clipped before the logit
 SITE_FORMAT = "xscan-site-calibration/1"
 MODEL_SEPARATOR = "+"  # model column of site-calibrated rows: <model id>+<first 8 hex of SITE.json's sha256>
 
 
-class SiteCalibrationError(ValueError):
+class SiteCalibrationError(UsageError, ValueError):
     """Rows or a SITE.json that cannot give or apply a site calibration; the message says why."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from xscan.errors import XscanError
 from xscan.model.classes import NEGATIVE, POSITIVE
 from xscan.reporting.report import Report
 
@@ -21,7 +22,7 @@ BINS = 20  # probability histogram bins
 CALIBRATION_BINS = 10
 
 
-class PlotsUnavailable(RuntimeError):
+class PlotsUnavailable(XscanError, RuntimeError):
     """matplotlib, an optional extra, is not installed."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xscan.errors import UsageError
 from xscan.model.classes import NEGATIVE, POSITIVE
 from xscan.reporting.labels import GroundTruth
 from xscan.scoring.results import COLUMNS, Row, read_rows
@@ -21,7 +22,7 @@ NOTE_EXAMPLES = 3  # paths named in a note before "and N more"
 
 
 
-class ReportError(ValueError):
+class ReportError(UsageError, ValueError):
     """Results or labels that cannot give a report; the message says why and what to do."""
 
 

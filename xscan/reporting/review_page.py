@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xscan.about import DISCLAIMER
 from xscan.errors import ScanError
 from xscan.explain.gradcam import LONG_SIDE, Explainer
 from xscan.explain.overlay import annotate, blend, colour_scale, display_scan, write_png
@@ -31,7 +32,6 @@ IMAGES = "images"
 PLOTS = "plots"
 GALLERY_SIZE = 12  # scans per gallery unless asked otherwise
 THUMBNAIL_SIDE = 192  # pixels on a thumbnail's longer side
-DISCLAIMER = "xscan aids a physician; it is not a diagnostic device."
 PLOT_TITLES = {
     "confusion-matrix.png": "confusion matrix",
     "roc.png": "ROC curve",

@@ -98,7 +98,7 @@ class ModelBundle:
         """The Scorer of these files (one model thread), loaded through a temporary weights folder."""
         here = _installed_version()
         if self.xscan_version != here:
-            raise RuntimeError(f"this worker has xscan {here}, the driver {self.xscan_version}: install one version everywhere")
+            raise ClusterError(f"this worker has xscan {here}, the driver {self.xscan_version}: install one version everywhere")
         with tempfile.TemporaryDirectory(prefix="xscan-weights-") as folder:
             for name, content in self.files.items():
                 (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ class RayScoring:
                 break
             positions = batch["position"].tolist()
             if positions != list(range(expected, expected + len(positions))):
-                raise RuntimeError(f"rows came back out of order: expected position {expected}, got {positions[:3]}...")
+                raise ClusterError(f"rows came back out of order: expected position {expected}, got {positions[:3]}...")
             expected += len(positions)
             rows = []
             for position, row, scan in zip(positions, batch["row"], batch["scan"], strict=True):
@@ -190,7 +190,7 @@ class RayScoring:
                 rows.append(replace(pickle.loads(row), path=str(path)))
             yield rows
         if expected != len(paths):
-            raise RuntimeError(f"the cluster returned {expected} rows for {len(paths)} files")
+            raise ClusterError(f"the cluster returned {expected} rows for {len(paths)} files")
 
     def _dataset(self, paths: Sequence[Path | str], options: ScoreOptions) -> Any:
         import pyarrow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xscan.errors import OptionError
 from xscan.scoring.cpus import usable_cpus
 
 
@@ -37,13 +38,13 @@ class ScoreOptions:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+            raise OptionError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie between 0 and 1, not {self.threshold}")
+            raise OptionError(f"threshold must lie between 0 and 1, not {self.threshold}")
         if self.workers < 0:
-            raise ValueError(f"workers must be 0 (one per usable CPU) or more, not {self.workers}")
+            raise OptionError(f"workers must be 0 (one per usable CPU) or more, not {self.workers}")
         if self.ray_address is not None and not self.ray:
-            raise ValueError("ray_address is the Ray cluster of a run with ray=True")
+            raise OptionError("ray_address is the Ray cluster of a run with ray=True")
 
     def threshold_or(self, card_threshold: float) -> float:
         """The decision threshold of the run: the one asked for, else the model card's."""

@@ -139,17 +139,29 @@ def score_paths(
     before its batch is yielded.
     """
     threshold = options.threshold_or(scorer.threshold)
-    workers = options.decoding_threads()
-    batch: list[LoadedScan] = []  # batch_size files, scorable or not: a run of bad files is flushed too
-    lookahead = 2 * options.batch_size + 4 * workers
-    for item in load_in_order(paths, scorer.card.image_size, workers, lookahead, options.dicom, watch):
+    for batch in loaded_batches(paths, scorer.card.image_size, options.batch_size, options.decoding_threads(), options.dicom, watch):
+        yield score_batch(batch, scorer, threshold)
+
+
+def loaded_batches(
+    paths: Iterable[Path], image_size: int, batch_size: int, workers: int, dicom: DicomOptions = DicomOptions(),
+    watch: Watch | None = None,
+) -> Iterator[list[LoadedScan]]:
+    """Files loaded on WORKERS threads, in order, BATCH_SIZE at a time; each file's warnings handed over before its batch.
+
+    A batch counts files, scorable or not, so a run of bad files is flushed too. Memory is bounded
+    by the look-ahead (a few batches of model inputs), not by the number of files.
+    """
+    batch: list[LoadedScan] = []
+    lookahead = 2 * batch_size + 4 * workers
+    for item in load_in_order(paths, image_size, workers, lookahead, dicom, watch):
         hand_over(item.warnings)
         batch.append(item)
-        if len(batch) == options.batch_size:
-            yield score_batch(batch, scorer, threshold)
+        if len(batch) == batch_size:
+            yield batch
             batch = []
     if batch:
-        yield score_batch(batch, scorer, threshold)
+        yield batch
 
 
 def score_batch(batch: list[LoadedScan], scorer: Scorer, threshold: float) -> list[Row]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from xscan.errors import UsageError
 from xscan.model.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
 
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
@@ -148,7 +149,7 @@ def _stdout() -> IO[str]:
     return sys.stdout
 
 
-class NotResultsError(ValueError):
+class NotResultsError(UsageError, ValueError):
     """A CSV that is not an xscan results file."""
 
 

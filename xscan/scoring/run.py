@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
+from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, OptionError, ResultsWriteError, UsageError
 from xscan.input.file_warnings import FileWarning, collected, warnings_kept
 from xscan.input.walk import find_scans
 from xscan.model.card import default_weights_dir, read_card
@@ -130,9 +130,9 @@ def score_folder(
     `Warned` event, every time it occurs.
     """
     if scorer is not None and options.weights is not None:
-        raise ValueError("give score_folder a scorer or options.weights, not both")
+        raise OptionError("give score_folder a scorer or options.weights, not both")
     if scorer is not None and options.ray:
-        raise ValueError("a scorer scores in this process: give score_folder a scorer or options.ray, not both")
+        raise OptionError("a scorer scores in this process: give score_folder a scorer or options.ray, not both")
     started = time.monotonic()
     notify = on_event or (lambda event: None)
     folder, output = Path(folder), str(output)

@@ -19,7 +19,7 @@ from scipy.special import expit
 from xscan.model.site_calibration import MODEL_SEPARATOR, SiteCalibration, SiteCalibrationError, clipped_logit
 from xscan.reporting.labels import GroundTruth
 from xscan.scoring.results import Row
-from xscan.stats.calibration import threshold_for_sensitivity
+from xscan.stats.calibration import fit_logistic, threshold_for_sensitivity
 from xscan.stats.intervals import PROPORTIONS, wilson_interval
 from xscan.stats.metrics import binary_metrics
 
@@ -98,12 +98,10 @@ def fit_site_calibration(
 
 
 def _fit_logistic(logits: np.ndarray, truth: np.ndarray, with_slope: bool) -> tuple[float, float, str]:
-    from sklearn.linear_model import LogisticRegression
-
     if with_slope:
-        fitted = LogisticRegression(C=1e6).fit(logits.reshape(-1, 1), truth)
-        if fitted.coef_[0, 0] > 0:
-            return float(fitted.coef_[0, 0]), float(fitted.intercept_[0]), "slope and intercept"
+        slope, intercept = fit_logistic(logits, truth)
+        if slope > 0:
+            return slope, intercept, "slope and intercept"
     from scipy.optimize import minimize_scalar
     from sklearn.metrics import log_loss
 

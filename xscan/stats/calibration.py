@@ -13,13 +13,18 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     the logits but cannot move them; training with class weights and heavy augmentation leaves
     them shifted, and only the bias term takes that out.
     """
+    scale, bias = fit_logistic(logits, labels)
+    if scale <= 0:
+        raise ValueError("the logits do not rank the classes the right way round; nothing to calibrate")
+    return 1.0 / scale, bias
+
+
+def fit_logistic(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Slope a and intercept b of the logistic regression sigmoid(a * logit + b) on LABELS, unregularized in effect (C=1e6)."""
     from sklearn.linear_model import LogisticRegression
 
     fitted = LogisticRegression(C=1e6).fit(np.asarray(logits, np.float64).reshape(-1, 1), labels)
-    scale = float(fitted.coef_[0, 0])
-    if scale <= 0:
-        raise ValueError("the logits do not rank the classes the right way round; nothing to calibrate")
-    return 1.0 / scale, float(fitted.intercept_[0])
+    return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
 
 
 def threshold_for_sensitivity(probabilities: np.ndarray, labels: np.ndarray, target: float) -> float:

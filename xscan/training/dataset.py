@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from xscan.errors import TrainingDataError
 from xscan.input.formats import Kind, kind_by_name
 from xscan.input.walk import find_scans
 from xscan.model.classes import CLASS_NAMES
@@ -60,13 +61,13 @@ def find_labelled_scans(data_dir: Path, labels_file: Path | None = None) -> list
     DATA_DIR (or absolute). Without a patient column the patient comes from each file.
     """
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir} is not a folder")
+        raise TrainingDataError(f"{data_dir} is not a folder")
     if labels_file is not None:
         return _scans_from_labels_file(data_dir, labels_file)
     class_dirs = {p.name.upper(): p for p in sorted(data_dir.iterdir()) if p.is_dir()}
     missing = [name for name in CLASS_NAMES if name not in class_dirs]
     if missing:
-        raise FileNotFoundError(f"{data_dir} has no sub-folder {' or '.join(missing)} (one folder per class)")
+        raise TrainingDataError(f"{data_dir} has no sub-folder {' or '.join(missing)} (one folder per class)")
     return [
         LabelledScan(path, label, patient_id(path))
         for label, name in enumerate(CLASS_NAMES)
@@ -81,16 +82,16 @@ def _scans_from_labels_file(data_dir: Path, labels_file: Path) -> list[LabelledS
     with open(labels_file, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
         if not {"path", "label"} <= set(reader.fieldnames or []):
-            raise ValueError(f"{labels_file} is not a labels file: it needs columns path,label (and optionally patient)")
+            raise TrainingDataError(f"{labels_file} is not a labels file: it needs columns path,label (and optionally patient)")
         scans = []
         for record in reader:
             path = data_dir / record["path"]
             if not path.is_file():
-                raise FileNotFoundError(f"{labels_file} line {reader.line_num}: no file {path}")
+                raise TrainingDataError(f"{labels_file} line {reader.line_num}: no file {path}")
             try:
                 label = parse_label(record["label"] or "")
             except LabelsError as error:
-                raise ValueError(f"{labels_file} line {reader.line_num}: {error}") from None
+                raise TrainingDataError(f"{labels_file} line {reader.line_num}: {error}") from None
             patient = (record.get("patient") or "").strip()
             scans.append(LabelledScan(path, label, f"column:{patient}" if patient else patient_id(path)))
     return scans
@@ -115,7 +116,7 @@ def split_by_patient(
     `val_fraction`: stable, independent of file order, and never splits a patient.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError("val_fraction must lie strictly between 0 and 1")
+        raise TrainingDataError("val_fraction must lie strictly between 0 and 1")
     train, validation = [], []
     for scan in scans:
         side = validation if _patient_fraction(scan.patient_id, seed) < val_fraction else train

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from xscan import __version__
+from xscan.about import __version__
+from xscan.errors import TrainingDataError
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.model.card import CARD_FILE, ModelCard, calibrated_probability, save_bundle
@@ -103,7 +104,7 @@ def split_for_training(scans: list[LabelledScan], config: TrainConfig) -> tuple[
     select_scans, report_scans = split_by_patient(held_out, config.report_fraction, config.seed + 1)
     for name, part in (("training", train_scans), ("selection", select_scans), ("report", report_scans)):
         if len({s.label for s in part}) < 2:
-            raise ValueError(f"too few patients to make a {name} part with both classes")
+            raise TrainingDataError(f"too few patients to make a {name} part with both classes")
     return train_scans, select_scans, report_scans
 
 

@@ -46,6 +46,7 @@ from pydicom.uid import (
 
 from xscan.errors import ScanError, one_line
 from xscan.input.dicom.jpeg import repaired_scan_headers
+from xscan.input.dicom.policy import NO_SOP_CLASS, sop_class_name
 from xscan.input.limits import MAX_FRAME_BYTES, MAX_PIXELS
 
 MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
@@ -120,7 +121,8 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ScanError("DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
-        raise ScanError(f"DICOM without pixel data ({_sop_class(ds)})")
+        name = sop_class_name(ds)
+        raise ScanError(f"DICOM without pixel data ({name if name == NO_SOP_CLASS else f'SOP class {name}'})")
     for name in ("Rows", "Columns", "PhotometricInterpretation", "BitsAllocated"):
         if name not in ds:
             raise ScanError(f"DICOM image without {name}")
@@ -240,8 +242,3 @@ def _colour_to_grey(frame: np.ndarray, ds: Dataset) -> np.ndarray:
         # pydicom has already turned YBR into RGB; ITU-R BT.601 luma, as OpenCV uses for every other format.
         frame = frame[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return _stretch(frame, float(frame.min()), float(frame.max()))
-
-
-def _sop_class(ds: Dataset) -> str:
-    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
-    return f"SOP class {uid.name}" if uid else "no SOP class"

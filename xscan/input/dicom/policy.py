@@ -9,6 +9,8 @@ PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
 
+NO_SOP_CLASS = "no SOP class"
+
 
 def no_image_reason(ds: Dataset) -> str:
     """Why a dataset holds no image at all ("" when it holds one): a DICOMDIR, a report, an RT plan, a waveform.
@@ -17,16 +19,14 @@ def no_image_reason(ds: Dataset) -> str:
     """
     if any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
         return ""
-    return f"no image ({sop_class_name(ds)})"
+    return f"no image ({sop_class_name(ds).removesuffix(' Storage')})"
 
 
 def sop_class_name(ds: Dataset) -> str:
-    """What the dataset is, by its SOP class: `Media Storage Directory`, `Basic Text SR`, or the UID pydicom does not know."""
+    """What the dataset is, by its SOP class: `Basic Text SR Storage`, the UID pydicom does not know, or NO_SOP_CLASS."""
     meta = getattr(ds, "file_meta", None) or {}
     uid = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
-    if not uid:
-        return "no SOP class"
-    return UID(str(uid)).name.removesuffix(" Storage")
+    return UID(str(uid)).name if uid else NO_SOP_CLASS
 
 
 def skip_reason(ds: Dataset) -> str:

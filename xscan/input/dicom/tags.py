@@ -6,6 +6,8 @@ from pydicom import datadict
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from xscan.errors import OptionError
+
 # Value representations that cannot be written as a short CSV cell.
 _NOT_A_CELL = frozenset({"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
@@ -16,11 +18,11 @@ def parse_tag_names(text: str) -> tuple[str, ...]:
     for name in names:
         tag = datadict.tag_for_keyword(name)
         if tag is None:
-            raise ValueError(f"{name!r} is not a DICOM keyword (for example AccessionNumber, SOPInstanceUID)")
+            raise OptionError(f"{name!r} is not a DICOM keyword (for example AccessionNumber, SOPInstanceUID)")
         if _NOT_A_CELL.intersection(datadict.dictionary_VR(tag).split(" or ")):  # e.g. "OB or OW"
-            raise ValueError(f"{name} is a sequence or binary element and cannot be a CSV column")
+            raise OptionError(f"{name} is a sequence or binary element and cannot be a CSV column")
     if len(set(names)) != len(names):
-        raise ValueError(f"a DICOM tag is named twice in {text!r}")
+        raise OptionError(f"a DICOM tag is named twice in {text!r}")
     return names
 
 

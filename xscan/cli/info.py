@@ -1,0 +1,70 @@
+"""`xscan info`: the model card as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xscan.about import DISCLAIMER
+from xscan.cli.app import exit_codes
+
+
+def info(
+    weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
+) -> None:
+    """Print the model card: architecture, preprocessing, threshold, training data and validation metrics.
+
+    Example:
+
+        xscan info
+    """
+    from xscan.model.card import default_weights_dir, read_card
+
+    with exit_codes():
+        card = read_card(weights or default_weights_dir())
+    console = Console()
+    table = Table(title=f"{card.model_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model id", card.model_id)
+    table.add_row("architecture", ", ".join(f"{k}={v}" for k, v in card.config.items()))
+    table.add_row("preprocessing", card.preprocessing.get("steps", ""))
+    table.add_row("input size", f"{card.image_size} x {card.image_size}")
+    table.add_row("threshold", f"{card.threshold:.4f} ({card.threshold_rule})")
+    table.add_row("calibration", f"sigmoid(logit / {card.temperature:.3f} + {card.bias:.3f}), fitted on the selection part")
+    data = card.training.get("data", {})
+    table.add_row("training data", f"{data.get('source', '')}\ntrain {data.get('train')}, selection {data.get('selection')}, "
+                  f"report {data.get('report')}")
+    if card.intended_population:
+        table.add_row("intended population", card.intended_population)
+    if card.scope:
+        rates = "\n".join(f"{rate:.3f} of {name}" for name, rate in card.scope.get("rates", {}).items())
+        table.add_row("out-of-scope check", f"in-scope probability < {card.scope['in_scope_threshold']:.4f} or feature distance > "
+                      f"{card.scope['distance_threshold']:.1f} ({card.scope.get('threshold_rule', '')})\n{rates}")
+    table.add_row("trained with", f"{card.training.get('command', '')}\n{card.training.get('minutes', '?')} min, "
+                  f"keras {card.training.get('keras_version', '?')}, started {card.training.get('started', '?')}")
+    table.add_row("weights sha256", card.weights_sha256)
+    console.print(table)
+    metrics = Table(title="validation, report part (patients held out that chose nothing)", title_justify="left")
+    names = ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece")
+    for name in names:
+        metrics.add_column(name, justify="right")
+    metrics.add_row(*(_fmt(card.validation.get(name)) for name in names))
+    console.print(metrics)
+    if card.robustness:
+        shifts = Table(title="robustness on validation under acquisition shifts", title_justify="left")
+        for name in ("shift", "auc", "sensitivity", "specificity"):
+            shifts.add_column(name, justify="left" if name == "shift" else "right")
+        for row in card.robustness:
+            shifts.add_row(*(_fmt(row[name]) for name in ("shift", "auc", "sensitivity", "specificity")))
+        console.print(shifts)
+    console.print(DISCLAIMER)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
