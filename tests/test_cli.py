@@ -3,10 +3,12 @@ import re
 from pathlib import Path
 
 import pytest
+import typer
 from conftest import SAMPLES, TRAIN, validation_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app
+from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE, LabelsError, UsageError, WeightsError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SAMPLES_README = SAMPLES.parent / "README.md"
@@ -105,3 +107,27 @@ def test_train_options_default_to_the_recorded_recipe():
     assert shown == {"out": "weights", "epochs": str(recipe.epochs), "image-size": str(recipe.model.image_size),
                      "members": str(recipe.model.members), "batch-size": str(recipe.batch_size),
                      "val-fraction": str(recipe.val_fraction), "seed": str(recipe.seed)}
+
+
+@pytest.mark.parametrize(("raised", "code"), [
+    (UsageError("no such folder"), EXIT_USAGE),
+    (LabelsError("label 'x' is not one of ..."), EXIT_USAGE),
+    (WeightsError("weights do not match their card"), EXIT_FATAL),
+    (KeyboardInterrupt(), EXIT_INTERRUPTED),
+    (AttributeError("a bug"), EXIT_FATAL),
+])
+def test_one_wrapper_maps_every_error_to_its_exit_code_and_logs_it(raised, code, tmp_path, capsys):
+    from xscan.cli.app import exit_codes, open_log
+
+    with open_log(tmp_path / "run.log") as log, pytest.raises(typer.Exit) as stopped, exit_codes(log=log):
+        raise raised
+    assert stopped.value.exit_code == code
+    assert (str(raised) or "interrupted") in capsys.readouterr().err
+    assert f"(exit {code})" in (tmp_path / "run.log").read_text()
+
+
+def test_the_wrapper_lets_a_bug_through_with_debug():
+    from xscan.cli.app import exit_codes
+
+    with pytest.raises(AttributeError, match="a bug"), exit_codes(debug=True):
+        raise AttributeError("a bug")
