@@ -211,6 +211,10 @@ def test_reports_carry_the_csv_probabilities_in_the_source_study(export: dict[st
         seen.update(image_groups(report))
         texts = {element.value for element in report.iterall() if element.keyword == "TextValue"}
         assert {DISCLAIMER, "xscan", f"model {results[0]['model']}", f"threshold {results[0]['threshold']}"} <= texts
+    turned = pydicom.dcmread(reports / f"{TURNED_STUDY}.dcm")  # a film upside down: not assessed, with the reason
+    assert "373068000" in {element.value for element in turned.iterall() if element.keyword == "CodeValue"}
+    assert any(element.value.startswith("not assessed: out of scope, rotated or inverted")
+               for element in turned.iterall() if element.keyword == "TextValue")
     assert seen.keys() == by_uid.keys()
     for uid, probability in seen.items():
         assert probability == pytest.approx(float(by_uid[uid]["probability"]), abs=1e-6)
@@ -319,6 +323,40 @@ def test_a_refused_association_exits_3_and_keeps_the_reports(export: dict[str, P
     assert len(sr_files(reports)) == 3
     sent_log = reports / "sent.csv"
     assert not sent_log.exists() or node not in sent_log.read_text()
+
+
+def test_a_rejected_report_exits_3_stays_unlogged_and_is_sent_by_the_next_run(export: dict[str, Path], reports: Path,
+                                                                               tmp_path: Path) -> None:
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Comprehensive3DSRStorage
+
+    folder = tmp_path / "sr"
+    shutil.copytree(reports, folder, ignore=shutil.ignore_patterns("sent.csv"))
+    stored: list[str] = []
+    statuses = iter([0xA700, 0x0000, 0x0000])  # the first report: "out of resources"; the rest stored
+
+    def on_store(event: evt.Event) -> int:
+        status = next(statuses, 0x0000)
+        if status == 0x0000:
+            stored.append(event.request.AffectedSOPInstanceUID)
+        return status
+
+    scp = AE(ae_title="STORESCP")
+    scp.add_supported_context(Comprehensive3DSRStorage)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        node = f"STORESCP@127.0.0.1:{port}"
+        first = xscan("sr", export["results"], "-o", folder, "--send", node)
+        assert first.returncode == 3
+        assert f"{node} rejected 1 of 3 reports" in first.stderr and "status 0xA700" in first.stderr
+        assert len(stored) == 2
+        second = xscan("sr", export["results"], "-o", folder, "--send", node)
+        assert second.returncode == 0, second.stderr
+        assert f"stored 1 on {node}; 2 were stored there before" in second.stderr
+        assert len(set(stored)) == 3
+    finally:
+        server.shutdown()
 
 
 def test_a_node_that_is_not_aet_at_host_port_is_a_usage_error(export: dict[str, Path], tmp_path: Path) -> None:

@@ -118,9 +118,7 @@ def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent
 def _why_not(association: object) -> str:
     if getattr(association, "is_rejected", False):
         return "association rejected: check the called AE title and that the node accepts this one"
-    if getattr(association, "is_aborted", False):
-        return "association aborted"
-    return "no connection"
+    return "no connection: nothing listens there, or the node aborted it"
 
 
 @contextmanager
