@@ -23,7 +23,10 @@ LAYERS: dict[str, set[str]] = {
     "explain": {"about", "errors", "stats", "input", "model", "scoring"},
     "reporting": {"about", "errors", "stats", "input", "model", "scoring", "explain"},  # the review page shows heatmaps
     "site": {"about", "errors", "stats", "input", "model", "scoring", "reporting"},
-    "cli": {"about", "errors", "stats", "input", "model", "scoring", "training", "explain", "reporting", "site", "package"},
+    # Results where a hospital reads them: studies from rows and headers, structured reports, sending to a PACS;
+    # a file's patient as training finds it.
+    "pacs": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting"},
+    "cli": {"about", "errors", "stats", "input", "model", "scoring", "training", "explain", "reporting", "site", "pacs", "package"},
     "package": {"about", "model", "scoring", "explain"},  # xscan/__init__.py: the public names, imported on first use
 }
 
