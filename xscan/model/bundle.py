@@ -14,7 +14,7 @@ from typing import Any
 from xscan.model.card import CARD_FILE, LITERT_FILE, WEIGHTS_FILE, ModelCard, model_config_from_card, sha256_of
 from xscan.model.native_notes import CONVERTER_NOTES, import_keras_quietly, native_stderr_without
 from xscan.model.network import build_model, ensemble_features, fold_batch_norms
-from xscan.model.scorer import MODEL_BATCH
+from xscan.model.scorer import MODEL_BATCH, Scorer
 
 # The file's batch is fixed: a score must not depend on how many scans share a call (Scorer.assess).
 QUANTIZATIONS = ("none", "dynamic-range")  # "none" ships: docs/model.md has the comparison that decided it
@@ -95,3 +95,10 @@ def save_bundle(network: Any, card: ModelCard, weights_dir: Path, scope_network:
     card.litert = write_litert(weights_dir, card, clean, scope_network)
     (weights_dir / CARD_FILE).write_text(card.to_json())
     return card
+
+
+def scorer_of(network: Any, card: ModelCard) -> Scorer:
+    """A Scorer of a Keras NETWORK held in memory (no scope check), converted as `xscan train` converts it; for tests and tools."""
+    model, outputs = scoring_model(network, card)
+    card.litert = {"file": "", "sha256": "", "batch": MODEL_BATCH, "outputs": outputs, "quantization": "none"}
+    return Scorer(card, convert(model), keras_network=network)

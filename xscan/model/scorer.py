@@ -58,18 +58,21 @@ class Scorer:
     site: LoadedSite | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the user, e.g. no out-of-scope check
     threads: int = 1  # the network, and the BLAS behind the scope check's feature distance, run each batch on this many threads
+    keras_network: Any = field(default=None, repr=False)  # the Keras network when at hand; else `network` loads it
 
     @cached_property
     def _network(self) -> CompiledNetwork:
         """The interpreter, started on first use, so that a Scorer travels (to Ray actors) as bytes."""
         return CompiledNetwork(self.flatbuffer, self.card.litert["outputs"], self.threads)
 
-    @cached_property
+    @property
     def network(self) -> Any:
         """The Keras network the LiteRT file was converted from, for Grad-CAM: loading it imports TensorFlow."""
-        if self.weights_dir is None:
-            raise WeightsError("this scorer was loaded without its weights folder: the Keras network is not at hand")
-        return load_network(self.weights_dir, self.card)
+        if self.keras_network is None:
+            if self.weights_dir is None:
+                raise WeightsError("this scorer was loaded without its weights folder: the Keras network is not at hand")
+            self.keras_network = load_network(self.weights_dir, self.card)
+        return self.keras_network
 
     @property
     def model_id(self) -> str:
