@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from xscan.errors import WeightsError
 from xscan.model.network import ModelConfig, build_model
@@ -59,7 +58,9 @@ class ModelCard:
 
 def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
     """The card's calibration: sigmoid(logit / temperature + bias)."""
-    return expit(np.asarray(logits, np.float64) / temperature + bias)
+    # numpy's own logistic, not scipy's expit (the same numbers): importing scipy.special cost scoring a quarter second of start-up.
+    with np.errstate(over="ignore"):  # exp overflows to inf far below zero: the probability is then 0, as expit gives
+        return 1.0 / (1.0 + np.exp(-(np.asarray(logits, np.float64) / temperature + bias)))
 
 
 def model_config_from_card(card: ModelCard) -> ModelConfig:
