@@ -5,6 +5,9 @@ reach N) and runs each method on the same files in its own subprocess, so that e
 resident memory is its own. Prints a Markdown table.
 
     python benchmarks/throughput.py --sizes 100,1000,5000 --repeats 3
+
+With --baseline DIR (a checkout of other code, e.g. `git archive` of an older commit), `xscan score`
+also runs with DIR first on PYTHONPATH, in the same sitting, as the method "baseline".
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FULLRES = REPO.parent / "shared" / "data" / "fullres"
 METHODS = ("naive", "load-everything", "xscan", "decode-only")
+CLI_METHODS = ("xscan", "baseline")  # `xscan score` as a process: this code, and --baseline's
 
 
 @dataclass
@@ -113,8 +117,8 @@ def child_main(method: str, folder: Path, limit: int, weights: Path, workers: in
 # ---- running the children and measuring them ------------------------------------------------------
 
 
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+def child_env(code: Path = REPO) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(code), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def run_method(method: str, folder: Path, count: int, weights: Path, workers: int, naive_limit: int) -> Run:
@@ -140,13 +144,13 @@ def reap(process: subprocess.Popen, block: bool) -> tuple[int | None, float]:
     return process.returncode, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
 
-def run_xscan(folder: Path, count: int, weights: Path, workers: int, out: Path) -> Run:
-    """`xscan score` as a real subprocess; the CSV is watched to time its rows as they appear."""
+def run_xscan(folder: Path, count: int, weights: Path, workers: int, out: Path, code: Path = REPO) -> Run:
+    """`xscan score` of CODE as a real subprocess; the CSV is watched to time its rows as they appear."""
     command = [str(Path(sys.executable).with_name("xscan")), "score", str(folder), "-o", str(out), "--quiet",
                "--weights", str(weights), "--workers", str(workers)]
     out.unlink(missing_ok=True)
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(code))
     seen: list[tuple[float, int]] = []  # (seconds since start, data rows so far) at each change
     rows, offset = -1, 0  # -1: the header line is not a row
     while True:
@@ -192,7 +196,7 @@ class Summary:
 def summarize(method: str, count: int, runs: list[Run]) -> Summary:
     steady = statistics.median(run.images / run.work for run in runs)
     start_up = statistics.median(run.wall - run.work for run in runs)
-    if method == "xscan":
+    if method in CLI_METHODS:
         end_to_end = statistics.median(count / run.wall for run in runs)
     else:
         end_to_end = count / (start_up + count / steady)
@@ -221,17 +225,20 @@ def ratios(summaries: list[Summary]) -> str:
              "|---:|---:|---:|---:|---:|"]
     for count in sorted({s.count for s in summaries}):
         by = {s.method: s for s in summaries if s.count == count}
-        x = by.get("xscan")
-        if x is None:
-            continue
-        floor = f"{100 * x.steady / by['decode-only'].steady:.0f} %" if "decode-only" in by else "not run"
-        lines.append(f"| {count} | {_versus(x, by.get('naive'), 1)} | {_versus(x, by.get('load-everything'), 2)} "
-                     f"| {floor} | {x.first_row:.2f} |")
+        for name in CLI_METHODS:
+            x = by.get(name)
+            if x is None:
+                continue
+            floor = f"{100 * x.steady / by['decode-only'].steady:.0f} %" if "decode-only" in by else "not run"
+            label = count if name == "xscan" else f"{count} (baseline)"
+            lines.append(f"| {label} | {_versus(x, by.get('naive'), 1)} | {_versus(x, by.get('load-everything'), 2)} "
+                         f"| {floor} | {x.first_row:.2f} |")
     return "\n".join(lines)
 
 
 def benchmark(
     sizes: list[int], repeats: int, weights: Path, workers: int, naive_limit: int, methods: tuple[str, ...] = METHODS,
+    baseline: Path | None = None,
 ) -> list[Summary]:
     """Each repeat runs every method once, in turn: a noisy neighbour slows all of them, not one."""
     summaries = []
@@ -241,8 +248,10 @@ def benchmark(
             runs: dict[str, list[Run]] = {method: [] for method in methods}
             for repeat in range(repeats):
                 for method in methods:
-                    if method == "xscan":
-                        run = run_xscan(folder, count, weights, workers, Path(tmp) / "results.csv")
+                    if method in CLI_METHODS:
+                        code = REPO if method == "xscan" else baseline
+                        run = run_xscan(folder, count, weights if method == "xscan" else baseline / "weights", workers,
+                                        Path(tmp) / "results.csv", code)
                     else:
                         run = run_method(method, folder, count, weights, workers, naive_limit)
                     runs[method].append(run)
@@ -260,6 +269,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads for xscan and decode-only")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
     parser.add_argument("--naive-limit", type=int, default=100, help="most images the naive loop runs on; beyond, extrapolated")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose `xscan score` runs too (with its own weights/)")
     parser.add_argument("--child", choices=[m for m in METHODS if m != "xscan"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -272,7 +282,9 @@ def main() -> None:
     unknown = set(methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown method(s): {', '.join(sorted(unknown))}")
-    summaries = benchmark(sizes, args.repeats, args.weights, args.workers, args.naive_limit, methods)
+    if args.baseline:
+        methods = (*methods, "baseline")
+    summaries = benchmark(sizes, args.repeats, args.weights, args.workers, args.naive_limit, methods, args.baseline)
     print(f"\n{os.cpu_count()} CPUs, {args.workers} decoding threads, median of {args.repeats} runs\n")
     print(table(summaries))
     print()

@@ -102,7 +102,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def quiet_run(export: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict[str, dict], str]:
     """`xscan score --quiet --no-dicom-filter --log-file` on the export, in a process of its own: result, rows by name, log."""
     out = tmp_path_factory.mktemp("run")
-    command = [sys.executable, "-m", "xscan.cli", "score", str(export), "-o", str(out / "results.csv"), "--quiet",
+    command = [sys.executable, "-c", "from xscan.cli import app; app()", "score", str(export), "-o", str(out / "results.csv"), "--quiet",
                "--no-dicom-filter", "--log-file", str(out / "xscan.log")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     with open(out / "results.csv", newline="") as stream:

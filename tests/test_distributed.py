@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 from xscan.cli import app
 from xscan.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
 from xscan.input.walk import find_scans
-from xscan.model.card import WEIGHTS_FILE, default_weights_dir, read_card
+from xscan.model.card import LITERT_FILE, default_weights_dir, read_card
 from xscan.model.classes import OUT_OF_SCOPE
 from xscan.model.site_calibration import load_site
 from xscan.reporting.labels import FolderLabels
@@ -267,7 +267,7 @@ def test_a_lost_scoring_worker_is_retried_without_losing_or_repeating_rows(ray_c
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "xscan.cli", *args], env=environment, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-c", "from xscan.cli import app; app()", *args], env=environment, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
 
@@ -315,8 +315,8 @@ def test_an_unreachable_cluster_is_a_fatal_error_at_once(tmp_path):
 def test_weights_that_do_not_match_their_card_are_fatal_before_the_cluster_is_joined(tmp_path):
     _require_ray()
     weights = Path(shutil.copytree(default_weights_dir(), tmp_path / "weights"))
-    content = (weights / WEIGHTS_FILE).read_bytes()
-    (weights / WEIGHTS_FILE).write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
+    content = (weights / LITERT_FILE).read_bytes()  # the network the actors would run
+    (weights / LITERT_FILE).write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
     result = _score(REPO / "tests" / "data" / "scans", tmp_path / "r.csv", "--weights", weights, "--ray-address", "127.0.0.1:9")
     assert result.exit_code == EXIT_FATAL
     assert "does not match its model card" in result.stderr  # not the unreachable cluster: the weights are checked first

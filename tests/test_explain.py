@@ -12,9 +12,9 @@ from scipy.stats import spearmanr
 
 from xscan.explain.gradcam import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
 from xscan.explain.overlay import Grid, heat_on_scan
+from xscan.model.bundle import scorer_of
 from xscan.model.card import ModelCard, model_config_from_card
 from xscan.model.network import ModelConfig, build_model, member_logit_layer
-from xscan.model.scorer import Scorer
 from xscan.scoring.pipeline import load_scan
 
 
@@ -78,7 +78,7 @@ def brightness_explainer():
         dense.set_weights([np.ones(dense.kernel.shape, np.float32), np.zeros(1, np.float32)])
     card = ModelCard(name="bright", version="0", config=asdict(config), preprocessing={"image_size": config.image_size},
                      temperature=1.0, threshold=0.5, threshold_rule="test", bias=0.0)
-    return Explainer(Scorer(card, network))
+    return Explainer(scorer_of(network, card))
 
 
 @pytest.mark.parametrize("centre", [(110, 80), (370, 80), (110, 220), (370, 220)], ids=["top-left", "top-right", "bottom-left",

@@ -6,7 +6,8 @@ import pytest
 from conftest import with_trained_batch_norms
 
 from xscan.errors import WeightsError
-from xscan.model.card import CARD_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card, save_bundle
+from xscan.model.bundle import save_bundle
+from xscan.model.card import CARD_FILE, LITERT_FILE, WEIGHTS_FILE, ModelCard, default_weights_dir, read_card
 from xscan.model.network import STEM_CONV, ModelConfig, build_model, fold_batch_norms, member_logit_layer, member_logits
 from xscan.model.scorer import load_scorer
 
@@ -27,14 +28,43 @@ def test_bundle_round_trip_scores_the_same(tmp_path):
     assert scorer.card.model_id == f"t-0-{card.weights_sha256[:8]}"
 
 
-def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
+def test_a_litert_file_that_does_not_match_its_card_is_refused(tmp_path):
+    config = ModelConfig(image_size=32, widths=(4,))
+    save_bundle(build_model(config), _card(config), tmp_path)
+    card = json.loads((tmp_path / CARD_FILE).read_text())
+    card["litert"]["sha256"] = "0" * 64
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match=f"{LITERT_FILE} does not match"):
+        load_scorer(tmp_path)
+
+
+def test_keras_weights_that_do_not_match_their_card_are_refused_where_they_are_read(tmp_path):
     config = ModelConfig(image_size=32, widths=(4,))
     save_bundle(build_model(config), _card(config), tmp_path)
     card = json.loads((tmp_path / CARD_FILE).read_text())
     card["weights_sha256"] = "0" * 64
     (tmp_path / CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(WeightsError, match="does not match"):
+    scorer = load_scorer(tmp_path)  # scoring reads the LiteRT file only
+    with pytest.raises(WeightsError, match=f"{WEIGHTS_FILE} does not match"):
+        scorer.network  # noqa: B018  (Grad-CAM's Keras network: loading it checks the weights)
+
+
+def test_a_card_without_a_litert_file_says_how_to_make_one(tmp_path):
+    config = ModelConfig(image_size=32, widths=(4,))
+    save_bundle(build_model(config), _card(config), tmp_path)
+    card = json.loads((tmp_path / CARD_FILE).read_text())
+    del card["litert"]  # a card written before xscan train wrote the LiteRT file
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match=f"names no LiteRT file .*xscan train DATA --out {tmp_path} --litert-only"):
         load_scorer(tmp_path)
+
+
+def test_the_bundled_litert_file_is_the_cards_and_was_made_by_xscan_train():
+    card = read_card(default_weights_dir())
+    assert card.litert["file"] == LITERT_FILE and card.litert["quantization"] == "none"
+    assert card.litert["outputs"] == {"logit": 1, "features": 3 * 128, "scope_logits": 4}
+    assert card.training["litert_command"].startswith("xscan train ") and "--litert-only" in card.training["litert_command"]
+    assert (default_weights_dir() / LITERT_FILE).stat().st_size < 8_000_000
 
 
 def test_saved_weights_hold_no_optimizer_state(tmp_path):

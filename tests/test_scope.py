@@ -90,7 +90,7 @@ def mixed_folder(tmp_path) -> Path:
 
 def test_a_run_with_out_of_scope_scans_exits_0_and_counts_them(mixed_folder, tmp_path):
     out = tmp_path / "results.csv"
-    done = subprocess.run([sys.executable, "-m", "xscan.cli", "score", str(mixed_folder), "-o", str(out)],
+    done = subprocess.run([sys.executable, "-c", "from xscan.cli import app; app()", "score", str(mixed_folder), "-o", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == EXIT_OK, done.stderr
     assert "scored 4 (2 out of scope), failed 0" in done.stderr

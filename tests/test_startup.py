@@ -1,4 +1,4 @@
-"""Lean start-up: commands that do not score must not pay for importing TensorFlow."""
+"""Lean start-up: no command but train and explain imports TensorFlow; scoring runs the LiteRT file with LiteRT alone."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def test_command_does_not_import_tensorflow(args: list[str]) -> None:
     assert heavy_modules_after(RUN_CLI, *args) == []
 
 
-def test_loading_the_model_does_import_tensorflow() -> None:
+def test_loading_and_running_the_model_does_not_import_tensorflow() -> None:
+    """Scoring runs the LiteRT file with LiteRT alone (issue 25)."""
+    code = "import numpy as np\nfrom xscan.model.scorer import load_scorer\nload_scorer().assess(np.zeros((2, 160, 160, 1), np.float32))"
+    assert heavy_modules_after(code) == []
+
+
+def test_the_keras_network_for_grad_cam_does_import_tensorflow() -> None:
     """The probe can see TensorFlow when it is there, so the tests above can fail."""
-    assert "tensorflow" in heavy_modules_after("from xscan.model.scorer import load_scorer\nload_scorer()")
+    assert "tensorflow" in heavy_modules_after("from xscan.model.scorer import load_scorer\nload_scorer().network")

@@ -53,3 +53,40 @@ def test_class_weights_balance_the_classes():
     weights = class_weights(np.array([0] * 25 + [1] * 75))
     assert weights[0] * 25 == pytest.approx(weights[1] * 75)
     assert weights == {0: 2.0, 1: pytest.approx(2 / 3)}
+
+
+def _without_litert(tmp_path):
+    """A copy of the bundled weights folder as it was before xscan train wrote the LiteRT file."""
+    import json
+
+    from xscan.model.card import CARD_FILE, LITERT_FILE, default_weights_dir
+
+    weights = tmp_path / "weights"
+    shutil.copytree(default_weights_dir(), weights)
+    (weights / LITERT_FILE).unlink()
+    card = json.loads((weights / CARD_FILE).read_text())
+    del card["litert"], card["training"]["litert_command"]
+    (weights / CARD_FILE).write_text(json.dumps(card))
+    return weights
+
+
+def test_converting_an_older_weights_folder_gives_the_bundled_file_and_numbers(tmp_path, scorer):
+    from xscan.training.train import convert_to_litert
+
+    weights = _without_litert(tmp_path)
+    card = convert_to_litert(weights, "xscan train DATA --out weights --litert-only", log=lambda line: None)
+    assert card.training["litert_command"] == "xscan train DATA --out weights --litert-only"
+    # The same conversion of the same weights; the file's bytes may differ in the names Keras gives layers in a process.
+    assert {**card.litert, "sha256": ""} == {**scorer.card.litert, "sha256": ""}
+    assert card.model_id == scorer.card.model_id and read_card(weights).litert == card.litert
+    batch = np.random.default_rng(0).random((5, 160, 160, 1), dtype=np.float32)
+    assert np.array_equal(load_scorer(weights).assess(batch).probabilities, scorer.assess(batch).probabilities)
+
+
+def test_litert_only_through_the_cli_records_its_command(tmp_path):
+    weights = _without_litert(tmp_path)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(weights), "--litert-only"])
+    assert result.exit_code == 0, result.output
+    card = read_card(weights)
+    assert card.training["litert_command"] == f"xscan train {tmp_path / 'data'} --out {weights} --litert-only"
+    assert load_scorer(weights).card.litert["sha256"] == card.litert["sha256"]

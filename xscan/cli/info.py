@@ -47,6 +47,9 @@ def info(
     table.add_row("trained with", f"{card.training.get('command', '')}\n{card.training.get('minutes', '?')} min, "
                   f"keras {card.training.get('keras_version', '?')}, started {card.training.get('started', '?')}")
     table.add_row("weights sha256", card.weights_sha256)
+    if card.litert:
+        table.add_row("scoring network", f"{card.litert['file']} (LiteRT, quantization {card.litert.get('quantization', 'none')}), "
+                      f"sha256 {card.litert['sha256']}")
     console.print(table)
     metrics = Table(title="validation, report part (patients held out that chose nothing)", title_justify="left")
     names = ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece")

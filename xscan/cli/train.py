@@ -54,6 +54,9 @@ def train(
                                      "folders; the patient column keeps a patient's scans on one side of the split."),
     scope_only: bool = typer.Option(False, "--scope-only", help="Keep the trained model in --out and fit only its "
                                     "out-of-scope check again (on the card's own split), e.g. with --external films of your site."),
+    litert_only: bool = typer.Option(False, "--litert-only", help="Keep the trained model in --out and only write the LiteRT "
+                                     "file that scoring runs (xscan-cnn.tflite) from its weights and scope check, e.g. for a "
+                                     "weights folder made before xscan train wrote one; nothing is trained."),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -72,7 +75,7 @@ def train(
     from dataclasses import replace
 
     from xscan.model.card import WEIGHTS_FILE
-    from xscan.training.train import TrainConfig, refit_scope
+    from xscan.training.train import TrainConfig, convert_to_litert, refit_scope
     from xscan.training.train import train as run_training
 
     recipe = TrainConfig()
@@ -88,8 +91,12 @@ def train(
         command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--scope-only",
                               *(["--external", str(external)] if external else []),
                               *(["--labels-file", str(labels_file)] if labels_file else [])])
+    if litert_only:
+        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--litert-only"])
     with exit_codes():
-        if scope_only:
+        if litert_only:
+            card = convert_to_litert(out, command, say)
+        elif scope_only:
             card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
         else:
             card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)

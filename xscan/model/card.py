@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from xscan.errors import WeightsError
 from xscan.model.network import ModelConfig, build_model
 
-WEIGHTS_FILE = "xscan-cnn.weights.h5"
+WEIGHTS_FILE = "xscan-cnn.weights.h5"  # the Keras weights: training, Grad-CAM and the conversion read them
+LITERT_FILE = "xscan-cnn.tflite"  # the network scoring runs, converted from them (xscan.model.export)
 CARD_FILE = "model-card.json"
 
 
@@ -38,6 +38,7 @@ class ModelCard:
     selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
     external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
     scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
+    litert: dict[str, Any] = field(default_factory=dict)  # the LiteRT file scoring runs (xscan.model.export); empty in older cards
 
     @property
     def model_id(self) -> str:
@@ -57,7 +58,9 @@ class ModelCard:
 
 def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
     """The card's calibration: sigmoid(logit / temperature + bias)."""
-    return expit(np.asarray(logits, np.float64) / temperature + bias)
+    # numpy's own logistic, not scipy's expit (the same numbers): importing scipy.special cost scoring a quarter second of start-up.
+    with np.errstate(over="ignore"):  # exp overflows to inf far below zero: the probability is then 0, as expit gives
+        return 1.0 / (1.0 + np.exp(-(np.asarray(logits, np.float64) / temperature + bias)))
 
 
 def model_config_from_card(card: ModelCard) -> ModelConfig:
@@ -86,17 +89,31 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_bundle(network: Any, card: ModelCard, weights_dir: Path) -> ModelCard:
-    """Write the weights and their card, with the weights' sha256, into WEIGHTS_DIR.
+def load_network(weights_dir: Path, card: ModelCard) -> Any:
+    """The Keras network of WEIGHTS_DIR, rebuilt from the card's config with the weights file's weights (checked against the card).
 
-    The weights are copied into a fresh network built from the card's config first: a trained
-    network also carries its optimizer's state, which would triple the file and is never needed.
+    For training, Grad-CAM and the conversion to LiteRT: this imports TensorFlow, scoring never does.
     """
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    weights_path = weights_dir / WEIGHTS_FILE
-    clean = build_model(model_config_from_card(card))
-    clean.set_weights(network.get_weights())
-    clean.save_weights(weights_path)
-    card.weights_sha256 = sha256_of(weights_path)
-    (weights_dir / CARD_FILE).write_text(card.to_json())
-    return card
+    from xscan.model.native_notes import import_keras_quietly
+
+    weights_path = checked_file(weights_dir / WEIGHTS_FILE, card.weights_sha256, "weights file")
+    import_keras_quietly()
+    network = build_model(model_config_from_card(card))
+    try:
+        network.load_weights(weights_path)
+    except Exception as error:  # h5py and keras raise many types for a corrupt or mismatched file
+        raise WeightsError(f"cannot load {weights_path}: {error}") from None
+    return network
+
+
+def checked_file(path: Path, sha256: str, what: str) -> Path:
+    """PATH, present, readable and (when the card gives one) of the card's SHA256; else a WeightsError naming WHAT it is."""
+    if not path.exists():
+        raise WeightsError(f"no {what} {path}")
+    try:
+        actual = sha256_of(path)
+    except OSError as error:
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}") from None
+    if sha256 and actual != sha256:
+        raise WeightsError(f"{path} does not match its model card (sha256 {actual[:8]}, card says {sha256[:8]})")
+    return path

@@ -189,9 +189,13 @@ def scope_config_from_card(card: ModelCard) -> ScopeConfig:
     return ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
 
 
-def scope_files(weights_dir: Path, card_scope: dict[str, Any]) -> dict[str, Path]:
-    """The files of a card's scope section in WEIGHTS_DIR ("weights", then "features"), each present and matching the card."""
-    paths = {name: weights_dir / card_scope[f"{name}_file"] for name in ("weights", "features")}
+def scope_files(weights_dir: Path, card_scope: dict[str, Any], names: tuple[str, ...] = ("weights", "features")) -> dict[str, Path]:
+    """The files NAMES of a card's scope section in WEIGHTS_DIR, each present and matching the card.
+
+    "weights" is the scope network's Keras weights (training, and the conversion to LiteRT), "features" the
+    feature statistics (scoring).
+    """
+    paths = {name: weights_dir / card_scope[f"{name}_file"] for name in names}
     for name, path in paths.items():
         if not path.exists():
             raise ScopeFilesError(f"no {path} (the model card's out-of-scope check needs it)")
@@ -200,11 +204,16 @@ def scope_files(weights_dir: Path, card_scope: dict[str, Any]) -> dict[str, Path
     return paths
 
 
-def load_scope(weights_dir: Path, card: ModelCard) -> tuple[Any, ScopeCheck]:
-    """The scope network (weights loaded) and the fitted check of CARD's scope section, from WEIGHTS_DIR."""
+def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
+    """The fitted check of CARD's scope section: its thresholds, and the feature statistics from WEIGHTS_DIR (numpy only)."""
     card_scope = card.scope
-    paths = scope_files(weights_dir, card_scope)
+    features = scope_files(weights_dir, card_scope, ("features",))["features"]
+    return ScopeCheck(card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(features), card_scope)
+
+
+def load_scope_network(weights_dir: Path, card: ModelCard) -> Any:
+    """The scope network of CARD, its Keras weights loaded from WEIGHTS_DIR (for training and the conversion to LiteRT)."""
+    path = scope_files(weights_dir, card.scope, ("weights",))["weights"]
     network = build_scope_model(scope_config_from_card(card), card.image_size)
-    network.load_weights(paths["weights"])
-    check = ScopeCheck(card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(paths["features"]), card_scope)
-    return network, check
+    network.load_weights(path)
+    return network

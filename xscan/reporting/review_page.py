@@ -136,7 +136,11 @@ def _explainer(weights: Path | None, models: list[str], notes: list[str]) -> Exp
         notes.append(f"no heatmaps: the results come from model {', '.join(models)}, the loaded model is "
                      f"{scorer.card.model_id} (pass --weights with the results' model to draw them)")
         return None
-    return Explainer(scorer)
+    try:
+        return Explainer(scorer)
+    except ImportError as error:  # Grad-CAM needs TensorFlow's gradients; the rest of the page does not
+        notes.append(f"no heatmaps: Grad-CAM needs TensorFlow, which cannot be imported here ({error})")
+        return None
 
 
 def _locate(path: str, source: Path) -> Path:

@@ -4,8 +4,9 @@
 as a local run; only the source of the rows changes. Ray Data never lists or reads a folder
 itself: the paths go to the cluster, CPU tasks decode and preprocess them with the same
 `load_scan` (a bad file is an error row, as locally), an actor pool turns each batch into rows
-with the same `Scorer` and `score_batch` (the weights folder, the scope check's files and the site
-calibration shipped once, through the object store), and the rows come back to the driver in
+with the same `Scorer` and `score_batch` (the card, its LiteRT file, the scope check's feature
+statistics and the site calibration shipped once, through the object store; an actor loads the
+LiteRT file with LiteRT alone, never TensorFlow), and the rows come back to the driver in
 input order as each batch finishes.
 
 Why a row is never lost or written twice: only the driver writes, and it takes the rows as one
@@ -77,14 +78,14 @@ class RayNotInstalled(UsageError):
 class ModelBundle:
     """The model as it travels to the scoring actors: the files a Scorer loads, the site calibration, and who sent them."""
 
-    files: dict[str, bytes]  # by path below the weights folder: the card, the weights, the scope check's files if used
+    files: dict[str, bytes]  # by path below the weights folder: the card, the LiteRT file, the feature statistics if used
     scope_check: bool
     site: LoadedSite | None
     xscan_version: str
 
     @classmethod
     def read(cls, weights_dir: Path, scope_check: bool, site: LoadedSite | None) -> tuple[ModelCard, ModelBundle]:
-        """The card of WEIGHTS_DIR and its bundle, each file checked against the card as `load_scorer` checks it, without TensorFlow."""
+        """The card of WEIGHTS_DIR and its bundle, each file checked against the card as `load_scorer` checks it."""
         card = read_card(weights_dir)
         files = {}
         for path in [weights_dir / CARD_FILE, *model_files(weights_dir, card, scope_check=scope_check)]:

@@ -215,7 +215,7 @@ def _row_source(options: ScoreOptions, site: LoadedSite | None, scorer: Scorer |
 def _as_asked(scorer: Scorer, options: ScoreOptions, site: LoadedSite | None) -> Scorer:
     """A preloaded SCORER with the run's site calibration, and without its scope check if the run turns it off."""
     if not options.scope_check and scorer.scope_check is not None:
-        scorer = replace(scorer, scope_network=None, scope_check=None)
+        scorer = replace(scorer, scope_check=None)
     if site != scorer.site:
         scorer = replace(scorer, site=site)
     return scorer

@@ -15,11 +15,13 @@ import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 from xscan.about import __version__
-from xscan.errors import TrainingDataError
+from xscan.errors import TrainingDataError, WeightsError
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
-from xscan.model.card import CARD_FILE, ModelCard, calibrated_probability, save_bundle
+from xscan.model.bundle import save_bundle, write_litert
+from xscan.model.card import CARD_FILE, ModelCard, calibrated_probability, load_network, read_card
 from xscan.model.classes import CLASS_NAMES
+from xscan.model.native_notes import import_keras_quietly
 from xscan.model.network import MODEL_NAME, ModelConfig, build_model, ensemble_features, member_logits
 from xscan.model.scope import (
     FEATURE_STATS_FILE,
@@ -123,8 +125,7 @@ def train(
     another hospital): part of its patients teach the scope check what "another population" looks
     like, the rest are scored for the card's out-of-population figures.
     """
-    import keras
-
+    keras = import_keras_quietly()
     keras.utils.set_random_seed(config.seed)
     started = dt.datetime.now(dt.UTC)
     scans = find_labelled_scans(data_dir, labels_file)
@@ -209,7 +210,7 @@ def train(
         scope=scope,
     )
     card.scope.update(save_scope(out_dir, scope_network, stats, config.scope, size))
-    return save_bundle(network, card, out_dir)
+    return save_bundle(network, card, out_dir, scope_network)
 
 
 @dataclass(frozen=True)
@@ -255,18 +256,14 @@ def refit_scope(
     """Fit the out-of-scope check again for the trained model in WEIGHTS_DIR, with CONFIG's scope recipe; the classifier stays.
 
     The split is the card's own (its fractions and seed), so the check is fitted, thresholded and
-    reported on the same three parts the classifier was.
+    reported on the same three parts the classifier was. The LiteRT file is written again with the new scope head.
     """
-    import keras
-
-    from xscan.model.card import read_card
-    from xscan.model.scorer import load_scorer
-
+    keras = import_keras_quietly()
     keras.utils.set_random_seed(config.seed)
     card = read_card(weights_dir)
     recipe = card.training["recipe"]
     config = replace(config, val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
-    network = load_scorer(weights_dir, threads=0, scope_check=False).network
+    network = load_network(weights_dir, card)
     train_scans, select_scans, report_scans = split_for_training(find_labelled_scans(data_dir, labels_file), config)
     size = card.image_size
     train_greys, report_greys = load_images(train_scans), load_images(report_scans)
@@ -279,7 +276,30 @@ def refit_scope(
     card.external = external_figures
     card.training["recipe"]["scope"] = asdict(config.scope)
     card.training["scope_command"] = command
+    card.litert = write_litert(weights_dir, card, network, scope_network)
     (weights_dir / CARD_FILE).write_text(card.to_json())
+    return card
+
+
+def convert_to_litert(weights_dir: Path, command: str, log: Log = print) -> ModelCard:
+    """Write WEIGHTS_DIR's LiteRT file (the network scoring runs) from its Keras weights and scope check; nothing is trained.
+
+    For a weights folder written before `xscan train` wrote the LiteRT file itself: the weights,
+    their sha256 and so the model id stay; the card gains the file's name and sha256, and COMMAND
+    (the `xscan train ... --litert-only` that made it) beside the training command.
+    """
+    from xscan.model.scope import ScopeFilesError, load_scope_network
+
+    card = read_card(weights_dir)
+    network = load_network(weights_dir, card)
+    try:
+        scope_network = load_scope_network(weights_dir, card) if card.scope else None
+    except (ScopeFilesError, OSError, KeyError) as error:
+        raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
+    card.litert = write_litert(weights_dir, card, network, scope_network)
+    card.training["litert_command"] = command
+    (weights_dir / CARD_FILE).write_text(card.to_json())
+    log(f"wrote {weights_dir / card.litert['file']} ({', '.join(card.litert['outputs'])}; sha256 {card.litert['sha256'][:8]})")
     return card
 
 

@@ -1,0 +1,88 @@
+"""`xscan score`, `report`, `calibrate` and `info` work where TensorFlow and Keras cannot be imported (issue 25).
+
+Each command runs as a real process with a `tensorflow` and a `keras` package first on its path
+that raise ImportError when imported: a command that imported either, however late or lazily,
+would crash or fail, which the exit code and output show (typer's CliRunner would hide a crash).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SAMPLES, validation_scans
+
+from xscan.errors import EXIT_OK
+
+BLOCKED = "raise ImportError('{name} is blocked by tests/test_without_tensorflow.py')\n"
+
+
+@pytest.fixture(scope="module")
+def blocked_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PYTHONPATH on which `import tensorflow` and `import keras` raise ImportError, then the repository."""
+    blockers = tmp_path_factory.mktemp("blockers")
+    for name in ("tensorflow", "keras"):
+        (blockers / name).mkdir()
+        (blockers / name / "__init__.py").write_text(BLOCKED.format(name=name))
+    return os.pathsep.join([str(blockers), str(REPO)])
+
+
+def xscan(blocked_path: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from xscan.cli import app; app()", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": blocked_path})
+
+
+def test_the_blockers_block(blocked_path: str) -> None:
+    """Without this, the tests below could pass with TensorFlow imported after all."""
+    for name in ("tensorflow", "keras"):
+        done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": blocked_path})
+        assert done.returncode != 0 and f"{name} is blocked" in done.stderr
+
+
+def test_score_quietly_then_report_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
+    results = tmp_path / "results.csv"
+    scored = xscan(blocked_path, "score", str(SAMPLES), "-o", str(results), "--quiet")
+    assert (scored.returncode, scored.stdout, scored.stderr) == (EXIT_OK, "", "")  # --quiet prints nothing
+    with open(results, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 8 and all(row["label"] in ("NORMAL", "PNEUMONIA") and not row["error"] for row in rows)
+    assert {row["model"] for row in rows} == {"xscan-cnn-0.1.0-d3d49a7b"}
+
+    reported = xscan(blocked_path, "report", str(results), "--labels", "--bootstrap", "50")
+    assert reported.returncode == EXIT_OK, reported.stderr
+    assert "sensitivity" in reported.stdout and "AUC" in reported.stdout
+
+
+def test_report_html_draws_its_page_without_heatmaps(blocked_path: str, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    results = tmp_path / "results.csv"
+    assert xscan(blocked_path, "score", str(SAMPLES), "-o", str(results), "--quiet").returncode == EXIT_OK
+    page = tmp_path / "review"
+    reported = xscan(blocked_path, "report", str(results), "--labels", "--bootstrap", "50", "--html", str(page), "--gallery", "2")
+    assert reported.returncode == EXIT_OK, reported.stderr
+    assert (page / "index.html").exists()
+    assert "no heatmaps: Grad-CAM needs TensorFlow" in reported.stdout + reported.stderr
+
+
+def test_calibrate_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
+    for label in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "sample" / label).mkdir(parents=True)
+        for path in validation_scans(label, 24):
+            shutil.copy(path, tmp_path / "sample" / label / path.name)
+    results = tmp_path / "sample.csv"
+    assert xscan(blocked_path, "score", str(tmp_path / "sample"), "-o", str(results), "--quiet").returncode == EXIT_OK
+    calibrated = xscan(blocked_path, "calibrate", str(results), "--labels", "-o", str(tmp_path / "site.json"))
+    assert calibrated.returncode == EXIT_OK, calibrated.stderr
+    assert "threshold" in calibrated.stdout and (tmp_path / "site.json").exists()
+
+
+def test_info_without_tensorflow(blocked_path: str) -> None:
+    shown = xscan(blocked_path, "info")
+    assert shown.returncode == EXIT_OK, shown.stderr
+    assert "xscan-cnn-0.1.0-d3d49a7b" in shown.stdout
