@@ -5,6 +5,7 @@ exit codes that matter, and the absence of tracebacks, are checked on real proce
 """
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 from xscan.cli import app
 from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
 from xscan.input.walk import find_scans
-from xscan.model.card import WEIGHTS_FILE, default_weights_dir, read_card
+from xscan.model.card import default_weights_dir, read_card
 from xscan.scoring.results import results_columns
 
 AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
@@ -173,9 +174,11 @@ def test_usage_errors_are_exit_2_before_the_model_loads(tmp_path, setup, args, m
 def test_weights_that_do_not_load_are_fatal_exit_3(scan_folder, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
-    card = json.loads((default_weights_dir() / "model-card.json").read_text()) | {"weights_sha256": ""}
+    card = json.loads((default_weights_dir() / "model-card.json").read_text())
+    broken = b"TFL3 not really a LiteRT flatbuffer"  # its sha256 in the card: the file matches, and does not load
+    card["litert"] |= {"sha256": hashlib.sha256(broken).hexdigest()}
     (weights / "model-card.json").write_text(json.dumps(card))
-    (weights / WEIGHTS_FILE).write_bytes(b"\x89HDF\r\n\x1a\n not really an HDF5 file")
+    (weights / card["litert"]["file"]).write_bytes(broken)
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--weights", weights, "--quiet")
     assert result.exit_code == EXIT_FATAL
     assert "cannot load" in result.stderr

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xscan.errors import WeightsError
+from xscan.errors import WeightsError, one_line
 from xscan.model.card import (
     LITERT_FILE,
     ModelCard,
@@ -134,16 +134,22 @@ def load_scorer(
     except OSError as error:
         raise WeightsError(f"cannot read {files[0]}: {error.strerror or error}") from None
     if not scope_check:
-        return Scorer(card, flatbuffer, weights_dir, site=site, threads=threads)
-    if not card.scope:
-        return Scorer(card, flatbuffer, weights_dir, site=site, notes=[NO_SCOPE_CHECK], threads=threads)
-    from xscan.model.scope import ScopeFilesError, load_scope_check
+        scorer = Scorer(card, flatbuffer, weights_dir, site=site, threads=threads)
+    elif not card.scope:
+        scorer = Scorer(card, flatbuffer, weights_dir, site=site, notes=[NO_SCOPE_CHECK], threads=threads)
+    else:
+        from xscan.model.scope import ScopeFilesError, load_scope_check
 
+        try:
+            check = load_scope_check(weights_dir, card)
+        except (ScopeFilesError, OSError, ValueError, KeyError) as error:
+            raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
+        scorer = Scorer(card, flatbuffer, weights_dir, check, site, threads=threads)
     try:
-        check = load_scope_check(weights_dir, card)
-    except (ScopeFilesError, OSError, ValueError, KeyError) as error:
-        raise WeightsError(f"cannot load the out-of-scope check: {error}") from None
-    return Scorer(card, flatbuffer, weights_dir, check, site, threads=threads)
+        scorer._network  # noqa: B018  (started here, so that a file that matches its card but does not load fails before any row)
+    except (ValueError, RuntimeError) as error:
+        raise WeightsError(f"cannot load {files[0]}: {one_line(error)}") from None
+    return scorer
 
 
 def litert_command(weights_dir: Path) -> str:
