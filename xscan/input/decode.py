@@ -14,6 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from xscan.errors import ScanError
+from xscan.input.damage import decoding
 from xscan.input.dicom.image import grey_image, read_dataset, read_headerless_dataset
 from xscan.input.formats import (
     DICOM_MARKER_END,
@@ -133,7 +134,8 @@ def _open_regular_file(path: Path) -> Iterator[BinaryIO]:
         if status.st_size == 0:
             raise ScanError("empty file (0 bytes)")
         try:
-            yield stream
+            with decoding("damaged file"):
+                yield stream
         except OSError as error:
             raise ScanError(f"cannot read file: {error.strerror or error}") from None
 
@@ -178,7 +180,8 @@ def decode_image(raw: bytes, path: Path, min_side: int = 0) -> np.ndarray:
         image = None
     if image is None:
         raise ScanError(f"not a decodable {image_format} image")
-    return _to_uint8(image)
+    with decoding(f"cannot convert the decoded {image_format} image to grey"):
+        return _to_uint8(image)
 
 
 def check_complete(raw: bytes, image_format: str) -> None:
