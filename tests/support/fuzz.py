@@ -93,9 +93,9 @@ def _film_dicoms(film: np.ndarray) -> list[Seed]:
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{len(made) + 1}"
         ds.Modality, ds.ViewPosition = "DX", "PA"
         ds.set_pixel_data(pixels, photometric, bits)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{len(made) + 1}"  # not a random one
         for key, value in extra.items():
             if key != "jpeg":
                 setattr(ds, key, value)

@@ -26,6 +26,7 @@ from xscan.input.formats import (
     starts_with_data_element,
 )
 from xscan.input.limits import MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE
+from xscan.input.native_messages import noting
 
 # Every decode failure becomes a ScanError with its own reason; OpenCV's log lines would only repeat it on stderr.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -175,7 +176,7 @@ def decode_image(raw: bytes, path: Path, min_side: int = 0) -> np.ndarray:
     if flags == cv2.IMREAD_GRAYSCALE:
         flags |= cv2.IMREAD_ANYDEPTH  # keep 16-bit PNG and TIFF depth; reduced modes are 8-bit only
     try:
-        image = cv2.imdecode(data, flags)
+        image = noting(f"cv2.imdecode ({image_format})", lambda: cv2.imdecode(data, flags))
     except cv2.error:  # OpenCV raises, rather than returning None, for a few malformed headers
         image = None
     if image is None:

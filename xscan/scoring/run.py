@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
 from xscan.input.file_warnings import FileWarning, collected, warnings_kept
+from xscan.input.native_messages import native_messages_kept
 from xscan.input.walk import find_scans
 from xscan.model.card import default_weights_dir, read_card
 from xscan.model.scorer import Scorer, load_scorer
@@ -150,6 +151,7 @@ def score_folder(
         if output != "-":
             held.enter_context(results_lock(Path(output), options.wait, on_wait=lambda lock: notify(Waiting(lock))))
         held.enter_context(warnings_kept())
+        held.enter_context(native_messages_kept())
         raised = held.enter_context(collected())
         results = held.enter_context(open_results(output, model_id, threshold, options.overwrite, options.dicom.tags,
                                                   rescore_skipped=not options.dicom.frontal_only))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -50,6 +51,7 @@ from xscan.errors import ScanError, one_line
 from xscan.input.damage import decoding
 from xscan.input.dicom.jpeg import repaired_scan_headers
 from xscan.input.limits import MAX_FRAME_BYTES, MAX_PIXELS
+from xscan.input.native_messages import noting
 
 MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # Values larger than this stay in the file until used: a DICOM skipped by its header never has its pixels read.
@@ -132,14 +134,26 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
         raise ScanError(f"DICOM transfer syntax {syntax.name} ({syntax}) cannot be decoded")
     try:
         if not syntax.is_encapsulated:
-            return pixel_array(stream if _frame_readable_from_file(ds, syntax) else ds, index=0)
+            source = stream if _frame_readable_from_file(ds, syntax) else ds
+            return noting(f"pixel data ({syntax.name})", lambda: _rewound(source, lambda: pixel_array(source, index=0)))
         _repair_jpeg_scan_header(ds, syntax)
-        return pixel_array(ds, index=0, decoding_plugin=DECODING_PLUGIN)
+        return noting(f"pixel data ({syntax.name})", lambda: pixel_array(ds, index=0, decoding_plugin=DECODING_PLUGIN))
     except BaseException as error:
         # pylibjpeg-rle is Rust: on corrupt data it panics, and pyo3's PanicException derives from BaseException.
         if type(error).__name__ != "PanicException":
             raise
         raise ScanError(f"corrupt DICOM pixel data: the {syntax.name} decoder failed ({one_line(error)})") from None
+
+
+def _rewound(source: Dataset | BinaryIO, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """READ from SOURCE, from where the stream stands now however often it is called (a decode is repeated to tell its messages)."""
+    if isinstance(source, Dataset):
+        return read()
+    start = source.tell()
+    try:
+        return read()
+    finally:
+        source.seek(start)
 
 
 def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
