@@ -26,7 +26,10 @@ def sop_class_name(ds: Dataset) -> str:
     uid = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
     if not uid:
         return "no SOP class"
-    return UID(str(uid)).name.removesuffix(" Storage")
+    uid = UID(str(uid))
+    if not uid.is_valid:  # a damaged header: its bytes are not a UID, and a cell would show them raw
+        return "SOP class UID not valid"
+    return uid.name.removesuffix(" Storage")
 
 
 def skip_reason(ds: Dataset) -> str:
