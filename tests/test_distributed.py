@@ -22,8 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FULLRES, real_scans, validation_scans
+from conftest import DATA, FULLRES, real_scans, validation_scans
 from ray_throughput import descendants  # benchmarks/, on pytest's pythonpath
+from support.fuzz import seeds, write_corpus
 from test_cli_exit_codes import EXPECTED_ERRORS, NOT_UTF8, _build_hostile_folder
 from test_dicom import write_dicom
 from test_file_warnings import CORPUS
@@ -160,6 +161,16 @@ def site_file(tmp_path) -> Path:
     path = tmp_path / "site.json"
     path.write_text(type(site)(**{**site.__dict__, "base_model": read_card(default_weights_dir()).model_id}).to_json())
     return path
+
+
+def test_fuzzed_files_give_the_same_rows_on_ray_as_locally(ray_cluster, tmp_path):
+    folder = tmp_path / "fuzzed"
+    write_corpus(folder, 40, seed=24, sources=seeds(DATA))
+    local, distributed = tmp_path / "local.csv", tmp_path / "ray.csv"
+    assert _score(folder, local).exit_code == EXIT_SOME_FAILED
+    assert _score(folder, distributed, "--ray").exit_code == EXIT_SOME_FAILED
+    rows = assert_same_rows(distributed, local)
+    assert len(rows) == 40 and any(row["error"] for row in rows) and any(row["probability"] for row in rows)
 
 
 def test_score_folder_on_ray_with_a_site_calibration_and_no_scope_check_equals_the_local_run(ray_cluster, site_file, tmp_path):

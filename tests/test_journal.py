@@ -9,12 +9,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import real_scans
 
 import xscan.scoring.pipeline
 from xscan.model.card import default_weights_dir, read_card
 from xscan.model.scorer import Assessment
-from xscan.scoring.journal import CRASHED_TWICE, InFlightJournal, journal_path
+from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE, InFlightJournal, journal_path
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.resume import fingerprint
 from xscan.scoring.run import score_folder
@@ -44,17 +45,33 @@ def test_a_file_in_flight_when_a_run_died_counts_one_crash_per_run(tmp_path: Pat
     assert InFlightJournal(out).crashes(IDENTITY | {"size": "11"}) == 0  # another file now: it starts afresh
 
 
-def test_a_decode_that_ends_clears_the_count_even_by_an_exception(tmp_path: Path) -> None:
+def test_a_decode_that_ends_or_is_interrupted_clears_the_count(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
     died_while_decoding(out, IDENTITY)
     journal = InFlightJournal(out)
-    try:
-        with journal.in_flight(IDENTITY):
-            raise MemoryError  # fatal to the run, but no crash of the process
-    except MemoryError:
+    with journal.in_flight(IDENTITY):
         pass
     journal.__exit__(None, None, None)
     assert InFlightJournal(out).crashes(IDENTITY) == 0
+    died_while_decoding(out, IDENTITY)
+    journal = InFlightJournal(out)
+    with pytest.raises(KeyboardInterrupt), journal.in_flight(IDENTITY):
+        raise KeyboardInterrupt  # Ctrl-C is the user's, not the file's
+    journal.__exit__(None, None, None)
+    assert InFlightJournal(out).crashes(IDENTITY) == 0
+
+
+def test_an_unexpected_exception_counts_as_a_crash_and_names_itself_in_the_skip_reason(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    for run in (1, 2):
+        journal = InFlightJournal(out)
+        with pytest.raises(AttributeError), journal.in_flight(IDENTITY):
+            raise AttributeError(f"a bug, run {run}")  # the run ends with exit 3
+        journal.__exit__(None, None, None)
+        assert InFlightJournal(out).crashes(IDENTITY) == run
+    assert InFlightJournal(out).skip_reason(IDENTITY) == RAISED_TWICE.format(error="AttributeError: a bug, run 2")
+    died_while_decoding(tmp_path / "other.csv", IDENTITY)
+    assert InFlightJournal(tmp_path / "other.csv").skip_reason(IDENTITY) == CRASHED_TWICE
 
 
 def test_close_keeps_the_counts_of_files_still_there_and_removes_an_empty_journal(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 from conftest import REPO, real_scans
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -30,7 +31,7 @@ from test_dicom import write_dicom
 
 from xscan.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from xscan.input.limits import MAX_FILE_BYTES
-from xscan.scoring.journal import CRASHED_TWICE
+from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE
 from xscan.scoring.results import escape_cell, read_table
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -149,6 +150,76 @@ def test_a_bug_or_memory_error_while_decoding_is_fatal_not_a_night_of_error_rows
     assert done.returncode == EXIT_FATAL, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert rows(tmp_path / "r.csv") == {}
+
+
+def damaged_dicoms(folder: Path) -> dict[str, str]:
+    """DICOMs damaged as fuzzing damaged them, by name, with the error pydicom (or xscan's header check) gives each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for name, element, reason in (
+        ("no-bits-stored.dcm", "BitsStored", "Missing required element: (0028,0101) 'Bits Stored'"),  # pydicom's AttributeError
+        ("no-pixel-representation.dcm", "PixelRepresentation", "Missing required element: (0028,0103) 'Pixel Representation'"),
+    ):
+        ds = pydicom.dcmread(write_dicom(folder / name, grey_scan()))
+        delattr(ds, element)
+        ds.save_as(folder / name)
+        expected[name] = f"cannot decode DICOM pixel data: {reason}"
+    path = write_dicom(folder / "two-syntaxes.dcm", grey_scan())
+    raw = path.read_bytes()  # the transfer syntax UID made two values by a flipped byte, as in the fuzzed corpus
+    path.write_bytes(raw.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008\\1.2.1\x00", 1))
+    expected["two-syntaxes.dcm"] = "DICOM transfer syntax is not one UID (['1.2.840.10008', '1.2.1'])"
+    return expected
+
+
+def test_what_a_decoder_raises_on_a_damaged_file_is_its_row_and_the_run_goes_on(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    expected = damaged_dicoms(folder)
+    copy_scans(folder, ["good.jpeg"])
+    done = xscan("score", folder, "-o", tmp_path / "r.csv", "--quiet")
+    assert done.returncode == EXIT_SOME_FAILED and done.stderr == ""
+    assert {name: row["error"] for name, row in rows(tmp_path / "r.csv").items()} == expected | {"good.jpeg": ""}
+
+
+@pytest.mark.parametrize(("bug", "message"), [
+    # xscan's own code raising inside the decoding boundaries: the same types a decoder raises, but a bug
+    ("xscan.input.dicom.image.np = object()", "unexpected AttributeError: 'object' object has no attribute"),
+    ("xscan.input.dicom.policy.RADIOGRAPH_MODALITIES = None", "unexpected TypeError: argument of type 'NoneType' is not"),
+])
+def test_the_same_exception_from_xscans_own_code_is_exit_3(tmp_path: Path, bug: str, message: str) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    write_dicom(folder / "frontal.dcm", grey_scan(), WindowCenter=128, WindowWidth=256)
+    done = xscan("score", folder, "-o", tmp_path / "r.csv", extra=f"import xscan.input.dicom.image, xscan.input.dicom.policy\n{bug}")
+    assert done.returncode == EXIT_FATAL, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+RAISE_AT_POISON = """
+import xscan.input.dicom.image
+real_grey_image = xscan.input.dicom.image.grey_image
+
+def grey_image(ds, stream):
+    if stream.name.endswith("poison.dcm"):
+        raise KeyError("Modality")  # a bug in xscan that this one file brings out
+    return real_grey_image(ds, stream)
+
+xscan.input.dicom.image.grey_image = grey_image
+xscan.input.decode.grey_image = grey_image
+"""
+
+
+def test_a_file_that_ended_two_runs_with_an_unexpected_error_is_not_opened_a_third_time(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    copy_scans(folder, ["a.jpeg", "b.jpeg"])
+    write_dicom(folder / "poison.dcm", grey_scan())
+    out = tmp_path / "r.csv"
+    for _ in range(2):
+        ended = xscan("score", folder, "-o", out, "--workers", "2", extra=RAISE_AT_POISON)
+        assert ended.returncode == EXIT_FATAL and "unexpected KeyError: 'Modality'" in ended.stderr, ended.stderr
+    third = xscan("score", folder, "-o", out, "--workers", "2", extra=RAISE_AT_POISON)  # would end again, were the file opened
+    assert third.returncode == EXIT_SOME_FAILED, third.stderr
+    errors = {name: row["error"] for name, row in rows(out).items()}
+    assert errors == {"a.jpeg": "", "b.jpeg": "", "poison.dcm": RAISED_TWICE.format(error="KeyError: 'Modality'")}
 
 
 def test_native_messages_while_the_weights_load_reach_stderr(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from xscan.errors import CELL_LIMIT
 from xscan.scoring.results import COLUMNS, NotResultsError, ResultsWriter, Row, escape_cell, read_rows, unescape_cell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -46,3 +47,12 @@ def test_foreign_csv_is_refused_naming_missing_columns(tmp_path):
 def test_cells_are_spreadsheet_safe_and_read_back_exactly(text, written):
     assert escape_cell(text) == written
     assert unescape_cell(written) == text
+
+
+def test_error_and_scope_cells_are_one_printable_bounded_line_however_damaged_the_file() -> None:
+    damaged_uid = "skipped: no image (['1.2.840.10008.5.1.4.1.1.1.1\x00\x08\x00\x18\x00UI\x9d\udc80" + "\x1b[31m" * 400 + "'])"
+    row = Row("a.dcm", None, 0.5, "m", damaged_uid, scope="line one\nline two\r\x07")
+    assert row.error.startswith("skipped: no image (['1.2.840.10008.5.1.4.1.1.1.1\\x00\\x08\\x00\\x18\\x00UI\\x9d\\udc80\\x1b[31m")
+    assert len(row.error) == CELL_LIMIT and row.error.endswith("...")
+    assert row.scope == "line one line two \\x07"
+    assert all(cell.isprintable() for cell in row.as_csv()) and row.as_record()["scope"].isprintable()

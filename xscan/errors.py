@@ -65,7 +65,22 @@ class TrainingDataError(UsageError, ValueError):
     """A training folder or labels file that cannot give a training set; the message says what is missing."""
 
 
+# The longest error or scope cell a row holds: a damaged file's header can make a message of kilobytes.
+CELL_LIMIT = 300
+
+
 def one_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's message on one line, at most LIMIT characters: fit for a CSV cell or a log line."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """An exception's message on one printable line, at most LIMIT characters: fit for a CSV cell or a log line."""
+    return printable(str(error), limit) or type(error).__name__
+
+
+def printable(text: str, limit: int = CELL_LIMIT) -> str:
+    """TEXT as one printable line of at most LIMIT characters, however damaged the file it came from.
+
+    Runs of whitespace (line breaks included) become one space; any other character Python does not
+    print (control characters, raw bytes read as Latin-1, undecodable bytes kept as surrogates) is
+    written as its escape, `\\x00`, `\\x9d`, `\\udc80`.
+    """
+    joined = " ".join(text.split())
+    cleaned = joined if joined.isprintable() else "".join(char if char.isprintable() else ascii(char)[1:-1] for char in joined)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."

@@ -14,6 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from xscan.errors import ScanError
+from xscan.input.damage import decoding
 from xscan.input.dicom.image import grey_image, read_dataset, read_headerless_dataset
 from xscan.input.formats import (
     DICOM_MARKER_END,
@@ -25,6 +26,7 @@ from xscan.input.formats import (
     starts_with_data_element,
 )
 from xscan.input.limits import MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE
+from xscan.input.native_messages import noting
 
 # Every decode failure becomes a ScanError with its own reason; OpenCV's log lines would only repeat it on stderr.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -133,7 +135,8 @@ def _open_regular_file(path: Path) -> Iterator[BinaryIO]:
         if status.st_size == 0:
             raise ScanError("empty file (0 bytes)")
         try:
-            yield stream
+            with decoding("damaged file"):
+                yield stream
         except OSError as error:
             raise ScanError(f"cannot read file: {error.strerror or error}") from None
 
@@ -173,12 +176,13 @@ def decode_image(raw: bytes, path: Path, min_side: int = 0) -> np.ndarray:
     if flags == cv2.IMREAD_GRAYSCALE:
         flags |= cv2.IMREAD_ANYDEPTH  # keep 16-bit PNG and TIFF depth; reduced modes are 8-bit only
     try:
-        image = cv2.imdecode(data, flags)
+        image = noting(f"cv2.imdecode ({image_format})", lambda: cv2.imdecode(data, flags))
     except cv2.error:  # OpenCV raises, rather than returning None, for a few malformed headers
         image = None
     if image is None:
         raise ScanError(f"not a decodable {image_format} image")
-    return _to_uint8(image)
+    with decoding(f"cannot convert the decoded {image_format} image to grey"):
+        return _to_uint8(image)
 
 
 def check_complete(raw: bytes, image_format: str) -> None:

@@ -8,6 +8,11 @@ a file counted twice is not opened again while it is unchanged: its row says
 CRASHED_TWICE. A crash is counted only against the same file: a changed size, modification time
 or inode starts afresh.
 
+An unexpected exception raised while a file is decoded (a bug, a MemoryError: not the file's
+ScanError, which is a row) ends the run with exit 3: it counts as a crash too, so that a file
+which ends two runs that way is not opened a third time either; its row then names the exception
+(`skip_reason`). Ctrl-C and SIGTERM (not Exceptions) do not count.
+
 One JSON object a line, appended with single `write` calls, so a line is on disk as soon as the
 process dies; the file is rewritten, compacted to the crash counts, when a run starts and ends,
 and removed when there is nothing to remember. Only the run holding the results file's lock
@@ -23,10 +28,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from xscan.errors import one_line
 from xscan.scoring.results import KEY_COLUMN
 
 CRASHES_TO_SKIP = 2  # in flight when this many runs died: not opened again
 CRASHED_TWICE = "crashed the decoder twice; skipped"
+RAISED_TWICE = "ended two runs with an unexpected error ({error}); skipped"
 IDENTITY_COLUMNS = ("size", "mtime_ns", "inode")  # what makes "the same file" for a crash count (ctime moves on a chmod)
 
 
@@ -41,7 +48,7 @@ class InFlightJournal:
     def __init__(self, output: Path) -> None:
         self.path = journal_path(output)
         self._lock = threading.Lock()
-        self._crashes = _read_crashes(self.path)  # resolved path -> (identity, crashes)
+        self._crashes = _read_crashes(self.path)  # resolved path -> (identity, crashes, the last unexpected error or "")
         self._rewrite()
         self._descriptor: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
@@ -50,17 +57,30 @@ class InFlightJournal:
         known = self._crashes.get(identity[KEY_COLUMN])
         return known[1] if known and known[0] == _identity(identity) else 0
 
+    def skip_reason(self, identity: Mapping[str, str]) -> str:
+        """The error cell of a file not opened for its crashes: CRASHED_TWICE, or the unexpected error it last raised."""
+        known = self._crashes.get(identity[KEY_COLUMN])
+        return RAISED_TWICE.format(error=known[2]) if known and known[2] else CRASHED_TWICE
+
     @contextmanager
     def in_flight(self, identity: Mapping[str, str]) -> Iterator[None]:
-        """Mark the file in flight for the duration. An exception is no crash: the file is marked done all the same."""
+        """Mark the file in flight for the duration: done when it ends, or is interrupted; an unexpected exception leaves it in flight."""
         key = identity[KEY_COLUMN]
         self._append({"start": key, "identity": _identity(identity)})
         try:
             yield
-        finally:
-            self._append({"done": key})
-            with self._lock:
-                self._crashes.pop(key, None)
+        except Exception as error:
+            self._append({"raised": key, "error": f"{type(error).__name__}: {one_line(error, 120)}"})
+            raise
+        except BaseException:
+            self._done(key)
+            raise
+        self._done(key)
+
+    def _done(self, key: str) -> None:
+        self._append({"done": key})
+        with self._lock:
+            self._crashes.pop(key, None)
 
     def close(self, keep: set[str]) -> None:
         """Compact the journal to the crash counts of files in KEEP (the resolved paths found this run)."""
@@ -88,8 +108,8 @@ class InFlightJournal:
             self.path.unlink(missing_ok=True)
             return
         temporary = self.path.with_name(self.path.name + ".tmp")
-        lines = [json.dumps({"crashed": key, "identity": identity, "count": count})
-                 for key, (identity, count) in self._crashes.items()]
+        lines = [json.dumps({"crashed": key, "identity": identity, "count": count} | ({"error": error} if error else {}))
+                 for key, (identity, count, error) in self._crashes.items()]
         temporary.write_text("\n".join(lines) + "\n")
         os.replace(temporary, self.path)
 
@@ -98,14 +118,15 @@ def _identity(fingerprint: Mapping[str, str]) -> list[str]:
     return [fingerprint.get(column, "") for column in IDENTITY_COLUMNS]
 
 
-def _read_crashes(path: Path) -> dict[str, tuple[list[str], int]]:
-    """Crash counts from a journal: those recorded, plus one for each file still in flight when its run died."""
+def _read_crashes(path: Path) -> dict[str, tuple[list[str], int, str]]:
+    """Crash counts from a journal: those recorded, plus one for each file still in flight when its run died (or raised)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except FileNotFoundError:
         return {}
-    crashes: dict[str, tuple[list[str], int]] = {}
+    crashes: dict[str, tuple[list[str], int, str]] = {}
     in_flight: dict[str, list[str]] = {}
+    raised: dict[str, str] = {}
     for line in lines:
         try:
             entry = json.loads(line)
@@ -114,13 +135,17 @@ def _read_crashes(path: Path) -> dict[str, tuple[list[str], int]]:
         if not isinstance(entry, dict):
             continue
         if "crashed" in entry:
-            crashes[entry["crashed"]] = (entry["identity"], entry["count"])
+            crashes[entry["crashed"]] = (entry["identity"], entry["count"], entry.get("error", ""))
         elif "start" in entry:
             in_flight[entry["start"]] = entry["identity"]
+            raised.pop(entry["start"], None)
+        elif "raised" in entry:
+            raised[entry["raised"]] = str(entry.get("error", ""))
         elif "done" in entry:
             in_flight.pop(entry["done"], None)
             crashes.pop(entry["done"], None)
     for key, identity in in_flight.items():
         known = crashes.get(key)
-        crashes[key] = (identity, (known[1] if known and known[0] == identity else 0) + 1)
+        same = known is not None and known[0] == identity
+        crashes[key] = (identity, (known[1] if same else 0) + 1, raised.get(key) or (known[2] if same else ""))
     return crashes

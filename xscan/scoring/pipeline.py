@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from xscan.errors import ScanError, one_line
+from xscan.errors import ScanError
+from xscan.input.damage import decoding
 from xscan.input.decode import open_scan
 from xscan.input.dicom.image import PYDICOM_ERRORS
 from xscan.input.dicom.policy import no_image_reason, skip_reason
@@ -74,7 +75,8 @@ def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
                 if reason:
                     return LoadedScan(path, None, SKIPPED_PREFIX + reason, tags)
             grey = scan.grey(min_side=decode_min_side(image_size))
-        return LoadedScan(path, preprocess(grey, image_size), tags=tags)
+            with decoding("cannot preprocess the decoded image"):
+                return LoadedScan(path, preprocess(grey, image_size), tags=tags)
     except ScanError as error:
         return LoadedScan(path, None, str(error), tags)
 
@@ -92,11 +94,9 @@ def read_header_tags(path: Path, names: Sequence[str]) -> dict[str, str]:
 
 def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str, str]]:
     """Why the policy does not score the file ("" to score it), and the tag values asked for."""
-    try:
+    with decoding("unreadable DICOM header", PYDICOM_ERRORS):
         reason = no_image_reason(ds) or (skip_reason(ds) if dicom.frontal_only else "")
         return reason, tag_values(ds, dicom.tags)
-    except PYDICOM_ERRORS as error:
-        raise ScanError(f"unreadable DICOM header: {one_line(error)}") from None
 
 
 def load_in_order(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from xscan.errors import UsageError
+from xscan.errors import UsageError, printable
 from xscan.model.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
 
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
@@ -53,6 +53,11 @@ class Row:
     error: str = ""  # why the file was not scored: a ScanError's reason, or SKIPPED_PREFIX and the policy's
     trailing_columns: dict[str, str] = field(default_factory=dict)  # by name: DICOM tags; size and mtime_ns when read back
     scope: str = ""  # why the scan is out of scope, with the check's score; empty when it is in scope or unchecked
+
+    def __post_init__(self) -> None:
+        # The one place error and scope cells are made printable, one line and bounded, whatever a damaged file put in them.
+        object.__setattr__(self, "error", printable(self.error))
+        object.__setattr__(self, "scope", printable(self.scope))
 
     @property
     def skipped_by_policy(self) -> bool:

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, OptionError, ResultsWriteError, UsageError
 from xscan.input.file_warnings import FileWarning, collected, warnings_kept
+from xscan.input.native_messages import native_messages_kept
 from xscan.input.walk import find_scans
 from xscan.model.card import default_weights_dir, read_card
 from xscan.model.scorer import Scorer, load_scorer
-from xscan.scoring.journal import CRASHED_TWICE, CRASHES_TO_SKIP, InFlightJournal
+from xscan.scoring.journal import CRASHES_TO_SKIP, InFlightJournal
 from xscan.scoring.lock import results_lock
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.pipeline import Watch, read_header_tags, score_paths
@@ -150,6 +151,7 @@ def score_folder(
         if output != "-":
             held.enter_context(results_lock(Path(output), options.wait, on_wait=lambda lock: notify(Waiting(lock))))
         held.enter_context(warnings_kept())
+        held.enter_context(native_messages_kept())
         raised = held.enter_context(collected())
         results = held.enter_context(open_results(output, model_id, threshold, options.overwrite, options.dicom.tags,
                                                   rescore_skipped=not options.dicom.frontal_only))
@@ -227,7 +229,7 @@ def _score_rows(
 ) -> Iterator[list[Row]]:
     """The rows of TO_SCORE, batch by batch; with a journal, files that crashed a run are treated apart.
 
-    A file in flight when two runs died is not opened: its row says so. One in flight when one run
+    A file in flight when two runs died (or ended with an unexpected exception) is not opened: its row says so. One in flight when one run
     died is decoded alone, before the others, so that if it crashes again no other file shares
     the blame. (On a Ray cluster the workers' files are not watched: a crash there is Ray's to retry.)
     """
@@ -237,8 +239,8 @@ def _score_rows(
     crashes = {scan: journal.crashes(results.identity(scan)) for scan in to_score}
     poisoned = [scan for scan in to_score if crashes[scan] >= CRASHES_TO_SKIP]
     if poisoned:
-        yield [Row(str(scan), None, threshold, model_id, CRASHED_TWICE, dict.fromkeys(options.dicom.tags, ""))
-               for scan in poisoned]
+        yield [Row(str(scan), None, threshold, model_id, journal.skip_reason(results.identity(scan)),
+                   dict.fromkeys(options.dicom.tags, "")) for scan in poisoned]
 
     def watch(scan: Path) -> AbstractContextManager[None]:
         return journal.in_flight(results.identity(scan))

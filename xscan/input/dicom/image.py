@@ -6,12 +6,13 @@ Intercept, or a Modality LUT Sequence) -> VOI (a VOI LUT Sequence, else the firs
 Center/Width with its VOI LUT Function) -> MONOCHROME1 inverted so that bone is bright ->
 uint8. After that a DICOM is a grey image like any other and goes through the same `preprocess`.
 
-The errors pydicom raises on a broken file (`PYDICOM_ERRORS`) are turned into ScanError by this
-module's functions or, for header values, where they are read. Others are not: a TypeError,
-AttributeError or KeyError is a bug in xscan or a pydicom whose API has changed, and a MemoryError
-is no property of one file, so they stop the run (exit 3) rather than fill a night with error rows.
-What pydicom would report through one of those (no pixel data, no transfer syntax) is checked
-before it is asked.
+The errors pydicom raises on a broken file (`PYDICOM_ERRORS`), and any exception that comes from
+pydicom, its plugins or numpy while they read or decode (`xscan.input.damage`: pydicom says
+"Missing required element" with an AttributeError), are turned into ScanError by this module's
+functions or, for header values, where they are read. An exception from xscan's own code (a
+TypeError, AttributeError or KeyError: a bug) and a MemoryError (no property of one file) stop the
+run (exit 3) rather than fill a night with error rows; so the header values this module itself
+uses (Rows, Columns, the transfer syntax, ...) are checked to be one value of their type before use.
 
 Pixels are read from the open file (`pixel_array(stream, index=0)`), not through the parsed
 dataset, whose pixel data would be read whole: a multi-frame file gives its first frame only, and
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import struct
 import warnings
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -32,6 +34,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, get_frame
 from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
 from pydicom.pixels.processing import apply_voi, apply_windowing
 from pydicom.uid import (
@@ -45,9 +48,11 @@ from pydicom.uid import (
 )
 
 from xscan.errors import ScanError, one_line
+from xscan.input.damage import decoding
 from xscan.input.dicom.jpeg import repaired_scan_headers
-from xscan.input.dicom.policy import NO_SOP_CLASS, sop_class_name
+from xscan.input.dicom.policy import INVALID_SOP_CLASS, NO_SOP_CLASS, sop_class_name
 from xscan.input.limits import MAX_FRAME_BYTES, MAX_PIXELS
+from xscan.input.native_messages import noting
 
 MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # Values larger than this stay in the file until used: a DICOM skipped by its header never has its pixels read.
@@ -67,12 +72,11 @@ SYNTAX_OF_ENCODING = {(True, True): ImplicitVRLittleEndian, (False, True): Expli
 
 def read_dataset(stream: BinaryIO) -> Dataset:
     """Parse an open DICOM file; pixel data and other large values are read from STREAM when first used."""
-    try:
-        return pydicom.dcmread(stream, defer_size=DEFER_BYTES)
-    except InvalidDicomError:
-        raise ScanError("not a DICOM Part 10 file (no DICM marker at byte 128)") from None
-    except PYDICOM_ERRORS as error:
-        raise ScanError(f"unreadable DICOM file: {one_line(error)}") from None
+    with decoding("unreadable DICOM file", PYDICOM_ERRORS):
+        try:
+            return pydicom.dcmread(stream, defer_size=DEFER_BYTES)
+        except InvalidDicomError:
+            raise ScanError("not a DICOM Part 10 file (no DICM marker at byte 128)") from None
 
 
 def read_headerless_dataset(stream: BinaryIO) -> Dataset:
@@ -82,15 +86,13 @@ def read_headerless_dataset(stream: BinaryIO) -> Dataset:
     Without file meta information, the encoding pydicom found is the transfer syntax: such a file
     cannot say that its pixel data is compressed.
     """
-    try:
+    with decoding("unreadable DICOM file", PYDICOM_ERRORS):
         ds = pydicom.dcmread(stream, defer_size=DEFER_BYTES, force=True)
-    except PYDICOM_ERRORS as error:
-        raise ScanError(f"unreadable DICOM file: {one_line(error)}") from None
-    if "TransferSyntaxUID" not in ds.file_meta:
-        syntax = SYNTAX_OF_ENCODING.get(ds.original_encoding)
-        if syntax is None:
-            raise ScanError("unreadable DICOM file: no data element could be read")
-        ds.file_meta.TransferSyntaxUID = syntax
+        if "TransferSyntaxUID" not in ds.file_meta:
+            syntax = SYNTAX_OF_ENCODING.get(ds.original_encoding)
+            if syntax is None:
+                raise ScanError("unreadable DICOM file: no data element could be read")
+            ds.file_meta.TransferSyntaxUID = syntax
     return ds
 
 
@@ -108,13 +110,11 @@ def grey_image(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     from). Colour files (RGB, YBR, palette) are converted to grey by luma; LUTs apply to grey
     images only, as the standard says.
     """
-    try:
+    with decoding("cannot decode DICOM pixel data", PYDICOM_ERRORS):
         frame = _first_frame(ds, stream)
-        if ds.PhotometricInterpretation in MONOCHROME:
+        if header_value(ds, "PhotometricInterpretation", str) in MONOCHROME:
             return _monochrome_to_uint8(frame, ds)
         return _colour_to_grey(frame, ds)
-    except PYDICOM_ERRORS as error:
-        raise ScanError(f"cannot decode DICOM pixel data: {one_line(error)}") from None
 
 
 def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
@@ -122,7 +122,7 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ScanError("DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
         name = sop_class_name(ds)
-        raise ScanError(f"DICOM without pixel data ({name if name == NO_SOP_CLASS else f'SOP class {name}'})")
+        raise ScanError(f"DICOM without pixel data ({name if name in (NO_SOP_CLASS, INVALID_SOP_CLASS) else f'SOP class {name}'})")
     for name in ("Rows", "Columns", "PhotometricInterpretation", "BitsAllocated"):
         if name not in ds:
             raise ScanError(f"DICOM image without {name}")
@@ -130,18 +130,32 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if not syntax:
         raise ScanError("DICOM file without a transfer syntax")
+    if not isinstance(syntax, UID):
+        raise ScanError(f"DICOM transfer syntax is not one UID ({syntax})")
     if syntax.is_compressed and not _decodable(syntax):
         raise ScanError(f"DICOM transfer syntax {syntax.name} ({syntax}) cannot be decoded")
     try:
         if not syntax.is_encapsulated:
-            return pixel_array(stream if _frame_readable_from_file(ds, syntax) else ds, index=0)
+            source = stream if _frame_readable_from_file(ds, syntax) else ds
+            return noting(f"pixel data ({syntax.name})", lambda: _rewound(source, lambda: pixel_array(source, index=0)))
         _repair_jpeg_scan_header(ds, syntax)
-        return pixel_array(ds, index=0, decoding_plugin=DECODING_PLUGIN)
+        return noting(f"pixel data ({syntax.name})", lambda: pixel_array(ds, index=0, decoding_plugin=DECODING_PLUGIN))
     except BaseException as error:
         # pylibjpeg-rle is Rust: on corrupt data it panics, and pyo3's PanicException derives from BaseException.
         if type(error).__name__ != "PanicException":
             raise
         raise ScanError(f"corrupt DICOM pixel data: the {syntax.name} decoder failed ({one_line(error)})") from None
+
+
+def _rewound(source: Dataset | BinaryIO, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """READ from SOURCE, from where the stream stands now however often it is called (a decode is repeated to tell its messages)."""
+    if isinstance(source, Dataset):
+        return read()
+    start = source.tell()
+    try:
+        return read()
+    finally:
+        source.seek(start)
 
 
 def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
@@ -160,14 +174,30 @@ def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
 
 def check_frame_size(ds: Dataset) -> None:
     """Refuse a frame that would be too large, from its header alone, before any pixel is read or decoded."""
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.BitsAllocated)
+    rows, columns = header_value(ds, "Rows", int), header_value(ds, "Columns", int)
+    samples, bits = header_value(ds, "SamplesPerPixel", int, 1), header_value(ds, "BitsAllocated", int)
     if rows * columns > MAX_PIXELS:
         raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels; limit {MAX_PIXELS // 1_000_000} megapixels)")
     frame_bytes = rows * columns * samples * bits // 8
     if frame_bytes > MAX_FRAME_BYTES:
         raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels x {samples} samples x {bits} bits = "
                         f"{frame_bytes >> 20} MiB; limit {MAX_FRAME_BYTES >> 20} MiB)")
+
+
+def header_value(ds: Dataset, name: str, kind: type, default: object = None) -> Any:
+    """The element NAME of DS as one value of KIND (int or str), DEFAULT where it is absent or empty; else a ScanError."""
+    value = ds.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ScanError(f"DICOM image without {name}")
+        return default
+    if isinstance(value, MultiValue | list):
+        raise ScanError(f"DICOM {name} holds {len(value)} values, not one")
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, kind):
+        raise ScanError(f"DICOM {name} is not {'a whole number' if kind is int else 'text'} ({type(value).__name__})")
+    return value
 
 
 def _decodable(syntax: UID) -> bool:
@@ -188,7 +218,7 @@ def _repair_jpeg_scan_header(ds: Dataset, syntax: UID) -> None:
     """
     if syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
         return
-    frame = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+    frame = get_frame(ds.PixelData, 0, number_of_frames=header_value(ds, "NumberOfFrames", int, 1))
     repaired = repaired_scan_headers(frame)
     if repaired is None:
         return

@@ -10,6 +10,7 @@ RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
 
 NO_SOP_CLASS = "no SOP class"
+INVALID_SOP_CLASS = "SOP class UID not valid"  # a damaged header: its bytes are not a UID, and a cell would show them raw
 
 
 def no_image_reason(ds: Dataset) -> str:
@@ -23,10 +24,15 @@ def no_image_reason(ds: Dataset) -> str:
 
 
 def sop_class_name(ds: Dataset) -> str:
-    """What the dataset is, by its SOP class: `Basic Text SR Storage`, the UID pydicom does not know, or NO_SOP_CLASS."""
+    """What the dataset is, by its SOP class: `Basic Text SR Storage`, the UID pydicom does not know, NO_SOP_CLASS or INVALID_SOP_CLASS."""
     meta = getattr(ds, "file_meta", None) or {}
     uid = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
-    return UID(str(uid)).name if uid else NO_SOP_CLASS
+    if not uid:
+        return NO_SOP_CLASS
+    uid = UID(str(uid))
+    if not uid.is_valid:
+        return INVALID_SOP_CLASS
+    return uid.name
 
 
 def skip_reason(ds: Dataset) -> str:
