@@ -266,3 +266,16 @@ def test_a_site_file_written_before_the_rules_still_loads(tmp_path):
     site = load_site(path, MODEL).calibration
     assert site.threshold == 0.61 and site.rule == "" and site.guarantee == "" and site.sensitivity_range == {}
     assert site.probability(np.array([0.5]))[0] == pytest.approx(1 / (1 + np.exp(0.8)))
+
+
+def test_readme_table_of_guarantees_is_current():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("site_guarantees", root / "docs" / "site_guarantees.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    marked = module.MARKED.search((root / "README.md").read_text())
+    assert marked and marked.group(1) == module.tables(), "run python docs/site_guarantees.py"
+    assert "| 0.95 | 19 | 45 | 59 |" in marked.group(1)  # the figures: 19 expected, 59 at confidence 0.95
