@@ -38,6 +38,7 @@ class ModelCard:
     selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
     external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
     scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
+    site_guidance: str = ""  # what a new site should expect of these figures, and what to run; empty in older cards
 
     @property
     def model_id(self) -> str:
