@@ -84,6 +84,22 @@ def test_info_prints_the_model_card():
     assert "xscan-cnn" in result.stdout and "threshold" in result.stdout and "not a diagnostic device" in result.stdout
 
 
+def test_info_shows_what_a_new_site_should_expect_when_the_card_holds_it(tmp_path):
+    import json
+
+    from xscan.model.card import CARD_FILE, default_weights_dir
+
+    card = json.loads((default_weights_dir() / CARD_FILE).read_text())
+    card["site_guidance"] = "Expect the threshold to move; run xscan calibrate."
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    shown = CliRunner().invoke(app, ["info", "--weights", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "At a new site: Expect the threshold to move; run xscan calibrate." in " ".join(shown.stdout.split())
+    card.pop("site_guidance")
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))  # a card written before the field: nothing made up in its place
+    assert "At a new site" not in CliRunner().invoke(app, ["info", "--weights", str(tmp_path)]).stdout
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(command):
     result = CliRunner().invoke(app, [command, "--help"])

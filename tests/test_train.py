@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from xscan.cli import app
 from xscan.model.card import read_card
 from xscan.model.scorer import load_scorer
-from xscan.training.train import class_weights
+from xscan.training.train import SITE_GUIDANCE, class_weights
 
 
 @pytest.fixture
@@ -37,6 +37,7 @@ def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset
     assert 0 < card.scope["in_scope_threshold"] < 1 and card.scope["distance_threshold"] > 0
     assert card.preprocessing["image_size"] == 64
     assert len(card.robustness) >= 10
+    assert card.site_guidance == SITE_GUIDANCE  # what a new site should expect travels with every card train writes
     scorer = load_scorer(out)
     probabilities = scorer.probabilities(np.zeros((2, 64, 64, 1), np.float32))
     assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))

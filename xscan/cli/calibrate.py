@@ -24,26 +24,33 @@ def calibrate(
     labels: bool = labels_option(),
     labels_file: Path = labels_file_option(),
     labels_root: Path = labels_root_option(),
-    target_sensitivity: float = typer.Option(0.95, min=0.01, max=1.0, help="The site threshold is the highest reaching this sensitivity."),
+    target_sensitivity: float = typer.Option(0.95, min=0.01, max=0.999, help="The sensitivity the threshold promises on new scans."),
+    confidence: float = typer.Option(None, min=0.5, max=0.999, help="Promise the target sensitivity itself with this probability "
+                                     "(say 0.95), not only on average; needs more pneumonia scans (59 for 0.95 and 0.95)."),
     prevalence: float = typer.Option(None, min=0.001, max=0.999, help="The site's share of pneumonia, when the labelled sample's "
                                      "share differs from it (say, a sample of 50 + 50): moves the calibration's intercept there."),
 ) -> None:
-    """Make the model your site's own: a threshold and calibration from a few labelled local scans.
+    """Make the model your site's own: a threshold with a stated guarantee and a calibration from a few labelled local scans.
 
     Score a labelled local sample with the bundled model, then calibrate on its results. Only
     rows with ground truth, a probability and no error count (the rest are counted and named);
-    at least 20 scans of each class are needed. SITE.json holds the base model id, the new
-    threshold (the highest reaching the target sensitivity on these scans), the refitted
-    calibration (intercept; slope too from 100 scans of each class), the counts, and the
-    sensitivity and specificity at the new threshold with 95 % intervals, on these scans and
-    cross-checked on scans that did not choose it. Then score with --calibration SITE.json.
-    xscan aids a physician; it is not a diagnostic device.
+    at least 20 scans of each class are needed. The threshold is an order statistic of the
+    sample's pneumonia scores: by default the expected sensitivity on new scans like these is at
+    least the target (split-conformal; 19 pneumonia scans for 0.95); with --confidence C the
+    sensitivity is at least the target with probability C (Neyman-Pearson umbrella rule; 59
+    pneumonia scans for 0.95 and 0.95). Too few pneumonia scans for the rule: exit 2, saying how
+    many are needed. SITE.json holds the base model id, the threshold, the rule and its guarantee,
+    the range of sensitivity to expect on new scans, specificity with a 95 % interval on the normal
+    scans (which did not choose the threshold), and the refitted calibration (intercept, at the
+    sample's pneumonia share unless --prevalence; slope too from 100 scans of each class). Then
+    score with --calibration SITE.json. xscan aids a physician; it is not a diagnostic device.
 
     Example:
 
     \b
         xscan score ./local-sample -o sample.csv
         xscan calibrate sample.csv --labels -o site.json
+        xscan calibrate sample.csv --labels --confidence 0.95 --prevalence 0.1 -o site.json
         xscan score ./scans -o results.csv --calibration site.json
     """
     from xscan.reporting.report import read_results
@@ -54,7 +61,7 @@ def calibrate(
         if truth is None:
             raise UsageError("calibrate needs ground truth: --labels or --labels-file")
         labelled = select_rows(read_results(results), truth)
-        site = fit_site_calibration(labelled, target_sensitivity, prevalence)
+        site = fit_site_calibration(labelled, target_sensitivity, prevalence, confidence)
         try:
             output.write_text(site.to_json())
         except OSError as error:
@@ -68,13 +75,24 @@ def _print_site(site: SiteCalibration, left_out: dict[str, list[str]], output: P
     table.add_column(style="bold")
     table.add_column()
     table.add_row("scans used", f"{site.counts['used']} ({site.counts['NORMAL']} NORMAL, {site.counts['PNEUMONIA']} PNEUMONIA)")
-    table.add_row("threshold", f"{site.threshold:.4f} (highest reaching sensitivity >= {site.target_sensitivity:g} on these scans)")
+    table.add_row("rule", site.guarantee)
+    table.add_row("threshold", f"{site.threshold:.4f} on the site-calibrated probability (rank {site.rank} from the lowest of the "
+                  f"{site.counts['PNEUMONIA']} pneumonia scores)")
+    spread = site.sensitivity_range
+    low_q, high_q = spread["quantiles"]
+    table.add_row("sensitivity on new scans", f"expected {spread['expected']:.3f}; {low_q:.0%}-{high_q:.0%} range "
+                  f"{spread['low']:.3f}-{spread['high']:.3f} (miss rate {spread['miss_rate']})")
+    checked = site.cross_checked
+    in_sample = site.at_threshold["sensitivity"]["value"]
+    leave_one_out = "" if checked["sensitivity"] is None else f"{checked['sensitivity']:.3f} "
+    table.add_row("sensitivity, this sample", f"{in_sample:.3f} on the scans that chose the threshold (optimistic); "
+                  f"{leave_one_out}{checked['sensitivity_method']}")
+    low, high = checked["specificity_interval"]
+    table.add_row("specificity", f"{checked['specificity']:.3f} (95 % CI {low:.3f}-{high:.3f}) on {checked['specificity_method']}")
     table.add_row("calibration", f"sigmoid({site.slope:.3f} * logit(p) + {site.intercept:.3f}), refitted: {site.refit}")
-    for name in ("sensitivity", "specificity"):
-        figure = site.at_threshold[name]
-        low, high = figure["interval"]
-        table.add_row(name, f"{figure['value']:.3f} (95 % CI {low:.3f}-{high:.3f}) on these scans; "
-                      f"{site.cross_checked[name]:.3f} cross-checked ({site.cross_checked['folds']} folds)")
+    assumed = (f"{site.prevalence:.1%}, as given" if site.prevalence is not None
+               else f"{site.prevalence_assumed:.1%} assumed (the sample's class mix); pass --prevalence P for your site's")
+    table.add_row("prevalence", assumed)
     console.print(table)
     for reason, paths in left_out.items():
         more = f" (and {len(paths) - 3} more)" if len(paths) > 3 else ""

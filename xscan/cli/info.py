@@ -57,6 +57,8 @@ def info(
         metrics.add_column(name, justify="right")
     metrics.add_row(*(_fmt(card.validation.get(name)) for name in names))
     console.print(metrics)
+    if card.site_guidance:
+        console.print(f"At a new site: {card.site_guidance}", markup=False, highlight=False)
     if card.robustness:
         shifts = Table(title="robustness on validation under acquisition shifts", title_justify="left")
         for name in ("shift", "auc", "sensitivity", "specificity"):

@@ -14,7 +14,7 @@ from xscan.errors import WeightsError
 from xscan.model.network import ModelConfig, build_model
 
 WEIGHTS_FILE = "xscan-cnn.weights.h5"  # the Keras weights: training, Grad-CAM and the conversion read them
-LITERT_FILE = "xscan-cnn.tflite"  # the network scoring runs, converted from them (xscan.model.export)
+LITERT_FILE = "xscan-cnn.tflite"  # the network scoring runs, converted from them (xscan.model.bundle)
 CARD_FILE = "model-card.json"
 
 
@@ -38,7 +38,8 @@ class ModelCard:
     selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
     external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
     scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
-    litert: dict[str, Any] = field(default_factory=dict)  # the LiteRT file scoring runs (xscan.model.export); empty in older cards
+    litert: dict[str, Any] = field(default_factory=dict)  # the LiteRT file scoring runs (xscan.model.bundle); empty in older cards
+    site_guidance: str = ""  # what a new site should expect of these figures, and what to run; empty in older cards
 
     @property
     def model_id(self) -> str:

@@ -35,9 +35,16 @@ class SiteCalibration:
     target_sensitivity: float
     counts: dict[str, int]
     at_threshold: dict[str, object]  # sensitivity and specificity on the site's scans, with 95 % Wilson intervals
-    cross_checked: dict[str, float] = field(default_factory=dict)  # the same rule judged on scans that did not choose it
+    cross_checked: dict[str, object] = field(default_factory=dict)  # the same rule judged on scans that did not choose it
     prevalence: float | None = None  # the site prevalence the intercept was set to, if given
     format: str = SITE_FORMAT
+    # Written since the rule carries a guarantee (issue 23); files written before load with these defaults.
+    rule: str = ""  # "expected" or "confidence" (xscan.stats.conformal); empty: the old rule, highest reaching the target on the sample
+    confidence: float | None = None  # with rule "confidence": the probability that the sensitivity reaches the target
+    rank: int = 0  # the threshold is the rank-th lowest pneumonia score of the sample
+    guarantee: str = ""  # what the rule promises, in plain words
+    sensitivity_range: dict[str, object] = field(default_factory=dict)  # expected sensitivity on new scans, and its 5-95 % range
+    prevalence_assumed: float | None = None  # the pneumonia share the intercept assumes: PREVALENCE, else the sample's
 
     def probability(self, base: np.ndarray) -> np.ndarray:
         """The site-calibrated probability of each base probability."""

@@ -2,15 +2,20 @@
 
 The bundled model's ranking travels between hospitals better than its threshold and its
 probabilities do. A site scores a labelled local sample with the bundled model, and
-`fit_site_calibration` chooses a threshold that reaches the target sensitivity on it and refits
-the calibration: always the intercept (the site's prevalence), the slope too when each class
-has at least SLOPE_MIN_PER_CLASS scans. Scoring with the file maps each base probability p to
-sigmoid(slope * logit(p) + intercept) and compares that with the site threshold.
+`fit_site_calibration` chooses the threshold from the sample's pneumonia scores by a rule with a
+stated guarantee on new scans like them (xscan.stats.conformal): expected sensitivity at least the
+target (split-conformal), or, with a confidence, sensitivity at least the target with that
+probability (the Neyman-Pearson umbrella rule). It refits the calibration too: always the
+intercept (the site's prevalence), the slope too when each class has at least SLOPE_MIN_PER_CLASS
+scans. Scoring with the file maps each base probability p to sigmoid(slope * logit(p) + intercept)
+and compares that with the site threshold. The map is increasing, so it moves no scan across the
+threshold: the rule reads the pneumonia scores alone, and every normal scan judges its specificity
+out of sample.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,13 +24,16 @@ from scipy.special import expit
 from xscan.model.site_calibration import MODEL_SEPARATOR, SiteCalibration, SiteCalibrationError, clipped_logit
 from xscan.reporting.labels import GroundTruth
 from xscan.scoring.results import Row
-from xscan.stats.calibration import fit_logistic, threshold_for_sensitivity
+from xscan.stats import conformal
+from xscan.stats.calibration import fit_logistic
 from xscan.stats.intervals import PROPORTIONS, wilson_interval
 from xscan.stats.metrics import binary_metrics
 
 MIN_PER_CLASS = 20  # fewer labelled scans of either class and no threshold is chosen
 SLOPE_MIN_PER_CLASS = 100  # from this many of each class, the slope is refitted as well as the intercept
-CROSS_CHECK_FOLDS = 5
+# Results carry six decimals: a new scan scored exactly like the threshold's scan may lie half a unit below its
+# written score, so the threshold sits that much lower and still catches it, as the guarantee counts on.
+ROUNDING = 0.5e-6
 
 
 @dataclass(frozen=True)
@@ -67,34 +75,97 @@ def select_rows(rows: Sequence[Row], truth_of: GroundTruth) -> LabelledRows:
 
 
 def fit_site_calibration(
-    labelled: LabelledRows, target_sensitivity: float = 0.95, prevalence: float | None = None
+    labelled: LabelledRows, target_sensitivity: float = 0.95, prevalence: float | None = None, confidence: float | None = None,
 ) -> SiteCalibration:
-    """The site's calibration and threshold from LABELLED rows; refuses fewer than MIN_PER_CLASS of either class."""
+    """The site's calibration and threshold from LABELLED rows.
+
+    Without CONFIDENCE the threshold keeps the expected sensitivity on new scans at or above
+    TARGET_SENSITIVITY (split-conformal); with it, the sensitivity itself with probability
+    CONFIDENCE (umbrella rule). Refuses fewer than MIN_PER_CLASS scans of either class, and fewer
+    pneumonia scans than the rule needs (the message says how many). PREVALENCE moves the intercept
+    from the sample's pneumonia share to the site's.
+    """
     counts = {"NORMAL": int((labelled.truth == 0).sum()), "PNEUMONIA": int((labelled.truth == 1).sum())}
     short = [f"{n} {name}" for name, n in counts.items() if n < MIN_PER_CLASS]
     if short:
         raise SiteCalibrationError(
             f"too few labelled scans to calibrate: {' and '.join(short)} (need at least {MIN_PER_CLASS} of each class)"
         )
+    pneumonia = labelled.probabilities[labelled.truth == 1]
+    rank = _rank(pneumonia.size, target_sensitivity, confidence)
     with_slope = min(counts.values()) >= SLOPE_MIN_PER_CLASS
     slope, intercept, refit = _fit_logistic(clipped_logit(labelled.probabilities), labelled.truth, with_slope)
+    sample_share = float(labelled.truth.mean())
     if prevalence is not None:
         # The sample's share of pneumonia is baked into the intercept; move it to the site's.
-        sample = labelled.truth.mean()
-        intercept += float(clipped_logit(np.array(prevalence)) - clipped_logit(np.array(sample)))
-    site = expit(slope * clipped_logit(labelled.probabilities) + intercept)
-    threshold = threshold_for_sensitivity(site, labelled.truth, target_sensitivity)
+        intercept += float(clipped_logit(np.array(prevalence)) - clipped_logit(np.array(sample_share)))
+
+    def site_probability(base: np.ndarray) -> np.ndarray:
+        return expit(slope * clipped_logit(np.asarray(base, np.float64)) + intercept)
+
+    def threshold_below(scores: np.ndarray, at_rank: int) -> float:
+        return float(site_probability(conformal.threshold_at_rank(scores, at_rank) - ROUNDING))
+
+    threshold = threshold_below(pneumonia, rank)
+    site = site_probability(labelled.probabilities)
     metrics = binary_metrics(labelled.truth, site, threshold)
     at_threshold: dict[str, object] = {
         name: {"value": metrics[name], "interval": list(wilson_interval(*PROPORTIONS[name](metrics)))}
         for name in ("sensitivity", "specificity")
     }
-    at_threshold["measured_on"] = "the same scans that chose the threshold (optimistic; see cross_checked)"
+    at_threshold["measured_on"] = ("the sample itself: its pneumonia scans chose the threshold, so sensitivity is optimistic "
+                                   "(see cross_checked and sensitivity_range)")
+    expected, low, high = conformal.caught_range(pneumonia.size, rank)
     return SiteCalibration(
         base_model=labelled.base_model, threshold=threshold, slope=slope, intercept=intercept, refit=refit,
         target_sensitivity=target_sensitivity, counts={**counts, "used": int(labelled.truth.size)},
-        at_threshold=at_threshold, cross_checked=_cross_check(labelled, target_sensitivity), prevalence=prevalence,
+        at_threshold=at_threshold,
+        cross_checked=_out_of_sample(labelled, site, threshold, threshold_below,
+                                     conformal.rank(pneumonia.size - 1, target_sensitivity, confidence)),
+        prevalence=prevalence, rule="expected" if confidence is None else "confidence", confidence=confidence, rank=rank,
+        guarantee=guarantee(target_sensitivity, confidence, rank, pneumonia.size),
+        sensitivity_range={"expected": expected, "low": low, "high": high, "quantiles": list(conformal.RANGE_QUANTILES),
+                           "miss_rate": f"Beta({rank}, {pneumonia.size + 1 - rank})"},
+        prevalence_assumed=sample_share if prevalence is None else prevalence,
     )
+
+
+def promise(target_sensitivity: float, confidence: float | None) -> str:
+    """The rule's promise in a few words."""
+    if confidence is None:
+        return f"expected sensitivity on new scans >= {target_sensitivity:g}"
+    return f"sensitivity on new scans >= {target_sensitivity:g} with probability >= {confidence:g}"
+
+
+def guarantee(target_sensitivity: float, confidence: float | None, rank: int, n: int) -> str:
+    """What the threshold promises, in plain words, for a threshold at the RANK-th lowest of N pneumonia scores."""
+    chosen = f"the threshold is the {_ordinal(rank)} lowest of the sample's {n} pneumonia scores"
+    if confidence is None:
+        how = (f"{chosen} (split-conformal, Angelopoulos & Bates, arXiv 2107.07511, section 3): averaged over samples "
+               f"like this one it misses {rank} in {n + 1} new pneumonia scans, so the expected sensitivity is at least "
+               f"{target_sensitivity:g}; one sample's threshold can do worse (sensitivity_range)")
+    else:
+        how = (f"{chosen} (Neyman-Pearson umbrella rule, Tong, Feng & Li 2018): for at least {confidence:.0%} of samples "
+               f"like this one, the threshold catches at least {target_sensitivity:.0%} of new pneumonia scans")
+    return (f"{promise(target_sensitivity, confidence)}: {how}. It holds for new scans like the sample's (the same "
+            "equipment, export and patients); when they change, calibrate again")
+
+
+def _rank(n: int, target_sensitivity: float, confidence: float | None) -> int:
+    try:
+        rank = conformal.rank(n, target_sensitivity, confidence)
+        needed = conformal.scores_needed(target_sensitivity, confidence)
+    except ValueError as error:
+        raise SiteCalibrationError(str(error)) from None
+    if rank < 1:
+        raise SiteCalibrationError(f"too few pneumonia scans to promise {promise(target_sensitivity, confidence)}: "
+                                   f"{n} here, at least {needed} needed")
+    return rank
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _fit_logistic(logits: np.ndarray, truth: np.ndarray, with_slope: bool) -> tuple[float, float, str]:
@@ -110,20 +181,28 @@ def _fit_logistic(logits: np.ndarray, truth: np.ndarray, with_slope: bool) -> tu
     return 1.0, float(best.x), "intercept"
 
 
-def _cross_check(labelled: LabelledRows, target_sensitivity: float) -> dict[str, float]:
-    """Sensitivity and specificity when each fold is judged at the threshold chosen on the others (stratified)."""
-    from sklearn.model_selection import StratifiedKFold
+def _out_of_sample(
+    labelled: LabelledRows, site: np.ndarray, threshold: float, threshold_below: Callable[[np.ndarray, int], float], loo_rank: int,
+) -> dict[str, object]:
+    """Sensitivity and specificity judged on scans that did not choose the threshold they are judged at.
 
-    folds = StratifiedKFold(CROSS_CHECK_FOLDS, shuffle=True, random_state=0)
-    predicted = np.zeros_like(labelled.truth)
-    for choose, judge in folds.split(labelled.probabilities, labelled.truth):
-        threshold = threshold_for_sensitivity(labelled.probabilities[choose], labelled.truth[choose], target_sensitivity)
-        predicted[judge] = labelled.probabilities[judge] >= threshold
+    Sensitivity: leave-one-out, each pneumonia scan judged at the threshold the same rule picks from
+    the other pneumonia scans at the rule's rank for them, LOO_RANK (None when that is 0: the rule
+    cannot run on one scan fewer). Specificity: every normal scan at the site THRESHOLD, which only
+    the pneumonia scores chose.
+    """
     positives, negatives = labelled.truth == 1, labelled.truth == 0
+    pneumonia, n = labelled.probabilities[positives], int(positives.sum())
+    sensitivity = None
+    if loo_rank >= 1:
+        caught = [site[positives][i] >= threshold_below(np.delete(pneumonia, i), loo_rank) for i in range(n)]
+        sensitivity = float(np.mean(caught))
+    specific = int((site[negatives] < threshold).sum())
     return {
-        "sensitivity": float(predicted[positives].mean()),
-        "specificity": float(1 - predicted[negatives].mean()),
-        "folds": CROSS_CHECK_FOLDS,
+        "sensitivity": sensitivity,
+        "sensitivity_method": f"leave-one-out: each of the {n} pneumonia scans at the threshold chosen from the other {n - 1}"
+        if sensitivity is not None else f"not measured: leave-one-out needs {n + 1} pneumonia scans for this rule",
+        "specificity": specific / int(negatives.sum()),
+        "specificity_interval": list(wilson_interval(specific, int(negatives.sum()))),
+        "specificity_method": f"all {int(negatives.sum())} normal scans: the threshold was chosen from the pneumonia scores alone",
     }
-
-
