@@ -4,11 +4,11 @@ Nothing here computes: every command calls one library function and formats what
 `app.exit_codes` is the one place an error becomes an exit code.
 """
 
-from xscan.cli import calibrate, explain, info, report, score, train
+from xscan.cli import calibrate, drift, explain, info, report, score, train
 from xscan.cli.app import app
 
 # The order of `xscan --help`.
-for command in (score.score, report.report, explain.explain, calibrate.calibrate, info.info, train.train):
+for command in (score.score, report.report, explain.explain, calibrate.calibrate, drift.drift, info.info, train.train):
     app.command()(command)
 
 __all__ = ["app"]

@@ -54,6 +54,8 @@ def train(
                                      "folders; the patient column keeps a patient's scans on one side of the split."),
     scope_only: bool = typer.Option(False, "--scope-only", help="Keep the trained model in --out and fit only its "
                                     "out-of-scope check again (on the card's own split), e.g. with --external films of your site."),
+    reference_only: bool = typer.Option(False, "--reference-only", help="Keep the trained model in --out and compute only the "
+                                        "drift check's reference again (the report part of the card's own split)."),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -63,7 +65,8 @@ def train(
     its DICOM PatientID, the labels file's patient column, or a Kermany / NIH file-name pattern;
     a scan with none of these is its own patient, and a warning says how many there are. The
     members train side by side and their logits are averaged; a small scope network and feature
-    statistics make the out-of-scope check.
+    statistics make the out-of-scope check; the report part's statistics are the drift check's
+    reference (xscan drift).
 
     Example:
 
@@ -72,6 +75,7 @@ def train(
     from dataclasses import replace
 
     from xscan.model.card import WEIGHTS_FILE
+    from xscan.training.reference import refit_reference
     from xscan.training.train import TrainConfig, refit_scope
     from xscan.training.train import train as run_training
 
@@ -88,8 +92,13 @@ def train(
         command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--scope-only",
                               *(["--external", str(external)] if external else []),
                               *(["--labels-file", str(labels_file)] if labels_file else [])])
+    if reference_only:
+        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--reference-only",
+                              *(["--labels-file", str(labels_file)] if labels_file else [])])
     with exit_codes():
-        if scope_only:
+        if reference_only:
+            card = refit_reference(data_dir, out, command, labels_file)
+        elif scope_only:
             card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
         else:
             card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)

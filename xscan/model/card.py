@@ -38,6 +38,7 @@ class ModelCard:
     selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
     external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
     scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
+    drift: dict[str, Any] = field(default_factory=dict)  # the drift check's reference (xscan.training.reference); empty in older cards
 
     @property
     def model_id(self) -> str:

@@ -129,9 +129,10 @@ class ScopeCheck:
 
     def describe(self, scope_logits: np.ndarray, features: np.ndarray) -> list[str]:
         """The `scope` cell of each scan: empty in scope, else the reason with the check's score."""
-        return [self._cell(verdict) for verdict in self.judge(scope_logits, features)]
+        return [self.cell(verdict) for verdict in self.judge(scope_logits, features)]
 
-    def _cell(self, verdict: ScopeVerdict) -> str:
+    def cell(self, verdict: ScopeVerdict) -> str:
+        """The `scope` cell of one verdict."""
         if not verdict.reason:
             return ""
         if verdict.score > 1 - self.in_scope_threshold:  # the scope network flagged it
