@@ -73,7 +73,8 @@ def collect(cache: Path) -> dict[str, np.ndarray]:
 
 def group(stats: dict[str, np.ndarray], name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     prefix = name + "/"
-    return {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix) and k != prefix + "label"}, stats[prefix + "label"]
+    columns = {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix) and "/" not in k[len(prefix):]}
+    return {k: v for k, v in columns.items() if k != "label"}, columns["label"]
 
 
 def draw(values: dict[str, np.ndarray], labels: np.ndarray, normals: int, pneumonias: int, rng) -> dict[str, np.ndarray]:
@@ -126,7 +127,7 @@ def main() -> None:
         other = draw(adult, adult_labels, adults // 2, adults - adults // 2, rng)
         batches.append({name: np.concatenate([own[name], other[name]]) for name in own})
     rows.append(("30 % adult films (NIH), 70 % report part", "alarms", "", *alarm_rate(batches, references)))
-    for name in sorted({k.split("/")[0] for k in stats if k.startswith("shift ")}):
+    for name in sorted({k.rsplit("/", 1)[0] for k in stats if k.startswith("shift ")}):
         values, labels = group(stats, name)
         batches = [draw(values, labels, BATCH // 2, BATCH // 2, rng) for _ in range(args.batches)]
         drop = specificity_drop(stats, name, threshold)
