@@ -101,5 +101,6 @@ def train(
         elif scope_only:
             card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
         else:
-            card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
+            run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
+            card = refit_reference(data_dir, out, command, labels_file)  # the drift reference, scored by the bundle as saved
     say(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")

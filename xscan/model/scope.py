@@ -98,9 +98,11 @@ class FeatureStats:
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each row of FEATURES."""
-        centred = np.asarray(features, np.float32) - self.mean
+        # In float64: in float32 the last digits moved with a scan's place in the batch, and the distance is
+        # written to the results (feature_distance), which a resumed run must write as an uninterrupted one does.
+        centred = np.asarray(features, np.float64) - self.mean
         # One matrix product (BLAS), then a row-wise dot: a three-operand einsum here ran as a slow loop.
-        return np.sqrt(np.maximum(((centred @ self.precision) * centred).sum(axis=1), 0.0)).astype(np.float64)
+        return np.sqrt(np.maximum(((centred @ self.precision.astype(np.float64)) * centred).sum(axis=1), 0.0))
 
     def save(self, path: Path) -> None:
         np.savez(path, mean=self.mean, precision=self.precision)

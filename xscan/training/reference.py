@@ -13,7 +13,7 @@ import numpy as np
 from xscan.input.preprocess import film_statistics, preprocess
 from xscan.model.card import CARD_FILE, ModelCard, read_card
 from xscan.model.scorer import Scorer, load_scorer
-from xscan.stats.drift import ALPHA, MIN_SCANS, STATISTICS, build_reference
+from xscan.stats.drift import LEVEL, MIN_SCANS, STATISTICS, build_reference
 from xscan.training.dataset import find_labelled_scans
 
 CHUNK = 256  # scans preprocessed and scored at a time: bounded memory on a large reference part
@@ -40,7 +40,7 @@ def drift_section(statistics: dict[str, np.ndarray], labels: np.ndarray, source:
     return {
         "method": "per statistic, the batch against the best-fitting mixture of the reference's normal and pneumonia "
                   "distributions (Kolmogorov-Smirnov distance, mixture weight fitted to the batch), null simulated from the "
-                  f"reference, Holm's correction across statistics at {ALPHA}; at least {MIN_SCANS} scans (xscan.stats.drift)",
+                  f"reference, Holm's correction across statistics at {LEVEL}; at least {MIN_SCANS} scans (xscan.stats.drift)",
         "source": source,
         "scans": {"NORMAL": int((labels == 0).sum()), "PNEUMONIA": int((labels == 1).sum())},
         "statistics": {name: build_reference(values, labels).to_dict() for name, values in statistics.items()},

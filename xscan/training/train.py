@@ -209,10 +209,7 @@ def train(
         scope=scope,
     )
     card.scope.update(save_scope(out_dir, scope_network, stats, config.scope, size))
-    save_bundle(network, card, out_dir)
-    from xscan.training.reference import refit_reference  # it reads this module's split
-
-    return refit_reference(data_dir, out_dir, command, labels_file)  # the drift reference, scored by the bundle as saved
+    return save_bundle(network, card, out_dir)
 
 
 @dataclass(frozen=True)
