@@ -13,6 +13,7 @@ EXIT_OK = 0  # every file scored, skipped by policy, or unchanged since an earli
 EXIT_USAGE = 2  # bad option, missing folder, a results file that must not be written to, a results file in use
 EXIT_FATAL = 3  # weights that do not load, results that cannot be written, an unexpected error
 EXIT_SOME_FAILED = 4  # the run finished, but some files could not be read (rows with an error)
+EXIT_DRIFT = 5  # `xscan drift`: the scans are unlike the model card's reference (not an error: a finding)
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT (128 + 2); the next run resumes
 EXIT_TERMINATED = 143  # the shell's convention for SIGTERM (128 + 15); the next run resumes
 

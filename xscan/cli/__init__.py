@@ -4,11 +4,12 @@ Nothing here computes: every command calls one library function and formats what
 `app.exit_codes` is the one place an error becomes an exit code.
 """
 
-from xscan.cli import calibrate, explain, info, report, score, sr, studies, train
+from xscan.cli import calibrate, drift, explain, info, report, score, sr, studies, train
 from xscan.cli.app import app
 
 # The order of `xscan --help`.
-for command in (score.score, report.report, explain.explain, calibrate.calibrate, info.info, train.train, studies.studies, sr.sr):
+for command in (score.score, report.report, explain.explain, calibrate.calibrate, drift.drift, info.info, train.train, studies.studies,
+                sr.sr):
     app.command()(command)
 
 __all__ = ["app"]

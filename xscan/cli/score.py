@@ -193,6 +193,8 @@ class ScoreView:
         say(line + (f"; {summary.skipped} skipped by the DICOM policy" if summary.skipped else ""))
         if summary.failed:
             say(f"{summary.failed} file(s) could not be scored: see the error column of {summary.output}")
+        if summary.drift is not None:
+            say(summary.drift.summary() + ("; details: xscan drift " + summary.output if summary.output != "-" else ""))
 
     def _note(self, kind: str, message: str) -> None:
         self._log.line(kind, message)

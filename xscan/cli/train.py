@@ -57,6 +57,8 @@ def train(
     litert_only: bool = typer.Option(False, "--litert-only", help="Keep the trained model in --out and only write the LiteRT "
                                      "file that scoring runs (xscan-cnn.tflite) from its weights and scope check, e.g. for a "
                                      "weights folder made before xscan train wrote one; nothing is trained."),
+    reference_only: bool = typer.Option(False, "--reference-only", help="Keep the trained model in --out and compute only the "
+                                        "drift check's reference again (the report part of the card's own split)."),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -66,7 +68,8 @@ def train(
     its DICOM PatientID, the labels file's patient column, or a Kermany / NIH file-name pattern;
     a scan with none of these is its own patient, and a warning says how many there are. The
     members train side by side and their logits are averaged; a small scope network and feature
-    statistics make the out-of-scope check.
+    statistics make the out-of-scope check; the report part's statistics are the drift check's
+    reference (xscan drift).
 
     Example:
 
@@ -75,6 +78,7 @@ def train(
     from dataclasses import replace
 
     from xscan.model.card import WEIGHTS_FILE
+    from xscan.training.reference import refit_reference
     from xscan.training.train import TrainConfig, convert_to_litert, refit_scope
     from xscan.training.train import train as run_training
 
@@ -93,11 +97,17 @@ def train(
                               *(["--labels-file", str(labels_file)] if labels_file else [])])
     if litert_only:
         command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--litert-only"])
+    if reference_only:
+        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--reference-only",
+                              *(["--labels-file", str(labels_file)] if labels_file else [])])
     with exit_codes():
         if litert_only:
             card = convert_to_litert(out, command, say)
+        elif reference_only:
+            card = refit_reference(data_dir, out, command, labels_file)
         elif scope_only:
             card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
         else:
-            card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
+            run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
+            card = refit_reference(data_dir, out, command, labels_file)  # the drift reference, scored by the bundle as saved
     say(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")

@@ -19,3 +19,18 @@ def preprocess(grey: np.ndarray, image_size: int) -> np.ndarray:
     square = cv2.resize(grey, (image_size, image_size), interpolation=cv2.INTER_AREA)
     equalized = cv2.equalizeHist(square)
     return (equalized.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+# The side of the small square the film statistics are computed on: reduced decoding (a large JPEG
+# decoded at 1/2 to 1/8 scale) and the file's own size then change them by well under their spread.
+STATISTICS_SIDE = 64
+
+
+def film_statistics(grey: np.ndarray) -> dict[str, float]:
+    """Mean and standard deviation of a 2-D uint8 grey film's levels in [0, 1], before equalization.
+
+    Equalization hides exposure and contrast from the model; these keep them, so that a change of
+    X-ray unit or export pipeline shows in the drift check (xscan.site.drift) even where scores do not move.
+    """
+    small = cv2.resize(grey, (STATISTICS_SIDE, STATISTICS_SIDE), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    return {"grey_mean": float(small.mean()), "grey_std": float(small.std())}

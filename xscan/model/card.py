@@ -40,6 +40,7 @@ class ModelCard:
     scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
     litert: dict[str, Any] = field(default_factory=dict)  # the LiteRT file scoring runs (xscan.model.bundle); empty in older cards
     site_guidance: str = ""  # what a new site should expect of these figures, and what to run; empty in older cards
+    drift: dict[str, Any] = field(default_factory=dict)  # the drift check's reference (xscan.training.reference); empty in older cards
 
     @property
     def model_id(self) -> str:

@@ -98,9 +98,11 @@ class FeatureStats:
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each row of FEATURES."""
-        centred = np.asarray(features, np.float32) - self.mean
+        # In float64: in float32 the last digits moved with a scan's place in the batch, and the distance is
+        # written to the results (feature_distance), which a resumed run must write as an uninterrupted one does.
+        centred = np.asarray(features, np.float64) - self.mean
         # One matrix product (BLAS), then a row-wise dot: a three-operand einsum here ran as a slow loop.
-        return np.sqrt(np.maximum(((centred @ self.precision) * centred).sum(axis=1), 0.0)).astype(np.float64)
+        return np.sqrt(np.maximum(((centred @ self.precision.astype(np.float64)) * centred).sum(axis=1), 0.0))
 
     def save(self, path: Path) -> None:
         np.savez(path, mean=self.mean, precision=self.precision)
@@ -129,9 +131,10 @@ class ScopeCheck:
 
     def describe(self, scope_logits: np.ndarray, features: np.ndarray) -> list[str]:
         """The `scope` cell of each scan: empty in scope, else the reason with the check's score."""
-        return [self._cell(verdict) for verdict in self.judge(scope_logits, features)]
+        return [self.cell(verdict) for verdict in self.judge(scope_logits, features)]
 
-    def _cell(self, verdict: ScopeVerdict) -> str:
+    def cell(self, verdict: ScopeVerdict) -> str:
+        """The `scope` cell of one verdict."""
         if not verdict.reason:
             return ""
         if verdict.score > 1 - self.in_scope_threshold:  # the scope network flagged it

@@ -39,6 +39,15 @@ class Assessment:
 
     probabilities: np.ndarray  # calibrated probability of pneumonia (the site's calibration, with one)
     scope: list[str]  # per input: empty in scope (or unchecked), else why it is out of scope, with the check's score
+    scope_scores: np.ndarray | None = None  # per input: the scope network's out-of-scope probability; None without a scope check
+    distances: np.ndarray | None = None  # per input: the feature distance from the training scans; None without a scope check
+
+    def measures(self) -> list[dict[str, str]]:
+        """Per input, the scope check's figures as results cells (feature_distance, scope_score); empty without a scope check."""
+        if self.scope_scores is None or self.distances is None:
+            return [{} for _ in self.scope]
+        return [{"feature_distance": f"{distance:.3f}", "scope_score": f"{score:.6f}"}
+                for distance, score in zip(self.distances, self.scope_scores, strict=True)]
 
 
 @dataclass
@@ -99,13 +108,14 @@ class Scorer:
         probabilities = calibrated_probability(logits, self.card.temperature, self.card.bias)
         if self.site:
             probabilities = self.site.calibration.probability(probabilities)
-        scope = [""] * count
-        if self.scope_check is not None:
-            features = np.concatenate([chunk[1] for chunk in chunks])[:count]
-            scope_logits = np.concatenate([chunk[2] for chunk in chunks])[:count]
-            with _blas_threads(self.threads):
-                scope = self.scope_check.describe(scope_logits, features)
-        return Assessment(probabilities, scope)
+        if self.scope_check is None:
+            return Assessment(probabilities, [""] * count)
+        features = np.concatenate([chunk[1] for chunk in chunks])[:count]
+        scope_logits = np.concatenate([chunk[2] for chunk in chunks])[:count]
+        with _blas_threads(self.threads):
+            verdicts = self.scope_check.judge(scope_logits, features)
+        return Assessment(probabilities, [self.scope_check.cell(verdict) for verdict in verdicts],
+                          np.array([verdict.score for verdict in verdicts]), np.array([verdict.distance for verdict in verdicts]))
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of pneumonia for a stack of model inputs."""

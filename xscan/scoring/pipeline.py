@@ -25,7 +25,7 @@ from xscan.input.dicom.policy import no_image_reason, skip_reason
 from xscan.input.dicom.tags import blank_tags, tag_values
 from xscan.input.file_warnings import FileWarning, collected, hand_over
 from xscan.input.formats import Kind
-from xscan.input.preprocess import preprocess
+from xscan.input.preprocess import film_statistics, preprocess
 from xscan.model.scorer import Scorer
 from xscan.scoring.options import DicomOptions, ScoreOptions
 from xscan.scoring.results import SKIPPED_PREFIX, Row
@@ -48,6 +48,7 @@ class LoadedScan:
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
     warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
+    film: dict[str, float] = field(default_factory=dict)  # the decoded film's statistics (preprocess.film_statistics)
 
 
 def decode_min_side(image_size: int) -> int:
@@ -76,7 +77,7 @@ def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
                     return LoadedScan(path, None, SKIPPED_PREFIX + reason, tags)
             grey = scan.grey(min_side=decode_min_side(image_size))
             with decoding("cannot preprocess the decoded image"):
-                return LoadedScan(path, preprocess(grey, image_size), tags=tags)
+                return LoadedScan(path, preprocess(grey, image_size), tags=tags, film=film_statistics(grey))
     except ScanError as error:
         return LoadedScan(path, None, str(error), tags)
 
@@ -168,13 +169,14 @@ def score_batch(batch: list[LoadedScan], scorer: Scorer, threshold: float) -> li
     """One row per loaded file, in order: a probability and scope verdict for each model input, the error of each other file."""
     inputs = [item.model_input for item in batch if item.model_input is not None]
     assessment = scorer.assess(np.stack(inputs)) if inputs else None
-    verdicts = iter(zip(assessment.probabilities, assessment.scope, strict=True) if assessment else [])
+    verdicts = iter(zip(assessment.probabilities, assessment.scope, assessment.measures(), strict=True) if assessment else [])
     model_id = scorer.model_id
     rows = []
     for item in batch:
         if item.model_input is None:
             rows.append(Row(str(item.path), None, threshold, model_id, item.error, item.tags))
             continue
-        probability, scope = next(verdicts)
-        rows.append(Row(str(item.path), float(probability), threshold, model_id, trailing_columns=item.tags, scope=scope))
+        probability, scope, measures = next(verdicts)
+        film = {name: f"{value:.4f}" for name, value in item.film.items()}
+        rows.append(Row(str(item.path), float(probability), threshold, model_id, trailing_columns=item.tags | measures | film, scope=scope))
     return rows

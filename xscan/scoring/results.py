@@ -3,7 +3,9 @@
 A results file starts with the six standard COLUMNS; the columns after them are trailing columns,
 by name: `size`, `mtime_ns`, `inode` and `ctime_ns` record each file as it was scored, so that a
 re-run can skip it, `resolved_path` is the file's path with the scored folder's symbolic links
-resolved (what a re-run matches rows on), and DICOM tags asked for with `--dicom-tags` follow.
+resolved (what a re-run matches rows on), then MEASURE_COLUMNS (what the drift check compares
+with the model card's reference) and `run` (which run into the file wrote the row); DICOM tags asked
+for with `--dicom-tags` follow, and `scope` is always last.
 Readers that know only the six standard columns ignore the rest.
 
 Cells are spreadsheet-safe: one that a spreadsheet would run as a formula (it begins with `=`, `+`,
@@ -33,8 +35,15 @@ FINGERPRINT_COLUMNS = ("size", "mtime_ns", "inode", "ctime_ns")
 # The file's path below the scored folder, that folder's symbolic links resolved: one row per file
 # whichever way the folder is typed (`./export`, `/data/export`, a link to it).
 KEY_COLUMN = "resolved_path"
+# Per scan, what the drift check (xscan.site.drift) compares with the model card's reference: the scope check's
+# feature distance and its network's out-of-scope score (blank without a scope check), and the film's grey-level
+# mean and spread before equalization. Blank for a file not scored, and in rows written before these columns existed.
+MEASURE_COLUMNS = ("feature_distance", "scope_score", "grey_mean", "grey_std")
+# Which run of `xscan score` into the file wrote the row: 1, then one more for each later run, so that the
+# rows of the last run are those with the highest number. Blank in rows written before this column existed.
+RUN_COLUMN = "run"
 # What `xscan score` writes, before any DICOM tag columns.
-RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS + (KEY_COLUMN,)
+RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS + (KEY_COLUMN,) + MEASURE_COLUMNS + (RUN_COLUMN,)
 # A cell starting with one of these is a formula to a spreadsheet (OWASP's list: tab and carriage return too).
 FORMULA_STARTS = "=+-@\t\r"
 _ESCAPED = re.compile(f"'*[{re.escape(FORMULA_STARTS)}]")

@@ -21,6 +21,7 @@ from xscan.scoring.results import (
     FINGERPRINT_COLUMNS,
     KEY_COLUMN,
     RESULT_COLUMNS,
+    RUN_COLUMN,
     SKIPPED_PREFIX,
     DamagedResultsError,
     NotResultsError,
@@ -69,6 +70,7 @@ class StreamResults:
         self._identities: dict[str, dict[str, str]] = {}  # by path as walked: fingerprint and resolved path
         self.tally = Tally()
         self.repaired = False  # whether a torn last line left by a killed run was dropped
+        self.run = 1  # written in the RUN_COLUMN of each row this run scores
 
     def plan(self, scans: Sequence[Path], folder: Path, read_tags: TagReader | None = None) -> list[Path]:
         """The scans to score, fingerprinted now: before they are read, so a later change shows next run.
@@ -85,7 +87,7 @@ class StreamResults:
         return self._identities[str(scan)]
 
     def write(self, rows: list[Row]) -> list[dict[str, str]]:
-        records = [row.as_record() | self._identities[row.path] for row in rows]
+        records = [row.as_record() | self._identities[row.path] | {RUN_COLUMN: str(self.run)} for row in rows]
         self._writer.write_records(records)
         self.tally.scored += sum(not row.error for row in rows)
         self.tally.out_of_scope += sum(bool(row.scope) for row in rows)
@@ -127,6 +129,9 @@ class ResumableResults(StreamResults):
         self._new_tags = tuple(tag for tag in tag_columns if tag not in previous.columns)  # blank in every earlier row
         self._latest = {record.get(KEY_COLUMN) or record["path"]: record for record in previous.records}  # later rows win
         self.repaired = previous.torn
+        # One more than the file's last run; rows from before the run column count as run 0.
+        runs = [record.get(RUN_COLUMN, "") for record in previous.records]
+        self.run = 1 + max((int(run) for run in runs if run.isdigit()), default=0)
 
     def plan(self, scans: Sequence[Path], folder: Path, read_tags: TagReader | None = None) -> list[Path]:
         """New and changed scans, and those that failed last time (the cause may have gone away).

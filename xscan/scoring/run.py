@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, OptionError, ResultsWriteError, UsageError
 from xscan.input.file_warnings import FileWarning, collected, warnings_kept
 from xscan.input.native_messages import native_messages_kept
@@ -33,8 +35,9 @@ from xscan.scoring.journal import CRASHES_TO_SKIP, InFlightJournal
 from xscan.scoring.lock import results_lock
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.pipeline import Watch, read_header_tags, score_paths
-from xscan.scoring.results import KEY_COLUMN, Row
+from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, Row
 from xscan.scoring.resume import StreamResults, Tally, open_results
+from xscan.stats.drift import MIN_SCANS, DriftVerdict, judge
 
 if TYPE_CHECKING:
     from xscan.model.site_calibration import LoadedSite
@@ -109,6 +112,7 @@ class ScoreSummary:
     exit_code: int
     out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE); not failures
     workers: int = 0  # decoding threads the run used in this process (none on a Ray cluster)
+    drift: DriftVerdict | None = None  # the scans of this run against the card's drift reference; None under MIN_SCANS or without one
 
     @property
     def rate(self) -> float:
@@ -164,8 +168,10 @@ def score_folder(
             for note in notes:
                 notify(Notice(note))
             notify(Planned(len(to_score), results.tally.unchanged))
+            measured = Measured()
             for rows in _score_rows(to_score, score, options, results, journal, threshold, model_id):
                 results.write(rows)
+                measured.add(rows)
                 _tell(notify, raised)
                 notify(RowsWritten(rows))
             results.finish()
@@ -174,8 +180,33 @@ def score_folder(
         except OSError as error:
             raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
         _tell(notify, raised)
-    return _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started,
-                    0 if options.ray else options.decoding_threads())
+    summary = _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started,
+                       0 if options.ray else options.decoding_threads())
+    if card.drift and measured.scans >= MIN_SCANS:
+        # A site calibration moves the model's score away from the card's reference: that statistic is left out.
+        summary = replace(summary, drift=judge(measured.values(with_probability=site is None), card.drift, measured.scans))
+    return summary
+
+
+class Measured:
+    """The drift statistics of the rows a run scored (xscan.stats.drift), gathered as they are written."""
+
+    def __init__(self) -> None:
+        self.scans = 0
+        self._columns: dict[str, list[float]] = {name: [] for name in ("probability", *MEASURE_COLUMNS)}
+
+    def add(self, rows: list[Row]) -> None:
+        for row in rows:
+            if row.probability is None or row.error:
+                continue
+            self.scans += 1
+            self._columns["probability"].append(row.probability)
+            for name in MEASURE_COLUMNS:
+                if row.trailing_columns.get(name):
+                    self._columns[name].append(float(row.trailing_columns[name]))
+
+    def values(self, with_probability: bool = True) -> dict[str, np.ndarray]:
+        return {name: np.array(column) for name, column in self._columns.items() if with_probability or name != "probability"}
 
 
 def _tell(notify: Callable[[Event], None], raised: list[FileWarning]) -> None:

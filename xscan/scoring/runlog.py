@@ -3,8 +3,9 @@
 Each line is `TIMESTAMP KIND MESSAGE`, the timestamp local ISO 8601 with its UTC offset; KIND is
 `error` (a file not scored, with the reason), `warning` (a warning raised while a file was
 read: its path, the warning's category and origin, its message), `not-scanned` (a path the walk
-passed over), `waiting` (for another run's lock), `repaired`, `usage-error`, `fatal`, or `run`
-(the summary). Line breaks inside file names are written as `\\n` so one line stays one entry.
+passed over), `waiting` (for another run's lock), `repaired`, `usage-error`, `fatal`, `run`
+(the summary), or `drift` (after the summary of a run that scored at least 100 scans: the drift
+check's verdict, xscan.stats.drift). Line breaks inside file names are written as `\\n` so one line stays one entry.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class RunLog:
         self.line("run", f"folder={_one_line(str(run.folder))} scored={run.scored} unchanged={run.unchanged} "
                          f"skipped={run.skipped} failed={run.failed} seconds={run.seconds:.1f} workers={run.workers} "
                          f"exit={run.exit_code}")
+        if run.drift is not None:
+            self.line("drift", run.drift.summary())
 
     def close(self) -> None:
         if self._stream is not None:

@@ -1,0 +1,167 @@
+"""The drift check: its test on synthetic batches, the per-scan columns through resume, and `xscan drift`'s exit codes."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, real_scans
+
+from xscan.errors import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
+from xscan.model.card import default_weights_dir, read_card
+from xscan.scoring.options import ScoreOptions
+from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table, results_columns
+from xscan.scoring.run import score_folder
+from xscan.stats.drift import Reference, build_reference, check_batch
+
+# Two classes whose statistics differ, as the model's score and the film's grey levels do.
+NORMAL, PNEUMONIA = (0.0, 1.0), (1.5, 1.0)
+
+
+def _sample(rng, normals, pneumonias, offset=0.0):
+    return np.concatenate([rng.normal(*NORMAL, normals), rng.normal(*PNEUMONIA, pneumonias)]) + offset
+
+
+@pytest.fixture(scope="module")
+def synthetic_reference():
+    rng = np.random.default_rng(0)
+    # A reference of 3 000 scans, a quarter normal like the card's: its own sampling error is small here.
+    labels = np.r_[np.zeros(750, int), np.ones(2250, int)]
+    return {"grey_mean": build_reference(_sample(rng, 750, 2250), labels),
+            "feature_distance": build_reference(_sample(rng, 750, 2250), labels)}
+
+
+@pytest.mark.parametrize("pneumonia_share", [0.1, 0.9])
+def test_a_batch_with_another_share_of_pneumonia_is_not_drift(synthetic_reference, pneumonia_share):
+    rng = np.random.default_rng(1)
+    pneumonias = int(200 * pneumonia_share)
+    alarms, shares = 0, []
+    for _ in range(40):
+        batch = {name: _sample(rng, 200 - pneumonias, pneumonias) for name in synthetic_reference}
+        findings = check_batch(batch, synthetic_reference)
+        alarms += any(finding.drifted for finding in findings)
+        shares += [finding.pneumonia_share for finding in findings]
+    assert alarms <= 4  # about 5 % expected, 10 % allowed for chance over 40 batches
+    assert (np.mean(shares) < 0.5) == (pneumonia_share < 0.5)  # the mixture followed the label shift
+
+
+def test_a_shifted_batch_is_drift_and_the_shifted_statistic_is_named(synthetic_reference):
+    # Beyond both classes: a shift towards the pneumonia class alone looks like more pneumonia films (label shift).
+    rng = np.random.default_rng(2)
+    alarms = 0
+    for _ in range(20):
+        batch = {"grey_mean": _sample(rng, 100, 100), "feature_distance": _sample(rng, 100, 100, offset=2.0)}
+        findings = {finding.statistic: finding for finding in check_batch(batch, synthetic_reference)}
+        alarms += findings["feature_distance"].drifted
+        assert not findings["grey_mean"].drifted or findings["grey_mean"].p_value < 0.05
+    assert alarms >= 18
+
+
+def test_feature_distance_alarms_only_when_it_grows(synthetic_reference):
+    rng = np.random.default_rng(3)
+    closer = check_batch({"feature_distance": _sample(rng, 100, 100, offset=-1.0)}, synthetic_reference)[0]
+    further = check_batch({"feature_distance": _sample(rng, 100, 100, offset=1.0)}, synthetic_reference)[0]
+    assert not closer.drifted and further.drifted  # scans more like the training scans are no drift
+
+
+def test_the_reference_round_trips_through_the_card_format(synthetic_reference):
+    reference = synthetic_reference["grey_mean"]
+    again = Reference.from_dict(json.loads(json.dumps(reference.to_dict())))
+    assert np.array_equal(again.counts, reference.counts) and np.allclose(again.edges, reference.edges)
+    assert again.counts.sum() == 3000
+
+
+# --- the results file --------------------------------------------------------------------------------
+
+
+def test_the_new_columns_are_written_and_round_trip_through_resume(tmp_path, scorer):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for path in real_scans("NORMAL", 3) + real_scans("PNEUMONIA", 3):
+        shutil.copy2(path, folder / path.name)
+    out = tmp_path / "r.csv"
+    score_folder(folder, out, ScoreOptions(batch_size=4, workers=1), scorer=scorer)
+    first = read_table(out)
+    assert first.columns == results_columns() and first.columns[-1] == "scope"
+    assert all(record[column] for record in first.records for column in MEASURE_COLUMNS)
+    assert {record[RUN_COLUMN] for record in first.records} == {"1"}
+    shutil.copy2(real_scans("PNEUMONIA", 4)[-1], folder / "new.jpeg")
+    again = score_folder(folder, out, ScoreOptions(batch_size=4, workers=1), scorer=scorer)
+    second = {record["path"]: record for record in read_table(out).records}
+    assert (again.scored, again.unchanged) == (1, 6)
+    assert second[str(folder / "new.jpeg")][RUN_COLUMN] == "2"
+    for record in first.records:  # unchanged rows keep their run and figures
+        assert second[record["path"]] == record
+
+
+def _write_rows(path, card, rows, runs=None):
+    """A results file with ROWS of drift statistics (dicts by column), as xscan score writes them."""
+    columns = results_columns()
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        for number, row in enumerate(rows):
+            run = runs[number] if runs else 1
+            writer.writerow({column: "" for column in columns} | {
+                "path": f"/scans/{number}.jpeg", "label": "", "threshold": f"{card.threshold:.6f}", "model": card.model_id,
+                RUN_COLUMN: str(run), "resolved_path": f"/scans/{number}.jpeg"} | {name: f"{value:.6g}" for name, value in row.items()})
+
+
+def _like_the_reference(card, count, seed, shift=None):
+    """COUNT rows whose statistics are drawn from the card's own reference bins (half normal, half pneumonia)."""
+    rng = np.random.default_rng(seed)
+    rows = [{} for _ in range(count)]
+    for name, stored in card.drift["statistics"].items():
+        reference = Reference.from_dict(stored)
+        for number, row in enumerate(rows):
+            counts = reference.counts[number % 2][1:-1]  # interior bins: between two edges
+            chosen = rng.choice(len(counts), p=counts / counts.sum())
+            row[name] = rng.uniform(reference.edges[chosen], reference.edges[chosen + 1])
+            if shift and name in shift:
+                row[name] += shift[name]
+    return rows
+
+
+def _drift(*args):
+    return subprocess.run([sys.executable, "-m", "xscan.cli", "drift", *map(str, args)], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def card():
+    return read_card(default_weights_dir())
+
+
+def test_drift_exits_5_naming_the_statistic_and_0_on_scans_like_the_reference(tmp_path, card):
+    drifted, alike = tmp_path / "drifted.csv", tmp_path / "alike.csv"
+    _write_rows(drifted, card, _like_the_reference(card, 150, 4, shift={"feature_distance": 25.0}))
+    _write_rows(alike, card, _like_the_reference(card, 150, 5))
+    done = _drift(drifted)
+    assert done.returncode == EXIT_DRIFT, done.stderr
+    assert "feature_distance" in done.stderr.splitlines()[0] and "xscan calibrate" in done.stderr and "Traceback" not in done.stderr
+    quiet = _drift(alike, "--json")
+    assert quiet.returncode == EXIT_OK, quiet.stderr
+    verdict = json.loads(quiet.stdout)
+    assert verdict["drifted"] is False and verdict["scans"] == 150 and len(verdict["statistics"]) == 5
+
+
+def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card):
+    out = tmp_path / "r.csv"
+    rows = _like_the_reference(card, 150, 6, shift={"scope_score": 0.5}) + _like_the_reference(card, 150, 7)
+    _write_rows(out, card, rows, runs=[1] * 150 + [2] * 150)
+    assert _drift(out).returncode == EXIT_OK
+    assert _drift(out, "--all").returncode == EXIT_DRIFT
+
+
+def test_too_few_scans_and_an_older_results_file_exit_2_with_a_message(tmp_path, card):
+    few = tmp_path / "few.csv"
+    _write_rows(few, card, _like_the_reference(card, 60, 8))
+    done = _drift(few)
+    assert done.returncode == EXIT_USAGE and "60 scored rows in its last run: at least 100 are needed" in done.stderr
+    older = tmp_path / "older.csv"
+    older.write_text("path,probability,label,threshold,model,error,size,mtime_ns\n"
+                     + "".join(f"/s/{i}.jpeg,0.5,NORMAL,0.7,{card.model_id},,1,1\n" for i in range(120)))
+    done = _drift(older)
+    assert done.returncode == EXIT_USAGE and "written before the drift columns" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,56 @@
+"""`xscan drift`'s work: the scans of a results file's last run (or every row) against the model card's drift reference.
+
+The last run is told by the `run` column (xscan.scoring.results.RUN_COLUMN): its rows are those
+with the highest run number. Rows with an error are left out; out-of-scope rows count (they are
+often the drift itself). The test is xscan.stats.drift's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xscan.errors import UsageError
+from xscan.model.card import default_weights_dir, read_card
+from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table
+from xscan.stats.drift import MIN_SCANS, DriftVerdict, judge
+
+
+class DriftUsageError(UsageError):
+    """Drift cannot be judged: too few scans, a results file from before the drift columns, a card without a reference."""
+
+
+def drift_of_results(results: Path, weights_dir: Path | None = None, every_row: bool = False) -> DriftVerdict:
+    """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR (default: the bundled model)."""
+    card = read_card(weights_dir or default_weights_dir())
+    if not card.drift:
+        raise DriftUsageError(f"the model card of {card.model_id} has no drift reference: run xscan train DATA --out WEIGHTS "
+                              "--reference-only")
+    table = read_table(results)
+    missing = [column for column in (*MEASURE_COLUMNS, RUN_COLUMN) if column not in table.columns]
+    if missing:
+        raise DriftUsageError(f"{results} was written before the drift columns ({', '.join(missing)}): score the folder again "
+                              "into a new results file (or with --overwrite) to check it for drift")
+    records = [record for record in table.records if record["probability"] and not record["error"]]
+    if not every_row:
+        runs = [int(record[RUN_COLUMN]) for record in records if record[RUN_COLUMN].isdigit()]
+        last = max(runs, default=None)
+        records = [record for record in records if record[RUN_COLUMN] == str(last)]
+    foreign = sorted({record["model"] for record in records} - {card.model_id})
+    if any(not model.startswith(card.model_id) for model in foreign):
+        raise DriftUsageError(f"{results} holds rows of model {', '.join(foreign)}, not {card.model_id}: give its --weights")
+    if len(records) < MIN_SCANS:
+        which = "scored rows" if every_row else "scored rows in its last run"
+        raise DriftUsageError(f"{results} has {len(records)} {which}: at least {MIN_SCANS} are needed to tell drift from chance"
+                              + ("" if every_row else " (--all uses every row)"))
+    values = measures(records)
+    if foreign:  # a site calibration moved the model's score away from the card's reference
+        values.pop("probability")
+    return judge(values, card.drift, len(records))
+
+
+def measures(records: list[dict[str, str]]) -> dict[str, np.ndarray]:
+    """Per drift statistic, the values of the RECORDS that have one (blank in rows scored without the scope check)."""
+    columns = ("probability", *MEASURE_COLUMNS)
+    return {column: np.array([float(record[column]) for record in records if record.get(column)]) for column in columns}

@@ -1,0 +1,209 @@
+"""The drift test: is a batch of scans drawn from the reference's distribution, whatever its share of pneumonia?
+
+For each statistic (the model's score, the scope check's feature distance and score, the film's
+grey-level mean and spread) the reference holds its scans' counts per class in bins cut at the
+pooled reference's quantiles. A batch is compared with the best-fitting mixture of the two classes'
+reference distributions: the Kolmogorov-Smirnov distance between the batch's distribution and
+w * pneumonia + (1 - w) * normal, minimised over the mixture weight w. So a batch that only holds
+more or fewer pneumonia films than the reference (label shift) is not drift. The distance's null
+distribution is simulated (a parametric bootstrap: the reference drawn again from its own bins,
+the batch from the fitted mixture), and Holm's correction across the statistics keeps the chance
+of any false alarm on a batch at ALPHA (Rabanser et al. 2019, "Failing Loudly"; Soin et al. 2022,
+"CheXstray").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.05  # the promised chance that a batch like the reference raises an alarm on any statistic
+# Holm's family level, half of ALPHA: a card's reference is one sample whose own error stays fixed, while the
+# simulation averages over it; at 0.05, batches of 90 % normals alarmed 7 % of the time (benchmarks/drift.py).
+LEVEL = ALPHA / 2
+MIN_SCANS = 100  # fewer scans than this do not tell drift from chance
+BINS = 64  # per statistic, cut at the pooled reference's quantiles
+WEIGHTS = np.linspace(0.0, 1.0, 41)  # mixture weights (pneumonia share) the fit tries
+SIMULATIONS = 2000  # null draws per statistic, batch size and fitted weight
+SEED = 23  # the simulation is seeded: the same batch always gets the same verdict
+
+
+@dataclass(frozen=True)
+class Statistic:
+    name: str  # the results column it is read from
+    larger_only: bool  # only a shift to larger values is drift (further from the training scans)
+    meaning: str
+
+
+STATISTICS = (
+    Statistic("probability", False, "the model's score"),
+    Statistic("feature_distance", True, "the feature distance from the training scans"),
+    Statistic("scope_score", True, "the scope network's out-of-scope score"),
+    Statistic("grey_mean", False, "the film's mean grey level (before equalization)"),
+    Statistic("grey_std", False, "the film's grey-level spread (before equalization)"),
+)
+BY_NAME = {statistic.name: statistic for statistic in STATISTICS}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One statistic's reference: interior bin edges, and the count of reference scans per class (normal, pneumonia) per bin."""
+
+    edges: np.ndarray
+    counts: np.ndarray  # shape (2, len(edges) + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": [float(f"{edge:.6g}") for edge in self.edges], "counts": self.counts.tolist()}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> Reference:
+        return cls(np.asarray(stored["edges"], np.float64), np.asarray(stored["counts"], np.int64))
+
+
+def build_reference(values: np.ndarray, labels: np.ndarray) -> Reference:
+    """The reference of one statistic from the VALUES of labelled scans (LABELS 0 normal, 1 pneumonia)."""
+    values, labels = np.asarray(values, np.float64), np.asarray(labels)
+    # Rounded as the card stores them, so that the counts are those of the stored edges.
+    edges = np.unique([float(f"{edge:.6g}") for edge in np.quantile(values, np.arange(1, BINS) / BINS)])
+    counts = np.stack([np.bincount(np.searchsorted(edges, values[labels == c], "right"), minlength=len(edges) + 1) for c in (0, 1)])
+    return Reference(edges, counts)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One statistic's test on a batch."""
+
+    statistic: str
+    scans: int
+    distance: float  # KS distance of the batch from the best-fitting mixture of the reference's classes
+    critical: float  # the distance at which this statistic alarms at its Holm level
+    p_value: float
+    pneumonia_share: float  # the fitted mixture weight
+    median: float  # the batch's median
+    reference_median: float  # the fitted mixture's median
+    drifted: bool = False
+
+    def describe(self) -> str:
+        direction = "higher" if self.median > self.reference_median else "lower"
+        return (f"{BY_NAME[self.statistic].meaning} ({self.statistic}): distance {self.distance:.3f} from the reference, "
+                f"alarm above {self.critical:.3f} (p = {self.p_value:.4f}); median {self.median:.4g}, {direction} than the "
+                f"reference's {self.reference_median:.4g}")
+
+
+def binned_cdf(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The empirical distribution function of VALUES at each edge."""
+    counts = np.bincount(np.searchsorted(edges, values, "right"), minlength=len(edges) + 1)
+    return np.cumsum(counts)[:-1] / len(values)
+
+
+def mixture_distance(
+    batch_cdf: np.ndarray, normal_cdf: np.ndarray, pneumonia_cdf: np.ndarray, larger_only: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distance of each batch from the best mixture of the two class distributions, and that mixture's weight.
+
+    Arrays hold distribution functions at the bin edges, batches along the first axis (the class
+    distributions: one, or one per batch). With LARGER_ONLY only a batch shifted to larger values is far.
+    """
+    mixture = WEIGHTS[None, :, None] * pneumonia_cdf[..., None, :] + (1 - WEIGHTS[None, :, None]) * normal_cdf[..., None, :]
+    gap = mixture - batch_cdf[:, None, :]  # positive where the batch has fewer small values than the mixture
+    distances = (gap if larger_only else np.abs(gap)).max(axis=2).clip(min=0.0)
+    best = distances.argmin(axis=1)
+    return distances[np.arange(len(distances)), best], WEIGHTS[best]
+
+
+def null_distances(reference: Reference, scans: int, weight: float, larger_only: bool) -> np.ndarray:
+    """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached per reference)."""
+    return _null(reference.edges.tobytes(), tuple(reference.counts.ravel().tolist()), scans, round(weight, 6), larger_only)
+
+
+@lru_cache(maxsize=256)
+def _null(edges_key: bytes, counts: tuple[int, ...], scans: int, weight: float, larger_only: bool) -> np.ndarray:
+    rng = np.random.default_rng([SEED, scans, int(round(weight * 1000))])
+    per_class = np.asarray(counts, np.int64).reshape(2, -1)
+    sizes = per_class.sum(axis=1)
+    shares = per_class / sizes[:, None]
+    truth = weight * shares[1] + (1 - weight) * shares[0]
+    simulated = []
+    for chunk in np.array_split(np.arange(SIMULATIONS), 8):  # bounded memory: (chunk, weights, bins) at a time
+        draws = len(chunk)
+        normal = np.cumsum(rng.multinomial(sizes[0], shares[0], draws), axis=1)[:, :-1] / sizes[0]
+        pneumonia = np.cumsum(rng.multinomial(sizes[1], shares[1], draws), axis=1)[:, :-1] / sizes[1]
+        batch = np.cumsum(rng.multinomial(scans, truth, draws), axis=1)[:, :-1] / scans
+        simulated.append(mixture_distance(batch, normal, pneumonia, larger_only)[0])
+    return np.sort(np.concatenate(simulated))
+
+
+def check_statistic(name: str, values: np.ndarray, reference: Reference, level: float = LEVEL) -> Finding:
+    """One statistic's distance from its reference, its p-value from the simulated null, and whether it passes LEVEL."""
+    values = np.asarray(values, np.float64)
+    larger_only = BY_NAME[name].larger_only
+    sizes = reference.counts.sum(axis=1)
+    normal_cdf, pneumonia_cdf = (np.cumsum(reference.counts[c])[:-1] / sizes[c] for c in (0, 1))
+    distances, weights = mixture_distance(binned_cdf(values, reference.edges)[None, :], normal_cdf, pneumonia_cdf, larger_only)
+    distance, weight = float(distances[0]), float(weights[0])
+    null = null_distances(reference, len(values), weight, larger_only)
+    exceed = len(null) - np.searchsorted(null, distance - 1e-12)  # simulated distances at least as large
+    p_value = (1 + exceed) / (1 + len(null))
+    mixture_cdf = weight * pneumonia_cdf + (1 - weight) * normal_cdf
+    reference_median = float(reference.edges[min(int(np.searchsorted(mixture_cdf, 0.5)), len(reference.edges) - 1)])
+    return Finding(name, len(values), distance, float(np.quantile(null, 1 - level)), p_value, weight,
+                   float(np.median(values)), reference_median, p_value <= level)
+
+
+def check_batch(values: dict[str, np.ndarray], references: dict[str, Reference], alpha: float = LEVEL) -> list[Finding]:
+    """Every statistic of VALUES that has a reference, tested with Holm's step-down correction at ALPHA, in STATISTICS order."""
+    names = [statistic.name for statistic in STATISTICS if statistic.name in values and statistic.name in references]
+    first = {name: check_statistic(name, values[name], references[name]) for name in names}
+    findings = {}
+    rejecting = True
+    for rank, name in enumerate(sorted(names, key=lambda n: first[n].p_value)):
+        finding = check_statistic(name, values[name], references[name], alpha / (len(names) - rank))
+        rejecting = rejecting and finding.drifted
+        findings[name] = replace(finding, drifted=rejecting)
+    return [findings[name] for name in names]
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """Whether a batch of scans drifted from the model card's reference, statistic by statistic."""
+
+    scans: int
+    findings: list[Finding]
+    left_out: list[str]  # statistics not tested, each with why
+
+    @property
+    def drifted(self) -> bool:
+        return any(finding.drifted for finding in self.findings)
+
+    def summary(self) -> str:
+        """One line: the verdict and what it rests on."""
+        if not self.drifted:
+            return (f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference, "
+                    f"false alarms <= {ALPHA:.0%})")
+        drifted = ", ".join(finding.statistic for finding in self.findings if finding.drifted)
+        return (f"drift: these {self.scans} scans are unlike the model card's reference in {drifted}: the card's figures and "
+                "any site calibration may not hold; check the source (X-ray unit, export, ward) and recalibrate with xscan calibrate")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"drifted": self.drifted, "scans": self.scans, "alpha": ALPHA, "summary": self.summary(),
+                "statistics": [{**asdict(finding), "drifted": bool(finding.drifted), "p_value": float(finding.p_value)}
+                               for finding in self.findings],
+                "left_out": self.left_out}
+
+
+def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int) -> DriftVerdict:
+    """The verdict on a batch of SCANS scored scans: VALUES per statistic (its scans that have it) against a card's `drift` SECTION.
+
+    A statistic with fewer than MIN_SCANS values (rows scored without the scope check, or with a
+    site calibration for the model's score) is left out and named.
+    """
+    stored = section.get("statistics", {})
+    references = {name: Reference.from_dict(stored[name]) for name in stored if name in BY_NAME}
+    left_out = [f"{name}: no reference in the model card" for name in values if name not in references]
+    left_out += [f"{name}: {len(values[name])} values, fewer than {MIN_SCANS}" for name in references
+                 if name in values and len(values[name]) < MIN_SCANS]
+    tested = {name: column for name, column in values.items() if name in references and len(column) >= MIN_SCANS}
+    return DriftVerdict(scans, check_batch(tested, references), left_out)
