@@ -83,11 +83,23 @@ def test_out_of_sample_figures_are_not_the_in_sample_ones():
     assert "did not choose" not in site.at_threshold["measured_on"] and "optimistic" in site.at_threshold["measured_on"]
 
 
+def test_cross_fitted_specificity_carries_the_thresholds_spread():
+    # 20 pneumonia scans (lowest 0.3, next 0.5) and 20 normals at 0.4. At the site threshold (rank 1: the lowest, 0.3) no
+    # normal is below it: 0 of 20. Leave-one-out thresholds: 0.5 with the 0.3 scan left out, 0.3 otherwise; the normals are
+    # dealt out in turn, so exactly one of them (the first) is judged at 0.5 and counts as specific: 1 of 20.
+    site = fit_site_calibration(select_rows(_rows([0.4] * 20, [0.3, *np.linspace(0.5, 0.99, 19)]), FolderLabels()))
+    assert site.rank == 1 and site.cross_checked["specificity"] == 0.0
+    assert site.cross_checked["specificity_cross_fitted"] == pytest.approx(1 / 20)
+    low, high = site.cross_checked["specificity_cross_fitted_interval"]
+    assert low < 1 / 20 < high
+
+
 def test_leave_one_out_is_not_measured_when_the_rule_needs_every_scan():
     # 59 pneumonia scans are the fewest for S = C = 0.95; leaving one out leaves 58, too few for the rule.
     site = fit_site_calibration(select_rows(_rows([0.2] * 20, list(np.linspace(0.5, 0.99, 59))), FolderLabels()), confidence=0.95)
     assert site.rank == 1
     assert site.cross_checked["sensitivity"] is None and "needs 60" in site.cross_checked["sensitivity_method"]
+    assert site.cross_checked["specificity_cross_fitted"] is None
 
 
 def test_too_few_pneumonia_scans_for_the_rule_are_refused_with_the_number_needed():

@@ -89,6 +89,10 @@ def _print_site(site: SiteCalibration, left_out: dict[str, list[str]], output: P
                   f"{leave_one_out}{checked['sensitivity_method']}")
     low, high = checked["specificity_interval"]
     table.add_row("specificity", f"{checked['specificity']:.3f} (95 % CI {low:.3f}-{high:.3f}) on {checked['specificity_method']}")
+    if checked.get("specificity_cross_fitted") is not None:
+        low, high = checked["specificity_cross_fitted_interval"]
+        table.add_row("specificity, cross-fitted", f"{checked['specificity_cross_fitted']:.3f} (95 % CI {low:.3f}-{high:.3f}), "
+                      f"{checked['specificity_cross_fitted_method']}")
     table.add_row("calibration", f"sigmoid({site.slope:.3f} * logit(p) + {site.intercept:.3f}), refitted: {site.refit}")
     assumed = (f"{site.prevalence:.1%}, as given" if site.prevalence is not None
                else f"{site.prevalence_assumed:.1%} assumed (the sample's class mix); pass --prevalence P for your site's")

@@ -186,23 +186,30 @@ def _out_of_sample(
 ) -> dict[str, object]:
     """Sensitivity and specificity judged on scans that did not choose the threshold they are judged at.
 
-    Sensitivity: leave-one-out, each pneumonia scan judged at the threshold the same rule picks from
-    the other pneumonia scans at the rule's rank for them, LOO_RANK (None when that is 0: the rule
-    cannot run on one scan fewer). Specificity: every normal scan at the site THRESHOLD, which only
-    the pneumonia scores chose.
+    Leave-one-out cross-fitting, with LOO_RANK the rule's rank for one pneumonia scan fewer (when
+    that is 0 the rule cannot run on one scan fewer, and neither figure is measured): each pneumonia
+    scan is judged at the threshold the rule picks from the other pneumonia scans; the normal scans
+    are dealt out in turn to those same thresholds, each judged once, so that the figure carries the
+    threshold's own sampling spread (the in-sample one does not). Specificity at the site THRESHOLD,
+    which only the pneumonia scores chose, is given as well.
     """
     positives, negatives = labelled.truth == 1, labelled.truth == 0
-    pneumonia, n = labelled.probabilities[positives], int(positives.sum())
-    sensitivity = None
-    if loo_rank >= 1:
-        caught = [site[positives][i] >= threshold_below(np.delete(pneumonia, i), loo_rank) for i in range(n)]
-        sensitivity = float(np.mean(caught))
-    specific = int((site[negatives] < threshold).sum())
-    return {
-        "sensitivity": sensitivity,
-        "sensitivity_method": f"leave-one-out: each of the {n} pneumonia scans at the threshold chosen from the other {n - 1}"
-        if sensitivity is not None else f"not measured: leave-one-out needs {n + 1} pneumonia scans for this rule",
-        "specificity": specific / int(negatives.sum()),
-        "specificity_interval": list(wilson_interval(specific, int(negatives.sum()))),
-        "specificity_method": f"all {int(negatives.sum())} normal scans: the threshold was chosen from the pneumonia scores alone",
+    pneumonia, n, m = labelled.probabilities[positives], int(positives.sum()), int(negatives.sum())
+    figures: dict[str, object] = {
+        "specificity": int((site[negatives] < threshold).sum()) / m,
+        "specificity_interval": list(wilson_interval(int((site[negatives] < threshold).sum()), m)),
+        "specificity_method": f"all {m} normal scans at the site threshold, which the pneumonia scores alone chose",
+    }
+    if loo_rank < 1:
+        needed = f"not measured: leave-one-out needs {n + 1} pneumonia scans for this rule"
+        return figures | {"sensitivity": None, "sensitivity_method": needed,
+                          "specificity_cross_fitted": None, "specificity_cross_fitted_method": needed}
+    thresholds = np.array([threshold_below(np.delete(pneumonia, i), loo_rank) for i in range(n)])
+    specific = int((site[negatives] < thresholds[np.arange(m) % n]).sum())
+    return figures | {
+        "sensitivity": float(np.mean(site[positives] >= thresholds)),
+        "sensitivity_method": f"leave-one-out: each of the {n} pneumonia scans at the threshold chosen from the other {n - 1}",
+        "specificity_cross_fitted": specific / m,
+        "specificity_cross_fitted_interval": list(wilson_interval(specific, m)),
+        "specificity_cross_fitted_method": f"cross-fitted: the {m} normal scans dealt out in turn to the {n} leave-one-out thresholds",
     }
