@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, TRAIN, validation_scans
+from support.data import SAMPLES, TRAIN, validation_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app

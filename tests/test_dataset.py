@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN
+from support.data import TRAIN
 
 from xscan.errors import TrainingDataError
 from xscan.model.card import default_weights_dir, read_card

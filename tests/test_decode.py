@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import FULLRES, real_scans
+from support.data import FULLRES, real_scans
 
 from xscan.errors import ScanError
 from xscan.input.decode import decode

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FULLRES
+from support.data import FULLRES
 
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN
+from support.data import TRAIN
 
 from xscan.errors import LabelsError
 from xscan.model.classes import parse_label

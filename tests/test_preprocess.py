@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FULLRES, TRAIN, real_scans
+from support.data import FULLRES, TRAIN, real_scans
 
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
@@ -71,8 +71,6 @@ def test_full_resolution_scans_are_scored_from_a_reduced_decode_that_differs_lit
 
 
 def test_training_images_and_their_full_resolution_originals_match():
-    from conftest import FULLRES
-
     original = sorted((FULLRES / "NORMAL").iterdir())[0]
     small = TRAIN / "NORMAL" / original.name
     if not small.exists():

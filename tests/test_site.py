@@ -6,32 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from support.site import MODEL, site_rows, site_sample
 
 from xscan.model.site_calibration import SiteCalibrationError, load_site
 from xscan.reporting.labels import FolderLabels
 from xscan.scoring.results import Row
 from xscan.site.calibrate import MIN_PER_CLASS, fit_site_calibration, select_rows
 
-MODEL = "xscan-cnn-0.1.0-abcdef12"
-
-
-def _rows(normal: list[float], pneumonia: list[float], model: str = MODEL) -> list[Row]:
-    return [Row(f"site/NORMAL/n{i}.png", p, 0.5, model) for i, p in enumerate(normal)] + [
-        Row(f"site/PNEUMONIA/p{i}.png", p, 0.5, model) for i, p in enumerate(pneumonia)
-    ]
-
-
-def _sample(count: int, seed: int = 0) -> list[Row]:
-    rng = np.random.default_rng(seed)
-    # Overlapping classes, both read high: what the bundled model does at a site with another prevalence.
-    normal = 1 / (1 + np.exp(-rng.normal(1.0, 1.0, count)))
-    pneumonia = 1 / (1 + np.exp(-rng.normal(3.0, 1.0, count)))
-    return _rows(list(normal), list(pneumonia))
-
 
 def test_threshold_is_the_highest_reaching_the_target_sensitivity():
-    site = fit_site_calibration(select_rows(_sample(60), FolderLabels()), target_sensitivity=0.9)
-    labelled = select_rows(_sample(60), FolderLabels())
+    site = fit_site_calibration(select_rows(site_sample(60), FolderLabels()), target_sensitivity=0.9)
+    labelled = select_rows(site_sample(60), FolderLabels())
     calibrated = site.probability(labelled.probabilities)
     positives = calibrated[labelled.truth == 1]
     assert (positives >= site.threshold).mean() >= 0.9
@@ -44,13 +29,13 @@ def test_threshold_is_the_highest_reaching_the_target_sensitivity():
 
 
 def test_refuses_fewer_than_twenty_of_either_class():
-    rows = _rows([0.2] * 40, [0.9] * (MIN_PER_CLASS - 1))
+    rows = site_rows([0.2] * 40, [0.9] * (MIN_PER_CLASS - 1))
     with pytest.raises(SiteCalibrationError, match="19 PNEUMONIA"):
         fit_site_calibration(select_rows(rows, FolderLabels()))
 
 
 def test_intercept_follows_the_site_prevalence():
-    labelled = select_rows(_sample(50), FolderLabels())
+    labelled = select_rows(site_sample(50), FolderLabels())
     sample = fit_site_calibration(labelled)
     rare = fit_site_calibration(labelled, prevalence=0.1)
     assert sample.refit == "intercept" and sample.slope == 1.0
@@ -60,11 +45,11 @@ def test_intercept_follows_the_site_prevalence():
 
 
 def test_slope_is_refitted_with_enough_scans():
-    assert fit_site_calibration(select_rows(_sample(120), FolderLabels())).refit == "slope and intercept"
+    assert fit_site_calibration(select_rows(site_sample(120), FolderLabels())).refit == "slope and intercept"
 
 
 def test_rows_without_truth_with_errors_or_out_of_scope_are_left_out_and_named():
-    rows = _sample(25) + [
+    rows = site_sample(25) + [
         Row("elsewhere/x.png", 0.4, 0.5, MODEL),
         Row("site/NORMAL/broken.png", None, 0.5, MODEL, "not an image"),
     ]
@@ -75,11 +60,11 @@ def test_rows_without_truth_with_errors_or_out_of_scope_are_left_out_and_named()
 
 def test_results_of_a_site_calibrated_run_are_refused():
     with pytest.raises(SiteCalibrationError, match="without --calibration"):
-        select_rows(_rows([0.1] * 20, [0.9] * 20, model=f"{MODEL}+0123abcd"), FolderLabels())
+        select_rows(site_rows([0.1] * 20, [0.9] * 20, model=f"{MODEL}+0123abcd"), FolderLabels())
 
 
 def test_site_file_round_trip_and_model_id(tmp_path):
-    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_sample(30), FolderLabels()))
     path = tmp_path / "site.json"
     path.write_text(site.to_json())
     loaded = load_site(path, MODEL)
@@ -87,13 +72,13 @@ def test_site_file_round_trip_and_model_id(tmp_path):
     assert loaded.model_id() == f"{MODEL}+{loaded.sha256[:8]}"
     # Another calibration, another id: rows of two calibrations never mix on resume.
     other = tmp_path / "other.json"
-    other.write_text(fit_site_calibration(select_rows(_sample(30, seed=1), FolderLabels())).to_json())
+    other.write_text(fit_site_calibration(select_rows(site_sample(30, seed=1), FolderLabels())).to_json())
     assert load_site(other, MODEL).model_id() != loaded.model_id()
 
 
 def test_site_file_for_another_model_is_refused(tmp_path):
     path = tmp_path / "site.json"
-    path.write_text(fit_site_calibration(select_rows(_sample(30), FolderLabels())).to_json())
+    path.write_text(fit_site_calibration(select_rows(site_sample(30), FolderLabels())).to_json())
     with pytest.raises(SiteCalibrationError, match="made for model"):
         load_site(path, "xscan-cnn-0.1.0-99999999")
     path.write_text(json.dumps({"threshold": 0.5}))
@@ -109,7 +94,7 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
 
     results = tmp_path / "sample.csv"
     with ResultsWriter(results) as writer:
-        writer.write(_sample(30))
+        writer.write(site_sample(30))
     site = tmp_path / "site.json"
     done = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(site)])
     assert done.exit_code == 0, done.output
@@ -117,7 +102,7 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
     assert "cross-checked" in done.output
 
     with ResultsWriter(results) as writer:
-        writer.write(_rows([0.2] * 30, [0.9] * 10))
+        writer.write(site_rows([0.2] * 30, [0.9] * 10))
     refused = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(tmp_path / "small.json")])
     assert refused.exit_code == 2
     assert "10 PNEUMONIA" in refused.output and not (tmp_path / "small.json").exists()
@@ -132,7 +117,7 @@ def test_scoring_with_a_site_file_uses_its_threshold_calibration_and_model_id(tm
     plain = tmp_path / "plain.csv"
     score_folder(scan_folder, plain, ScoreOptions(), scorer=scorer)
     base = {row.path: row for row in read_rows(plain)}
-    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_sample(30), FolderLabels()))
     site = type(site)(**{**site.__dict__, "base_model": scorer.card.model_id})
     site_file = tmp_path / "site.json"
     site_file.write_text(site.to_json())
@@ -160,7 +145,7 @@ def test_calibrate_takes_labels_relative_to_a_labels_root(tmp_path):
     from xscan.scoring.results import ResultsWriter
 
     results = tmp_path / "sample.csv"
-    rows = _sample(30)
+    rows = site_sample(30)
     with ResultsWriter(results) as writer:
         writer.write(rows)
     truth = tmp_path / "truth.csv"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import TRAIN
-from test_dicom import write_dicom
+from support.data import TRAIN
+from support.dicom import write_dicom
 
 from xscan.training.dataset import find_labelled_scans, per_file_share
 from xscan.training.train import TrainConfig, split_for_training

@@ -2,36 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-RUN_CLI = """
-from typer.testing import CliRunner
-from xscan.cli import app
-result = CliRunner().invoke(app, sys.argv[1:])
-assert result.exit_code == 0, result.output
-"""
-
-
-def heavy_modules_after(code: str, *args: str) -> list[str]:
-    """Which of TensorFlow and Keras are imported after running CODE in a fresh interpreter.
-
-    Fresh, because in the test process another test may already have imported TensorFlow.
-    """
-    report = "\nimport json\nprint(json.dumps(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code + report, *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from support.processes import RUN_CLI, heavy_modules_after
 
 
 def command_names() -> list[str]:

@@ -2,11 +2,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import real_scans
+from support.data import real_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.model.card import read_card
+from xscan.model.card import WEIGHTS_FILE, calibrated_probability, model_config_from_card, read_card
+from xscan.model.network import build_model
 from xscan.model.scorer import load_scorer
 from xscan.training.train import class_weights
 
@@ -37,9 +38,12 @@ def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset
     assert 0 < card.scope["in_scope_threshold"] < 1 and card.scope["distance_threshold"] > 0
     assert card.preprocessing["image_size"] == 64
     assert len(card.robustness) >= 10
-    scorer = load_scorer(out)
-    probabilities = scorer.probabilities(np.zeros((2, 64, 64, 1), np.float32))
-    assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))
+    inputs = np.random.default_rng(0).uniform(0, 1, (2, 64, 64, 1)).astype(np.float32)
+    # The same weights through Keras, the card's calibration applied here: the scorer must agree.
+    network = build_model(model_config_from_card(card))
+    network.load_weights(out / WEIGHTS_FILE)
+    expected = calibrated_probability(np.asarray(network(inputs, training=False)).reshape(-1), card.temperature, card.bias)
+    assert load_scorer(out).probabilities(inputs) == pytest.approx(expected, abs=1e-4)
 
 
 def test_missing_class_folder_is_a_usage_error(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,6 +38,21 @@ class Assessment:
 
     probabilities: np.ndarray  # calibrated probability of pneumonia (the site's calibration, with one)
     scope: list[str]  # per input: empty in scope (or unchecked), else why it is out of scope, with the check's score
+
+
+@runtime_checkable
+class ScoresBatches(Protocol):
+    """What the scoring pipeline (xscan.scoring.pipeline) needs of a model: a Scorer, or a stand-in that loads no network."""
+
+    card: ModelCard
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    def assess(self, model_inputs: np.ndarray) -> Assessment: ...
 
 
 @dataclass
