@@ -131,7 +131,7 @@ def test_a_bug_or_memory_error_while_decoding_is_fatal_not_a_night_of_error_rows
     patch = {
         "TypeError": "def broken(*args, **kwargs):\n    raise TypeError(\"pixel_array() got an unexpected keyword argument 'index'\")\n"
                      "xscan.input.dicom.image.pixel_array = broken",
-        "MemoryError": "def broken(*args, **kwargs):\n    raise MemoryError\nxscan.dicom_image.pixel_array = broken",
+        "MemoryError": "def broken(*args, **kwargs):\n    raise MemoryError\nxscan.input.dicom.image.pixel_array = broken",
         "KeyError": "xscan.scoring.pipeline.skip_reason = lambda ds: {}['Modality']",
     }[failure]
     done = xscan("score", folder, "-o", tmp_path / "r.csv", extra=f"import xscan.input.dicom.image, xscan.scoring.pipeline\n{patch}")

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-from support.data import TRAIN, real_scans
+from support.data import TRAIN, needs_data, real_scans
 from support.processes import RUN_CLI, heavy_modules_after
 from support.review import REVIEW_GALLERY, expected_galleries
 from typer.testing import CliRunner
@@ -118,6 +118,7 @@ def test_relative_paths_are_found_beside_the_csv(tmp_path):
     assert set(written.pictures) == {"scans/a.jpeg"}
 
 
+@needs_data
 def test_ten_thousand_rows_in_under_a_minute_beyond_the_heatmaps(tmp_path):
     files = sorted(TRAIN.glob("*/*.jpeg"))
     rng = np.random.default_rng(0)

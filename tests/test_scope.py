@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from support.data import FULLRES, TRAIN, validation_scans
+from support.data import FULLRES, TRAIN, needs_data, validation_scans
 from support.model import with_trained_batch_norms
 from support.scope_corpus import full_resolution_films, validation_films, write_corpus
 
@@ -128,6 +128,7 @@ def test_a_card_without_a_scope_section_loads_and_scores_with_a_warning(tmp_path
     assert Notice(NO_SCOPE_CHECK) in events
 
 
+@needs_data
 def test_training_films_of_the_fullres_originals_are_kept(scorer, tmp_path):
     # Full-resolution originals go through the reduced JPEG decode, unlike the 224-pixel training copies.
     folder = tmp_path / "fullres"
