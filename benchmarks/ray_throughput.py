@@ -24,6 +24,9 @@ from pathlib import Path
 from throughput import build_folder
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO / "tests"))  # the process-tree walk is the one the tests use
+from support.processes import descendants  # noqa: E402
+
 METHODS = ("local", "ray", "ray-steady")  # ray-steady: --ray with RAY_STEADY_ENV, for the steady rate
 SAMPLE_S = 0.2  # how often the CSV, CPU time and memory are read
 
@@ -57,22 +60,6 @@ class Run:
     cpu_ms: float  # CPU milliseconds an image in that window, of the driver and every process it started
     driver_mb: float  # the driver's peak resident memory
     all_mb: float  # peak proportional set size of the driver and every process it started (Ray's, with --ray)
-
-
-def descendants(pid: int) -> list[int]:
-    """PID and every process started by it, directly or not."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [pid], {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found += frontier
-    return found
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:

@@ -1,13 +1,14 @@
-"""Shared fixtures: real scans from ../shared/data, small folders built from them, the bundled model."""
+"""Shared fixtures: small folders of real scans from ../shared/data, the bundled model, a review page; helpers live in support/."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from functools import cache
 from pathlib import Path
 
 import pytest
+from support.data import NIH, real_scans, require_data, validation_scans
+from support.review import REVIEW_GALLERY
 
 # TensorFlow's numbers depend in their last bits on its thread count. `xscan score` asks for one
 # thread, which a test process cannot once an earlier test has started TensorFlow; these variables
@@ -16,54 +17,11 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-TRAIN = DATA / "chest_xray" / "train"
-FULLRES = DATA / "fullres"
-SAMPLES = Path(__file__).resolve().parent / "data" / "scans"
 
-if not TRAIN.is_dir():
-    pytest.exit(f"the real data set is missing: expected it at {DATA} (see README)", returncode=2)
-
-
-def real_scans(label: str, count: int, root: Path = TRAIN) -> list[Path]:
-    """The first COUNT scans of class LABEL, in sorted order: the same files on every run."""
-    return sorted((root / label).iterdir())[:count]
-
-
-@cache
-def _validation_paths() -> frozenset[Path]:
-    from dataclasses import replace
-
-    from xscan.model.card import default_weights_dir, read_card
-    from xscan.training.dataset import find_labelled_scans
-    from xscan.training.train import TrainConfig, split_for_training
-
-    recipe = read_card(default_weights_dir()).training["recipe"]
-    config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
-    _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
-    return frozenset(scan.path for scan in report)
-
-
-def with_trained_batch_norms(network, rng):
-    """NETWORK with trained-looking batch norm statistics, not the identity a fresh batch norm holds (to test folding)."""
-    for layer in network.layers:
-        if layer.name.endswith("_bn"):
-            width = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
-                               rng.uniform(0.2, 3, width)])
-    return network
-
-
-def validation_scans(label: str, count: int) -> list[Path]:
-    """The first COUNT scans of class LABEL from the report part of the bundled model's validation.
-
-    The model was never trained on them and they chose nothing (epoch, calibration, threshold),
-    so a test that the model tells the classes apart on
-    them can fail; on training scans it could not, realistically.
-    """
-    held_out = _validation_paths()
-    return [path for path in sorted((TRAIN / label).iterdir()) if path in held_out][:count]
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked needs_data skips without the real data set (fails, under XSCAN_REQUIRE_DATA=1) before its fixtures run."""
+    if item.get_closest_marker("needs_data"):
+        require_data()
 
 
 @pytest.fixture
@@ -82,10 +40,6 @@ def scorer():
     from xscan.model.scorer import load_scorer
 
     return load_scorer()
-
-
-NIH = DATA / "nih_adult"
-REVIEW_GALLERY = 3
 
 
 @pytest.fixture(scope="session")

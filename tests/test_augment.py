@@ -1,5 +1,5 @@
 import numpy as np
-from conftest import real_scans
+from support.data import real_scans
 
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess

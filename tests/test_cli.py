@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import SAMPLES, TRAIN, validation_scans
+from support.data import SAMPLES, TRAIN, validation_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app

@@ -14,25 +14,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
-from conftest import REPO, real_scans
+from support.data import real_scans
+from support.hostile import AWKWARD_NAMES, EXPECTED_ERRORS, NOT_UTF8, build_hostile_folder
+from support.processes import ENV
+from support.stand_in import stand_in_loader
 from typer.testing import CliRunner
 
 from xscan.cli import app
 from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
 from xscan.input.walk import find_scans
-from xscan.model.card import default_weights_dir, read_card
+from xscan.model.card import default_weights_dir
 from xscan.scoring.results import results_columns
-
-AWKWARD_NAMES = ["with, comma.jpeg", 'with "quotes".jpeg', "new\nline.jpeg", "  spaces  .jpeg", "Ünïcødé 肺.jpeg"]
-NOT_UTF8 = b"latin1-\xe9.jpeg"
-EXPECTED_ERRORS = {
-    "zero.png": "empty file (0 bytes)",
-    "cut.jpeg": "truncated JPEG: no end-of-image marker",
-    "page.jpg": "not a JPEG image: the file holds HTML",
-    "tiny.png": "image too small to be a radiograph (32x32 pixels)",
-}
 
 
 def _invoke(*args):
@@ -45,30 +38,12 @@ def _invoke(*args):
 def _process(*args, driver=None):
     """`xscan score ARGS` in a process of its own (or the DRIVER script, which runs the CLI with ARGS)."""
     command = [sys.executable, "-c", driver, *map(str, args)] if driver else [sys.executable, "-m", "xscan.cli", "score", *map(str, args)]
-    return subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def _records(out):
     with open(out, newline="", encoding="utf-8", errors="surrogateescape") as stream:
         return list(csv.DictReader(stream))
-
-
-def _build_hostile_folder(root):
-    """Good scans under awkward names, each hostile file of EXPECTED_ERRORS, and things that are not files to score."""
-    good = real_scans("NORMAL", len(AWKWARD_NAMES) + 1)
-    for source, name in zip(good, AWKWARD_NAMES, strict=False):
-        shutil.copy(source, root / name)
-    shutil.copy(good[-1], os.path.join(os.fsencode(root), NOT_UTF8))
-    jpeg = real_scans("PNEUMONIA", 1)[0].read_bytes()
-    (root / "zero.png").write_bytes(b"")
-    (root / "cut.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
-    (root / "page.jpg").write_text("<html><body>session expired</body></html>\n")
-    cv2.imwrite(str(root / "tiny.png"), cv2.resize(cv2.imread(str(good[0]), cv2.IMREAD_GRAYSCALE), (32, 32)))
-    (root / "folder.jpg").mkdir()
-    (root / "dangling.jpg").symlink_to(root / "nowhere.jpg")
-    (root / "loop").symlink_to(root)
-    (root / "notes.txt").write_text("not a scan")
-    shutil.copy(good[0], root / "scan.jpeg.bak")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +52,7 @@ def hostile(tmp_path_factory):
     base = tmp_path_factory.mktemp("hostile")
     folder = base / "export"
     folder.mkdir()
-    _build_hostile_folder(folder)
+    build_hostile_folder(folder)
     out, log = base / "results.csv", base / "xscan.log"
     result = _invoke(folder, "-o", out, "--log-file", log)
     return folder, out, log, result
@@ -186,18 +161,11 @@ def test_weights_that_do_not_load_are_fatal_exit_3(scan_folder, tmp_path):
     assert to_stdout.exit_code == EXIT_FATAL and to_stdout.stdout == ""  # not even a header
 
 
-class CardOnly:
-    """A model with its card but no network: nothing loads TensorFlow."""
-
-    card = read_card(default_weights_dir())
-    model_id, threshold, notes, site, scope_check = card.model_id, card.threshold, [], None, None
-
-
 def test_unexpected_error_is_exit_3_with_a_message_and_a_log_line(scan_folder, tmp_path, monkeypatch):
     def broken_pipeline(*args, **kwargs):
         raise RuntimeError("worker pool fell over")
 
-    monkeypatch.setattr("xscan.scoring.run.load_scorer", lambda weights, **options: CardOnly())
+    monkeypatch.setattr("xscan.scoring.run.load_scorer", stand_in_loader)
     monkeypatch.setattr("xscan.scoring.run.score_paths", broken_pipeline)
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--log-file", tmp_path / "log")
     assert result.exit_code == EXIT_FATAL
@@ -219,17 +187,13 @@ def test_a_real_usage_error_exits_2_without_a_traceback(tmp_path):
     assert done.returncode == EXIT_USAGE and "is not a folder" in done.stderr and "Traceback" not in done.stderr
 
 
-# Runs the CLI with a model that has its card but no network (nothing loads TensorFlow) and a
-# scoring step that fails as argv[1] says: an unexpected error, Ctrl-C, or SIGTERM.
+# Runs the CLI with the stand-in scorer (nothing loads TensorFlow) and a scoring step that fails as
+# argv[1] says: an unexpected error, Ctrl-C, or SIGTERM.
 FAILING_RUN = """
 import os, signal, sys
 import xscan.scoring.run
-from xscan.model.card import default_weights_dir, read_card
+from support.stand_in import stand_in_loader
 from xscan.cli import app
-
-class CardOnly:
-    card = read_card(default_weights_dir())
-    model_id, threshold, notes, site, scope_check = card.model_id, card.threshold, [], None, None
 
 def failing_scoring(paths, scorer, options, **kwargs):
     if sys.argv[1] == "ctrl-c":
@@ -238,7 +202,7 @@ def failing_scoring(paths, scorer, options, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
     raise RuntimeError("worker pool fell over")
 
-xscan.scoring.run.load_scorer = lambda weights, **options: CardOnly()
+xscan.scoring.run.load_scorer = stand_in_loader
 xscan.scoring.run.score_paths = failing_scoring
 # Ctrl-C as in a terminal: a job a shell starts in the background (the suite run with `&`) has SIGINT ignored.
 signal.signal(signal.SIGINT, signal.default_int_handler)

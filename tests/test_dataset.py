@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN
+from support.data import TRAIN, needs_data
 
 from xscan.errors import TrainingDataError
 from xscan.model.card import default_weights_dir, read_card
@@ -26,6 +26,7 @@ def test_patient_id_rules(name, patient):
     assert patient_id(Path(name)) == patient
 
 
+@needs_data
 def test_finds_the_real_training_split():
     scans = find_labelled_scans(TRAIN)
     assert len(scans) == 5216
@@ -40,12 +41,14 @@ def test_class_folders_are_case_insensitive_and_required(tmp_path):
     assert find_labelled_scans(tmp_path) == []
 
 
+@needs_data
 def test_every_real_file_name_names_its_patient():
     scans = find_labelled_scans(TRAIN)
     assert [s.path.name for s in scans if s.patient_id.startswith("file:")] == []  # no name falls through the rules
     assert len({s.patient_id for s in scans}) < 0.6 * len(scans)  # 2,846 patients: many have several scans
 
 
+@needs_data
 def test_the_split_is_the_one_the_bundled_model_card_records():
     """Tests that use validation scans, and the card's validation numbers, rely on this split."""
     training = read_card(default_weights_dir()).training
@@ -60,6 +63,7 @@ def _counts(scans):
     return {name: sum(s.label == label for s in scans) for label, name in enumerate(CLASS_NAMES)}
 
 
+@needs_data
 def test_split_is_reproducible_and_order_independent():
     scans = find_labelled_scans(TRAIN)[:400]
     first = split_by_patient(scans, 0.2, seed=7)[1]

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import FULLRES, real_scans
+from support.data import FULLRES, needs_data, real_scans
 
 from xscan.errors import ScanError
 from xscan.input.decode import decode
@@ -39,6 +39,7 @@ def test_colour_image_becomes_grey(tmp_path):
     assert np.array_equal(decode(path), grey)
 
 
+@needs_data
 def test_reduced_decoding_keeps_both_sides_above_the_minimum():
     original = sorted((FULLRES / "NORMAL").iterdir())[0]
     full = decode(original)

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import real_scans
+from support.data import real_scans
 
 from xscan.errors import ScanError
 from xscan.input.decode import decode, header_size, sniff_format

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FULLRES
+from support.data import FULLRES, needs_data
 
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.scoring.pipeline import decode_min_side
 
-SCANS = sorted(FULLRES.rglob("*.jpeg"))
+pytestmark = needs_data
+SCANS = sorted(FULLRES.rglob("*.jpeg"))  # none without the data set: the tests skip before they look
 
 # Tolerances; in brackets the largest values measured with the model bundled at the time (docs/throughput.md).
 INPUT_TOLERANCE = 0.01  # mean |pixel difference| of one model input, pixels in 0..1 [0.0065]

@@ -15,19 +15,19 @@ import cv2
 import numpy as np
 import pydicom.data
 import pytest
-from conftest import FULLRES, real_scans
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     JPEG2000,
     MPEG2MPML,
-    DigitalXRayImageStorageForPresentation,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
     RLELossless,
 )
+from support.data import FULLRES, real_scans
+from support.dicom import PYDICOM_FILES, without_part10_header, write_dicom
 from typer.testing import CliRunner
 
 from xscan.cli import app
@@ -42,9 +42,6 @@ from xscan.scoring.pipeline import load_scan
 from xscan.scoring.results import results_columns
 from xscan.scoring.run import ScoreSummary, score_folder
 
-ODD_FILES = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent
-
-
 # ---- fixtures: DICOM files written from a real full-resolution scan
 
 @pytest.fixture(scope="module")
@@ -52,25 +49,6 @@ def source() -> np.ndarray:
     """A real full-resolution scan (704 x 1176), stretched over 0..255 as a DICOM without a VOI is."""
     grey = cv2.imread(str(real_scans("PNEUMONIA", 1, FULLRES)[0]), cv2.IMREAD_GRAYSCALE)
     return cv2.normalize(grey, None, 0, 255, cv2.NORM_MINMAX)
-
-
-def write_dicom(
-    path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 8,
-    compress: str = "", **attributes: object,
-) -> Path:
-    """A frontal DX radiograph as a PACS would export it, with ATTRIBUTES set or overriding."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.Modality, ds.ViewPosition = "DX", "PA"
-    ds.PatientName, ds.PatientID, ds.AccessionNumber = "Doe^Jane", "PID-4711", "ACC-0042"
-    ds.set_pixel_data(pixels, photometric, bits_stored)
-    for name, value in attributes.items():
-        setattr(ds, name, value)
-    if compress:
-        ds.compress(compress)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def with_junk_high_bits(ds_path: Path, stored: np.ndarray) -> Path:
@@ -167,7 +145,7 @@ def test_scores_match_the_source_within_0_01(tmp_path: Path, source: np.ndarray,
                                   "MR_small_bigendian.dcm", "MR_small_implicit.dcm"])
 def test_compressed_and_other_encodings_of_one_image_decode_alike(name: str) -> None:
     """pydicom ships one MR slice in several transfer syntaxes, JPEG-LS among them."""
-    assert np.array_equal(decode(ODD_FILES / name), decode(ODD_FILES / "MR_small.dcm"))
+    assert np.array_equal(decode(PYDICOM_FILES / name), decode(PYDICOM_FILES / "MR_small.dcm"))
 
 
 def test_multi_frame_scores_the_first_frame(tmp_path: Path, source: np.ndarray) -> None:
@@ -221,7 +199,7 @@ NOT_DECODED = {
 }
 
 
-@pytest.mark.parametrize("path", sorted(ODD_FILES.glob("*.dcm")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(PYDICOM_FILES.glob("*.dcm")), ids=lambda p: p.name)
 def test_every_bundled_pydicom_file_decodes_or_fails_for_its_own_reason(path: Path) -> None:
     reason = NOT_DECODED.get(path.name)
     if reason is None:
@@ -235,8 +213,8 @@ def test_every_bundled_pydicom_file_decodes_or_fails_for_its_own_reason(path: Pa
 
 def test_a_truncated_file_is_refused_for_where_it_was_cut_or_is_whole(tmp_path: Path) -> None:
     """Cut after every few bytes: never a crash and never a partial image; the reason follows the cut."""
-    whole = (ODD_FILES / "MR_small_RLE.dcm").read_bytes()
-    image = decode(ODD_FILES / "MR_small_RLE.dcm")
+    whole = (PYDICOM_FILES / "MR_small_RLE.dcm").read_bytes()
+    image = decode(PYDICOM_FILES / "MR_small_RLE.dcm")
     cut_file = tmp_path / "cut.dcm"
     for cut in [*range(0, len(whole), 9), len(whole) - 1]:
         cut_file.write_bytes(whole[:cut])
@@ -280,7 +258,7 @@ def test_walk_finds_dicom_by_extension_and_by_marker(tmp_path: Path, source: np.
     write_dicom(tmp_path / "upper.DCM", source)
     write_dicom(tmp_path / "1.2.840.113619.2.55.3.100", source)  # named by UID: suffix ".100"
     write_dicom(tmp_path / "IM0001", source)
-    shutil.copy(ODD_FILES / "dicomdirtests" / "DICOMDIR", tmp_path)  # an export's index: listed, then skipped by policy
+    shutil.copy(PYDICOM_FILES / "dicomdirtests" / "DICOMDIR", tmp_path)  # an export's index: listed, then skipped by policy
     (tmp_path / "README").write_bytes(b"x" * 128 + b"DICX")
     names = [path.name for path in find_scans(tmp_path).scans]
     assert names == ["1.2.840.113619.2.55.3.100", "DICOMDIR", "IM0001", "upper.DCM"]
@@ -371,7 +349,7 @@ ODD = ["MR_truncated.dcm", "no_meta.dcm", "meta_missing_tsyntax.dcm", "badVR.dcm
 
 def test_odd_pydicom_files_are_error_rows_and_the_run_continues(export: Path, scorer) -> None:
     for name in ODD:
-        shutil.copy(ODD_FILES / name, export / f"odd-{name}")
+        shutil.copy(PYDICOM_FILES / name, export / f"odd-{name}")
     summary, rows, _ = run_score(export, scorer, DicomOptions(frontal_only=False))
     errors = {Path(row["path"]).name: row["error"] for row in rows}
     assert (summary.failed, summary.scored, len(rows)) == (len(ODD), 4, 4 + len(ODD))
@@ -403,22 +381,6 @@ def test_an_extension_less_dicom_is_opened_once_and_parsed_once_when_scored(
 
 
 # ---- data sets without the Part 10 header, image-less DICOMs, the JPEG scan-header slip
-
-def without_part10_header(part10: Path, path: Path, implicit_vr: bool, little_endian: bool, keep_meta: bool = False) -> Path:
-    """The data set of PART10 as older archives write it: no preamble, no DICM marker, no file meta (or meta, unmarked)."""
-    ds = pydicom.dcmread(part10)
-    ds.preamble = None
-    if keep_meta:
-        ds.save_as(path, enforce_file_format=False)
-    else:
-        del ds.file_meta
-        if not little_endian:  # pydicom writes the pixel data's bytes as they are
-            ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
-        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=implicit_vr, little_endian=little_endian,
-                         force_encoding=True)
-    assert path.read_bytes()[128:132] != b"DICM"
-    return path
-
 
 @pytest.mark.parametrize(("name", "implicit_vr", "little_endian", "keep_meta"), [
     ("IM0002", True, True, False),  # ACR-NEMA style: implicit VR little endian, named without an extension
@@ -481,7 +443,7 @@ def test_dicomdir_and_image_less_dicoms_are_skipped_by_policy_whatever_the_filte
     frontal_only: bool, export: Path, scorer,
 ) -> None:
     for name in IMAGE_LESS:
-        shutil.copy(ODD_FILES / name, export / Path(name).name)
+        shutil.copy(PYDICOM_FILES / name, export / Path(name).name)
     summary, rows, _ = run_score(export, scorer, DicomOptions(frontal_only=frontal_only))
     errors = {Path(row["path"]).name: row["error"] for row in rows}
     assert {name: errors[Path(name).name] for name in IMAGE_LESS} == IMAGE_LESS
@@ -500,11 +462,11 @@ def test_float_pixel_data_is_an_image_but_an_error_row(tmp_path: Path) -> None:
 
 def test_12_bit_lossy_jpeg_with_zeros_in_its_scan_header_decodes_as_its_fixed_twin() -> None:
     """JPEG-lossy.dcm says spectral selection 0..0 where a sequential JPEG needs 0..63; JPGExtended.dcm is it fixed."""
-    fixed = pydicom.dcmread(ODD_FILES / "JPGExtended.dcm")
+    fixed = pydicom.dcmread(PYDICOM_FILES / "JPGExtended.dcm")
     assert (fixed.file_meta.TransferSyntaxUID, fixed.BitsStored) == (JPEGExtended12Bit, 12)
     with pytest.warns(UserWarning, match="JPEG scan header not valid for a sequential JPEG"):
-        repaired = decode(ODD_FILES / "JPEG-lossy.dcm")
-    assert np.array_equal(repaired, decode(ODD_FILES / "JPGExtended.dcm"))
+        repaired = decode(PYDICOM_FILES / "JPEG-lossy.dcm")
+    assert np.array_equal(repaired, decode(PYDICOM_FILES / "JPGExtended.dcm"))
 
 
 def test_only_sequential_jpeg_scan_headers_are_repaired(source: np.ndarray) -> None:
@@ -523,4 +485,4 @@ def test_compressed_pixel_data_decodes_through_pylibjpeg_only(monkeypatch: pytes
     assert "pillow" in decoder.available_plugins
     monkeypatch.delitem(decoder._available, "pylibjpeg")
     with pytest.raises(ScanError, match=r"transfer syntax JPEG 2000 Image Compression .* cannot be decoded"):
-        decode(ODD_FILES / "JPEG2000.dcm")
+        decode(PYDICOM_FILES / "JPEG2000.dcm")

@@ -13,16 +13,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pydicom.data
 import pytest
-from conftest import REPO, real_scans
-from test_dicom import without_part10_header, write_dicom
+from support.data import REPO, real_scans
+from support.dicom import PYDICOM_FILES, without_part10_header, write_dicom
 from typer.testing import CliRunner
 
 from xscan.cli import app
 from xscan.errors import EXIT_SOME_FAILED
 
-CORPUS = Path(pydicom.data.__file__).parent / "test_files"
 TOO_SMALL_16 = "image too small to be a radiograph (16x16 pixels)"
 DICOMDIR = "skipped: no image (Media Storage Directory)"
 # The files of the corpus folder that are not scored, and why: everything else in it is scored.
@@ -73,7 +71,7 @@ def corpus_names() -> list[str]:
     """Every file of the corpus that is DICOM by name or by its first bytes, as xscan's walk finds them."""
     from xscan.input.walk import find_scans
 
-    return [path.relative_to(CORPUS).as_posix() for path in find_scans(CORPUS).scans]
+    return [path.relative_to(PYDICOM_FILES).as_posix() for path in find_scans(PYDICOM_FILES).scans]
 
 
 def docs_tables():
@@ -88,7 +86,7 @@ def docs_tables():
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pydicom's test files (linked, not copied), and beside them a chest film written three ways."""
     folder = tmp_path_factory.mktemp("export")
-    (folder / "pydicom").symlink_to(CORPUS, target_is_directory=True)
+    (folder / "pydicom").symlink_to(PYDICOM_FILES, target_is_directory=True)
     (folder / "written").mkdir()
     grey = cv2.imread(str(real_scans("PNEUMONIA", 1)[0]), cv2.IMREAD_GRAYSCALE)
     part10 = write_dicom(folder / "written" / "chest.dcm", grey.astype(np.uint16) * 16, bits_stored=12)
@@ -158,8 +156,8 @@ def test_without_quiet_each_kind_of_warning_is_one_line_with_a_count(
     # the session's model: the view is tested here
     monkeypatch.setattr("xscan.scoring.run.load_scorer", lambda weights=None, **options: scorer)
     for copy in ("a", "b", "c"):
-        shutil.copy(CORPUS / "badVR.dcm", tmp_path / f"badVR-{copy}.dcm")
-    shutil.copy(CORPUS / "JPEG-lossy.dcm", tmp_path / "z-lossy.dcm")
+        shutil.copy(PYDICOM_FILES / "badVR.dcm", tmp_path / f"badVR-{copy}.dcm")
+    shutil.copy(PYDICOM_FILES / "JPEG-lossy.dcm", tmp_path / "z-lossy.dcm")
     result = CliRunner().invoke(app, ["score", str(tmp_path), "-o", str(tmp_path.parent / "warned.csv"), "--no-dicom-filter"])
     warning_lines = [line for line in result.stderr.splitlines() if line.startswith("warning")]
     assert len(warning_lines) == 2, result.stderr  # in the order each kind first occurred: the badVR copies are read first

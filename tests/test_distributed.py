@@ -22,13 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, FULLRES, real_scans, validation_scans
-from ray_throughput import descendants  # benchmarks/, on pytest's pythonpath
+from support.data import DATA, FULLRES, needs_data, real_scans, validation_scans
+from support.dicom import PYDICOM_FILES, write_dicom
 from support.fuzz import seeds, write_corpus
-from test_cli_exit_codes import EXPECTED_ERRORS, NOT_UTF8, _build_hostile_folder
-from test_dicom import write_dicom
-from test_file_warnings import CORPUS
-from test_site import _sample
+from support.hostile import EXPECTED_ERRORS, NOT_UTF8, build_hostile_folder
+from support.processes import descendants
+from support.site import site_sample
 from typer.testing import CliRunner
 
 from xscan.cli import app
@@ -124,7 +123,7 @@ def mixed_folder(tmp_path_factory) -> Path:
     """Real training scans, full-resolution originals, DICOMs (one frontal, one CT to be skipped), hostile and out-of-scope files."""
     root = tmp_path_factory.mktemp("mixed") / "scans"
     (root / "hostile").mkdir(parents=True)
-    _build_hostile_folder(root / "hostile")
+    build_hostile_folder(root / "hostile")
     for label in ("NORMAL", "PNEUMONIA"):
         (root / label).mkdir()
         for path in real_scans(label, 5) + real_scans(label, 2, FULLRES):
@@ -159,12 +158,13 @@ def test_rows_on_ray_equal_the_local_run(ray_cluster, mixed_folder, tmp_path):
 @pytest.fixture
 def site_file(tmp_path) -> Path:
     """A site calibration for the bundled model."""
-    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_sample(30), FolderLabels()))
     path = tmp_path / "site.json"
     path.write_text(type(site)(**{**site.__dict__, "base_model": read_card(default_weights_dir()).model_id}).to_json())
     return path
 
 
+@needs_data
 def test_fuzzed_files_give_the_same_rows_on_ray_as_locally(ray_cluster, tmp_path):
     folder = tmp_path / "fuzzed"
     write_corpus(folder, 40, seed=24, sources=seeds(DATA))
@@ -182,7 +182,7 @@ def test_score_folder_on_ray_with_a_site_calibration_and_no_scope_check_equals_t
         shutil.copy(path, folder / path.name)
     _out_of_scope_films(folder / "odd")  # no scope check: these get NORMAL or PNEUMONIA
     # Not a radiograph, so skipped by the DICOM filter; without it, pydicom warns while reading it, and it fails to decode.
-    shutil.copy(CORPUS / "badVR.dcm", folder / "padded.dcm")
+    shutil.copy(PYDICOM_FILES / "badVR.dcm", folder / "padded.dcm")
     asked = ScoreOptions(calibration=site_file, scope_check=False, dicom=DicomOptions(frontal_only=False), batch_size=4)
     runs = {}
     for name, options in (("local", asked), ("ray", replace(asked, ray=True))):
@@ -203,7 +203,7 @@ def test_a_warning_of_a_file_given_as_a_uri_names_the_uri(ray_cluster, tmp_path)
     from xscan.input.file_warnings import collected
     from xscan.scoring.distributed import RayScoring
 
-    shutil.copy(CORPUS / "badVR.dcm", tmp_path / "padded.dcm")  # pydicom warns while reading it
+    shutil.copy(PYDICOM_FILES / "badVR.dcm", tmp_path / "padded.dcm")  # pydicom warns while reading it
     uri = (tmp_path / "padded.dcm").as_uri()
     with collected() as raised:
         rows = [row for batch in RayScoring.connect().score_paths([uri], ScoreOptions(dicom=DicomOptions(frontal_only=False)))

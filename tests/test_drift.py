@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, real_scans
+from support.data import REPO, real_scans
 
 from xscan.errors import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
 from xscan.model.card import default_weights_dir, read_card

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FULLRES, real_scans
 from scipy.stats import spearmanr
+from support.data import FULLRES, real_scans
 
 from xscan.explain.gradcam import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
 from xscan.explain.overlay import Grid, heat_on_scan

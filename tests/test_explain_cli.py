@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import real_scans
+from support.data import real_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
 
-import pydicom.data
 import pytest
 from pydicom.misc import warn_and_log
+from support.dicom import PYDICOM_FILES
+from support.processes import ENV
 
 from xscan.input.file_warnings import FileWarning, collected, hand_over, tally, warnings_kept
 from xscan.scoring.options import DicomOptions, ScoreOptions
 from xscan.scoring.run import Event, RowsWritten, Warned, score_folder
-
-CORPUS = Path(pydicom.data.__file__).parent / "test_files"
 
 PYDICOM_LOG = logging.getLogger("pydicom")
 
@@ -73,15 +74,38 @@ def test_each_thread_keeps_its_own_warnings_every_time_and_none_is_shown(capsys:
     assert warnings.filters == filters and warnings.showwarning is shown and PYDICOM_LOG.propagate
 
 
-def test_without_a_run_warnings_behave_as_python_shows_them() -> None:
-    with collected() as raised, pytest.warns(UserWarning, match="shown as usual"):
-        warnings.warn("shown as usual", UserWarning, stacklevel=1)
-    assert raised == []
+def stderr_of(code: str) -> str:
+    """What a user sees on stderr while CODE runs in a fresh interpreter, with collected and warnings_kept imported.
+
+    A fresh one, because pytest records the warnings of a test and restores Python's own showwarning
+    inside pytest.warns: the hook could pass a warning on to nowhere and such a test would not see it.
+    """
+    script = "import warnings\nfrom xscan.input.file_warnings import collected, warnings_kept\n" + code
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_without_a_run_warnings_reach_stderr_as_python_shows_them() -> None:
+    stderr = stderr_of(
+        "with warnings_kept():\n"
+        "    pass  # a run came and went\n"
+        "with collected() as raised:\n"
+        "    warnings.warn('shown as usual', UserWarning, stacklevel=1)\n"
+        "assert raised == [], raised\n"
+    )
+    assert stderr == "<string>:6: UserWarning: shown as usual\n"
 
 
 def test_a_thread_outside_collected_is_shown_as_usual_during_a_run() -> None:
-    with warnings_kept(), pytest.warns(UserWarning, match="not from a file"):
-        warnings.warn("not from a file", UserWarning, stacklevel=1)
+    stderr = stderr_of(
+        "with warnings_kept():\n"
+        "    warnings.warn('outside any file', UserWarning, stacklevel=1)\n"
+        "    with collected() as raised:\n"
+        "        warnings.warn('kept with its file', UserWarning, stacklevel=1)\n"
+        "assert [warning.message for warning in raised] == ['kept with its file'], raised\n"
+    )
+    assert stderr == "<string>:4: UserWarning: outside any file\n"
 
 
 def test_overlapping_runs_install_once_and_restore_at_the_last() -> None:
@@ -122,8 +146,8 @@ def test_a_run_tells_each_files_warnings_with_its_path_before_its_rows_and_print
 ) -> None:
     scans = tmp_path / "scans"
     scans.mkdir()
-    shutil.copy(CORPUS / "badVR.dcm", scans / "padded.dcm")
-    shutil.copy(CORPUS / "MR_small.dcm", scans / "plain.dcm")
+    shutil.copy(PYDICOM_FILES / "badVR.dcm", scans / "padded.dcm")
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", scans / "plain.dcm")
     events: list[Event] = []
     score_folder(scans, tmp_path / "results.csv", ScoreOptions(dicom=DicomOptions(frontal_only=False)), scorer=scorer,
                  on_event=events.append)

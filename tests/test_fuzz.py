@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO
+from support.data import DATA, REPO, needs_data
 from support.fuzz import MUTATIONS, seeds, write_corpus
 
 from xscan.errors import CELL_LIMIT, EXIT_OK, EXIT_SOME_FAILED
@@ -22,6 +22,8 @@ from xscan.input.file_warnings import collected, warnings_kept
 from xscan.scoring.options import DicomOptions
 from xscan.scoring.pipeline import load_scan
 from xscan.scoring.results import Row, read_table
+
+pytestmark = needs_data  # the corpus is made from real films of the data set
 
 CORPUS_SIZE = 1200
 SAMPLE_EVERY = 20  # of the corpus, for the `xscan score` runs: 60 files

@@ -8,13 +8,11 @@ import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import real_scans
+from support.data import real_scans
+from support.stand_in import StandIn
 
 import xscan.scoring.pipeline
-from xscan.model.card import default_weights_dir, read_card
-from xscan.model.scorer import Assessment
 from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE, InFlightJournal, journal_path
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.resume import fingerprint
@@ -93,14 +91,6 @@ def test_a_line_cut_short_by_the_crash_is_passed_over(tmp_path: Path) -> None:
     with open(journal_path(out), "a") as stream:
         stream.write('{"start": "/data/exp')
     assert InFlightJournal(out).crashes(IDENTITY) == 1
-
-
-class StandIn:
-    card = read_card(default_weights_dir())
-    model_id, threshold, notes, site, scope_check = card.model_id, card.threshold, [], None, None
-
-    def assess(self, model_inputs: np.ndarray) -> Assessment:
-        return Assessment(np.full(len(model_inputs), 0.5), [""] * len(model_inputs))
 
 
 def test_suspects_are_decoded_first_and_alone_and_twice_crashed_files_not_at_all(tmp_path: Path, monkeypatch) -> None:

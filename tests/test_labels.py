@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN
+from support.data import TRAIN, needs_data
 
 from xscan.errors import LabelsError
 from xscan.model.classes import parse_label
@@ -31,6 +31,7 @@ def test_folder_labels(path: str, expected: int | None) -> None:
     assert FolderLabels()(path) == expected
 
 
+@needs_data
 def test_folder_labels_agree_with_the_training_split_on_every_file() -> None:
     """Real paths: .../chest_xray/train/NORMAL/NORMAL2-IM-0746-0001.jpeg must not be read by file name."""
     truth = FolderLabels()

@@ -3,7 +3,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-from conftest import with_trained_batch_norms
+from support.model import with_trained_batch_norms
 
 from xscan.errors import WeightsError
 from xscan.model.bundle import save_bundle

@@ -1,7 +1,7 @@
 """Issue 13, as cron sees it: each case a real `xscan score` process, its exit code, its rows and the files beside -o.
 
-Most runs replace only the network with a stand-in (the bundled model's card, the mean of each model
-input as its probability), so that no TensorFlow loads: a run takes a second or two, and nothing
+Most runs replace only the network with a stand-in (tests/support/stand_in.py: the bundled model's card,
+the mean of each model input as its probability), so that no TensorFlow loads: a run takes a second or two, and nothing
 these tests check depends on the network; everything else (the command line, walk, resume, lock,
 journal, decoders, writer) is the real one. The run whose point is the real thing, peak memory,
 loads the bundled model; tests/test_cli_exit_codes.py runs it for exit codes too.
@@ -24,34 +24,23 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from conftest import REPO, real_scans
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
-from test_dicom import write_dicom
+from support.data import REPO, real_scans
+from support.dicom import write_dicom
+from support.processes import ENV
 
 from xscan.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from xscan.input.limits import MAX_FILE_BYTES
 from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE
 from xscan.scoring.results import escape_cell, read_table
 
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 STAND_IN = """
 import sys
-import numpy as np
 import xscan.scoring.run
-from xscan.model.card import default_weights_dir, read_card
+from support.stand_in import StandIn, stand_in_loader
 
-from xscan.model.scorer import Assessment
-
-class StandIn:
-    card = read_card(default_weights_dir())
-    model_id, threshold, notes, site, scope_check = card.model_id, card.threshold, [], None, None
-
-    def assess(self, model_inputs):
-        probabilities = np.clip(model_inputs.reshape(len(model_inputs), -1).mean(axis=1), 0.0, 1.0)
-        return Assessment(probabilities, [""] * len(model_inputs))
-
-xscan.scoring.run.load_scorer = lambda weights, **options: StandIn()
+xscan.scoring.run.load_scorer = stand_in_loader
 {extra}
 from xscan.cli import app
 app(sys.argv[1:], prog_name="xscan")

@@ -27,11 +27,10 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+from support.data import REPO, TRAIN, require_data
 
 from xscan.about import DISCLAIMER
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO.parent / "shared" / "data" / "chest_xray" / "train"
 REQUIRED = os.environ.get("XSCAN_REQUIRE_PACS") == "1"
 PNEUMONIA_STUDY, NORMAL_STUDY, TURNED_STUDY = (f"1.2.826.0.1.3680043.10.543.26.{n}" for n in (1, 2, 3))
 
@@ -84,6 +83,7 @@ def write_film(path: Path, film: Path, patient: str, study: str, accession: str,
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The export folder, scored: its results CSV, and the SOP Instance UID of each DICOM file."""
+    require_data()  # copies of real films
     folder = tmp_path_factory.mktemp("pacs") / "export"
     folder.mkdir()
     pneumonia = sorted((TRAIN / "PNEUMONIA").glob("person1_*"))[:2]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FULLRES, TRAIN, real_scans
+from support.data import FULLRES, TRAIN, needs_data, real_scans
 
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
@@ -62,6 +62,7 @@ def test_training_sized_scans_reach_the_model_exactly_as_in_training():
     assert np.array_equal(_as_scored(paths), _as_trained(paths))
 
 
+@needs_data
 def test_full_resolution_scans_are_scored_from_a_reduced_decode_that_differs_little():
     """The one difference between the two paths: scoring decodes large JPEGs at 1/2, 1/4 or 1/8 scale."""
     paths = sorted(FULLRES.rglob("*.jpeg"))[::8]
@@ -70,9 +71,8 @@ def test_full_resolution_scans_are_scored_from_a_reduced_decode_that_differs_lit
     assert per_scan.max() < 0.01
 
 
+@needs_data
 def test_training_images_and_their_full_resolution_originals_match():
-    from conftest import FULLRES
-
     original = sorted((FULLRES / "NORMAL").iterdir())[0]
     small = TRAIN / "NORMAL" / original.name
     if not small.exists():

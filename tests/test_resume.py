@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, real_scans
+from support.data import REPO, real_scans
 
 from xscan.errors import EXIT_SOME_FAILED, ResultsFileError
 from xscan.input.walk import find_scans

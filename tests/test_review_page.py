@@ -8,11 +8,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-from conftest import REVIEW_GALLERY, TRAIN, real_scans
+from support.data import TRAIN, needs_data, real_scans
+from support.processes import RUN_CLI, heavy_modules_after
+from support.review import REVIEW_GALLERY, expected_galleries
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.reporting.galleries import OUT_OF_SCOPE
 from xscan.reporting.labels import FolderLabels
 from xscan.reporting.report import report_from_csv
 from xscan.reporting.review_page import write_review_page
@@ -43,21 +44,6 @@ def _parsed(page: Path) -> _Links:
     parser = _Links()
     parser.feed((page / "index.html").read_text(encoding="utf-8"))
     return parser
-
-
-def expected_galleries(results: Path) -> dict[str, int]:
-    """How many rows of RESULTS belong to each labelled gallery, counted here from the CSV alone."""
-    with open(results, newline="") as stream:
-        records = list(csv.DictReader(stream))
-    scored = [r for r in records if not r["error"] and r["label"] != OUT_OF_SCOPE]
-    flagged = {r["path"]: float(r["probability"]) >= float(r["threshold"]) for r in scored}
-    return {
-        "false-negatives": sum(1 for r in scored if "/PNEUMONIA/" in r["path"] and not flagged[r["path"]]),
-        "false-positives": sum(1 for r in scored if "/NORMAL/" in r["path"] and flagged[r["path"]]),
-        "nearest-threshold": len(scored),
-        "out-of-scope": sum(1 for r in records if r["label"] == OUT_OF_SCOPE),
-        "errors": sum(1 for r in records if r["error"]),
-    }
 
 
 def test_the_page_and_everything_it_links_to_are_in_its_folder(review_run):
@@ -132,6 +118,7 @@ def test_relative_paths_are_found_beside_the_csv(tmp_path):
     assert set(written.pictures) == {"scans/a.jpeg"}
 
 
+@needs_data
 def test_ten_thousand_rows_in_under_a_minute_beyond_the_heatmaps(tmp_path):
     files = sorted(TRAIN.glob("*/*.jpeg"))
     rng = np.random.default_rng(0)
@@ -153,8 +140,6 @@ def test_ten_thousand_rows_in_under_a_minute_beyond_the_heatmaps(tmp_path):
 
 
 def test_without_galleries_no_model_is_loaded(review_run, tmp_path):
-    from test_startup import RUN_CLI, heavy_modules_after
-
     results, _, _ = review_run
     page = tmp_path / "page"
     assert heavy_modules_after(RUN_CLI, "report", str(results), "--labels", "--html", str(page), "--gallery", "0") == []

@@ -10,8 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REVIEW_GALLERY
-from test_review_page import expected_galleries
+from support.review import REVIEW_GALLERY, expected_galleries
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # A bare, quiet browser: no GPU, no sandbox (CI runs as root), and none of Chromium's own calls home.

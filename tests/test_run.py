@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import warnings
 from pathlib import Path
 
 import cv2
 import pytest
-from conftest import SAMPLES, real_scans
-from test_dicom import write_dicom
+from support.data import SAMPLES
+from support.dicom import PYDICOM_FILES, write_dicom
 from typer.testing import CliRunner
 
 import xscan
 from xscan.cli import app
 from xscan.errors import EXIT_SOME_FAILED, EXIT_USAGE, UsageError
 from xscan.scoring.options import DicomOptions, ScoreOptions
-from xscan.scoring.run import NotScanned, Planned, Repaired, RowsWritten, score_folder
+from xscan.scoring.run import NotScanned, Planned, Repaired, RowsWritten, Warned, score_folder
 
 
 @pytest.fixture
@@ -23,7 +26,7 @@ def mixed(tmp_path: Path) -> Path:
     """The sample scans, an empty file, a CT and a frontal DICOM, and a broken link."""
     folder = Path(shutil.copytree(SAMPLES, tmp_path / "mixed"))
     (folder / "empty.png").write_bytes(b"")
-    grey = cv2.imread(str(real_scans("NORMAL", 1)[0]), cv2.IMREAD_GRAYSCALE)
+    grey = cv2.imread(str(SAMPLES / "NORMAL" / "IM-0273-0001.jpeg"), cv2.IMREAD_GRAYSCALE)
     write_dicom(folder / "frontal.dcm", grey)
     write_dicom(folder / "IM-CT", grey, Modality="CT")
     (folder / "gone.jpeg").symlink_to(folder / "nowhere.jpeg")
@@ -46,7 +49,7 @@ def test_events_come_in_order_and_cover_every_row(mixed: Path, tmp_path: Path, s
     out = tmp_path / "r.csv"
     score_folder(mixed, out, ScoreOptions(batch_size=4), scorer=scorer)
     out.write_bytes(out.read_bytes() + b"tests/torn")  # as a killed run leaves it
-    (mixed / "new.jpeg").write_bytes(real_scans("PNEUMONIA", 1)[0].read_bytes())
+    (mixed / "new.jpeg").write_bytes((SAMPLES / "PNEUMONIA" / "person545_bacteria_2288.jpeg").read_bytes())
     events = []
     summary = score_folder(mixed, out, ScoreOptions(batch_size=4), scorer=scorer, on_event=events.append)
     kinds = [type(event) for event in events]
@@ -62,6 +65,41 @@ def test_score_folder_prints_nothing(mixed: Path, tmp_path: Path, capfd: pytest.
     summary = score_folder(mixed, tmp_path / "r.csv")
     assert summary.scored == 9
     assert capfd.readouterr() == ("", "")
+
+
+def process_state() -> dict[str, object]:
+    """What a library call must leave as it found it: thread pools, warning filters and hook, loggers, the environment."""
+    from threadpoolctl import threadpool_info
+
+    pydicom_log, root = logging.getLogger("pydicom"), logging.getLogger()
+    return {
+        "thread pools": {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()},
+        "warning filters": list(warnings.filters),
+        "showwarning": warnings.showwarning,
+        "pydicom logger": (list(pydicom_log.handlers), pydicom_log.propagate, pydicom_log.level),
+        "root logger": (list(root.handlers), root.level),
+        "environment": dict(os.environ),
+    }
+
+
+def test_a_run_leaves_the_process_as_it_found_it(tmp_path: Path) -> None:
+    """The weights loaded by the run itself, and a DICOM that pydicom warns of, so that every piece of state is touched."""
+    import keras  # noqa: F401  TensorFlow and Keras set environment variables as they are imported: theirs, not the run's
+    import tensorflow  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    folder = Path(shutil.copytree(SAMPLES, tmp_path / "scans"))
+    shutil.copy(PYDICOM_FILES / "badVR.dcm", folder / "padded.dcm")
+    # Two BLAS threads whatever an earlier test left (a loaded model caps them at one): a run that sets one is seen.
+    with threadpool_limits(2, user_api="blas"):
+        before = process_state()
+        events = []
+        summary = score_folder(folder, tmp_path / "r.csv", ScoreOptions(dicom=DicomOptions(frontal_only=False)), on_event=events.append)
+        after = process_state()
+    # A library the run loaded first (scikit-learn's OpenMP) starts at its own default: only the pools there before count.
+    after["thread pools"] = {path: threads for path, threads in after["thread pools"].items() if path in before["thread pools"]}
+    assert summary.scored == 8 and any(isinstance(event, Warned) for event in events)  # the samples; pydicom warned of padded.dcm
+    assert {name: value for name, value in after.items() if value != before[name]} == {}
 
 
 def test_standard_output_gets_the_csv_and_nothing_else(tmp_path: Path, scorer, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import FULLRES, TRAIN, validation_scans, with_trained_batch_norms
-from scope_corpus import write_corpus
+from support.data import FULLRES, TRAIN, needs_data, validation_scans
+from support.model import with_trained_batch_norms
+from support.scope_corpus import full_resolution_films, validation_films, write_corpus
 
 from xscan.errors import EXIT_OK
 from xscan.model.card import CARD_FILE, default_weights_dir
@@ -23,16 +24,6 @@ from xscan.reporting.report import report_from_csv
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.results import SCOPE_COLUMN, read_rows
 from xscan.scoring.run import Notice, score_folder
-
-
-def validation_films() -> list[Path]:
-    """Chest films of patients the bundled model neither trained nor tuned on, 8 of each class."""
-    return validation_scans("NORMAL", 8) + validation_scans("PNEUMONIA", 8)
-
-
-def full_resolution_films() -> list[Path]:
-    """Every twelfth full-resolution original: 10 films of both classes."""
-    return sorted(FULLRES.glob("*/*.jpeg"))[::12]
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +128,7 @@ def test_a_card_without_a_scope_section_loads_and_scores_with_a_warning(tmp_path
     assert Notice(NO_SCOPE_CHECK) in events
 
 
+@needs_data
 def test_training_films_of_the_fullres_originals_are_kept(scorer, tmp_path):
     # Full-resolution originals go through the reduced JPEG decode, unlike the 224-pixel training copies.
     folder = tmp_path / "fullres"

@@ -1,4 +1,6 @@
-from conftest import real_scans
+import numpy as np
+import pytest
+from support.data import real_scans
 
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.pipeline import load_scan, score_paths
@@ -12,7 +14,9 @@ def test_rows_keep_input_order_across_batches_and_errors(tmp_path, scorer):
     rows = [row for batch in batches for row in batch]
     assert [row.path for row in rows] == [str(p) for p in paths]
     assert rows[3].error and rows[3].probability is None
-    assert all(0.0 <= row.probability <= 1.0 for row in rows if not row.error)
+    readable = [path for path in paths if path != broken]
+    alone = scorer.probabilities(np.stack([load_scan(path, scorer.card.image_size).model_input for path in readable]))
+    assert [row.probability for row in rows if not row.error] == pytest.approx(alone, abs=1e-7)  # each row its own file's score
     assert [len(batch) for batch in batches] == [3, 3, 2]  # 8 files in batches of 3; the error is one of them
 
 

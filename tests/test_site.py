@@ -8,27 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from support.site import MODEL, site_rows, site_sample
 
 from xscan.model.site_calibration import SiteCalibrationError, load_site
 from xscan.reporting.labels import FolderLabels
 from xscan.scoring.results import Row
 from xscan.site.calibrate import MIN_PER_CLASS, ROUNDING, fit_site_calibration, select_rows
-
-MODEL = "xscan-cnn-0.1.0-abcdef12"
-
-
-def _rows(normal: list[float], pneumonia: list[float], model: str = MODEL) -> list[Row]:
-    return [Row(f"site/NORMAL/n{i}.png", p, 0.5, model) for i, p in enumerate(normal)] + [
-        Row(f"site/PNEUMONIA/p{i}.png", p, 0.5, model) for i, p in enumerate(pneumonia)
-    ]
-
-
-def _sample(count: int, seed: int = 0) -> list[Row]:
-    rng = np.random.default_rng(seed)
-    # Overlapping classes, both read high: what the bundled model does at a site with another prevalence.
-    normal = 1 / (1 + np.exp(-rng.normal(1.0, 1.0, count)))
-    pneumonia = 1 / (1 + np.exp(-rng.normal(3.0, 1.0, count)))
-    return _rows(list(normal), list(pneumonia))
 
 
 def _caught(site, scores: np.ndarray) -> np.ndarray:
@@ -36,7 +21,7 @@ def _caught(site, scores: np.ndarray) -> np.ndarray:
 
 
 def test_threshold_is_the_conformal_order_statistic_of_the_pneumonia_scores():
-    labelled = select_rows(_sample(60), FolderLabels())
+    labelled = select_rows(site_sample(60), FolderLabels())
     site = fit_site_calibration(labelled, target_sensitivity=0.9)
     pneumonia = np.sort(labelled.probabilities[labelled.truth == 1])
     # floor((1 - 0.9) * 61) = 6: the 6th lowest pneumonia score is the threshold, the 5 below it are missed.
@@ -49,7 +34,7 @@ def test_threshold_is_the_conformal_order_statistic_of_the_pneumonia_scores():
 
 
 def test_with_confidence_the_threshold_is_the_umbrella_order_statistic():
-    labelled = select_rows(_sample(60), FolderLabels())
+    labelled = select_rows(site_sample(60), FolderLabels())
     site = fit_site_calibration(labelled, target_sensitivity=0.9, confidence=0.9)
     pneumonia = np.sort(labelled.probabilities[labelled.truth == 1])
     # P(Binomial(60, 0.1) <= 2) = 0.053 <= 0.1 < P(<= 3) = 0.143: rank 3, two pneumonia scans below the threshold.
@@ -61,7 +46,7 @@ def test_with_confidence_the_threshold_is_the_umbrella_order_statistic():
 def test_scans_tied_with_or_rounded_down_from_the_threshold_scan_are_caught():
     normal = list(np.linspace(0.05, 0.6, 20))
     pneumonia = [0.5, 0.7, 0.7, 0.7] + list(np.linspace(0.75, 0.99, 36))  # 40 scans: rank floor(0.1 * 41) = 4 is a tied 0.7
-    site = fit_site_calibration(select_rows(_rows(normal, pneumonia), FolderLabels()), target_sensitivity=0.9)
+    site = fit_site_calibration(select_rows(site_rows(normal, pneumonia), FolderLabels()), target_sensitivity=0.9)
     assert site.rank == 4
     assert list(_caught(site, [0.5, 0.7, 0.7, 0.7])) == [False, True, True, True]
     # A new scan scored like the threshold's scan, whose written score was rounded up to six decimals, is still caught.
@@ -71,7 +56,7 @@ def test_scans_tied_with_or_rounded_down_from_the_threshold_scan_are_caught():
 def test_out_of_sample_figures_are_not_the_in_sample_ones():
     normal = list(np.linspace(0.05, 0.6, 20))
     pneumonia = list(np.linspace(0.3, 0.99, 20))
-    site = fit_site_calibration(select_rows(_rows(normal, pneumonia), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_rows(normal, pneumonia), FolderLabels()))
     # 20 pneumonia scans, S = 0.95: the threshold is the lowest (rank 1), so every sample scan is caught (in-sample 1.0),
     # while each scan left out is judged at the lowest of the other 19 (rank floor(0.05 * 20) = 1): the lowest is missed.
     assert site.at_threshold["sensitivity"]["value"] == 1.0
@@ -87,7 +72,7 @@ def test_cross_fitted_specificity_carries_the_thresholds_spread():
     # 20 pneumonia scans (lowest 0.3, next 0.5) and 20 normals at 0.4. At the site threshold (rank 1: the lowest, 0.3) no
     # normal is below it: 0 of 20. Leave-one-out thresholds: 0.5 with the 0.3 scan left out, 0.3 otherwise; the normals are
     # dealt out in turn, so exactly one of them (the first) is judged at 0.5 and counts as specific: 1 of 20.
-    site = fit_site_calibration(select_rows(_rows([0.4] * 20, [0.3, *np.linspace(0.5, 0.99, 19)]), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_rows([0.4] * 20, [0.3, *np.linspace(0.5, 0.99, 19)]), FolderLabels()))
     assert site.rank == 1 and site.cross_checked["specificity"] == 0.0
     assert site.cross_checked["specificity_cross_fitted"] == pytest.approx(1 / 20)
     low, high = site.cross_checked["specificity_cross_fitted_interval"]
@@ -96,14 +81,14 @@ def test_cross_fitted_specificity_carries_the_thresholds_spread():
 
 def test_leave_one_out_is_not_measured_when_the_rule_needs_every_scan():
     # 59 pneumonia scans are the fewest for S = C = 0.95; leaving one out leaves 58, too few for the rule.
-    site = fit_site_calibration(select_rows(_rows([0.2] * 20, list(np.linspace(0.5, 0.99, 59))), FolderLabels()), confidence=0.95)
+    site = fit_site_calibration(select_rows(site_rows([0.2] * 20, list(np.linspace(0.5, 0.99, 59))), FolderLabels()), confidence=0.95)
     assert site.rank == 1
     assert site.cross_checked["sensitivity"] is None and "needs 60" in site.cross_checked["sensitivity_method"]
     assert site.cross_checked["specificity_cross_fitted"] is None
 
 
 def test_too_few_pneumonia_scans_for_the_rule_are_refused_with_the_number_needed():
-    rows = _rows([0.2] * 30, list(np.linspace(0.5, 0.99, 40)))
+    rows = site_rows([0.2] * 30, list(np.linspace(0.5, 0.99, 40)))
     with pytest.raises(SiteCalibrationError, match="40 here, at least 59 needed"):
         fit_site_calibration(select_rows(rows, FolderLabels()), confidence=0.95)
     with pytest.raises(SiteCalibrationError, match="40 here, at least 49 needed"):
@@ -111,20 +96,20 @@ def test_too_few_pneumonia_scans_for_the_rule_are_refused_with_the_number_needed
 
 
 def test_prevalence_assumed_is_the_sample_mix_unless_given():
-    labelled = select_rows(_rows([0.2] * 30, list(np.linspace(0.5, 0.99, 20))), FolderLabels())
+    labelled = select_rows(site_rows([0.2] * 30, list(np.linspace(0.5, 0.99, 20))), FolderLabels())
     assert fit_site_calibration(labelled).prevalence_assumed == pytest.approx(0.4)
     given = fit_site_calibration(labelled, prevalence=0.1)
     assert given.prevalence == given.prevalence_assumed == 0.1
 
 
 def test_refuses_fewer_than_twenty_of_either_class():
-    rows = _rows([0.2] * 40, [0.9] * (MIN_PER_CLASS - 1))
+    rows = site_rows([0.2] * 40, [0.9] * (MIN_PER_CLASS - 1))
     with pytest.raises(SiteCalibrationError, match="19 PNEUMONIA"):
         fit_site_calibration(select_rows(rows, FolderLabels()))
 
 
 def test_intercept_follows_the_site_prevalence():
-    labelled = select_rows(_sample(50), FolderLabels())
+    labelled = select_rows(site_sample(50), FolderLabels())
     sample = fit_site_calibration(labelled)
     rare = fit_site_calibration(labelled, prevalence=0.1)
     assert sample.refit == "intercept" and sample.slope == 1.0
@@ -134,11 +119,11 @@ def test_intercept_follows_the_site_prevalence():
 
 
 def test_slope_is_refitted_with_enough_scans():
-    assert fit_site_calibration(select_rows(_sample(120), FolderLabels())).refit == "slope and intercept"
+    assert fit_site_calibration(select_rows(site_sample(120), FolderLabels())).refit == "slope and intercept"
 
 
 def test_rows_without_truth_with_errors_or_out_of_scope_are_left_out_and_named():
-    rows = _sample(25) + [
+    rows = site_sample(25) + [
         Row("elsewhere/x.png", 0.4, 0.5, MODEL),
         Row("site/NORMAL/broken.png", None, 0.5, MODEL, "not an image"),
     ]
@@ -149,11 +134,11 @@ def test_rows_without_truth_with_errors_or_out_of_scope_are_left_out_and_named()
 
 def test_results_of_a_site_calibrated_run_are_refused():
     with pytest.raises(SiteCalibrationError, match="without --calibration"):
-        select_rows(_rows([0.1] * 20, [0.9] * 20, model=f"{MODEL}+0123abcd"), FolderLabels())
+        select_rows(site_rows([0.1] * 20, [0.9] * 20, model=f"{MODEL}+0123abcd"), FolderLabels())
 
 
 def test_site_file_round_trip_and_model_id(tmp_path):
-    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_sample(30), FolderLabels()))
     path = tmp_path / "site.json"
     path.write_text(site.to_json())
     loaded = load_site(path, MODEL)
@@ -161,13 +146,13 @@ def test_site_file_round_trip_and_model_id(tmp_path):
     assert loaded.model_id() == f"{MODEL}+{loaded.sha256[:8]}"
     # Another calibration, another id: rows of two calibrations never mix on resume.
     other = tmp_path / "other.json"
-    other.write_text(fit_site_calibration(select_rows(_sample(30, seed=1), FolderLabels())).to_json())
+    other.write_text(fit_site_calibration(select_rows(site_sample(30, seed=1), FolderLabels())).to_json())
     assert load_site(other, MODEL).model_id() != loaded.model_id()
 
 
 def test_site_file_for_another_model_is_refused(tmp_path):
     path = tmp_path / "site.json"
-    path.write_text(fit_site_calibration(select_rows(_sample(30), FolderLabels())).to_json())
+    path.write_text(fit_site_calibration(select_rows(site_sample(30), FolderLabels())).to_json())
     with pytest.raises(SiteCalibrationError, match="made for model"):
         load_site(path, "xscan-cnn-0.1.0-99999999")
     path.write_text(json.dumps({"threshold": 0.5}))
@@ -183,7 +168,7 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
 
     results = tmp_path / "sample.csv"
     with ResultsWriter(results) as writer:
-        writer.write(_sample(30))
+        writer.write(site_sample(30))
     site = tmp_path / "site.json"
     done = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(site)])
     assert done.exit_code == 0, done.output
@@ -192,7 +177,7 @@ def test_calibrate_command_writes_the_site_file_and_refuses_small_samples(tmp_pa
     assert "50.0% assumed (the sample's class mix)" in done.output and "Angelopoulos" in done.output
 
     with ResultsWriter(results) as writer:
-        writer.write(_rows([0.2] * 30, [0.9] * 10))
+        writer.write(site_rows([0.2] * 30, [0.9] * 10))
     refused = CliRunner().invoke(app, ["calibrate", str(results), "--labels", "-o", str(tmp_path / "small.json")])
     assert refused.exit_code == 2
     assert "10 PNEUMONIA" in refused.output and not (tmp_path / "small.json").exists()
@@ -207,7 +192,7 @@ def test_scoring_with_a_site_file_uses_its_threshold_calibration_and_model_id(tm
     plain = tmp_path / "plain.csv"
     score_folder(scan_folder, plain, ScoreOptions(), scorer=scorer)
     base = {row.path: row for row in read_rows(plain)}
-    site = fit_site_calibration(select_rows(_sample(30), FolderLabels()))
+    site = fit_site_calibration(select_rows(site_sample(30), FolderLabels()))
     site = type(site)(**{**site.__dict__, "base_model": scorer.card.model_id})
     site_file = tmp_path / "site.json"
     site_file.write_text(site.to_json())
@@ -235,7 +220,7 @@ def test_calibrate_takes_labels_relative_to_a_labels_root(tmp_path):
     from xscan.scoring.results import ResultsWriter
 
     results = tmp_path / "sample.csv"
-    rows = _sample(30)
+    rows = site_sample(30)
     with ResultsWriter(results) as writer:
         writer.write(rows)
     truth = tmp_path / "truth.csv"
@@ -256,7 +241,7 @@ def test_calibrate_exits_2_saying_how_many_pneumonia_scans_the_rule_needs(tmp_pa
 
     results = tmp_path / "sample.csv"
     with ResultsWriter(results) as writer:
-        writer.write(_sample(30))
+        writer.write(site_sample(30))
     site = tmp_path / "site.json"
     done = subprocess.run([sys.executable, "-m", "xscan.cli", "calibrate", str(results), "--labels", "--confidence", "0.95",
                            "-o", str(site)], capture_output=True, text=True, timeout=120)

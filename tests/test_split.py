@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import TRAIN
-from test_dicom import write_dicom
+from support.data import TRAIN, needs_data
+from support.dicom import write_dicom
 
 from xscan.training.dataset import find_labelled_scans, per_file_share
 from xscan.training.train import TrainConfig, split_for_training
 
 
+@needs_data
 def test_no_patient_both_chooses_and_reports():
     train, select, report = split_for_training(find_labelled_scans(TRAIN), TrainConfig())
     patients = [{scan.patient_id for scan in part} for part in (train, select, report)]

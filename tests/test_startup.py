@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support.processes import ENV, heavy_modules_after
 
-REPO = Path(__file__).resolve().parents[1]
-
-RUN_CLI = """
+# Each command in turn in one fresh interpreter, and which heavy modules are loaded after each: a module once
+# imported stays, so the first command to import one is listed with it (and every command after it).
+EACH_COMMAND = """
+import json, sys
 from typer.testing import CliRunner
 from xscan.cli import app
-result = CliRunner().invoke(app, sys.argv[1:])
-assert result.exit_code == 0, result.output
+heavy = {}
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    heavy[" ".join(args)] = sorted(name for name in ("tensorflow", "keras") if name in sys.modules)
+print(json.dumps(heavy))
 """
-
-
-def heavy_modules_after(code: str, *args: str) -> list[str]:
-    """Which of TensorFlow and Keras are imported after running CODE in a fresh interpreter.
-
-    Fresh, because in the test process another test may already have imported TensorFlow.
-    """
-    report = "\nimport json\nprint(json.dumps(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code + report, *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def command_names() -> list[str]:
@@ -40,9 +30,21 @@ def command_names() -> list[str]:
     return [command.name or command.callback.__name__ for command in app.registered_commands]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["info"]] + [[name, "--help"] for name in command_names()], ids=" ".join)
-def test_command_does_not_import_tensorflow(args: list[str]) -> None:
-    assert heavy_modules_after(RUN_CLI, *args) == []
+COMMANDS = [["--help"], ["info"]] + [[name, "--help"] for name in command_names()]
+
+
+@pytest.fixture(scope="module")
+def heavy_after_each() -> dict[str, list[str]]:
+    """One interpreter for all commands rather than one each: the same verdicts, a second each instead of several."""
+    done = subprocess.run([sys.executable, "-c", EACH_COMMAND, json.dumps(COMMANDS)], capture_output=True, text=True, env=ENV,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_command_does_not_import_tensorflow(args: list[str], heavy_after_each: dict[str, list[str]]) -> None:
+    assert heavy_after_each[" ".join(args)] == []
 
 
 def test_loading_and_running_the_model_does_not_import_tensorflow() -> None:

@@ -2,11 +2,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import real_scans
+from support.data import real_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.model.card import read_card
+from xscan.model.card import WEIGHTS_FILE, calibrated_probability, model_config_from_card, read_card
+from xscan.model.network import build_model
 from xscan.model.scorer import load_scorer
 from xscan.training.train import SITE_GUIDANCE, class_weights
 
@@ -25,7 +26,7 @@ def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset
     out = tmp_path / "weights"
     result = CliRunner().invoke(
         app, ["train", str(tiny_dataset), "--out", str(out), "--epochs", "1", "--image-size", "64",
-              "--val-fraction", "0.5", "--seed", "3"],
+              "--val-fraction", "0.5", "--seed", "3", "--members", "1"],  # one member: what is written and loaded is the point
     )
     assert result.exit_code == 0, result.output
     card = read_card(out)
@@ -38,9 +39,12 @@ def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset
     assert card.preprocessing["image_size"] == 64
     assert len(card.robustness) >= 10
     assert card.site_guidance == SITE_GUIDANCE  # what a new site should expect travels with every card train writes
-    scorer = load_scorer(out)
-    probabilities = scorer.probabilities(np.zeros((2, 64, 64, 1), np.float32))
-    assert probabilities.shape == (2,) and np.all((probabilities >= 0) & (probabilities <= 1))
+    inputs = np.random.default_rng(0).uniform(0, 1, (2, 64, 64, 1)).astype(np.float32)
+    # The same weights through Keras, the card's calibration applied here: the scorer must agree.
+    network = build_model(model_config_from_card(card))
+    network.load_weights(out / WEIGHTS_FILE)
+    expected = calibrated_probability(np.asarray(network(inputs, training=False)).reshape(-1), card.temperature, card.bias)
+    assert load_scorer(out).probabilities(inputs) == pytest.approx(expected, abs=1e-4)
 
 
 def test_missing_class_folder_is_a_usage_error(tmp_path):

@@ -3,7 +3,7 @@
 import os
 import shutil
 
-from conftest import real_scans
+from support.data import real_scans
 
 from xscan.input.walk import find_scans
 

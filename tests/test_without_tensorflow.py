@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES, validation_scans
+from support.data import REPO, SAMPLES, validation_scans
 
 from xscan.errors import EXIT_OK
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,6 +48,21 @@ class Assessment:
             return [{} for _ in self.scope]
         return [{"feature_distance": f"{distance:.3f}", "scope_score": f"{score:.6f}"}
                 for distance, score in zip(self.distances, self.scope_scores, strict=True)]
+
+
+@runtime_checkable
+class ScoresBatches(Protocol):
+    """What the scoring pipeline (xscan.scoring.pipeline) needs of a model: a Scorer, or a stand-in that loads no network."""
+
+    card: ModelCard
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    def assess(self, model_inputs: np.ndarray) -> Assessment: ...
 
 
 @dataclass

@@ -26,7 +26,7 @@ from xscan.input.dicom.tags import blank_tags, tag_values
 from xscan.input.file_warnings import FileWarning, collected, hand_over
 from xscan.input.formats import Kind
 from xscan.input.preprocess import film_statistics, preprocess
-from xscan.model.scorer import Scorer
+from xscan.model.scorer import ScoresBatches
 from xscan.scoring.options import DicomOptions, ScoreOptions
 from xscan.scoring.results import SKIPPED_PREFIX, Row
 
@@ -129,7 +129,7 @@ def _load_watched(watch: Watch | None, path: Path, image_size: int, dicom: Dicom
 
 
 def score_paths(
-    paths: Iterable[Path], scorer: Scorer, options: ScoreOptions = ScoreOptions(), *, watch: Watch | None = None,
+    paths: Iterable[Path], scorer: ScoresBatches, options: ScoreOptions = ScoreOptions(), *, watch: Watch | None = None,
 ) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
@@ -165,7 +165,7 @@ def loaded_batches(
         yield batch
 
 
-def score_batch(batch: list[LoadedScan], scorer: Scorer, threshold: float) -> list[Row]:
+def score_batch(batch: list[LoadedScan], scorer: ScoresBatches, threshold: float) -> list[Row]:
     """One row per loaded file, in order: a probability and scope verdict for each model input, the error of each other file."""
     inputs = [item.model_input for item in batch if item.model_input is not None]
     assessment = scorer.assess(np.stack(inputs)) if inputs else None

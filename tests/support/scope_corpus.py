@@ -1,6 +1,6 @@
 """A small corpus of inputs the model was not built for, made from what packages ship and from real scans.
 
-Used by tests/test_scope.py; run it to look at the corpus: `python tests/scope_corpus.py OUT_DIR`.
+Used by tests/test_scope.py; run it to look at the corpus: `PYTHONPATH=tests python -m support.scope_corpus OUT_DIR`.
 Each kind is a folder of PNGs:
 
 - photographs, documents, microscopy and other pictures: scikit-image's sample images;
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from support.data import FULLRES, validation_scans
 
 SKIMAGE_IMAGES = (
     "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee", "coins",
@@ -104,9 +106,16 @@ def write_corpus(out: Path, chest_films: list[Path], full_resolution_films: list
     return written
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_scope import full_resolution_films, validation_films
+def validation_films() -> list[Path]:
+    """Chest films of patients the bundled model neither trained nor tuned on, 8 of each class."""
+    return validation_scans("NORMAL", 8) + validation_scans("PNEUMONIA", 8)
 
+
+def full_resolution_films() -> list[Path]:
+    """Every twelfth full-resolution original: 10 films of both classes."""
+    return sorted(FULLRES.glob("*/*.jpeg"))[::12]
+
+
+if __name__ == "__main__":
     for kind, paths in write_corpus(Path(sys.argv[1]), validation_films(), full_resolution_films()).items():
         print(f"{kind}: {len(paths)}")
