@@ -12,6 +12,8 @@ from conftest import REPO, real_scans
 
 from xscan.errors import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
 from xscan.model.card import default_weights_dir, read_card
+from xscan.reporting.report import report_from_csv
+from xscan.reporting.review_page import write_review_page
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table, results_columns
 from xscan.scoring.run import score_folder
@@ -165,3 +167,15 @@ def test_too_few_scans_and_an_older_results_file_exit_2_with_a_message(tmp_path,
                      + "".join(f"/s/{i}.jpeg,0.5,NORMAL,0.7,{card.model_id},,1,1\n" for i in range(120)))
     done = _drift(older)
     assert done.returncode == EXIT_USAGE and "written before the drift columns" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_review_page_shows_the_verdict_or_why_there_is_none(tmp_path, card):
+    drifted, few = tmp_path / "drifted.csv", tmp_path / "few.csv"
+    _write_rows(drifted, card, _like_the_reference(card, 150, 4, shift={"feature_distance": 25.0}))
+    _write_rows(few, card, _like_the_reference(card, 60, 8))
+    page = write_review_page(report_from_csv(drifted), drifted, tmp_path / "drifted", None, gallery_size=0)
+    section = page.index.read_text().split('<section id="drift"', 1)[1].split("</section>", 1)[0]
+    assert page.drift.drifted and 'data-drifted="true"' in section
+    assert "DRIFT</td><td>the feature distance" in section and "xscan calibrate" in section
+    page = write_review_page(report_from_csv(few), few, tmp_path / "few", None, gallery_size=0)
+    assert 'data-drifted="unknown"' in page.index.read_text() and "at least 100 are needed" in page.index.read_text()

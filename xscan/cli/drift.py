@@ -1,4 +1,4 @@
-"""`xscan drift`: options, and the verdict printed (or one JSON object); the test is xscan.site.drift's."""
+"""`xscan drift`: options, and the verdict printed (or one JSON object); the test is xscan.reporting.drift's."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def drift(
         xscan drift results.csv
         xscan drift results.csv --all --json
     """
-    from xscan.site.drift import drift_of_results
+    from xscan.reporting.drift import drift_of_results
 
     with exit_codes():
         verdict = drift_of_results(results, weights, every_row)
