@@ -17,7 +17,7 @@ from xscan.reporting.review_page import write_review_page
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table, results_columns
 from xscan.scoring.run import score_folder
-from xscan.stats.drift import Reference, build_reference, check_batch
+from xscan.stats.drift import Reference, build_reference, check_batch, effective_size
 
 # Two classes whose statistics differ, as the model's score and the film's grey levels do.
 NORMAL, PNEUMONIA = (0.0, 1.0), (1.5, 1.0)
@@ -69,11 +69,38 @@ def test_feature_distance_alarms_only_when_it_grows(synthetic_reference):
     assert not closer.drifted and further.drifted  # scans more like the training scans are no drift
 
 
+def test_effective_size_counts_a_patients_films_as_one_draw():
+    assert effective_size(np.array(["a", "b", "c", "d"])) == 4  # one film each: every film counts
+    assert effective_size(np.array(["a", "a", "a", "b"])) == 1  # (3 + 1)^2 / (9 + 1) = 1.6
+    assert effective_size(np.array(["a", "a", "b", "b", "c", "c"])) == 3  # 36 / 12
+
+
+def test_a_reference_of_patients_with_several_films_keeps_false_alarms_at_the_promise():
+    # A reference of 60 patients per class with 5 alike films each (one draw per patient, a little jitter), and batches
+    # of new patients: simulated as 300 independent films, the reference's error is understated and new batches alarm far
+    # more often than the promised 5 %; at its effective size they do not.
+    rng = np.random.default_rng(4)
+    per_patient = np.r_[rng.normal(*NORMAL, 60), rng.normal(*PNEUMONIA, 60)]
+    values = np.repeat(per_patient, 5) + rng.normal(0, 0.05, 600)
+    labels, patients = np.repeat(np.r_[np.zeros(60, int), np.ones(60, int)], 5), np.repeat(np.arange(120), 5)
+    clustered = {"grey_mean": build_reference(values, labels, patients)}
+    as_films = {"grey_mean": build_reference(values, labels)}
+    assert clustered["grey_mean"].sizes.tolist() == [60, 60] and as_films["grey_mean"].sizes.tolist() == [300, 300]
+    alarms = {"clustered": 0, "as films": 0}
+    for _ in range(40):
+        batch = {"grey_mean": _sample(rng, 100, 100)}
+        alarms["clustered"] += check_batch(batch, clustered)[0].drifted
+        alarms["as films"] += check_batch(batch, as_films)[0].drifted
+    assert alarms["clustered"] <= 4 < alarms["as films"], alarms
+
+
 def test_the_reference_round_trips_through_the_card_format(synthetic_reference):
     reference = synthetic_reference["grey_mean"]
     again = Reference.from_dict(json.loads(json.dumps(reference.to_dict())))
     assert np.array_equal(again.counts, reference.counts) and np.allclose(again.edges, reference.edges)
-    assert again.counts.sum() == 3000
+    assert again.counts.sum() == 3000 and again.effective is None  # a card from before effective sizes: its scan counts
+    clustered = build_reference(np.arange(6.0), np.array([0, 0, 0, 1, 1, 1]), np.array(["a", "a", "b", "c", "d", "e"]))
+    assert Reference.from_dict(json.loads(json.dumps(clustered.to_dict()))).sizes.tolist() == [1, 3]
 
 
 # --- the results file --------------------------------------------------------------------------------
