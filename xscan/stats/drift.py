@@ -14,11 +14,13 @@ of any false alarm on a batch at ALPHA (Rabanser et al. 2019, "Failing Loudly"; 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from xscan.stats.acquisition import FieldFinding
 
 ALPHA = 0.05  # the promised chance that a batch like the reference raises an alarm on any statistic
 # Holm's family level, half of ALPHA: a card holds one reference, and the false-alarm rate of batches judged against
@@ -200,18 +202,21 @@ class DriftVerdict:
 
     scans: int
     findings: list[Finding]
-    left_out: list[str]  # statistics not tested, each with why
+    left_out: list[str]  # statistics (and header fields) not tested, each with why
+    headers: list[FieldFinding] = field(default_factory=list)  # DICOM header fields against a baseline run (--baseline)
 
     @property
     def drifted(self) -> bool:
-        return any(finding.drifted for finding in self.findings)
+        return any(finding.drifted for finding in self.findings) or any(finding.drifted for finding in self.headers)
 
     def summary(self) -> str:
         """One line: the verdict and what it rests on."""
+        headers = f" and {len(self.headers)} DICOM header fields like the baseline's" if self.headers else ""
         if not self.drifted:
-            return (f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference, "
-                    f"false alarms <= {ALPHA:.0%})")
-        drifted = ", ".join(finding.statistic for finding in self.findings if finding.drifted)
+            return (f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference"
+                    f"{headers}, false alarms <= {ALPHA:.0%})")
+        drifted = ", ".join([finding.statistic for finding in self.findings if finding.drifted]
+                            + [f"DICOM {finding.field} (against the baseline)" for finding in self.headers if finding.drifted])
         return (f"drift: these {self.scans} scans are unlike the model card's reference in {drifted}: the card's figures and "
                 "any site calibration may not hold; check the source (X-ray unit, export, ward) and recalibrate with xscan calibrate")
 
@@ -219,14 +224,16 @@ class DriftVerdict:
         return {"drifted": self.drifted, "scans": self.scans, "alpha": ALPHA, "summary": self.summary(),
                 "statistics": [{**asdict(finding), "drifted": bool(finding.drifted), "p_value": float(finding.p_value)}
                                for finding in self.findings],
+                "headers": [{**asdict(finding), "drifted": bool(finding.drifted)} for finding in self.headers],
                 "left_out": self.left_out}
 
 
-def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int) -> DriftVerdict:
+def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int, level: float = LEVEL) -> DriftVerdict:
     """The verdict on a batch of SCANS scored scans: VALUES per statistic (its scans that have it) against a card's `drift` SECTION.
 
     A statistic with fewer than MIN_SCANS values (rows scored without the scope check, or with a
-    site calibration for the model's score) is left out and named.
+    site calibration for the model's score) is left out and named. LEVEL is Holm's family level
+    (less where another family of tests shares the promise).
     """
     stored = section.get("statistics", {})
     references = {name: Reference.from_dict(stored[name]) for name in stored if name in BY_NAME}
@@ -234,4 +241,4 @@ def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int) ->
     left_out += [f"{name}: {len(values[name])} values, fewer than {MIN_SCANS}" for name in references
                  if name in values and len(values[name]) < MIN_SCANS]
     tested = {name: column for name, column in values.items() if name in references and len(column) >= MIN_SCANS}
-    return DriftVerdict(scans, check_batch(tested, references), left_out)
+    return DriftVerdict(scans, check_batch(tested, references, level), left_out)
