@@ -1,4 +1,4 @@
-"""`xscan drift`: options, and the verdict printed (or one JSON object); the test is xscan.site.drift's."""
+"""`xscan drift`: options, and the verdict printed (or one JSON object); the test is xscan.reporting.drift's."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def drift(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     weights: Path = typer.Option(None, "--weights", file_okay=False, help="Weights folder whose card holds the reference "
                                  "(default: the bundled model)."),
+    baseline: Path = typer.Option(None, "--baseline", exists=True, dir_okay=False, help="Results CSV of an earlier run that "
+                                  "was fine: also compare the DICOM acquisition headers of both runs' files."),
 ) -> None:
     """Are these scans like the model's reference? Exit 0 no drift, 5 drift, 2 too few scans to tell.
 
@@ -29,23 +31,31 @@ def drift(
     On drift (exit 5) the card's figures and any site calibration may not hold: check the source
     (a new X-ray unit, export, ward) and recalibrate with xscan calibrate.
 
+    With --baseline OLD.csv it also reads the DICOM headers of both runs' files again (no pixels)
+    and compares Manufacturer, ManufacturerModelName, PhotometricInterpretation, BitsStored,
+    PixelSpacing, ViewPosition and PatientAge (chi-square, KS for the age; Holm), each family of
+    tests at half the level so false alarms stay at 5 % or fewer.
+
     Example:
 
     \b
         xscan score ./scans -o results.csv
         xscan drift results.csv
         xscan drift results.csv --all --json
+        xscan drift results.csv --baseline last-month.csv
     """
-    from xscan.site.drift import drift_of_results
+    from xscan.reporting.drift import drift_of_results
 
     with exit_codes():
-        verdict = drift_of_results(results, weights, every_row)
+        verdict = drift_of_results(results, weights, every_row, baseline)
     if as_json:
         typer.echo(json.dumps(verdict.as_dict()))
     else:
         say(verdict.summary())
         for finding in verdict.findings:
             say(("  DRIFT " if finding.drifted else "  ok    ") + finding.describe())
+        for header in verdict.headers:
+            say(("  DRIFT " if header.drifted else "  ok    ") + header.describe())
         for reason in verdict.left_out:
             say(f"  not tested: {reason}")
     raise typer.Exit(EXIT_DRIFT if verdict.drifted else EXIT_OK)

@@ -58,7 +58,7 @@ def train(
                                      "file that scoring runs (xscan-cnn.tflite) from its weights and scope check, e.g. for a "
                                      "weights folder made before xscan train wrote one; nothing is trained."),
     reference_only: bool = typer.Option(False, "--reference-only", help="Keep the trained model in --out and compute only the "
-                                        "drift check's reference again (the report part of the card's own split)."),
+                                        "drift check's reference again (the validation patients of the card's own split)."),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -68,7 +68,7 @@ def train(
     its DICOM PatientID, the labels file's patient column, or a Kermany / NIH file-name pattern;
     a scan with none of these is its own patient, and a warning says how many there are. The
     members train side by side and their logits are averaged; a small scope network and feature
-    statistics make the out-of-scope check; the report part's statistics are the drift check's
+    statistics make the out-of-scope check; the validation patients' statistics are the drift check's
     reference (xscan drift).
 
     Example:

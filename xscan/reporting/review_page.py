@@ -20,12 +20,14 @@ from xscan.about import DISCLAIMER
 from xscan.errors import ScanError
 from xscan.explain.gradcam import LONG_SIDE, Explainer
 from xscan.explain.overlay import annotate, blend, colour_scale, display_scan, write_png
+from xscan.reporting.drift import DriftUsageError, drift_of_results
 from xscan.reporting.galleries import Entry, Gallery, choose_galleries
 from xscan.reporting.labels import GroundTruth
 from xscan.reporting.plots import write_plots
 from xscan.reporting.report import Report
 from xscan.reporting.view import METRICS, number
 from xscan.scoring.results import NEGATIVE, POSITIVE, read_table
+from xscan.stats.drift import DriftVerdict
 
 INDEX = "index.html"
 IMAGES = "images"
@@ -60,6 +62,7 @@ class ReviewPage:
     seconds: float  # the whole page
     heatmap_seconds: float  # of which: loading the model, computing and drawing the gallery's images
     notes: list[str] = field(default_factory=list)
+    drift: DriftVerdict | str = ""  # the verdict on the results' last run, or why there is none
 
 
 def write_review_page(
@@ -70,7 +73,8 @@ def write_review_page(
 
     Heatmaps are computed for the scans the galleries show and no others, with the model in
     WEIGHTS (default: the bundled one); when the results come from another model the scans are
-    shown without heatmaps and the page says so.
+    shown without heatmaps and the page says so. The page shows `xscan drift`'s verdict on the
+    results' last run against the card in WEIGHTS, or why it could not be judged.
     """
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,10 +86,19 @@ def write_review_page(
     models = sorted({record["model"] for record in records})
     pictures, notes = draw_pictures(shown, source, folder, report.threshold, models, weights)
     heatmap_seconds = time.monotonic() - drawing
+    drift = drift_or_reason(source, weights)
     index = folder / INDEX
-    page = render_page(report, galleries, pictures, plots, models, notes)
+    page = render_page(report, galleries, pictures, plots, models, notes, drift)
     index.write_text(page, encoding="utf-8", errors="replace")  # a path that is not UTF-8 shows with a replacement mark
-    return ReviewPage(index, galleries, pictures, time.monotonic() - started, heatmap_seconds, notes)
+    return ReviewPage(index, galleries, pictures, time.monotonic() - started, heatmap_seconds, notes, drift)
+
+
+def drift_or_reason(source: Path, weights: Path | None) -> DriftVerdict | str:
+    """The drift verdict on SOURCE's last run, or why it cannot be judged (too few scans, older columns): a page, not an error."""
+    try:
+        return drift_of_results(source, weights)
+    except DriftUsageError as error:
+        return str(error)
 
 
 def draw_pictures(
@@ -188,11 +201,13 @@ figure.scan figcaption { font-size: 12px; overflow-wrap: anywhere; }
 
 def render_page(
     report: Report, galleries: list[Gallery], pictures: dict[str, Picture], plots: list[str], models: list[str], notes: list[str],
+    drift: DriftVerdict | str = "",
 ) -> str:
     """The page as one HTML document; every value is escaped."""
     source = report.source or "results"
     sections = [
         _header(report, models),
+        _drift(drift),
         _metrics(report),
         _plots(plots),
         _operating_points(report),
@@ -214,8 +229,8 @@ def _e(value: object) -> str:
 def _header(report: Report, models: list[str]) -> str:
     threshold_from = "--threshold" if report.threshold_source == "option" else "the CSV"
     truth = f"ground truth from {_e(report.labels_from)}" if report.labels_from else "no ground truth given"
-    sections = ("metrics", "plots", "operating-points", "notes", "galleries") if report.evaluation else (
-        "metrics", "plots", "notes", "galleries")
+    sections = ("drift", "metrics", "plots", "operating-points", "notes", "galleries") if report.evaluation else (
+        "drift", "metrics", "plots", "notes", "galleries")
     links = "".join(f'<a href="#{name}">{name.replace("-", " ")}</a>' for name in sections)
     return (f'<header><h1>xscan review</h1><p class="disclaimer">{_e(DISCLAIMER)} Every result must be read by a qualified '
             f"clinician.</p><p><strong>{_e(report.source)}</strong>: {report.summary.rows} rows; model {_e(', '.join(models))}; "
@@ -256,6 +271,18 @@ def _metrics(report: Report) -> str:
             f"<h3>All metrics, 95 % intervals (Wilson; bootstrap of {report.bootstrap})</h3>"
             f'<table><tr><th>metric</th><th class="number">value</th><th class="number">95 % interval</th><th>meaning</th></tr>'
             f"{rows}</table></section>")
+
+
+def _drift(drift: DriftVerdict | str) -> str:
+    if not isinstance(drift, DriftVerdict):
+        return f'<section id="drift" data-drifted="unknown"><h2>Drift</h2><p>Not judged: {_e(drift or "no verdict")}</p></section>'
+    rows = "".join(f'<tr><td>{"DRIFT" if finding.drifted else "ok"}</td><td>{_e(finding.describe())}</td></tr>'
+                   for finding in drift.findings)
+    left_out = "".join(f"<li>not tested: {_e(reason)}</li>" for reason in drift.left_out)
+    return (f'<section id="drift" data-drifted="{str(drift.drifted).lower()}"><h2>Drift</h2>'
+            f"<p><strong>{_e(drift.summary())}</strong> (as <code>xscan drift</code> judges the results' last run)</p>"
+            f"<table><tr><th>verdict</th><th>statistic</th></tr>{rows}</table>"
+            + (f"<ul>{left_out}</ul>" if left_out else "") + "</section>")
 
 
 def _interval(low: float, high: float) -> str:

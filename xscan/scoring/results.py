@@ -35,7 +35,7 @@ FINGERPRINT_COLUMNS = ("size", "mtime_ns", "inode", "ctime_ns")
 # The file's path below the scored folder, that folder's symbolic links resolved: one row per file
 # whichever way the folder is typed (`./export`, `/data/export`, a link to it).
 KEY_COLUMN = "resolved_path"
-# Per scan, what the drift check (xscan.site.drift) compares with the model card's reference: the scope check's
+# Per scan, what the drift check (xscan.reporting.drift) compares with the model card's reference: the scope check's
 # feature distance and its network's out-of-scope score (blank without a scope check), and the film's grey-level
 # mean and spread before equalization. Blank for a file not scored, and in rows written before these columns existed.
 MEASURE_COLUMNS = ("feature_distance", "scope_score", "grey_mean", "grey_std")

@@ -6,23 +6,27 @@ pooled reference's quantiles. A batch is compared with the best-fitting mixture 
 reference distributions: the Kolmogorov-Smirnov distance between the batch's distribution and
 w * pneumonia + (1 - w) * normal, minimised over the mixture weight w. So a batch that only holds
 more or fewer pneumonia films than the reference (label shift) is not drift. The distance's null
-distribution is simulated (a parametric bootstrap: the reference drawn again from its own bins,
-the batch from the fitted mixture), and Holm's correction across the statistics keeps the chance
+distribution is simulated (a parametric bootstrap: the reference drawn again from its own bins at
+its effective size, the batch from the fitted mixture), and Holm's correction across the statistics keeps the chance
 of any false alarm on a batch at ALPHA (Rabanser et al. 2019, "Failing Loudly"; Soin et al. 2022,
 "CheXstray").
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from xscan.stats.acquisition import FieldFinding
+
 ALPHA = 0.05  # the promised chance that a batch like the reference raises an alarm on any statistic
-# Holm's family level, half of ALPHA: a card's reference is one sample whose own error stays fixed, while the
-# simulation averages over it; at 0.05, batches of 90 % normals alarmed 7 % of the time (benchmarks/drift.py).
+# Holm's family level, half of ALPHA: a card holds one reference, and the false-alarm rate of batches judged against
+# one reference varies around the average over references that the simulation stands for (benchmarks/drift.py, five
+# references of a quarter of validation: at ALPHA, batches of 90 % normals alarmed 3 % of the time on average but 15 %
+# against one of them; at ALPHA / 2, never).
 LEVEL = ALPHA / 2
 MIN_SCANS = 100  # fewer scans than this do not tell drift from chance
 BINS = 64  # per statistic, cut at the pooled reference's quantiles
@@ -50,26 +54,49 @@ BY_NAME = {statistic.name: statistic for statistic in STATISTICS}
 
 @dataclass(frozen=True)
 class Reference:
-    """One statistic's reference: interior bin edges, and the count of reference scans per class (normal, pneumonia) per bin."""
+    """One statistic's reference: interior bin edges, the count of reference scans per class (normal, pneumonia) per bin,
+    and each class's effective size (fewer than its scans where a patient has several films)."""
 
     edges: np.ndarray
     counts: np.ndarray  # shape (2, len(edges) + 1)
+    effective: tuple[int, int] | None = None  # None (a card from before it): the scan counts
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Per class, the number of independent draws the reference stands for: what the null resamples."""
+        return np.asarray(self.effective if self.effective else self.counts.sum(axis=1), np.int64)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edges": [float(f"{edge:.6g}") for edge in self.edges], "counts": self.counts.tolist()}
+        stored = {"edges": [float(f"{edge:.6g}") for edge in self.edges], "counts": self.counts.tolist()}
+        return stored | ({"effective": list(self.effective)} if self.effective else {})
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> Reference:
-        return cls(np.asarray(stored["edges"], np.float64), np.asarray(stored["counts"], np.int64))
+        effective = tuple(int(size) for size in stored["effective"]) if "effective" in stored else None
+        return cls(np.asarray(stored["edges"], np.float64), np.asarray(stored["counts"], np.int64), effective)
 
 
-def build_reference(values: np.ndarray, labels: np.ndarray) -> Reference:
-    """The reference of one statistic from the VALUES of labelled scans (LABELS 0 normal, 1 pneumonia)."""
+def effective_size(patients: np.ndarray) -> int:
+    """The effective number of independent scans among films grouped by PATIENTS.
+
+    A patient's films are alike (the same child, often the same unit and settings), so a class of
+    395 films from 175 patients varies more than 395 independent films would: Kish's effective size
+    of a cluster sample, (sum m)^2 / sum m^2 over the patients' film counts m, the cautious case in
+    which a patient's films agree entirely. Simulating the reference at its film count made the
+    test alarm about twice as often as promised on batches of new patients (benchmarks/drift.py).
+    """
+    films = np.unique(np.asarray(patients), return_counts=True)[1].astype(np.float64)
+    return int(films.sum() ** 2 / (films**2).sum())
+
+
+def build_reference(values: np.ndarray, labels: np.ndarray, patients: np.ndarray | None = None) -> Reference:
+    """The reference of one statistic from the VALUES of labelled scans (LABELS 0 normal, 1 pneumonia) of PATIENTS (default: one each)."""
     values, labels = np.asarray(values, np.float64), np.asarray(labels)
     # Rounded as the card stores them, so that the counts are those of the stored edges.
     edges = np.unique([float(f"{edge:.6g}") for edge in np.quantile(values, np.arange(1, BINS) / BINS)])
     counts = np.stack([np.bincount(np.searchsorted(edges, values[labels == c], "right"), minlength=len(edges) + 1) for c in (0, 1)])
-    return Reference(edges, counts)
+    effective = None if patients is None else tuple(effective_size(np.asarray(patients)[labels == c]) for c in (0, 1))
+    return Reference(edges, counts, effective)
 
 
 @dataclass(frozen=True)
@@ -116,15 +143,18 @@ def mixture_distance(
 
 def null_distances(reference: Reference, scans: int, weight: float, larger_only: bool) -> np.ndarray:
     """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached per reference)."""
-    return _null(reference.edges.tobytes(), tuple(reference.counts.ravel().tolist()), scans, round(weight, 6), larger_only)
+    return _null(reference.edges.tobytes(), tuple(reference.counts.ravel().tolist()), tuple(reference.sizes.tolist()), scans,
+                 round(weight, 6), larger_only)
 
 
 @lru_cache(maxsize=256)
-def _null(edges_key: bytes, counts: tuple[int, ...], scans: int, weight: float, larger_only: bool) -> np.ndarray:
+def _null(
+    edges_key: bytes, counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool,
+) -> np.ndarray:
     rng = np.random.default_rng([SEED, scans, int(round(weight * 1000))])
     per_class = np.asarray(counts, np.int64).reshape(2, -1)
-    sizes = per_class.sum(axis=1)
-    shares = per_class / sizes[:, None]
+    sizes = np.asarray(sizes_key, np.int64)
+    shares = per_class / per_class.sum(axis=1)[:, None]
     truth = weight * shares[1] + (1 - weight) * shares[0]
     simulated = []
     for chunk in np.array_split(np.arange(SIMULATIONS), 8):  # bounded memory: (chunk, weights, bins) at a time
@@ -172,18 +202,21 @@ class DriftVerdict:
 
     scans: int
     findings: list[Finding]
-    left_out: list[str]  # statistics not tested, each with why
+    left_out: list[str]  # statistics (and header fields) not tested, each with why
+    headers: list[FieldFinding] = field(default_factory=list)  # DICOM header fields against a baseline run (--baseline)
 
     @property
     def drifted(self) -> bool:
-        return any(finding.drifted for finding in self.findings)
+        return any(finding.drifted for finding in self.findings) or any(finding.drifted for finding in self.headers)
 
     def summary(self) -> str:
         """One line: the verdict and what it rests on."""
+        headers = f" and {len(self.headers)} DICOM header fields like the baseline's" if self.headers else ""
         if not self.drifted:
-            return (f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference, "
-                    f"false alarms <= {ALPHA:.0%})")
-        drifted = ", ".join(finding.statistic for finding in self.findings if finding.drifted)
+            return (f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference"
+                    f"{headers}, false alarms <= {ALPHA:.0%})")
+        drifted = ", ".join([finding.statistic for finding in self.findings if finding.drifted]
+                            + [f"DICOM {finding.field} (against the baseline)" for finding in self.headers if finding.drifted])
         return (f"drift: these {self.scans} scans are unlike the model card's reference in {drifted}: the card's figures and "
                 "any site calibration may not hold; check the source (X-ray unit, export, ward) and recalibrate with xscan calibrate")
 
@@ -191,14 +224,16 @@ class DriftVerdict:
         return {"drifted": self.drifted, "scans": self.scans, "alpha": ALPHA, "summary": self.summary(),
                 "statistics": [{**asdict(finding), "drifted": bool(finding.drifted), "p_value": float(finding.p_value)}
                                for finding in self.findings],
+                "headers": [{**asdict(finding), "drifted": bool(finding.drifted)} for finding in self.headers],
                 "left_out": self.left_out}
 
 
-def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int) -> DriftVerdict:
+def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int, level: float = LEVEL) -> DriftVerdict:
     """The verdict on a batch of SCANS scored scans: VALUES per statistic (its scans that have it) against a card's `drift` SECTION.
 
     A statistic with fewer than MIN_SCANS values (rows scored without the scope check, or with a
-    site calibration for the model's score) is left out and named.
+    site calibration for the model's score) is left out and named. LEVEL is Holm's family level
+    (less where another family of tests shares the promise).
     """
     stored = section.get("statistics", {})
     references = {name: Reference.from_dict(stored[name]) for name in stored if name in BY_NAME}
@@ -206,4 +241,4 @@ def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int) ->
     left_out += [f"{name}: {len(values[name])} values, fewer than {MIN_SCANS}" for name in references
                  if name in values and len(values[name]) < MIN_SCANS]
     tested = {name: column for name, column in values.items() if name in references and len(column) >= MIN_SCANS}
-    return DriftVerdict(scans, check_batch(tested, references), left_out)
+    return DriftVerdict(scans, check_batch(tested, references, level), left_out)

@@ -1,4 +1,10 @@
-"""The drift check's reference in the model card: its statistics on the report part of validation, the scans that chose nothing."""
+"""The drift check's reference in the model card: its statistics on the validation patients, who chose nothing of the drift check.
+
+Both parts of validation count: the selection part chose the model's epoch, calibration and
+thresholds, none of which the drift statistics' distributions depend on much, and with it the
+reference has twice the films (254 normal instead of 127), so its own sampling error, which every
+verdict carries, is smaller (docs/drift.md).
+"""
 
 from __future__ import annotations
 
@@ -35,20 +41,21 @@ def scan_statistics(scorer: Scorer, greys: Sequence[np.ndarray]) -> dict[str, np
     return {name: np.concatenate(parts) for name, parts in columns.items() if parts}
 
 
-def drift_section(statistics: dict[str, np.ndarray], labels: np.ndarray, source: str) -> dict[str, Any]:
-    """The card's `drift` section: per statistic, the reference bins and each class's counts in them."""
+def drift_section(statistics: dict[str, np.ndarray], labels: np.ndarray, patients: np.ndarray, source: str) -> dict[str, Any]:
+    """The card's `drift` section: per statistic, the reference bins, each class's counts in them and its effective size."""
     return {
         "method": "per statistic, the batch against the best-fitting mixture of the reference's normal and pneumonia "
                   "distributions (Kolmogorov-Smirnov distance, mixture weight fitted to the batch), null simulated from the "
-                  f"reference, Holm's correction across statistics at {LEVEL}; at least {MIN_SCANS} scans (xscan.stats.drift)",
+                  "reference at its effective size (films of one patient counted as one draw, Kish), Holm's correction across "
+                  f"statistics at {LEVEL}; at least {MIN_SCANS} scans (xscan.stats.drift)",
         "source": source,
         "scans": {"NORMAL": int((labels == 0).sum()), "PNEUMONIA": int((labels == 1).sum())},
-        "statistics": {name: build_reference(values, labels).to_dict() for name, values in statistics.items()},
+        "statistics": {name: build_reference(values, labels, patients).to_dict() for name, values in statistics.items()},
     }
 
 
 def refit_reference(data_dir: Path, weights_dir: Path, command: str, labels_file: Path | None = None) -> ModelCard:
-    """Compute the drift reference of the model in WEIGHTS_DIR again, on the report part of the card's own split; the model stays.
+    """Compute the drift reference of the model in WEIGHTS_DIR again, on the validation patients of the card's own split; the model stays.
 
     Re-runnable: only the card's `drift` section, its `site_guidance` (which tells a site to run the
     drift check) and `training.reference_command` change.
@@ -58,12 +65,14 @@ def refit_reference(data_dir: Path, weights_dir: Path, command: str, labels_file
     card = read_card(weights_dir)
     recipe = card.training["recipe"]
     config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
-    report = split_for_training(find_labelled_scans(data_dir, labels_file), config)[2]
+    _, select, report = split_for_training(find_labelled_scans(data_dir, labels_file), config)
+    validation = select + report
     scorer = load_scorer(weights_dir, threads=0)
-    labels = np.array([scan.label for scan in report])
-    card.drift = drift_section(scan_statistics(scorer, load_images(report)), labels,
-                               f"the report part of validation ({len(report)} scans, {int((labels == 0).sum())} normal), "
-                               f"computed {dt.date.today().isoformat()}")
+    labels = np.array([scan.label for scan in validation])
+    patients = np.array([scan.patient_id for scan in validation])
+    card.drift = drift_section(scan_statistics(scorer, load_images(validation)), labels, patients,
+                               f"validation, its selection and report parts ({len(validation)} scans of {len(set(patients))} "
+                               f"patients, {int((labels == 0).sum())} normal), computed {dt.date.today().isoformat()}")
     card.site_guidance = SITE_GUIDANCE
     card.training["reference_command"] = command
     (weights_dir / CARD_FILE).write_text(card.to_json())
