@@ -14,7 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 FIELDS = ("Manufacturer", "ManufacturerModelName", "PhotometricInterpretation", "BitsStored", "PixelSpacing", "ViewPosition",
           "PatientAge")
@@ -49,6 +48,8 @@ def age_in_years(age: str) -> float | None:
 
 
 def _compare(field: str, current: list[str], baseline: list[str]) -> FieldFinding:
+    from scipy import stats  # here, not at import: scipy.stats takes most of a second, and every `xscan score` imports this module
+
     if field in NUMERIC:
         now = np.array([years for years in map(age_in_years, current) if years is not None])
         before = np.array([years for years in map(age_in_years, baseline) if years is not None])
