@@ -1,4 +1,4 @@
-"""`xscan score`, `report`, `calibrate` and `info` work where TensorFlow and Keras cannot be imported (issue 25).
+"""`xscan score`, `report`, `calibrate`, `drift`, `studies` and `info` work where TensorFlow and Keras cannot be imported (issue 25).
 
 Each command runs as a real process with a `tensorflow` and a `keras` package first on its path
 that raise ImportError when imported: a command that imported either, however late or lazily,
@@ -70,16 +70,21 @@ def test_report_html_draws_its_page_without_heatmaps(blocked_path: str, tmp_path
     assert "no heatmaps: Grad-CAM needs TensorFlow" in reported.stdout + reported.stderr
 
 
-def test_calibrate_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
+def test_calibrate_drift_and_studies_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
     for label in ("NORMAL", "PNEUMONIA"):
         (tmp_path / "sample" / label).mkdir(parents=True)
-        for path in validation_scans(label, 24):
+        for path in validation_scans(label, 60):  # 120 scans: enough for a drift verdict
             shutil.copy(path, tmp_path / "sample" / label / path.name)
     results = tmp_path / "sample.csv"
     assert xscan(blocked_path, "score", str(tmp_path / "sample"), "-o", str(results), "--quiet").returncode == EXIT_OK
     calibrated = xscan(blocked_path, "calibrate", str(results), "--labels", "-o", str(tmp_path / "site.json"))
     assert calibrated.returncode == EXIT_OK, calibrated.stderr
     assert "threshold" in calibrated.stdout and (tmp_path / "site.json").exists()
+    drift = xscan(blocked_path, "drift", str(results))
+    assert drift.returncode == EXIT_OK, drift.stdout + drift.stderr  # validation films: the reference's own kind
+    studies = xscan(blocked_path, "studies", str(results), "-o", str(tmp_path / "studies.csv"))
+    assert studies.returncode == EXIT_OK, studies.stderr
+    assert (tmp_path / "studies.csv").read_text().count("\n") > 1
 
 
 def test_info_without_tensorflow(blocked_path: str) -> None:
