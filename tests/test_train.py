@@ -39,12 +39,21 @@ def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset
     assert card.preprocessing["image_size"] == 64
     assert len(card.robustness) >= 10
     assert card.site_guidance == SITE_GUIDANCE  # what a new site should expect travels with every card train writes
+    # The drift reference: every validation film (selection and report parts), scored by the bundle as saved.
+    assert sum(card.drift["scans"].values()) == sum(sum(counts[part].values()) for part in ("selection", "report"))
+    assert card.training["reference_command"] == card.training["command"]
     inputs = np.random.default_rng(0).uniform(0, 1, (2, 64, 64, 1)).astype(np.float32)
     # The same weights through Keras, the card's calibration applied here: the scorer must agree.
     network = build_model(model_config_from_card(card))
     network.load_weights(out / WEIGHTS_FILE)
     expected = calibrated_probability(np.asarray(network(inputs, training=False)).reshape(-1), card.temperature, card.bias)
     assert load_scorer(out).probabilities(inputs) == pytest.approx(expected, abs=1e-4)
+    # A scope check fitted again changes the scope score: the drift reference is made again with it.
+    refit = CliRunner().invoke(app, ["train", str(tiny_dataset), "--out", str(out), "--scope-only"])
+    assert refit.exit_code == 0, refit.output
+    again = read_card(out)
+    assert again.training["reference_command"] == again.training["scope_command"] == \
+        f"xscan train {tiny_dataset} --out {out} --scope-only"
 
 
 def test_missing_class_folder_is_a_usage_error(tmp_path):

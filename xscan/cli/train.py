@@ -78,36 +78,26 @@ def train(
     from dataclasses import replace
 
     from xscan.model.card import WEIGHTS_FILE
-    from xscan.training.reference import refit_reference
-    from xscan.training.train import TrainConfig, convert_to_litert, refit_scope
+    from xscan.training.train import TrainConfig, convert_to_litert, refit_reference, refit_scope
     from xscan.training.train import train as run_training
 
     recipe = TrainConfig()
     config = replace(recipe, val_fraction=val_fraction, seed=seed, epochs=epochs, batch_size=batch_size,
                      model=replace(recipe.model, image_size=image_size, members=members))
-    # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
-    command = shlex.join([
-        "xscan", "train", str(data_dir), "--out", str(out), "--epochs", str(epochs), "--image-size", str(image_size),
-        "--members", str(members), "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
-        *(["--external", str(external)] if external else []), *(["--labels-file", str(labels_file)] if labels_file else []),
-    ])
-    if scope_only:
-        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--scope-only",
-                              *(["--external", str(external)] if external else []),
-                              *(["--labels-file", str(labels_file)] if labels_file else [])])
-    if litert_only:
-        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--litert-only"])
-    if reference_only:
-        command = shlex.join(["xscan", "train", str(data_dir), "--out", str(out), "--reference-only",
-                              *(["--labels-file", str(labels_file)] if labels_file else [])])
+    base = ["xscan", "train", str(data_dir), "--out", str(out)]
+    labelled = ["--labels-file", str(labels_file)] if labels_file else []
     with exit_codes():
         if litert_only:
-            card = convert_to_litert(out, command, say)
+            card = convert_to_litert(out, shlex.join([*base, "--litert-only"]), say)
         elif reference_only:
-            card = refit_reference(data_dir, out, command, labels_file)
+            card = refit_reference(data_dir, out, shlex.join([*base, "--reference-only", *labelled]), labels_file)
         elif scope_only:
+            command = shlex.join([*base, "--scope-only", *(["--external", str(external)] if external else []), *labelled])
             card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
         else:
-            run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
-            card = refit_reference(data_dir, out, command, labels_file)  # the drift reference, scored by the bundle as saved
+            # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
+            command = shlex.join([*base, "--epochs", str(epochs), "--image-size", str(image_size), "--members", str(members),
+                                  "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
+                                  *(["--external", str(external)] if external else []), *labelled])
+            card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
     say(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")

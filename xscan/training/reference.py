@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xscan.input.preprocess import film_statistics, preprocess
-from xscan.model.card import CARD_FILE, ModelCard, read_card
+from xscan.model.card import ModelCard
 from xscan.model.scorer import Scorer, load_scorer
 from xscan.stats.drift import LEVEL, MIN_SCANS, STATISTICS, build_reference
-from xscan.training.dataset import find_labelled_scans
+from xscan.training.dataset import LabelledScan
 
 CHUNK = 256  # scans preprocessed and scored at a time: bounded memory on a large reference part
 
@@ -54,26 +53,11 @@ def drift_section(statistics: dict[str, np.ndarray], labels: np.ndarray, patient
     }
 
 
-def refit_reference(data_dir: Path, weights_dir: Path, command: str, labels_file: Path | None = None) -> ModelCard:
-    """Compute the drift reference of the model in WEIGHTS_DIR again, on the validation patients of the card's own split; the model stays.
-
-    Re-runnable: only the card's `drift` section, its `site_guidance` (which tells a site to run the
-    drift check) and `training.reference_command` change.
-    """
-    from xscan.training.train import SITE_GUIDANCE, TrainConfig, load_images, split_for_training
-
-    card = read_card(weights_dir)
-    recipe = card.training["recipe"]
-    config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
-    _, select, report = split_for_training(find_labelled_scans(data_dir, labels_file), config)
-    validation = select + report
+def store_reference(weights_dir: Path, card: ModelCard, validation: Sequence[LabelledScan], greys: Sequence[np.ndarray]) -> None:
+    """Put the drift reference of the model in WEIGHTS_DIR (as saved there) into CARD: VALIDATION's films, GREYS decoded."""
     scorer = load_scorer(weights_dir, threads=0)
     labels = np.array([scan.label for scan in validation])
     patients = np.array([scan.patient_id for scan in validation])
-    card.drift = drift_section(scan_statistics(scorer, load_images(validation)), labels, patients,
+    card.drift = drift_section(scan_statistics(scorer, greys), labels, patients,
                                f"validation, its selection and report parts ({len(validation)} scans of {len(set(patients))} "
                                f"patients, {int((labels == 0).sum())} normal), computed {dt.date.today().isoformat()}")
-    card.site_guidance = SITE_GUIDANCE
-    card.training["reference_command"] = command
-    (weights_dir / CARD_FILE).write_text(card.to_json())
-    return card

@@ -19,7 +19,7 @@ from xscan.errors import TrainingDataError, WeightsError
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.model.bundle import save_bundle, write_litert
-from xscan.model.card import CARD_FILE, ModelCard, calibrated_probability, load_network, read_card
+from xscan.model.card import CARD_FILE, ModelCard, calibrated_probability, load_network, model_config_from_card, read_card
 from xscan.model.classes import CLASS_NAMES
 from xscan.model.native_notes import import_keras_quietly
 from xscan.model.network import MODEL_NAME, ModelConfig, build_model, ensemble_features, member_logits
@@ -45,6 +45,7 @@ from xscan.stats.intervals import PROPORTIONS, bootstrap_intervals, wilson_inter
 from xscan.stats.metrics import binary_metrics
 from xscan.training.augment import AugmentConfig, build_augmenter
 from xscan.training.dataset import LabelledScan, find_labelled_scans, per_file_share, split_by_patient
+from xscan.training.reference import store_reference
 from xscan.training.robustness import SHIFTS, Shift
 from xscan.training.scope_examples import synthetic_out_of_scope
 
@@ -220,7 +221,8 @@ def train(
         scope=scope,
     )
     card.scope.update(save_scope(out_dir, scope_network, stats, config.scope, size))
-    return save_bundle(network, card, out_dir, scope_network)
+    save_bundle(network, card, out_dir, scope_network)
+    return refit_reference(data_dir, out_dir, command, labels_file)  # scored by the bundle as saved
 
 
 @dataclass(frozen=True)
@@ -271,8 +273,7 @@ def refit_scope(
     keras = import_keras_quietly()
     keras.utils.set_random_seed(config.seed)
     card = read_card(weights_dir)
-    recipe = card.training["recipe"]
-    config = replace(config, val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    config = replace(card_split(card, config), model=model_config_from_card(card))  # the trained model's shape, not the recipe's
     network = load_network(weights_dir, card)
     train_scans, select_scans, report_scans = split_for_training(find_labelled_scans(data_dir, labels_file), config)
     size = card.image_size
@@ -289,7 +290,29 @@ def refit_scope(
     card.training["scope_command"] = command
     card.litert = write_litert(weights_dir, card, network, scope_network)
     (weights_dir / CARD_FILE).write_text(card.to_json())
+    return refit_reference(data_dir, weights_dir, command, labels_file)  # the scope score's reference is the new network's
+
+
+def refit_reference(data_dir: Path, weights_dir: Path, command: str, labels_file: Path | None = None) -> ModelCard:
+    """Compute the drift reference of the model in WEIGHTS_DIR again, on the validation patients of the card's own split; the model stays.
+
+    Re-runnable: only the card's `drift` section, its `site_guidance` (which tells a site to run the
+    drift check) and `training.reference_command` change. `train` and `refit_scope` end with it.
+    """
+    card = read_card(weights_dir)
+    _, select, report = split_for_training(find_labelled_scans(data_dir, labels_file), card_split(card))
+    store_reference(weights_dir, card, select + report, load_images(select + report))
+    card.site_guidance = SITE_GUIDANCE
+    card.training["reference_command"] = command
+    (weights_dir / CARD_FILE).write_text(card.to_json())
     return card
+
+
+def card_split(card: ModelCard, config: TrainConfig | None = None) -> TrainConfig:
+    """CONFIG (default: the recipe) with the split a trained model's CARD records: its fractions and seed."""
+    recipe = card.training["recipe"]
+    return replace(config or TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"],
+                   seed=recipe["seed"])
 
 
 def convert_to_litert(weights_dir: Path, command: str, log: Log = print) -> ModelCard:
