@@ -25,7 +25,7 @@ from xscan.input.dicom.policy import no_image_reason, skip_reason
 from xscan.input.dicom.tags import blank_tags, tag_values
 from xscan.input.file_warnings import FileWarning, collected, hand_over
 from xscan.input.formats import Kind
-from xscan.input.preprocess import film_statistics, preprocess
+from xscan.input.preprocess import preprocess_with_statistics
 from xscan.model.scorer import ScoresBatches
 from xscan.scoring.options import DicomOptions, ScoreOptions
 from xscan.scoring.results import SKIPPED_PREFIX, Row
@@ -48,7 +48,7 @@ class LoadedScan:
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
     warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
-    film: dict[str, float] = field(default_factory=dict)  # the decoded film's statistics (preprocess.film_statistics)
+    film: dict[str, float] = field(default_factory=dict)  # the film's statistics (preprocess.preprocess_with_statistics)
 
 
 def decode_min_side(image_size: int) -> int:
@@ -77,7 +77,8 @@ def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
                     return LoadedScan(path, None, SKIPPED_PREFIX + reason, tags)
             grey = scan.grey(min_side=decode_min_side(image_size))
             with decoding("cannot preprocess the decoded image"):
-                return LoadedScan(path, preprocess(grey, image_size), tags=tags, film=film_statistics(grey))
+                model_input, film = preprocess_with_statistics(grey, image_size)
+                return LoadedScan(path, model_input, tags=tags, film=film)
     except ScanError as error:
         return LoadedScan(path, None, str(error), tags)
 

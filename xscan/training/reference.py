@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xscan.input.preprocess import film_statistics, preprocess
+from xscan.input.preprocess import preprocess_with_statistics
 from xscan.model.card import ModelCard
 from xscan.model.scorer import Scorer, load_scorer
 from xscan.stats.drift import LEVEL, MIN_SCANS, STATISTICS, build_reference
@@ -29,8 +29,8 @@ def scan_statistics(scorer: Scorer, greys: Sequence[np.ndarray]) -> dict[str, np
     columns: dict[str, list[np.ndarray]] = {statistic.name: [] for statistic in STATISTICS}
     for start in range(0, len(greys), CHUNK):
         chunk = greys[start : start + CHUNK]
-        assessment = scorer.assess(np.stack([preprocess(grey, scorer.card.image_size) for grey in chunk]))
-        films = [film_statistics(grey) for grey in chunk]
+        inputs, films = zip(*(preprocess_with_statistics(grey, scorer.card.image_size) for grey in chunk), strict=True)
+        assessment = scorer.assess(np.stack(inputs))
         columns["probability"].append(assessment.probabilities)
         if assessment.scope_scores is not None and assessment.distances is not None:
             columns["scope_score"].append(assessment.scope_scores)
