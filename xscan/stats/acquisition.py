@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from xscan.stats.multiple import holm
+
 FIELDS = ("Manufacturer", "ManufacturerModelName", "PhotometricInterpretation", "BitsStored", "PixelSpacing", "ViewPosition",
           "PatientAge")
 NUMERIC = frozenset({"PatientAge"})
@@ -84,9 +86,5 @@ def compare_headers(
                             f"{MIN_HEADERS} on a side")
             continue
         findings.append(_compare(field, now, before))
-    rejecting = True
-    ranked = sorted(range(len(findings)), key=lambda index: findings[index].p_value)
-    for rank, index in enumerate(ranked):  # Holm's step-down: stop at the first field that does not pass its level
-        rejecting = rejecting and findings[index].p_value <= level / (len(findings) - rank)
-        findings[index] = replace(findings[index], drifted=rejecting)
-    return findings, left_out
+    drifted = holm([finding.p_value for finding in findings], level)
+    return [replace(finding, drifted=flag) for finding, flag in zip(findings, drifted, strict=True)], left_out

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from xscan.stats.acquisition import FieldFinding
+from xscan.stats.multiple import holm, holm_levels
 
 ALPHA = 0.05  # the promised chance that a batch like the reference raises an alarm on any statistic
 # Holm's family level, half of ALPHA: a card holds one reference, and the false-alarm rate of batches judged against
@@ -186,14 +187,14 @@ def check_statistic(name: str, values: np.ndarray, reference: Reference, level: 
 def check_batch(values: dict[str, np.ndarray], references: dict[str, Reference], alpha: float = LEVEL) -> list[Finding]:
     """Every statistic of VALUES that has a reference, tested with Holm's step-down correction at ALPHA, in STATISTICS order."""
     names = [statistic.name for statistic in STATISTICS if statistic.name in values and statistic.name in references]
-    first = {name: check_statistic(name, values[name], references[name]) for name in names}
-    findings = {}
-    rejecting = True
-    for rank, name in enumerate(sorted(names, key=lambda n: first[n].p_value)):
-        finding = check_statistic(name, values[name], references[name], alpha / (len(names) - rank))
-        rejecting = rejecting and finding.drifted
-        findings[name] = replace(finding, drifted=rejecting)
-    return [findings[name] for name in names]
+    findings = [check_statistic(name, values[name], references[name]) for name in names]
+    p_values = [finding.p_value for finding in findings]
+    return [
+        replace(finding, drifted=drifted,
+                critical=float(np.quantile(null_distances(references[finding.statistic], finding.scans, finding.pneumonia_share,
+                                                          BY_NAME[finding.statistic].larger_only), 1 - finding_level)))
+        for finding, drifted, finding_level in zip(findings, holm(p_values, alpha), holm_levels(p_values, alpha), strict=True)
+    ]
 
 
 @dataclass(frozen=True)
