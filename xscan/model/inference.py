@@ -35,10 +35,6 @@ class CompiledNetwork:
             raise ValueError(f"the LiteRT file's output has {self._interpreter.get_output_details()[0]['shape'][1]} values "
                              f"a scan, its card says {sum(self._widths)}")
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(side) for side in self._input["shape"])
-
     def run(self, inputs: np.ndarray) -> list[np.ndarray]:
         """The network's outputs for exactly `batch` INPUTS, in the card's order."""
         self._interpreter.set_tensor(self._input["index"], np.ascontiguousarray(inputs, np.float32))

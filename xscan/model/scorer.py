@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from xscan.model.scope import ScopeCheck
     from xscan.model.site_calibration import LoadedSite
 
-MODEL_BATCH = 16  # model inputs per network call (the LiteRT file's batch, xscan.model.bundle.BATCH); see Scorer.assess
+MODEL_BATCH = 16  # model inputs per network call (the LiteRT file's batch, written by xscan.model.bundle); see Scorer.assess
 
 
 NO_SCOPE_CHECK = "this model card has no out-of-scope check: every readable image gets NORMAL or PNEUMONIA"

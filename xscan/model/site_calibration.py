@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.special import expit, logit
 
 from xscan.errors import UsageError
+from xscan.model.card import calibrated_probability
 
 PROBABILITY_FLOOR = 1e-6  # results carry six decimals: 0 and 1 are clipped before the logit
 SITE_FORMAT = "xscan-site-calibration/1"
@@ -48,7 +48,7 @@ class SiteCalibration:
 
     def probability(self, base: np.ndarray) -> np.ndarray:
         """The site-calibrated probability of each base probability."""
-        return expit(self.slope * clipped_logit(base) + self.intercept)
+        return recalibrated(base, self.slope, self.intercept)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -63,8 +63,15 @@ class LoadedSite:
         return f"{self.calibration.base_model}{MODEL_SEPARATOR}{self.sha256[:8]}"
 
 
+def recalibrated(base: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """sigmoid(SLOPE * logit(BASE) + INTERCEPT): a site calibration applied to base probabilities."""
+    return calibrated_probability(slope * clipped_logit(base) + intercept, 1.0)
+
+
 def clipped_logit(p: np.ndarray) -> np.ndarray:
-    return logit(np.clip(np.asarray(p, np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
+    """logit(P), P clipped to [PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR] first (numpy's, not scipy's: no scipy at start-up)."""
+    clipped = np.clip(np.asarray(p, np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    return np.log(clipped) - np.log1p(-clipped)
 
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +16,13 @@ class Delivered:
     sent: Sent | None  # None without a node to send to
 
 
-def report_studies(results: Path, folder: Path, node: Node | None = None, patients: Mapping[str, str] | None = None,
-                   calling_ae_title: str = CALLING_AE_TITLE) -> Delivered:
+def report_studies(results: Path, folder: Path, node: Node | None = None, calling_ae_title: str = CALLING_AE_TITLE) -> Delivered:
     """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS, then store on NODE those it does not hold yet.
 
     The sent log is FOLDER/sent.csv. A DeliveryError leaves every report in FOLDER and the log
     saying which were stored, so that the same command, run again, sends only the rest.
     """
-    written = write_reports(studies_from_results(results, patients), folder)
+    written = write_reports(studies_from_results(results), folder)
     if node is None:
         return Delivered(written, None)
     return Delivered(written, send_reports(written.paths, node, folder / SENT_LOG, calling_ae_title))

@@ -219,12 +219,9 @@ def _tell(notify: Callable[[Event], None], raised: list[FileWarning]) -> None:
 def _site(calibration: Path | None, model_id: str) -> LoadedSite | None:
     if calibration is None:
         return None
-    from xscan.model.site_calibration import SiteCalibrationError, load_site
+    from xscan.model.site_calibration import load_site
 
-    try:
-        return load_site(calibration, model_id)
-    except SiteCalibrationError as error:
-        raise UsageError(str(error)) from None
+    return load_site(calibration, model_id)  # a SiteCalibrationError is a UsageError: exit 2
 
 
 # Planned paths in, the rows of each batch out, in order; told each file while it is decoded where it can be (Watch).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from xscan.model.site_calibration import MODEL_SEPARATOR, SiteCalibration, SiteCalibrationError, clipped_logit
+from xscan.model.site_calibration import MODEL_SEPARATOR, SiteCalibration, SiteCalibrationError, clipped_logit, recalibrated
 from xscan.reporting.labels import GroundTruth
 from xscan.scoring.results import Row
 from xscan.stats import conformal
@@ -100,14 +100,11 @@ def fit_site_calibration(
         # The sample's share of pneumonia is baked into the intercept; move it to the site's.
         intercept += float(clipped_logit(np.array(prevalence)) - clipped_logit(np.array(sample_share)))
 
-    def site_probability(base: np.ndarray) -> np.ndarray:
-        return expit(slope * clipped_logit(np.asarray(base, np.float64)) + intercept)
-
     def threshold_below(scores: np.ndarray, at_rank: int) -> float:
-        return float(site_probability(conformal.threshold_at_rank(scores, at_rank) - ROUNDING))
+        return float(recalibrated(conformal.threshold_at_rank(scores, at_rank) - ROUNDING, slope, intercept))
 
     threshold = threshold_below(pneumonia, rank)
-    site = site_probability(labelled.probabilities)
+    site = recalibrated(labelled.probabilities, slope, intercept)
     metrics = binary_metrics(labelled.truth, site, threshold)
     at_threshold: dict[str, object] = {
         name: {"value": metrics[name], "interval": list(wilson_interval(*PROPORTIONS[name](metrics)))}

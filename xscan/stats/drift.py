@@ -144,14 +144,11 @@ def mixture_distance(
 
 def null_distances(reference: Reference, scans: int, weight: float, larger_only: bool) -> np.ndarray:
     """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached per reference)."""
-    return _null(reference.edges.tobytes(), tuple(reference.counts.ravel().tolist()), tuple(reference.sizes.tolist()), scans,
-                 round(weight, 6), larger_only)
+    return _null(tuple(reference.counts.ravel().tolist()), tuple(reference.sizes.tolist()), scans, round(weight, 6), larger_only)
 
 
 @lru_cache(maxsize=256)
-def _null(
-    edges_key: bytes, counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool,
-) -> np.ndarray:
+def _null(counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool) -> np.ndarray:
     rng = np.random.default_rng([SEED, scans, int(round(weight * 1000))])
     per_class = np.asarray(counts, np.int64).reshape(2, -1)
     sizes = np.asarray(sizes_key, np.int64)
