@@ -12,7 +12,7 @@ from rich.table import Table
 from xscan.about import DISCLAIMER
 from xscan.cli.app import exit_codes
 from xscan.cli.options import ground_truth, labels_file_option, labels_option, labels_root_option
-from xscan.errors import ResultsWriteError, UsageError
+from xscan.errors import UsageError
 
 if TYPE_CHECKING:
     from xscan.model.site_calibration import SiteCalibration
@@ -53,20 +53,14 @@ def calibrate(
         xscan calibrate sample.csv --labels --confidence 0.95 --prevalence 0.1 -o site.json
         xscan score ./scans -o results.csv --calibration site.json
     """
-    from xscan.reporting.report import read_results
-    from xscan.site.calibrate import fit_site_calibration, select_rows
+    from xscan.site.calibrate import calibrate_results
 
     with exit_codes():
         truth = ground_truth(labels, labels_file, labels_root)
         if truth is None:
             raise UsageError("calibrate needs ground truth: --labels or --labels-file")
-        labelled = select_rows(read_results(results), truth)
-        site = fit_site_calibration(labelled, target_sensitivity, prevalence, confidence)
-        try:
-            output.write_text(site.to_json())
-        except OSError as error:
-            raise ResultsWriteError(f"cannot write {output}: {error.strerror or error}") from None
-        _print_site(site, labelled.left_out, output)
+        done = calibrate_results(results, truth, output, target_sensitivity, prevalence, confidence)
+        _print_site(done.site, done.left_out, output)
 
 
 def _print_site(site: SiteCalibration, left_out: dict[str, list[str]], output: Path) -> None:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.special import expit
 
+from xscan.errors import ResultsWriteError
 from xscan.model.site_calibration import MODEL_SEPARATOR, SiteCalibration, SiteCalibrationError, clipped_logit, recalibrated
 from xscan.reporting.labels import GroundTruth
+from xscan.reporting.report import read_results
 from xscan.scoring.results import Row
 from xscan.stats import conformal
 from xscan.stats.calibration import fit_logistic
@@ -125,6 +128,28 @@ def fit_site_calibration(
                            "miss_rate": f"Beta({rank}, {pneumonia.size + 1 - rank})"},
         prevalence_assumed=sample_share if prevalence is None else prevalence,
     )
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """What `calibrate_results` wrote, and the rows it left out by reason (reason -> paths)."""
+
+    site: SiteCalibration
+    left_out: dict[str, list[str]]
+
+
+def calibrate_results(
+    results: Path, truth: GroundTruth, output: Path, target_sensitivity: float = 0.95, prevalence: float | None = None,
+    confidence: float | None = None,
+) -> Calibrated:
+    """`xscan calibrate` as one call: RESULTS' labelled rows -> a site calibration -> OUTPUT (SITE.json)."""
+    labelled = select_rows(read_results(results), truth)
+    site = fit_site_calibration(labelled, target_sensitivity, prevalence, confidence)
+    try:
+        output.write_text(site.to_json())
+    except OSError as error:
+        raise ResultsWriteError(f"cannot write {output}: {error.strerror or error}") from None
+    return Calibrated(site, labelled.left_out)
 
 
 def promise(target_sensitivity: float, confidence: float | None) -> str:
