@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from xscan.pacs.studies import BY_FILE, BY_PATIENT, STUDY_COLUMNS, group_studies, place, read_patients, write_studies
+from xscan.pacs.studies import BY_FILE, BY_PATIENT, STUDY_COLUMNS, group_studies, read_patients, write_studies
+from xscan.reporting.labels import place
 from xscan.scoring.results import ResultsWriter, Row, results_columns
 
 MODEL, THRESHOLD = "xscan-test-model", 0.5

@@ -18,7 +18,8 @@ def drift(
     weights: Path = typer.Option(None, "--weights", file_okay=False, help="Weights folder whose card holds the reference "
                                  "(default: the bundled model)."),
     baseline: Path = typer.Option(None, "--baseline", exists=True, dir_okay=False, help="Results CSV of an earlier run that "
-                                  "was fine: also compare the DICOM acquisition headers of both runs' files."),
+                                  "was fine: also compare the DICOM acquisition headers of this run's files with those of "
+                                  "every file it scored."),
 ) -> None:
     """Are these scans like the model's reference? Exit 0 no drift, 5 drift, 2 too few scans to tell.
 
@@ -31,7 +32,8 @@ def drift(
     On drift (exit 5) the card's figures and any site calibration may not hold: check the source
     (a new X-ray unit, export, ward) and recalibrate with xscan calibrate.
 
-    With --baseline OLD.csv it also reads the DICOM headers of both runs' files again (no pixels)
+    With --baseline OLD.csv it also reads the DICOM headers of this run's files and of every file
+    the baseline scored again (no pixels)
     and compares Manufacturer, ManufacturerModelName, PhotometricInterpretation, BitsStored,
     PixelSpacing, ViewPosition and PatientAge (chi-square, KS for the age; Holm), each family of
     tests at half the level so false alarms stay at 5 % or fewer.

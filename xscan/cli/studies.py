@@ -16,7 +16,7 @@ def studies(
     output: str = typer.Option(..., "-o", "--output", help="The studies CSV to write (replaced whole); - for standard output."),
     patients_file: Path = typer.Option(None, "--patients-file", exists=True, dir_okay=False,
                                        help="Patients of non-DICOM files: a CSV with columns path,patient (a train labels "
-                                       "file is one); paths as in the results or below --patients-root."),
+                                       "file with its patient column is one); paths as in the results or below --patients-root."),
     patients_root: Path = typer.Option(None, "--patients-root", file_okay=False,
                                        help="The folder the --patients-file paths are relative to."),
 ) -> None:

@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 
 from xscan.errors import ResultsFileError, UsageError
 from xscan.pacs.headers import read_header
+from xscan.reporting.labels import place
 from xscan.scoring.results import (
     COLUMNS,
     KEY_COLUMN,
@@ -126,13 +127,8 @@ def _study_key(kind: str, name: str, files: list[StudyFile]) -> str:
     return os.path.join(folder, name)
 
 
-def place(path: str, root: Path | None = None) -> str:
-    """Where PATH (below ROOT, if given) names a file: absolute and normalised, as `xscan report` matches labels."""
-    return os.path.normpath(os.path.abspath(os.path.join(root, path) if root is not None else path))
-
-
 def read_patients(source: Path, root: Path | None = None) -> dict[str, str]:
-    """The patient of each file listed in SOURCE, a CSV with columns path,patient (a `train` labels file is one).
+    """The patient of each file listed in SOURCE, a CSV with columns path,patient (a `train` labels file with its patient column is one).
 
     Paths are relative to ROOT when given, else to the current folder, as the results' paths are.
     """

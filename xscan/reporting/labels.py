@@ -57,7 +57,7 @@ class FileLabels:
     def __init__(self, by_path: dict[str, int], source: str, root: Path | None = None) -> None:
         self.by_path = by_path
         self.root = root
-        self._by_place = {_place(path, root): label for path, label in by_path.items()}
+        self._by_place = {place(path, root): label for path, label in by_path.items()}
         below = f" below {root}" if root is not None else ""
         self.description = f"labels file {source} ({len(by_path)} entries, matched by path{below})"
 
@@ -80,10 +80,10 @@ class FileLabels:
         return cls(by_path, str(source), root)
 
     def __call__(self, path: str) -> int | None:
-        return self._by_place.get(_place(path, None)) if path else None
+        return self._by_place.get(place(path)) if path else None
 
 
-def _place(path: str, root: Path | None) -> str:
+def place(path: str, root: Path | None = None) -> str:
     """Where PATH (below ROOT, if given) names a file: absolute and normalised, with no file system access."""
     return os.path.normpath(os.path.abspath(os.path.join(root, path) if root is not None else path))
 
