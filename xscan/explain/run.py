@@ -59,7 +59,7 @@ def explain_paths(
     for path, why in skipped:
         tell(NotScanned(path, why))
     explainer = Explainer(scorer or load_scorer(options.weights))
-    threshold = explainer.scorer.card.threshold if options.threshold is None else options.threshold
+    threshold = explainer.scorer.threshold if options.threshold is None else options.threshold
     tell(Planned(to_score=len(plan), unchanged=0))
     drawn = failed = 0
     try:

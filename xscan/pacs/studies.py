@@ -35,6 +35,7 @@ from xscan.scoring.results import (
     Row,
     read_rows,
     read_table,
+    replace_file,
 )
 from xscan.training.dataset import PER_FILE, patient_id
 
@@ -181,7 +182,10 @@ def write_studies(results: Path, output: str, patients: Mapping[str, str] | None
         with ResultsWriter("-", STUDY_COLUMNS) as writer:
             writer.write(verdicts)
     else:
-        _replace(Path(output), verdicts)
+        try:
+            replace_file(Path(output), STUDY_COLUMNS, [verdict.as_record() for verdict in verdicts])
+        except OSError as error:
+            raise ResultsFileError(f"cannot write studies file {output}: {error.strerror or error}") from None
     return StudiesSummary(output, studies, verdicts)
 
 
@@ -196,14 +200,3 @@ def _check_replaceable(output: Path, results: Path) -> None:
         columns = ()
     if GROUPED_BY not in columns:
         raise ResultsFileError(f"{output} is not an xscan studies file; left untouched: use another -o")
-
-
-def _replace(output: Path, verdicts: list[Row]) -> None:
-    temporary = output.with_name(output.name + ".tmp")
-    try:
-        with ResultsWriter(temporary, STUDY_COLUMNS) as writer:
-            writer.write(verdicts)
-            writer.sync()
-        os.replace(temporary, output)
-    except OSError as error:
-        raise ResultsFileError(f"cannot write studies file {output}: {error.strerror or error}") from None

@@ -19,8 +19,9 @@ import csv
 import io
 import os
 import re
+import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -237,3 +238,14 @@ def read_rows(source: Path) -> Iterator[Row]:
             trailing_columns={column: record[column] for column in table.columns[len(COLUMNS) :] if column != SCOPE_COLUMN},
             scope=record.get(SCOPE_COLUMN, ""),
         )
+
+
+def replace_file(output: Path, columns: Sequence[str], records: Iterable[dict[str, str]]) -> None:
+    """Write the whole file beside OUTPUT, then swap it in: a kill leaves the old file or the new one."""
+    temporary = output.with_name(output.name + ".tmp")
+    with ResultsWriter(temporary, columns) as writer:
+        writer.write_records(records)
+        writer.sync()
+    if output.exists():
+        shutil.copymode(output, temporary)
+    os.replace(temporary, output)

@@ -10,7 +10,6 @@ path (KEY_COLUMN), not on the path as typed.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from xscan.scoring.results import (
     ResultsWriter,
     Row,
     read_table,
+    replace_file,
     results_columns,
 )
 
@@ -180,7 +180,7 @@ class ResumableResults(StreamResults):
 
     def _start(self) -> None:
         try:
-            _replace(self.output, self._columns, in_walk_order(self._latest.values()))
+            replace_file(self.output, self._columns, in_walk_order(self._latest.values()))
             self._writer = ResultsWriter(self.output, self._columns, append=True)
         except OSError as error:
             raise ResultsFileError(f"cannot write results file {self.output}: {error.strerror or error}") from None
@@ -194,7 +194,7 @@ class ResumableResults(StreamResults):
         """Rewrite the file with one row per file, the latest, in walk order."""
         if self._writer is not None:
             self._writer.close()
-        _replace(self.output, self._columns, in_walk_order(self._latest.values()))
+        replace_file(self.output, self._columns, in_walk_order(self._latest.values()))
 
 
 def open_results(
@@ -239,14 +239,3 @@ def _read_previous(output: Path, model_id: str, overwrite: bool) -> ResultsTable
             "use another -o, or --overwrite to start fresh"
         )
     return table
-
-
-def _replace(output: Path, columns: Sequence[str], records: list[dict[str, str]]) -> None:
-    """Write the whole file beside OUTPUT, then swap it in: a kill leaves the old file or the new one."""
-    temporary = output.with_name(output.name + ".tmp")
-    with ResultsWriter(temporary, columns) as writer:
-        writer.write_records(records)
-        writer.sync()
-    if output.exists():
-        shutil.copymode(output, temporary)
-    os.replace(temporary, output)
