@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from xscan.errors import UsageError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.scoring.pipeline import read_header_tags
-from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, RUN_COLUMN, read_table
+from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, RUN_COLUMN, drift_values, read_table
 from xscan.stats.acquisition import FIELDS, compare_headers
 from xscan.stats.drift import LEVEL, MIN_SCANS, DriftVerdict, judge
 
@@ -55,9 +53,7 @@ def drift_of_results(
         which = "scored rows" if every_row else "scored rows in its last run"
         raise DriftUsageError(f"{results} has {len(records)} {which}: at least {MIN_SCANS} are needed to tell drift from chance"
                               + ("" if every_row else " (--all uses every row)"))
-    values = measures(records)
-    if foreign:  # a site calibration moved the model's score away from the card's reference
-        values.pop("probability")
+    values = drift_values(records, with_probability=not foreign)  # a site calibration moved the score away from the reference
     if baseline is None:
         return judge(values, card.drift, len(records))
     verdict = judge(values, card.drift, len(records), LEVEL / 2)
@@ -70,9 +66,3 @@ def header_values(records: list[dict[str, str]]) -> dict[str, list[str]]:
     """Per acquisition field, the value in each RECORD's file, read again from its DICOM header ("" for any other file)."""
     tags = [read_header_tags(Path(record.get(KEY_COLUMN) or record["path"]), FIELDS) for record in records]
     return {field: [tag[field] for tag in tags] for field in FIELDS}
-
-
-def measures(records: list[dict[str, str]]) -> dict[str, np.ndarray]:
-    """Per drift statistic, the values of the RECORDS that have one (blank in rows scored without the scope check)."""
-    columns = ("probability", *MEASURE_COLUMNS)
-    return {column: np.array([float(record[column]) for record in records if record.get(column)]) for column in columns}

@@ -21,10 +21,12 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import numpy as np
 
 from xscan.errors import UsageError, printable
 from xscan.model.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
@@ -249,3 +251,12 @@ def replace_file(output: Path, columns: Sequence[str], records: Iterable[dict[st
     if output.exists():
         shutil.copymode(output, temporary)
     os.replace(temporary, output)
+
+
+def drift_values(records: Iterable[Mapping[str, str]], with_probability: bool = True) -> dict[str, np.ndarray]:
+    """Per drift statistic (xscan.stats.drift), the values of scored RECORDS that have one (blank without the scope check).
+
+    WITH_PROBABILITY off leaves the model's score out: a site calibration moved it away from the card's reference.
+    """
+    columns = ("probability", *MEASURE_COLUMNS) if with_probability else MEASURE_COLUMNS
+    return {column: np.array([float(record[column]) for record in records if record.get(column)]) for column in columns}

@@ -35,7 +35,7 @@ from xscan.scoring.journal import CRASHES_TO_SKIP, InFlightJournal
 from xscan.scoring.lock import results_lock
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.pipeline import Watch, read_header_tags, score_paths
-from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, Row
+from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, Row, drift_values
 from xscan.scoring.resume import StreamResults, Tally, open_results
 from xscan.stats.drift import MIN_SCANS, DriftVerdict, judge
 
@@ -193,20 +193,17 @@ class Measured:
 
     def __init__(self) -> None:
         self.scans = 0
-        self._columns: dict[str, list[float]] = {name: [] for name in ("probability", *MEASURE_COLUMNS)}
+        self._records: list[dict[str, str]] = []
 
     def add(self, rows: list[Row]) -> None:
         for row in rows:
-            if row.probability is None or row.error:
-                continue
-            self.scans += 1
-            self._columns["probability"].append(row.probability)
-            for name in MEASURE_COLUMNS:
-                if row.trailing_columns.get(name):
-                    self._columns[name].append(float(row.trailing_columns[name]))
+            if row.probability is not None and not row.error:
+                self.scans += 1
+                record = row.as_record()
+                self._records.append({name: record.get(name, "") for name in ("probability", *MEASURE_COLUMNS)})
 
     def values(self, with_probability: bool = True) -> dict[str, np.ndarray]:
-        return {name: np.array(column) for name, column in self._columns.items() if with_probability or name != "probability"}
+        return drift_values(self._records, with_probability)
 
 
 def _tell(notify: Callable[[Event], None], raised: list[FileWarning]) -> None:
