@@ -48,7 +48,12 @@ def report_part() -> dict[Path, str]:
     from xscan.training.train import TrainConfig, split_for_training
 
     recipe = read_card(default_weights_dir()).training["recipe"]
-    config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    config = replace(
+        TrainConfig(),
+        val_fraction=recipe["val_fraction"],
+        report_fraction=recipe["report_fraction"],
+        seed=recipe["seed"],
+    )
     _, _, report = split_for_training(find_labelled_scans(DATA / "chest_xray" / "train"), config)
     return {scan.path: scan.patient_id for scan in report}
 
@@ -98,6 +103,7 @@ def site_threshold(confidence: float | None = None):
         site = fit_site_calibration(labelled, TARGET, confidence=confidence)
         # The site threshold is on the site-calibrated probability; flagging base p >= t' is the same as site(p) >= threshold.
         return float(np.min(labelled.probabilities[site.probability(labelled.probabilities) >= site.threshold]))
+
     return choose
 
 
@@ -106,21 +112,31 @@ def old_rule(labelled: LabelledRows) -> float:
 
 
 def draw(labelled: LabelledRows, rng: np.random.Generator) -> LabelledRows:
-    picked = np.concatenate([rng.choice(np.flatnonzero(labelled.truth == label), PER_CLASS, replace=False) for label in (0, 1)])
+    picked = np.concatenate(
+        [rng.choice(np.flatnonzero(labelled.truth == label), PER_CLASS, replace=False) for label in (0, 1)]
+    )
     return LabelledRows(labelled.probabilities[picked], labelled.truth[picked], labelled.base_model, {})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=10, help="draws of 20 + 20 from half A, as issue 23 judges")
-    parser.add_argument("--many", type=int, default=2000, help="more draws, for the rule's average without the noise of ten")
-    parser.add_argument("--splits", type=int, default=50, help="patient splits on which all of one half calibrates with --confidence")
+    parser.add_argument(
+        "--many", type=int, default=2000, help="more draws, for the rule's average without the noise of ten"
+    )
+    parser.add_argument(
+        "--splits", type=int, default=50, help="patient splits on which all of one half calibrates with --confidence"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/calibrate-draws"), help="where the scored results are cached")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/calibrate-draws"), help="where the scored results are cached"
+    )
     args = parser.parse_args()
 
-    print(f"| source | half A (NORMAL + PNEUMONIA) | half B | rule | draws | mean sensitivity on B | min-max | "
-          f"sets of {args.draws} draws with mean >= {MEAN_TARGET} | mean specificity on B |")
+    print(
+        f"| source | half A (NORMAL + PNEUMONIA) | half B | rule | draws | mean sensitivity on B | min-max | "
+        f"sets of {args.draws} draws with mean >= {MEAN_TARGET} | mean specificity on B |"
+    )
     print("| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |")
     confident, over_splits = [], []
     for source in SOURCES:
@@ -130,28 +146,44 @@ def main() -> None:
         for count in (args.draws, args.many):
             rng = np.random.default_rng(args.seed)
             samples = [draw(half_a, rng) for _ in range(count)]
-            for name, rule in (("expected >= 0.95 (now)", site_threshold()), ("highest reaching 0.95 on the sample (before)", old_rule)):
+            for name, rule in (
+                ("expected >= 0.95 (now)", site_threshold()),
+                ("highest reaching 0.95 on the sample (before)", old_rule),
+            ):
                 figures = np.array([judged(rule, sample, half_b) for sample in samples])
                 sensitivity, specificity = figures[:, 0], figures[:, 1]
                 sets = sensitivity[: count - count % args.draws].reshape(-1, args.draws).mean(axis=1)
-                print(f"| {source} | {sizes[0]} | {sizes[1]} | {name} | {count} | {sensitivity.mean():.3f} | "
-                      f"{sensitivity.min():.3f}-{sensitivity.max():.3f} | {np.mean(sets >= MEAN_TARGET):.0%} of {sets.size} | "
-                      f"{specificity.mean():.3f} |")
+                print(
+                    f"| {source} | {sizes[0]} | {sizes[1]} | {name} | {count} | {sensitivity.mean():.3f} | "
+                    f"{sensitivity.min():.3f}-{sensitivity.max():.3f} | {np.mean(sets >= MEAN_TARGET):.0%} of {sets.size} | "
+                    f"{specificity.mean():.3f} |"
+                )
         for calibrate_on, judge_on, direction in ((half_a, half_b, "A -> B"), (half_b, half_a, "B -> A")):
             site = fit_site_calibration(calibrate_on, TARGET, confidence=0.95)
             sensitivity, specificity = judged(site_threshold(0.95), calibrate_on, judge_on)
-            confident.append(f"| {source} | {direction} | {int((calibrate_on.truth == 1).sum())} | {site.rank} | "
-                             f"{site.sensitivity_range['low']:.3f}-{site.sensitivity_range['high']:.3f} | {sensitivity:.3f} | "
-                             f"{specificity:.3f} |")
-        reached = [judged(site_threshold(0.95), *pair)[0] >= TARGET
-                   for seed in range(args.seed, args.seed + args.splits) for pair in _both_ways(*halves(rows, patients, seed))]
+            confident.append(
+                f"| {source} | {direction} | {int((calibrate_on.truth == 1).sum())} | {site.rank} | "
+                f"{site.sensitivity_range['low']:.3f}-{site.sensitivity_range['high']:.3f} | {sensitivity:.3f} | "
+                f"{specificity:.3f} |"
+            )
+        reached = [
+            judged(site_threshold(0.95), *pair)[0] >= TARGET
+            for seed in range(args.seed, args.seed + args.splits)
+            for pair in _both_ways(*halves(rows, patients, seed))
+        ]
         over_splits.append(f"| {source} | {args.splits} | {np.mean(reached):.0%} of {len(reached)} |")
-    print("\nAll of one half with --confidence 0.95 (sensitivity >= 0.95 with probability >= 0.95), judged on the other half:\n")
-    print("| source | calibrated -> judged | pneumonia scans | rank | 5-95 % range promised | sensitivity on the other half | "
-          "specificity on the other half |")
+    print(
+        "\nAll of one half with --confidence 0.95 (sensitivity >= 0.95 with probability >= 0.95), judged on the other half:\n"
+    )
+    print(
+        "| source | calibrated -> judged | pneumonia scans | rank | 5-95 % range promised | sensitivity on the other half | "
+        "specificity on the other half |"
+    )
     print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
     print("\n".join(confident))
-    print(f"\nThe same over {args.splits} patient splits, both ways (the judging half is finite: its noise counts against the rule):\n")
+    print(
+        f"\nThe same over {args.splits} patient splits, both ways (the judging half is finite: its noise counts against the rule):\n"
+    )
     print("| source | splits | sensitivity >= 0.95 on the other half |")
     print("| --- | ---: | ---: |")
     print("\n".join(over_splits))

@@ -85,7 +85,9 @@ def collect(cache: Path) -> dict[str, np.ndarray]:
     train, select, report = split_for_training(find_labelled_scans(DATA / "chest_xray" / "train"), config)
     rng = np.random.default_rng(1)
     train = [train[i] for i in rng.choice(len(train), TRAINING_SAMPLE, replace=False)]
-    external = split_by_patient(find_labelled_scans(DATA / "nih_adult"), config.scope.external_report_fraction, config.seed + 2)[1]
+    external = split_by_patient(
+        find_labelled_scans(DATA / "nih_adult"), config.scope.external_report_fraction, config.seed + 2
+    )[1]
     scorer = load_scorer(threads=0)
     out: dict[str, np.ndarray] = {}
 
@@ -109,7 +111,7 @@ def collect(cache: Path) -> dict[str, np.ndarray]:
 
 def group(stats: dict[str, np.ndarray], name: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     prefix = name + "/"
-    columns = {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix) and "/" not in k[len(prefix):]}
+    columns = {k[len(prefix) :]: v for k, v in stats.items() if k.startswith(prefix) and "/" not in k[len(prefix) :]}
     return {k: v for k, v in columns.items() if k not in ("label", "patient")}, columns["label"], columns["patient"]
 
 
@@ -124,8 +126,12 @@ def reference_patients(labels: np.ndarray, patients: np.ndarray, rng) -> np.ndar
 
 def draw(values: dict[str, np.ndarray], labels: np.ndarray, pool: np.ndarray, normals: int, pneumonias: int, rng):
     """A batch of NORMALS and PNEUMONIAS films of POOL (indices), no film twice."""
-    picks = np.concatenate([rng.choice(pool[labels[pool] == 0], normals, replace=False),
-                            rng.choice(pool[labels[pool] == 1], pneumonias, replace=False)])
+    picks = np.concatenate(
+        [
+            rng.choice(pool[labels[pool] == 0], normals, replace=False),
+            rng.choice(pool[labels[pool] == 1], pneumonias, replace=False),
+        ]
+    )
     return {name: column[picks] for name, column in values.items()}
 
 
@@ -159,8 +165,10 @@ def main() -> None:
     for batches in per_split:
         in_reference = reference_patients(labels, patients, rng)
         reference_sizes.append(int(in_reference.sum()))
-        references = {name: build_reference(values[in_reference], labels[in_reference], patients[in_reference])
-                      for name, values in validation.items()}
+        references = {
+            name: build_reference(values[in_reference], labels[in_reference], patients[in_reference])
+            for name, values in validation.items()
+        }
         pool = np.flatnonzero(~in_reference)
         for _ in range(batches):
             for share in SHARES:
@@ -179,8 +187,10 @@ def main() -> None:
                 batch = draw(values, shift_labels, pool, BATCH // 2, BATCH // 2, rng)
                 tally(rates, name, check_batch(batch, references))
     names = [s.name for s in STATISTICS if s.name in validation]
-    print(f"{args.batches} batches of {BATCH} per row over {args.splits} splits; reference: a quarter of validation's patients "
-          f"({min(reference_sizes)}-{max(reference_sizes)} films), batches from the other three quarters")
+    print(
+        f"{args.batches} batches of {BATCH} per row over {args.splits} splits; reference: a quarter of validation's patients "
+        f"({min(reference_sizes)}-{max(reference_sizes)} films), batches from the other three quarters"
+    )
     print("| batches | rate of | specificity drop at the threshold | any alarm | " + " | ".join(names) + " |")
     print("| --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |")
     for row, results in rates.items():
@@ -196,7 +206,10 @@ def main() -> None:
     for row, results in rates.items():
         if row.startswith(("validation", "training")):
             alarms = [any(result.values()) for result in results]
-            print(f"- {row}: " + ", ".join(f"{np.mean(alarms[a:b]):.3f}" for a, b in zip(bounds[:-1], bounds[1:], strict=True)))
+            print(
+                f"- {row}: "
+                + ", ".join(f"{np.mean(alarms[a:b]):.3f}" for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+            )
     print(f"({time.monotonic() - started:.0f} s)")
 
 

@@ -46,7 +46,13 @@ def timed_load(path: Path) -> tuple[Path, float, str, str]:
             loaded = load_scan(path, IMAGE_SIZE, DicomOptions())
     except Exception as error:  # what this benchmark is here to count
         return path, time.perf_counter() - started, "escaped", f"{type(error).__name__}: {error}"
-    outcome = "scored" if loaded.model_input is not None else "skipped" if loaded.error.startswith(SKIPPED_PREFIX) else "error"
+    outcome = (
+        "scored"
+        if loaded.model_input is not None
+        else "skipped"
+        if loaded.error.startswith(SKIPPED_PREFIX)
+        else "error"
+    )
     return path, time.perf_counter() - started, outcome, loaded.error
 
 
@@ -71,8 +77,22 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[object, ...]]) -
 
 def peak_rss_mib(mode: str, count: int, seed: int, workers: int) -> float:
     """Peak RSS of a child process that decodes COUNT files: MODE 'fuzzed' (the corpus) or 'ordinary' (unmutated seeds)."""
-    child = subprocess.Popen([sys.executable, __file__, "--rss-child", mode, "--count", str(count), "--seed", str(seed),
-                              "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            mode,
+            "--count",
+            str(count),
+            "--seed",
+            str(seed),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"the {mode} child failed")
@@ -112,20 +132,36 @@ def main() -> None:
     outcomes = Counter((kinds[path], outcome) for path, _, outcome, _ in results)
     names = ("scored", "error", "skipped", "escaped")
     print(f"{len(results)} fuzzed files (seed {args.seed}), decoded on {args.workers} threads in {seconds:.1f} s")
-    table("Outcome per mutation kind", ("mutation", *names),
-          [(kind, *(outcomes[kind, name] for name in names)) for kind in sorted({kind for kind, _ in outcomes})])
+    table(
+        "Outcome per mutation kind",
+        ("mutation", *names),
+        [(kind, *(outcomes[kind, name] for name in names)) for kind in sorted({kind for kind, _ in outcomes})],
+    )
     messages = Counter(folded(error) for _, _, outcome, error in results if outcome != "scored")
-    table("Files per error message (numbers and quoted values folded)", ("files", "error"),
-          [(count, f"`{message}`") for message, count in messages.most_common()])
+    table(
+        "Files per error message (numbers and quoted values folded)",
+        ("files", "error"),
+        [(count, f"`{message}`") for message, count in messages.most_common()],
+    )
     slowest = sorted(results, key=lambda result: result[1], reverse=True)[: args.slowest]
-    table("Slowest files", ("seconds", "file", "outcome"), [(f"{took:.3f}", path.name, outcome) for path, took, outcome, _ in slowest])
+    table(
+        "Slowest files",
+        ("seconds", "file", "outcome"),
+        [(f"{took:.3f}", path.name, outcome) for path, took, outcome, _ in slowest],
+    )
     escaped = [(path.name, error) for path, _, outcome, error in results if outcome == "escaped"]
     for name, error in escaped:
         print(f"ESCAPED {name}: {error}")
     fuzzed = peak_rss_mib("fuzzed", args.count, args.seed, args.workers)
     ordinary = peak_rss_mib("ordinary", args.count, args.seed, args.workers)
-    table("Peak RSS, decoding in a child process", ("files", "peak RSS (MiB)"),
-          [(f"{args.count} ordinary films (the seeds, unmutated)", f"{ordinary:.0f}"), (f"{args.count} fuzzed files", f"{fuzzed:.0f}")])
+    table(
+        "Peak RSS, decoding in a child process",
+        ("files", "peak RSS (MiB)"),
+        [
+            (f"{args.count} ordinary films (the seeds, unmutated)", f"{ordinary:.0f}"),
+            (f"{args.count} fuzzed files", f"{fuzzed:.0f}"),
+        ],
+    )
     sys.exit(1 if escaped else 0)
 
 

@@ -31,7 +31,12 @@ def report_part(card) -> tuple[np.ndarray, np.ndarray]:
     from xscan.training.train import TrainConfig, load_images, preprocess_all, split_for_training
 
     recipe = card.training["recipe"]
-    config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    config = replace(
+        TrainConfig(),
+        val_fraction=recipe["val_fraction"],
+        report_fraction=recipe["report_fraction"],
+        seed=recipe["seed"],
+    )
     _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
     return preprocess_all(load_images(report), card.image_size), np.array([scan.label for scan in report])
 
@@ -75,16 +80,20 @@ def main() -> None:
     shipped = load_scorer(args.weights)
     card = shipped.card
     model, _ = scoring_model(load_network(args.weights, card), card, load_scope_network(args.weights, card))
-    variants = {"float (shipped)": shipped,
-                "dynamic-range": replace(shipped, flatbuffer=convert(model, quantization="dynamic-range"))}
+    variants = {
+        "float (shipped)": shipped,
+        "dynamic-range": replace(shipped, flatbuffer=convert(model, quantization="dynamic-range")),
+    }
     x_report, y_report = report_part(card)
     x_full = fullres_inputs(card)
     print(f"{len(x_report)} report-part scans, {len(x_full)} full-resolution films", file=sys.stderr)
     results = {name: (scorer.assess(x_report), scorer.assess(x_full)) for name, scorer in variants.items()}
     base_report, base_full = results["float (shipped)"]
     threshold = card.threshold
-    print("| model | size MB | report AUC | ΔAUC | labels agree, report | labels agree, full-res | scope agrees, report "
-          "| scope agrees, full-res | largest Δp | CPU ms an image |")
+    print(
+        "| model | size MB | report AUC | ΔAUC | labels agree, report | labels agree, full-res | scope agrees, report "
+        "| scope agrees, full-res | largest Δp | CPU ms an image |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base_auc = roc_auc_score(y_report, base_report.probabilities)
     cpu = cpu_ms_per_image(variants)
@@ -95,8 +104,10 @@ def main() -> None:
         scope = [np.mean([bool(x) == bool(y) for x, y in zip(a.scope, b.scope, strict=True)]) for a, b in pairs]
         largest = max(np.abs(a.probabilities - b.probabilities).max() for a, b in pairs)
         size = len(variants[name].flatbuffer) / 1e6
-        print(f"| {name} | {size:.1f} | {auc:.4f} | {auc - base_auc:+.4f} | {agree[0]:.2%} | {agree[1]:.2%} | {scope[0]:.2%} "
-              f"| {scope[1]:.2%} | {largest:.4f} | {cpu[name]:.2f} |")
+        print(
+            f"| {name} | {size:.1f} | {auc:.4f} | {auc - base_auc:+.4f} | {agree[0]:.2%} | {agree[1]:.2%} | {scope[0]:.2%} "
+            f"| {scope[1]:.2%} | {largest:.4f} | {cpu[name]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

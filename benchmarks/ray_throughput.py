@@ -91,7 +91,9 @@ def run_cli(method: str, folder: Path, count: int, out: Path, tmp: Path) -> Run:
     """One `xscan score` run, its process tree sampled every SAMPLE_S: rows in the CSV, CPU time, memory."""
     peak_file = tmp / "driver-peak-kb"
     command = [sys.executable, "-c", DRIVER, str(peak_file), "score", str(folder), "-o", str(out), "--quiet"]
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # a local cluster, started by the run
+    env = {
+        key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"
+    }  # a local cluster, started by the run
     env |= {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if method.startswith("ray"):
         command.append("--ray")
@@ -113,7 +115,9 @@ def run_cli(method: str, folder: Path, count: int, out: Path, tmp: Path) -> Run:
     wall = time.perf_counter() - started
     rows = out.read_bytes().count(b"\r\n") - 1 if out.exists() else -1
     if process.returncode != 0 or rows != count:
-        sys.exit(f"xscan score ({method}) failed: exit code {process.returncode}, {rows} rows\n{process.stderr.read().decode()}")
+        sys.exit(
+            f"xscan score ({method}) failed: exit code {process.returncode}, {rows} rows\n{process.stderr.read().decode()}"
+        )
     first_row = next((at for at, so_far, _ in samples if so_far > 0), wall)
     begin = next(sample for sample in samples if sample[1] >= 0.2 * count)
     end = next(sample for sample in samples if sample[1] >= 0.8 * count)
@@ -126,30 +130,44 @@ def run_cli(method: str, folder: Path, count: int, out: Path, tmp: Path) -> Run:
 
 def median_run(runs: list[Run]) -> Run:
     """Each figure's median over RUNS (memory: the largest)."""
-    return Run(*(statistics.median(getattr(run, name) for run in runs) for name in ("wall", "first_row", "steady", "cpu_ms")),
-               max(run.driver_mb for run in runs), max(run.all_mb for run in runs))
+    return Run(
+        *(statistics.median(getattr(run, name) for run in runs) for name in ("wall", "first_row", "steady", "cpu_ms")),
+        max(run.driver_mb for run in runs),
+        max(run.all_mb for run in runs),
+    )
 
 
 def tables(count: int, runs: dict[str, list[Run]], cpus: int) -> str:
-    lines = ["| method | wall s | images/s end-to-end | first row s | images/s steady | CPU ms an image (steady) "
-             "| driver peak RSS MB | all processes peak PSS MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | wall s | images/s end-to-end | first row s | images/s steady | CPU ms an image (steady) "
+        "| driver peak RSS MB | all processes peak PSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     medians = {method: median_run(method_runs) for method, method_runs in runs.items()}
     for method, m in medians.items():
-        lines.append(f"| {method} | {m.wall:.1f} | {count / m.wall:.1f} | {m.first_row:.1f} | {m.steady:.1f} | {m.cpu_ms:.1f} "
-                     f"| {m.driver_mb:.0f} | {m.all_mb:.0f} |")
+        lines.append(
+            f"| {method} | {m.wall:.1f} | {count / m.wall:.1f} | {m.first_row:.1f} | {m.steady:.1f} | {m.cpu_ms:.1f} "
+            f"| {m.driver_mb:.0f} | {m.all_mb:.0f} |"
+        )
 
-    def ratio(figure, method: str) -> str:  # the median of the per-repeat ratios: a repeat's runs shared the machine's mood
+    def ratio(
+        figure, method: str
+    ) -> str:  # the median of the per-repeat ratios: a repeat's runs shared the machine's mood
         return f"{100 * statistics.median(figure(here, there) for here, there in zip(runs['local'], runs[method], strict=True)):.0f} %"
 
-    lines += ["", "| against local (median of the per-repeat ratios) | ray | ray-steady |", "|---|---:|---:|",
-              f"| steady rate | | {ratio(lambda here, there: there.steady / here.steady, 'ray-steady')} |",
-              "| rate from CPU time an image (every core busy) | "
-              f"| {ratio(lambda here, there: here.cpu_ms / there.cpu_ms, 'ray-steady')} |",
-              f"| end-to-end rate | {ratio(lambda here, there: here.wall / there.wall, 'ray')} | |",
-              "", f"Per CPU, steady: local {medians['local'].steady / cpus:.1f}, ray-steady {medians['ray-steady'].steady / cpus:.1f} "
-              f"images/s; from CPU time: local {1000 / medians['local'].cpu_ms:.1f}, ray-steady "
-              f"{1000 / medians['ray-steady'].cpu_ms:.1f} images/s."]
+    lines += [
+        "",
+        "| against local (median of the per-repeat ratios) | ray | ray-steady |",
+        "|---|---:|---:|",
+        f"| steady rate | | {ratio(lambda here, there: there.steady / here.steady, 'ray-steady')} |",
+        "| rate from CPU time an image (every core busy) | "
+        f"| {ratio(lambda here, there: here.cpu_ms / there.cpu_ms, 'ray-steady')} |",
+        f"| end-to-end rate | {ratio(lambda here, there: here.wall / there.wall, 'ray')} | |",
+        "",
+        f"Per CPU, steady: local {medians['local'].steady / cpus:.1f}, ray-steady {medians['ray-steady'].steady / cpus:.1f} "
+        f"images/s; from CPU time: local {1000 / medians['local'].cpu_ms:.1f}, ray-steady "
+        f"{1000 / medians['ray-steady'].cpu_ms:.1f} images/s.",
+    ]
     return "\n".join(lines)
 
 
@@ -165,10 +183,15 @@ def main() -> None:
             for method in METHODS:
                 run = run_cli(method, folder, args.count, Path(tmp) / "results.csv", Path(tmp))
                 runs[method].append(run)
-                print(f"{method} run {repeat + 1}: {json.dumps({k: round(v, 2) for k, v in asdict(run).items()})}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{method} run {repeat + 1}: {json.dumps({k: round(v, 2) for k, v in asdict(run).items()})}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     cpus = os.cpu_count() or 1
-    print(f"\nN = {args.count}, {cpus} CPUs; --ray starts a local cluster of {cpus} CPUs each run; median of {args.repeats} runs\n")
+    print(
+        f"\nN = {args.count}, {cpus} CPUs; --ray starts a local cluster of {cpus} CPUs each run; median of {args.repeats} runs\n"
+    )
     print(tables(args.count, runs, cpus))
 
 

@@ -31,9 +31,17 @@ TRAIN = REPO.parent / "shared" / "data" / "chest_xray" / "train"
 def write_results(destination: Path, rows: int, model_id: str) -> None:
     files = sorted(TRAIN.glob("*/*.jpeg"))
     rng = np.random.default_rng(0)
-    logits = (rng.normal(2.5, 1.5) if files[i % len(files)].parent.name == "PNEUMONIA" else rng.normal(-1.5, 1.5) for i in range(rows))
+    logits = (
+        rng.normal(2.5, 1.5) if files[i % len(files)].parent.name == "PNEUMONIA" else rng.normal(-1.5, 1.5)
+        for i in range(rows)
+    )
     with ResultsWriter(destination) as writer:
-        writer.write([Row(str(files[i % len(files)]), float(1 / (1 + np.exp(-logit))), 0.9, model_id) for i, logit in enumerate(logits)])
+        writer.write(
+            [
+                Row(str(files[i % len(files)]), float(1 / (1 + np.exp(-logit))), 0.9, model_id)
+                for i, logit in enumerate(logits)
+            ]
+        )
 
 
 def main() -> None:
@@ -46,17 +54,32 @@ def main() -> None:
         write_results(results, args.rows, load_scorer().card.model_id)
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "xscan.cli", "report", str(results), "--labels", "--html", str(Path(scratch) / "page"),
-             "--gallery", str(args.gallery)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+            [
+                sys.executable,
+                "-m",
+                "xscan.cli",
+                "report",
+                str(results),
+                "--labels",
+                "--html",
+                str(Path(scratch) / "page"),
+                "--gallery",
+                str(args.gallery),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=True,
         )
         wall = time.monotonic() - started
     drawn = re.search(r"\((\d+) scans drawn in ([\d.]+) s; ([\d.]+) s in all\)", done.stderr)
     assert drawn, done.stderr
     scans, heatmaps = int(drawn[1]), float(drawn[2])
-    print(f"{args.rows} rows, --gallery {args.gallery}: {wall:.1f} s from process start to exit; "
-          f"{scans} scans drawn with heatmaps in {heatmaps:.1f} s (model loading included); "
-          f"{wall - heatmaps:.1f} s for everything else (start-up, reading, metrics with 1000 bootstrap resamples, plots, page)")
+    print(
+        f"{args.rows} rows, --gallery {args.gallery}: {wall:.1f} s from process start to exit; "
+        f"{scans} scans drawn with heatmaps in {heatmaps:.1f} s (model loading included); "
+        f"{wall - heatmaps:.1f} s for everything else (start-up, reading, metrics with 1000 bootstrap resamples, plots, page)"
+    )
 
 
 if __name__ == "__main__":

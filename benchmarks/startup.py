@@ -36,13 +36,19 @@ def main() -> None:
             for name, code in codes.items():
                 run = run_xscan(SAMPLES, COUNT, code / "weights", args.workers, Path(tmp) / "results.csv", code)
                 runs[name].append(run)
-                print(f"{name} run {repeat + 1}: first row {run.first_row:.2f} s, exit {run.wall:.2f} s, "
-                      f"{run.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
+                print(
+                    f"{name} run {repeat + 1}: first row {run.first_row:.2f} s, exit {run.wall:.2f} s, "
+                    f"{run.peak_rss_mb:.0f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(f"\n`xscan score` of the {COUNT} sample scans, median of {args.repeats} runs\n")
     print("| code | first row s | end to end s | peak RSS MB |\n| --- | ---: | ---: | ---: |")
     for name, done in runs.items():
-        print(f"| {name} | {statistics.median(r.first_row for r in done):.2f} | {statistics.median(r.wall for r in done):.2f} "
-              f"| {statistics.median(r.peak_rss_mb for r in done):.0f} |")
+        print(
+            f"| {name} | {statistics.median(r.first_row for r in done):.2f} | {statistics.median(r.wall for r in done):.2f} "
+            f"| {statistics.median(r.peak_rss_mb for r in done):.0f} |"
+        )
     if args.baseline:
         now, base = (statistics.median(r.wall for r in runs[name]) for name in ("now", "baseline"))
         print(f"\nend to end, now / baseline: {now / base:.2f}")

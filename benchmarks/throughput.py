@@ -123,8 +123,20 @@ def child_env(code: Path = REPO) -> dict[str, str]:
 
 def run_method(method: str, folder: Path, count: int, weights: Path, workers: int, naive_limit: int) -> Run:
     limit = min(count, naive_limit) if method == "naive" else count
-    command = [sys.executable, __file__, "--child", method, "--folder", str(folder), "--limit", str(limit),
-               "--weights", str(weights), "--workers", str(workers)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--folder",
+        str(folder),
+        "--limit",
+        str(limit),
+        "--weights",
+        str(weights),
+        "--workers",
+        str(workers),
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env())
     stdout = process.stdout.read()  # the child prints one JSON line at its end
@@ -146,8 +158,18 @@ def reap(process: subprocess.Popen, block: bool) -> tuple[int | None, float]:
 
 def run_xscan(folder: Path, count: int, weights: Path, workers: int, out: Path, code: Path = REPO) -> Run:
     """`xscan score` of CODE as a real subprocess; the CSV is watched to time its rows as they appear."""
-    command = [str(Path(sys.executable).with_name("xscan")), "score", str(folder), "-o", str(out), "--quiet",
-               "--weights", str(weights), "--workers", str(workers)]
+    command = [
+        str(Path(sys.executable).with_name("xscan")),
+        "score",
+        str(folder),
+        "-o",
+        str(out),
+        "--quiet",
+        "--weights",
+        str(weights),
+        "--workers",
+        str(workers),
+    ]
     out.unlink(missing_ok=True)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(code))
@@ -207,7 +229,10 @@ def summarize(method: str, count: int, runs: list[Run]) -> Summary:
 
 
 def table(summaries: list[Summary]) -> str:
-    lines = ["| N | method | images/s end-to-end | images/s steady | peak RSS MB | note |", "|---:|---|---:|---:|---:|---|"]
+    lines = [
+        "| N | method | images/s end-to-end | images/s steady | peak RSS MB | note |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
     for s in summaries:
         note = s.note + (f"first row after {s.first_row:.2f} s" if s.first_row is not None else "")
         lines.append(f"| {s.count} | {s.method} | {s.end_to_end:.1f} | {s.steady:.1f} | {s.peak_rss_mb:.0f} | {note} |")
@@ -221,8 +246,10 @@ def _versus(x: Summary, other: Summary | None, digits: int) -> str:
 
 
 def ratios(summaries: list[Summary]) -> str:
-    lines = ["| N | xscan / naive | xscan / load-everything | xscan / decode-only (steady) | first row s |",
-             "|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| N | xscan / naive | xscan / load-everything | xscan / decode-only (steady) | first row s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for count in sorted({s.count for s in summaries}):
         by = {s.method: s for s in summaries if s.count == count}
         for name in CLI_METHODS:
@@ -231,13 +258,20 @@ def ratios(summaries: list[Summary]) -> str:
                 continue
             floor = f"{100 * x.steady / by['decode-only'].steady:.0f} %" if "decode-only" in by else "not run"
             label = count if name == "xscan" else f"{count} (baseline)"
-            lines.append(f"| {label} | {_versus(x, by.get('naive'), 1)} | {_versus(x, by.get('load-everything'), 2)} "
-                         f"| {floor} | {x.first_row:.2f} |")
+            lines.append(
+                f"| {label} | {_versus(x, by.get('naive'), 1)} | {_versus(x, by.get('load-everything'), 2)} "
+                f"| {floor} | {x.first_row:.2f} |"
+            )
     return "\n".join(lines)
 
 
 def benchmark(
-    sizes: list[int], repeats: int, weights: Path, workers: int, naive_limit: int, methods: tuple[str, ...] = METHODS,
+    sizes: list[int],
+    repeats: int,
+    weights: Path,
+    workers: int,
+    naive_limit: int,
+    methods: tuple[str, ...] = METHODS,
     baseline: Path | None = None,
 ) -> list[Summary]:
     """Each repeat runs every method once, in turn: a noisy neighbour slows all of them, not one."""
@@ -250,13 +284,22 @@ def benchmark(
                 for method in methods:
                     if method in CLI_METHODS:
                         code = REPO if method == "xscan" else baseline
-                        run = run_xscan(folder, count, weights if method == "xscan" else baseline / "weights", workers,
-                                        Path(tmp) / "results.csv", code)
+                        run = run_xscan(
+                            folder,
+                            count,
+                            weights if method == "xscan" else baseline / "weights",
+                            workers,
+                            Path(tmp) / "results.csv",
+                            code,
+                        )
                     else:
                         run = run_method(method, folder, count, weights, workers, naive_limit)
                     runs[method].append(run)
-                    print(f"N={count} {method} run {repeat + 1}: {run.images / run.work:.1f} images/s steady",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"N={count} {method} run {repeat + 1}: {run.images / run.work:.1f} images/s steady",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             summaries += [summarize(method, count, runs[method]) for method in methods]
     return summaries
 
@@ -266,10 +309,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,5000", help="comma-separated folder sizes N")
     parser.add_argument("--repeats", type=int, default=3, help="runs per method and size; the median is reported")
     parser.add_argument("--weights", type=Path, default=REPO / "weights", help="weights folder")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads for xscan and decode-only")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="decoding threads for xscan and decode-only"
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
-    parser.add_argument("--naive-limit", type=int, default=100, help="most images the naive loop runs on; beyond, extrapolated")
-    parser.add_argument("--baseline", type=Path, help="another checkout whose `xscan score` runs too (with its own weights/)")
+    parser.add_argument(
+        "--naive-limit", type=int, default=100, help="most images the naive loop runs on; beyond, extrapolated"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose `xscan score` runs too (with its own weights/)"
+    )
     parser.add_argument("--child", choices=[m for m in METHODS if m != "xscan"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)

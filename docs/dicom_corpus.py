@@ -1,4 +1,4 @@
-"""Write what `xscan score` makes of pydicom's own test files into docs/dicom.md (tests/test_dicom_corpus.py checks it).
+"""Write what `xscan score` makes of pydicom's own test files into docs/dicom.md (tests/input/test_dicom_corpus.py checks it).
 
 The tables come from a real run: `xscan score` on pydicom's bundled test files with --no-dicom-filter,
 then each file's transfer syntax and photometric interpretation read from its header.
@@ -87,7 +87,10 @@ def markdown(found: list[Outcome]) -> str:
     by_syntax: dict[str, Counter[str]] = defaultdict(Counter)
     for outcome in found:
         by_syntax[outcome.syntax][outcome.status] += 1
-    lines += [f"| {syntax} | " + " | ".join(str(by_syntax[syntax][status]) for status in STATUSES) + " |" for syntax in sorted(by_syntax)]
+    lines += [
+        f"| {syntax} | " + " | ".join(str(by_syntax[syntax][status]) for status in STATUSES) + " |"
+        for syntax in sorted(by_syntax)
+    ]
     decoded = Counter(outcome.photometric for outcome in found if outcome.status in ("scored", "too small"))
     lines += ["", "| photometric interpretation | files decoded |", "| --- | --- |"]
     lines += [f"| {photometric} | {decoded[photometric]} |" for photometric in sorted(decoded)]
@@ -105,7 +108,17 @@ def markdown(found: list[Outcome]) -> str:
 
 def score_corpus(output: Path) -> list[dict[str, str]]:
     """Run `xscan score` on the corpus, as a user would, and read back its rows."""
-    command = [sys.executable, "-m", "xscan.cli", "score", str(CORPUS), "-o", str(output), "--no-dicom-filter", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "xscan.cli",
+        "score",
+        str(CORPUS),
+        "-o",
+        str(output),
+        "--no-dicom-filter",
+        "--quiet",
+    ]
     subprocess.run(command, check=False, timeout=600)
     with open(output, newline="") as stream:
         return list(csv.DictReader(stream))

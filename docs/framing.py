@@ -17,8 +17,12 @@ import numpy as np
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train"
 SIZE, CENTRE = 96, 56
 SCALES = np.exp(np.linspace(np.log(0.75), np.log(1.6), 25))
-GROUPS = {"normal, IM- batch": "NORMAL/IM-*", "normal, NORMAL2- batch": "NORMAL/NORMAL2-*",
-          "pneumonia, bacterial": "PNEUMONIA/*bacteria*", "pneumonia, viral": "PNEUMONIA/*virus*"}
+GROUPS = {
+    "normal, IM- batch": "NORMAL/IM-*",
+    "normal, NORMAL2- batch": "NORMAL/NORMAL2-*",
+    "pneumonia, bacterial": "PNEUMONIA/*bacteria*",
+    "pneumonia, viral": "PNEUMONIA/*virus*",
+}
 
 
 def load(path: Path) -> np.ndarray:
@@ -46,7 +50,9 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for name, group in films.items():
         sizes = np.array([thorax_size(f, template) for f in group])
-        print(f"| {name} | {len(sizes)} | {np.median(sizes):.3f} | {np.percentile(sizes, 25):.3f}-{np.percentile(sizes, 75):.3f} |")
+        print(
+            f"| {name} | {len(sizes)} | {np.median(sizes):.3f} | {np.percentile(sizes, 25):.3f}-{np.percentile(sizes, 75):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def crop(fraction):
     def shift(grey):
         h, w = grey.shape
         return grey[int(h * fraction) : h - int(h * fraction), int(w * fraction) : w - int(w * fraction)]
+
     return shift
 
 
@@ -44,12 +45,15 @@ def as_is(grey):
 
 
 # name: (change to normal films, change to pneumonia films)
-PROXIES = {"as is": (as_is, as_is),
-           "tight collimation (crop 16 %/side)": (crop(0.16), crop(0.16)),
-           "normals at the pneumonia films' framing (crop 5 %/side)": (crop(0.05), as_is),
-           "normals cropped 10 %/side, pneumonia as is": (crop(0.10), as_is),
-           "normals cropped 16 %/side, pneumonia as is": (crop(0.16), as_is),
-           "width x0.8": (widen(0.8), widen(0.8)), "width x1.25": (widen(1.25), widen(1.25))}
+PROXIES = {
+    "as is": (as_is, as_is),
+    "tight collimation (crop 16 %/side)": (crop(0.16), crop(0.16)),
+    "normals at the pneumonia films' framing (crop 5 %/side)": (crop(0.05), as_is),
+    "normals cropped 10 %/side, pneumonia as is": (crop(0.10), as_is),
+    "normals cropped 16 %/side, pneumonia as is": (crop(0.16), as_is),
+    "width x0.8": (widen(0.8), widen(0.8)),
+    "width x1.25": (widen(1.25), widen(1.25)),
+}
 
 
 def main() -> None:
@@ -64,11 +68,18 @@ def main() -> None:
     for weights in sys.argv[1:]:
         scorer = load_scorer(Path(weights), threads=2)
         for name, (normal, pneumonia) in PROXIES.items():
-            x = np.stack([preprocess((pneumonia if y else normal)(g), scorer.card.image_size) for g, y in zip(greys, labels, strict=True)])
+            x = np.stack(
+                [
+                    preprocess((pneumonia if y else normal)(g), scorer.card.image_size)
+                    for g, y in zip(greys, labels, strict=True)
+                ]
+            )
             p = scorer.probabilities(x)
             called = p >= scorer.card.threshold
-            print(f"| {scorer.card.model_id} | {name} | {roc_auc_score(labels, p):.4f} | {called[labels == 1].mean():.3f} | "
-                  f"{1 - called[labels == 0].mean():.3f} | {called[labels == 0].sum()} of {(labels == 0).sum()} |")
+            print(
+                f"| {scorer.card.model_id} | {name} | {roc_auc_score(labels, p):.4f} | {called[labels == 1].mean():.3f} | "
+                f"{1 - called[labels == 0].mean():.3f} | {called[labels == 0].sum()} of {(labels == 0).sum()} |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write README's table of what a labelled sample buys with `xscan calibrate` (tests/test_site.py checks it is current).
+"""Write README's table of what a labelled sample buys with `xscan calibrate` (tests/site/test_site.py checks it is current).
 
 The numbers come from xscan.stats.conformal, the functions calibrate itself uses.
 
@@ -27,8 +27,10 @@ def _promised(n: int, target: float, confidence: float | None) -> str:
 
 def tables() -> str:
     with_confidence = " | ".join(f">= S with probability {c:g}" for c in CONFIDENCES)
-    lines = [f"| target sensitivity S | expected sensitivity >= S | {with_confidence} |",
-             "| --- | ---: | " + " | ".join("---:" for _ in CONFIDENCES) + " |"]
+    lines = [
+        f"| target sensitivity S | expected sensitivity >= S | {with_confidence} |",
+        "| --- | ---: | " + " | ".join("---:" for _ in CONFIDENCES) + " |",
+    ]
     for target in TARGETS:
         needed = [scores_needed(target)] + [scores_needed(target, c) for c in CONFIDENCES]
         lines.append(f"| {target:g} | " + " | ".join(str(n) for n in needed) + " |")
@@ -39,7 +41,9 @@ def tables() -> str:
 
 def main() -> None:
     path = ROOT / "README.md"
-    path.write_text(MARKED.sub(lambda _: f"<!-- site-guarantees -->\n{tables()}\n<!-- /site-guarantees -->", path.read_text()))
+    path.write_text(
+        MARKED.sub(lambda _: f"<!-- site-guarantees -->\n{tables()}\n<!-- /site-guarantees -->", path.read_text())
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write the bundled model card's tables into README.md and docs/model.md (tests/test_model_tables.py checks them).
+"""Write the bundled model card's tables into README.md and docs/model.md (tests/model/test_model_tables.py checks them).
 
 Run after `xscan train ... --out weights`: python docs/update_tables.py
 """
@@ -19,19 +19,28 @@ def _ci(figures: dict, name: str, digits: int = 3) -> str:
 
 
 def _figure_row(name: str, figures: dict, out_of_scope: str = "") -> str:
-    return (f"| {name} | {figures['n']} | {_ci(figures, 'auc')} | {_ci(figures, 'sensitivity')} | "
-            f"{_ci(figures, 'specificity')} | {_ci(figures, 'precision')} | {out_of_scope} |")
+    return (
+        f"| {name} | {figures['n']} | {_ci(figures, 'auc')} | {_ci(figures, 'sensitivity')} | "
+        f"{_ci(figures, 'specificity')} | {_ci(figures, 'precision')} | {out_of_scope} |"
+    )
 
 
 def tables(card: ModelCard) -> str:
     lines = [
         "| scans | n | AUC (95 % CI) | sensitivity | specificity | precision | out of scope |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        _figure_row("validation, report part (chose nothing)", card.validation,
-                    f"{card.scope['rates']['validation (report part), in scope']:.3f}" if card.scope else ""),
+        _figure_row(
+            "validation, report part (chose nothing)",
+            card.validation,
+            f"{card.scope['rates']['validation (report part), in scope']:.3f}" if card.scope else "",
+        ),
     ]
     for external in card.external:
-        lines.append(_figure_row(f"{external['name']}: all (out of population)", external["all"], f"{external['out_of_scope_rate']:.3f}"))
+        lines.append(
+            _figure_row(
+                f"{external['name']}: all (out of population)", external["all"], f"{external['out_of_scope_rate']:.3f}"
+            )
+        )
         for subset in ("PA films", "kept by the scope check"):
             if subset in external:
                 lines.append(_figure_row(f"{external['name']}: {subset}", external[subset]))
@@ -45,10 +54,14 @@ def tables(card: ModelCard) -> str:
         lines += ["", "| out-of-scope check on | judged out of scope |", "| --- | --- |"]
         lines += [f"| {name} | {rate:.3f} |" for name, rate in card.scope["rates"].items()]
     lines += ["", "| shift (report part) | AUC | sensitivity | specificity |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['shift']} | {r['auc']:.4f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |" for r in card.robustness]
+    lines += [
+        f"| {r['shift']} | {r['auc']:.4f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |" for r in card.robustness
+    ]
     worst = min(card.robustness, key=lambda r: r["specificity"])
-    lines.append(f"\nWorst specificity: {worst['shift']}, {worst['specificity']:.3f}; "
-                 f"worst AUC: {min(r['auc'] for r in card.robustness):.4f}.")
+    lines.append(
+        f"\nWorst specificity: {worst['shift']}, {worst['specificity']:.3f}; "
+        f"worst AUC: {min(r['auc'] for r in card.robustness):.4f}."
+    )
     return "\n".join(lines)
 
 

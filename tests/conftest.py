@@ -75,12 +75,26 @@ def review_run(tmp_path_factory):
         records = list(csv.DictReader(stream))
     for record in records:
         out = record["path"].endswith(real_scans("NORMAL", 1, NIH)[0].name)
-        record["label"], record["scope"] = ("OUT_OF_SCOPE", "outside the training population (test)") if out else (record["label"], "")
+        record["label"], record["scope"] = (
+            ("OUT_OF_SCOPE", "outside the training population (test)") if out else (record["label"], "")
+        )
     with open(results, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=[*records[0]])
         writer.writeheader()
         writer.writerows(records)
     page = base / "review"
-    reported = CliRunner().invoke(app, ["report", str(results), "--labels", "--html", str(page), "--gallery", str(REVIEW_GALLERY),
-                                        "--bootstrap", "200"])
+    reported = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(results),
+            "--labels",
+            "--html",
+            str(page),
+            "--gallery",
+            str(REVIEW_GALLERY),
+            "--bootstrap",
+            "200",
+        ],
+    )
     return results, page, reported

@@ -26,7 +26,20 @@ LAYERS: dict[str, set[str]] = {
     # Results where a hospital reads them: studies from rows and headers, structured reports, sending to a PACS;
     # a file's patient as training finds it.
     "pacs": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting"},
-    "cli": {"about", "errors", "stats", "input", "model", "scoring", "training", "explain", "reporting", "site", "pacs", "package"},
+    "cli": {
+        "about",
+        "errors",
+        "stats",
+        "input",
+        "model",
+        "scoring",
+        "training",
+        "explain",
+        "reporting",
+        "site",
+        "pacs",
+        "package",
+    },
     "package": {"about", "model", "scoring", "explain"},  # xscan/__init__.py: the public names, imported on first use
 }
 
@@ -56,7 +69,9 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "xscan")
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "xscan":
-            for alias in node.names:  # `from xscan.scoring import run` names a module, `from xscan import __version__` does not
+            for (
+                alias
+            ) in node.names:  # `from xscan.scoring import run` names a module, `from xscan import __version__` does not
                 submodule = f"{node.module}.{alias.name}"
                 found.add(submodule if module_path(submodule) else node.module)
     return found - {module_name(path)}
@@ -76,7 +91,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
         path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == "open":
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()
@@ -113,8 +128,12 @@ def test_the_layer_check_finds_an_upward_import() -> None:
 def test_the_graph_walks_the_subpackages_and_sees_lazy_imports() -> None:
     graph = import_graph()
     assert {"xscan.input.dicom.image", "xscan.model.scorer", "xscan.scoring.run", "xscan.cli"} <= set(graph)
-    assert "xscan.scoring.run" in {target for module, targets in graph.items() if stage(module) == "cli" for target in targets}
-    assert {"xscan.scoring.run", "xscan.scoring.pipeline", "xscan.scoring.options"} <= graph["xscan"]  # imported on first use
+    assert "xscan.scoring.run" in {
+        target for module, targets in graph.items() if stage(module) == "cli" for target in targets
+    }
+    assert {"xscan.scoring.run", "xscan.scoring.pipeline", "xscan.scoring.options"} <= graph[
+        "xscan"
+    ]  # imported on first use
 
 
 def test_every_module_belongs_to_a_known_stage() -> None:
@@ -135,6 +154,8 @@ def test_only_the_cli_imports_typer_and_nothing_imports_the_cli(module: str) -> 
     assert path is not None
     assert not {target for target in imported_modules(path) if stage(target) == "cli"}
     tree = ast.parse(path.read_text())
-    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names}
+    names = {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names
+    }
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name for name in names if name.split(".")[0] == "typer"}

@@ -12,7 +12,7 @@ PACKAGE = REPO / "xscan"
 def layout_table() -> dict[str, set[str]]:
     """Folder ('' for the package's top) -> the module files README's layout table names in its row."""
     text = (REPO / "README.md").read_text()
-    table = text[text.index("| folder | owns |"):].split("\n\n", 1)[0]
+    table = text[text.index("| folder | owns |") :].split("\n\n", 1)[0]
     rows: dict[str, set[str]] = {}
     for line in table.splitlines()[2:]:
         first, owns = line.split("|")[1:3]

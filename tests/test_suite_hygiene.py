@@ -27,14 +27,18 @@ def imported_top_names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted([*TESTS.glob("*.py"), *(TESTS / "support").glob("*.py")]), ids=lambda path: path.name)
+@pytest.mark.parametrize("path", sorted(TESTS.rglob("*.py")), ids=lambda path: path.name)
 def test_no_test_module_imports_another_or_conftest(path: Path) -> None:
-    test_modules = {module.stem for module in TESTS.glob("*.py")}  # test_*.py and conftest.py
+    test_modules = {
+        module.stem for module in TESTS.rglob("*.py") if module.parent.name != "support"
+    }  # test_*.py, conftest.py, the folders
     assert imported_top_names(path) & test_modules == set()
 
 
 def test_the_import_check_sees_an_import_of_a_test_module(tmp_path: Path) -> None:
-    (tmp_path / "test_x.py").write_text("def helper():\n    from test_dicom import write_dicom\nfrom conftest import REPO\n")
+    (tmp_path / "test_x.py").write_text(
+        "def helper():\n    from test_dicom import write_dicom\nfrom conftest import REPO\n"
+    )
     assert {"test_dicom", "conftest"} <= imported_top_names(tmp_path / "test_x.py")
 
 
@@ -45,7 +49,9 @@ def test_the_real_scorer_and_the_stand_in_both_score_batches(scorer) -> None:
     assert [len(model.assess(inputs).probabilities) for model in (scorer, StandIn())] == [3, 3]
 
 
-def test_a_missing_data_set_skips_and_under_xscan_require_data_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_data_set_skips_and_under_xscan_require_data_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(support.data, "TRAIN", tmp_path / "nowhere")
     monkeypatch.delenv("XSCAN_REQUIRE_DATA", raising=False)
     with pytest.raises(pytest.skip.Exception, match="the real data set is missing at .*shared/data"):

@@ -33,15 +33,24 @@ def blocked_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def xscan(blocked_path: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from xscan.cli import app; app()", *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": blocked_path})
+    return subprocess.run(
+        [sys.executable, "-c", "from xscan.cli import app; app()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": blocked_path},
+    )
 
 
 def test_the_blockers_block(blocked_path: str) -> None:
     """Without this, the tests below could pass with TensorFlow imported after all."""
     for name in ("tensorflow", "keras"):
-        done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": blocked_path})
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {name}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": blocked_path},
+        )
         assert done.returncode != 0 and f"{name} is blocked" in done.stderr
 
 
@@ -64,7 +73,9 @@ def test_report_html_draws_its_page_without_heatmaps(blocked_path: str, tmp_path
     results = tmp_path / "results.csv"
     assert xscan(blocked_path, "score", str(SAMPLES), "-o", str(results), "--quiet").returncode == EXIT_OK
     page = tmp_path / "review"
-    reported = xscan(blocked_path, "report", str(results), "--labels", "--bootstrap", "50", "--html", str(page), "--gallery", "2")
+    reported = xscan(
+        blocked_path, "report", str(results), "--labels", "--bootstrap", "50", "--html", str(page), "--gallery", "2"
+    )
     assert reported.returncode == EXIT_OK, reported.stderr
     assert (page / "index.html").exists()
     assert "no heatmaps: Grad-CAM needs TensorFlow" in reported.stdout + reported.stderr

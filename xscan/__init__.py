@@ -21,8 +21,19 @@ from xscan.about import DISCLAIMER as DISCLAIMER
 from xscan.about import __version__ as __version__
 
 __all__ = [
-    "DicomOptions", "ExplainOptions", "ExplainSummary", "LoadedScan", "Row", "ScoreOptions", "ScoreSummary", "Scorer",
-    "explain_paths", "load_scan", "load_scorer", "score_folder", "score_paths",
+    "DicomOptions",
+    "ExplainOptions",
+    "ExplainSummary",
+    "LoadedScan",
+    "Row",
+    "ScoreOptions",
+    "ScoreSummary",
+    "Scorer",
+    "explain_paths",
+    "load_scan",
+    "load_scorer",
+    "score_folder",
+    "score_paths",
 ]
 
 

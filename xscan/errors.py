@@ -83,5 +83,9 @@ def printable(text: str, limit: int = CELL_LIMIT) -> str:
     written as its escape, `\\x00`, `\\x9d`, `\\udc80`.
     """
     joined = " ".join(text.split())
-    cleaned = joined if joined.isprintable() else "".join(char if char.isprintable() else ascii(char)[1:-1] for char in joined)
+    cleaned = (
+        joined
+        if joined.isprintable()
+        else "".join(char if char.isprintable() else ascii(char)[1:-1] for char in joined)
+    )
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."

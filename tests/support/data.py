@@ -53,7 +53,12 @@ def _validation_paths() -> frozenset[Path]:
     from xscan.training.train import TrainConfig, split_for_training
 
     recipe = read_card(default_weights_dir()).training["recipe"]
-    config = replace(TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"])
+    config = replace(
+        TrainConfig(),
+        val_fraction=recipe["val_fraction"],
+        report_fraction=recipe["report_fraction"],
+        seed=recipe["seed"],
+    )
     _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
     return frozenset(scan.path for scan in report)
 

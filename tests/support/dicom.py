@@ -15,8 +15,12 @@ PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"  # odd and ord
 
 
 def write_dicom(
-    path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 8,
-    compress: str = "", **attributes: object,
+    path: Path,
+    pixels: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 8,
+    compress: str = "",
+    **attributes: object,
 ) -> Path:
     """A frontal DX radiograph as a PACS would export it, with ATTRIBUTES set or overriding."""
     ds = Dataset()
@@ -33,7 +37,9 @@ def write_dicom(
     return path
 
 
-def without_part10_header(part10: Path, path: Path, implicit_vr: bool, little_endian: bool, keep_meta: bool = False) -> Path:
+def without_part10_header(
+    part10: Path, path: Path, implicit_vr: bool, little_endian: bool, keep_meta: bool = False
+) -> Path:
     """The data set of PART10 as older archives write it: no preamble, no DICM marker, no file meta (or meta, unmarked)."""
     ds = pydicom.dcmread(part10)
     ds.preamble = None
@@ -43,7 +49,13 @@ def without_part10_header(part10: Path, path: Path, implicit_vr: bool, little_en
         del ds.file_meta
         if not little_endian:  # pydicom writes the pixel data's bytes as they are
             ds.PixelData = np.frombuffer(ds.PixelData, "<u2").astype(">u2").tobytes()
-        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=implicit_vr, little_endian=little_endian,
-                         force_encoding=True)
+        pydicom.dcmwrite(
+            path,
+            ds,
+            enforce_file_format=False,
+            implicit_vr=implicit_vr,
+            little_endian=little_endian,
+            force_encoding=True,
+        )
     assert path.read_bytes()[128:132] != b"DICM"
     return path

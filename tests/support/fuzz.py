@@ -13,7 +13,7 @@ syntaxes. Each corpus file is one seed changed by one mutation kind (`MUTATIONS`
   (so that it is missing) or a string value made multi-valued; a JPEG marker segment or PNG IHDR byte changed.
 
 `write_corpus(folder, count, seed)` writes COUNT files and returns what each is; the same arguments
-give the same bytes. Used by tests/test_fuzz.py and benchmarks/fuzz.py.
+give the same bytes. Used by tests/input/test_fuzz.py and benchmarks/fuzz.py.
 """
 
 from __future__ import annotations
@@ -35,14 +35,38 @@ from pydicom.uid import DigitalXRayImageStorageForPresentation, ImplicitVRLittle
 
 MUTATIONS = ("bit_flip", "truncate", "zero_block", "splice", "header")
 # pydicom's own files in encodings xscan decodes with plugins: JPEG 2000, JPEG-LS, RLE, extended JPEG, deflate, palette.
-PYDICOM_SEEDS = ("JPEG2000.dcm", "MR_small_RLE.dcm", "JPEGLSNearLossless_08.dcm", "JPGExtended.dcm", "SC_rgb_jpeg_dcmtk.dcm",
-                 "MR_small_jp2klossless.dcm", "image_dfl.dcm", "SC_rgb_rle_16bit.dcm", "MR_small_implicit.dcm",
-                 "ExplVR_BigEnd.dcm")
+PYDICOM_SEEDS = (
+    "JPEG2000.dcm",
+    "MR_small_RLE.dcm",
+    "JPEGLSNearLossless_08.dcm",
+    "JPGExtended.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "MR_small_jp2klossless.dcm",
+    "image_dfl.dcm",
+    "SC_rgb_rle_16bit.dcm",
+    "MR_small_implicit.dcm",
+    "ExplVR_BigEnd.dcm",
+)
 # DICOM elements a header mutation aims at: what xscan and pydicom read to decode the pixels.
 DICOM_TARGETS = (
-    (0x0002, 0x0010), (0x0008, 0x0016), (0x0008, 0x0060), (0x0018, 0x5101), (0x0028, 0x0002), (0x0028, 0x0004),
-    (0x0028, 0x0008), (0x0028, 0x0010), (0x0028, 0x0011), (0x0028, 0x0100), (0x0028, 0x0101), (0x0028, 0x0102),
-    (0x0028, 0x0103), (0x0028, 0x1050), (0x0028, 0x1051), (0x0028, 0x1052), (0x0028, 0x1053), (0x7FE0, 0x0010),
+    (0x0002, 0x0010),
+    (0x0008, 0x0016),
+    (0x0008, 0x0060),
+    (0x0018, 0x5101),
+    (0x0028, 0x0002),
+    (0x0028, 0x0004),
+    (0x0028, 0x0008),
+    (0x0028, 0x0010),
+    (0x0028, 0x0011),
+    (0x0028, 0x0100),
+    (0x0028, 0x0101),
+    (0x0028, 0x0102),
+    (0x0028, 0x0103),
+    (0x0028, 0x1050),
+    (0x0028, 0x1051),
+    (0x0028, 0x1052),
+    (0x0028, 0x1053),
+    (0x7FE0, 0x0010),
 )
 TEXT_VRS = (b"CS", b"DS", b"IS", b"UI", b"LO", b"SH")
 
@@ -70,13 +94,19 @@ def seeds(data: Path, fullres: bool = False) -> list[Seed]:
     train = data / "chest_xray" / "train"
     jpegs = sorted((train / "NORMAL").iterdir())[:2] + sorted((train / "PNEUMONIA").iterdir())[:2]
     if fullres:
-        jpegs += sorted((data / "fullres" / "NORMAL").iterdir())[:1] + sorted((data / "fullres" / "PNEUMONIA").iterdir())[:1]
+        jpegs += (
+            sorted((data / "fullres" / "NORMAL").iterdir())[:1] + sorted((data / "fullres" / "PNEUMONIA").iterdir())[:1]
+        )
     pngs = sorted((data / "nih_adult" / "NORMAL").glob("*.png"))[:2]
     found = [Seed(path.stem, path.suffix, path.read_bytes()) for path in jpegs + pngs]
     film = cv2.imread(str(jpegs[0]), cv2.IMREAD_GRAYSCALE)
     found += _film_dicoms(film)
     corpus = Path(pydicom.data.__file__).parent / "test_files"
-    found += [Seed(Path(name).stem, ".dcm", (corpus / name).read_bytes()) for name in PYDICOM_SEEDS if (corpus / name).is_file()]
+    found += [
+        Seed(Path(name).stem, ".dcm", (corpus / name).read_bytes())
+        for name in PYDICOM_SEEDS
+        if (corpus / name).is_file()
+    ]
     return found
 
 
@@ -86,8 +116,13 @@ def _film_dicoms(film: np.ndarray) -> list[Seed]:
     stored = (film.astype(np.uint16) * 16 + 7).astype(np.uint16)
     for name, pixels, photometric, bits, extra in (
         ("dx8", film, "MONOCHROME2", 8, {}),
-        ("dx16", 4095 - stored, "MONOCHROME1", 12,
-         {"RescaleSlope": "1.5", "RescaleIntercept": "-100", "WindowCenter": "2000", "WindowWidth": "3000"}),
+        (
+            "dx16",
+            4095 - stored,
+            "MONOCHROME1",
+            12,
+            {"RescaleSlope": "1.5", "RescaleIntercept": "-100", "WindowCenter": "2000", "WindowWidth": "3000"},
+        ),
         ("dxjpeg", film, "MONOCHROME2", 8, {"jpeg": True}),
     ):
         ds = Dataset()
@@ -95,7 +130,9 @@ def _film_dicoms(film: np.ndarray) -> list[Seed]:
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
         ds.Modality, ds.ViewPosition = "DX", "PA"
         ds.set_pixel_data(pixels, photometric, bits)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{len(made) + 1}"  # not a random one
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+            f"1.2.826.0.1.3680043.8.498.{len(made) + 1}"  # not a random one
+        )
         for key, value in extra.items():
             if key != "jpeg":
                 setattr(ds, key, value)
@@ -119,7 +156,7 @@ def mutate(seed: Seed, others: list[Seed], mutation: str, rng: random.Random) ->
             at = rng.randrange(min(len(data), 1024)) if rng.random() < 0.5 else rng.randrange(len(data))
             data[at] ^= 1 << rng.randrange(8)
     elif mutation == "truncate":
-        del data[rng.randrange(1, len(data)):]
+        del data[rng.randrange(1, len(data)) :]
     elif mutation == "zero_block":
         start, length = rng.randrange(len(data)), rng.randint(1, 4096)
         data[start : start + length] = bytes(len(data[start : start + length]))
@@ -152,7 +189,9 @@ def _dicom_header(data: bytes, rng: random.Random) -> bytearray:
         return out
     at, _ = rng.choice(present)
     explicit = data[at + 4 : at + 6].isalpha()
-    big = data[at : at + 2] != data[at : at + 2][::-1] and data[at] == 0 and data[at + 1] != 0  # big endian tags start 00
+    big = (
+        data[at : at + 2] != data[at : at + 2][::-1] and data[at] == 0 and data[at + 1] != 0
+    )  # big endian tags start 00
     header = 8 if not explicit or data[at + 4 : at + 6] not in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN") else 12
     length_at, length_size = (at + 6, 2) if header == 8 and explicit else ((at + 8, 4) if explicit else (at + 4, 4))
     order = "big" if big else "little"
@@ -210,16 +249,24 @@ def _jpeg_header(data: bytes, rng: random.Random) -> bytearray:
         return out
     at, marker, length = rng.choice(segments)
     if marker in (0xC0, 0xC1, 0xC2) and rng.random() < 0.5:
-        out[at + 5 : at + 9] = rng.choice((b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x00\x01\xff\xff", b"\x7f\xff\x7f\xff"))
+        out[at + 5 : at + 9] = rng.choice(
+            (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x00\x01\xff\xff", b"\x7f\xff\x7f\xff")
+        )
     else:
         offset = rng.randrange(1, max(2, min(length + 2, 24)))
         out[at + offset] = rng.randrange(256)
     return out
 
 
-def write_corpus(folder: Path, count: int, seed: int = 0, sources: list[Seed] | None = None, data: Path | None = None) -> list[FuzzFile]:
+def write_corpus(
+    folder: Path, count: int, seed: int = 0, sources: list[Seed] | None = None, data: Path | None = None
+) -> list[FuzzFile]:
     """Write COUNT mutated files into FOLDER, mutation kinds in turn, seeds drawn at random; the same arguments give the same files."""
-    sources = sources if sources is not None else seeds(data or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    sources = (
+        sources
+        if sources is not None
+        else seeds(data or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    )
     folder.mkdir(parents=True, exist_ok=True)
     made = []
     for index in range(count):

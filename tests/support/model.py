@@ -8,6 +8,12 @@ def with_trained_batch_norms(network, rng):
     for layer in network.layers:
         if layer.name.endswith("_bn"):
             width = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(0, 1, width), rng.normal(0, 1, width),
-                               rng.uniform(0.2, 3, width)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2, width),
+                    rng.normal(0, 1, width),
+                    rng.normal(0, 1, width),
+                    rng.uniform(0.2, 3, width),
+                ]
+            )
     return network

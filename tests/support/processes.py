@@ -29,7 +29,11 @@ def heavy_modules_after(code: str, *args: str) -> list[str]:
     """
     report = "\nimport json\nprint(json.dumps(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules)))"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code + report, *args], capture_output=True, text=True, env=ENV, timeout=300
+        [sys.executable, "-c", "import sys\n" + code + report, *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

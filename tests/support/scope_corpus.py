@@ -1,6 +1,6 @@
 """A small corpus of inputs the model was not built for, made from what packages ship and from real scans.
 
-Used by tests/test_scope.py; run it to look at the corpus: `PYTHONPATH=tests python -m support.scope_corpus OUT_DIR`.
+Used by tests/model/test_scope.py; run it to look at the corpus: `PYTHONPATH=tests python -m support.scope_corpus OUT_DIR`.
 Each kind is a folder of PNGs:
 
 - photographs, documents, microscopy and other pictures: scikit-image's sample images;
@@ -22,11 +22,39 @@ import numpy as np
 from support.data import FULLRES, validation_scans
 
 SKIMAGE_IMAGES = (
-    "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee", "coins",
-    "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
-    "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+    "astronaut",
+    "brick",
+    "camera",
+    "cat",
+    "cell",
+    "checkerboard",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "shepp_logan_phantom",
+    "text",
 )
-PYDICOM_SLICES = ("CT_small.dcm", "MR_small.dcm", "JPGExtended.dcm", "emri_small.dcm", "liver_1frame.dcm", "US1_J2KR.dcm")
+PYDICOM_SLICES = (
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "JPGExtended.dcm",
+    "emri_small.dcm",
+    "liver_1frame.dcm",
+    "US1_J2KR.dcm",
+)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -66,8 +94,9 @@ def drawn() -> dict[str, np.ndarray]:
         "noise_blurred": cv2.GaussianBlur(rng.integers(0, 256, (400, 400), dtype=np.uint8), (0, 0), 4),
         "gradient_256_levels": np.tile(np.arange(256, dtype=np.uint8), (256, 1)),
         "gradient_vertical": np.tile(ramp[:, None], (1, 400)),
-        "gradient_radial": cv2.normalize(np.hypot(*np.mgrid[-200:200, -200:200]).astype(np.float32), None, 0, 255,
-                                         cv2.NORM_MINMAX).astype(np.uint8),
+        "gradient_radial": cv2.normalize(
+            np.hypot(*np.mgrid[-200:200, -200:200]).astype(np.float32), None, 0, 255, cv2.NORM_MINMAX
+        ).astype(np.uint8),
     }
 
 
@@ -94,8 +123,13 @@ def crops(full_resolution_films: list[Path]) -> dict[str, np.ndarray]:
 
 def write_corpus(out: Path, chest_films: list[Path], full_resolution_films: list[Path]) -> dict[str, list[Path]]:
     """Write every kind into OUT/<kind>/<name>.png; returns the paths by kind."""
-    kinds = {"pictures": pictures(), "other_modalities": other_modalities(), "drawn": drawn(),
-             "broken_renderings": broken_renderings(chest_films), "crops": crops(full_resolution_films)}
+    kinds = {
+        "pictures": pictures(),
+        "other_modalities": other_modalities(),
+        "drawn": drawn(),
+        "broken_renderings": broken_renderings(chest_films),
+        "crops": crops(full_resolution_films),
+    }
     written: dict[str, list[Path]] = {}
     for kind, images in kinds.items():
         (out / kind).mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,17 @@ from xscan.cli import calibrate, drift, explain, info, report, score, sr, studie
 from xscan.cli.app import app
 
 # The order of `xscan --help`.
-for command in (score.score, report.report, explain.explain, calibrate.calibrate, drift.drift, info.info, train.train, studies.studies,
-                sr.sr):
+for command in (
+    score.score,
+    report.report,
+    explain.explain,
+    calibrate.calibrate,
+    drift.drift,
+    info.info,
+    train.train,
+    studies.studies,
+    sr.sr,
+):
     app.command()(command)
 
 __all__ = ["app"]

@@ -36,7 +36,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Score folders of chest X-rays for pneumonia, offline, on a CPU."""
     # The process is the command's own from here: TensorFlow's start-up chatter (train, explain) is not for users.

@@ -19,16 +19,32 @@ if TYPE_CHECKING:
 
 
 def calibrate(
-    results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score (without --calibration)."),
-    output: Path = typer.Option(..., "-o", "--output", dir_okay=False, help="The site calibration file to write (SITE.json)."),
+    results: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Results CSV written by xscan score (without --calibration)."
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", dir_okay=False, help="The site calibration file to write (SITE.json)."
+    ),
     labels: bool = labels_option(),
     labels_file: Path = labels_file_option(),
     labels_root: Path = labels_root_option(),
-    target_sensitivity: float = typer.Option(0.95, min=0.01, max=0.999, help="The sensitivity the threshold promises on new scans."),
-    confidence: float = typer.Option(None, min=0.5, max=0.999, help="Promise the target sensitivity itself with this probability "
-                                     "(say 0.95), not only on average; needs more pneumonia scans (59 for 0.95 and 0.95)."),
-    prevalence: float = typer.Option(None, min=0.001, max=0.999, help="The site's share of pneumonia, when the labelled sample's "
-                                     "share differs from it (say, a sample of 50 + 50): moves the calibration's intercept there."),
+    target_sensitivity: float = typer.Option(
+        0.95, min=0.01, max=0.999, help="The sensitivity the threshold promises on new scans."
+    ),
+    confidence: float = typer.Option(
+        None,
+        min=0.5,
+        max=0.999,
+        help="Promise the target sensitivity itself with this probability "
+        "(say 0.95), not only on average; needs more pneumonia scans (59 for 0.95 and 0.95).",
+    ),
+    prevalence: float = typer.Option(
+        None,
+        min=0.001,
+        max=0.999,
+        help="The site's share of pneumonia, when the labelled sample's "
+        "share differs from it (say, a sample of 50 + 50): moves the calibration's intercept there.",
+    ),
 ) -> None:
     """Make the model your site's own: a threshold with a stated guarantee and a calibration from a few labelled local scans.
 
@@ -68,28 +84,47 @@ def _print_site(site: SiteCalibration, left_out: dict[str, list[str]], output: P
     table = Table(title=f"site calibration for {site.base_model}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("scans used", f"{site.counts['used']} ({site.counts['NORMAL']} NORMAL, {site.counts['PNEUMONIA']} PNEUMONIA)")
+    table.add_row(
+        "scans used", f"{site.counts['used']} ({site.counts['NORMAL']} NORMAL, {site.counts['PNEUMONIA']} PNEUMONIA)"
+    )
     table.add_row("rule", site.guarantee)
-    table.add_row("threshold", f"{site.threshold:.4f} on the site-calibrated probability (rank {site.rank} from the lowest of the "
-                  f"{site.counts['PNEUMONIA']} pneumonia scores)")
+    table.add_row(
+        "threshold",
+        f"{site.threshold:.4f} on the site-calibrated probability (rank {site.rank} from the lowest of the "
+        f"{site.counts['PNEUMONIA']} pneumonia scores)",
+    )
     spread = site.sensitivity_range
     low_q, high_q = spread["quantiles"]
-    table.add_row("sensitivity on new scans", f"expected {spread['expected']:.3f}; {low_q:.0%}-{high_q:.0%} range "
-                  f"{spread['low']:.3f}-{spread['high']:.3f} (miss rate {spread['miss_rate']})")
+    table.add_row(
+        "sensitivity on new scans",
+        f"expected {spread['expected']:.3f}; {low_q:.0%}-{high_q:.0%} range "
+        f"{spread['low']:.3f}-{spread['high']:.3f} (miss rate {spread['miss_rate']})",
+    )
     checked = site.cross_checked
     in_sample = site.at_threshold["sensitivity"]["value"]
     leave_one_out = "" if checked["sensitivity"] is None else f"{checked['sensitivity']:.3f} "
-    table.add_row("sensitivity, this sample", f"{in_sample:.3f} on the scans that chose the threshold (optimistic); "
-                  f"{leave_one_out}{checked['sensitivity_method']}")
+    table.add_row(
+        "sensitivity, this sample",
+        f"{in_sample:.3f} on the scans that chose the threshold (optimistic); "
+        f"{leave_one_out}{checked['sensitivity_method']}",
+    )
     low, high = checked["specificity_interval"]
-    table.add_row("specificity", f"{checked['specificity']:.3f} (95 % CI {low:.3f}-{high:.3f}) on {checked['specificity_method']}")
+    table.add_row(
+        "specificity", f"{checked['specificity']:.3f} (95 % CI {low:.3f}-{high:.3f}) on {checked['specificity_method']}"
+    )
     if checked.get("specificity_cross_fitted") is not None:
         low, high = checked["specificity_cross_fitted_interval"]
-        table.add_row("specificity, cross-fitted", f"{checked['specificity_cross_fitted']:.3f} (95 % CI {low:.3f}-{high:.3f}), "
-                      f"{checked['specificity_cross_fitted_method']}")
+        table.add_row(
+            "specificity, cross-fitted",
+            f"{checked['specificity_cross_fitted']:.3f} (95 % CI {low:.3f}-{high:.3f}), "
+            f"{checked['specificity_cross_fitted_method']}",
+        )
     table.add_row("calibration", f"sigmoid({site.slope:.3f} * logit(p) + {site.intercept:.3f}), refitted: {site.refit}")
-    assumed = (f"{site.prevalence:.1%}, as given" if site.prevalence is not None
-               else f"{site.prevalence_assumed:.1%} assumed (the sample's class mix); pass --prevalence P for your site's")
+    assumed = (
+        f"{site.prevalence:.1%}, as given"
+        if site.prevalence is not None
+        else f"{site.prevalence_assumed:.1%} assumed (the sample's class mix); pass --prevalence P for your site's"
+    )
     table.add_row("prevalence", assumed)
     console.print(table)
     for reason, paths in left_out.items():

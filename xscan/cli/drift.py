@@ -15,11 +15,21 @@ def drift(
     results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score."),
     every_row: bool = typer.Option(False, "--all", help="Judge every row of the file, not only its last run's."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
-    weights: Path = typer.Option(None, "--weights", file_okay=False, help="Weights folder whose card holds the reference "
-                                 "(default: the bundled model)."),
-    baseline: Path = typer.Option(None, "--baseline", exists=True, dir_okay=False, help="Results CSV of an earlier run that "
-                                  "was fine: also compare the DICOM acquisition headers of this run's files with those of "
-                                  "every file it scored."),
+    weights: Path = typer.Option(
+        None,
+        "--weights",
+        file_okay=False,
+        help="Weights folder whose card holds the reference (default: the bundled model).",
+    ),
+    baseline: Path = typer.Option(
+        None,
+        "--baseline",
+        exists=True,
+        dir_okay=False,
+        help="Results CSV of an earlier run that "
+        "was fine: also compare the DICOM acquisition headers of this run's files with those of "
+        "every file it scored.",
+    ),
 ) -> None:
     """Are these scans like the model's reference? Exit 0 no drift, 5 drift, 2 too few scans to tell.
 

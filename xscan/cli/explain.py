@@ -12,12 +12,16 @@ from xscan.cli.score import ScoreView
 
 def explain(
     paths: list[Path] = typer.Argument(..., help="Scans, or folders of scans searched recursively as by score."),
-    output: Path = typer.Option(..., "-o", "--output", file_okay=False, help="Folder for the overlay PNGs and explain.csv."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", file_okay=False, help="Folder for the overlay PNGs and explain.csv."
+    ),
     size: int = typer.Option(None, min=64, max=4096, help="Pixels on the longer side of each overlay; default 512."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
     workers: int = typer.Option(0, min=0, help="Decoding threads; 0 means one per CPU this process may use."),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
-    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file and a summary per run to this file."),
+    log_file: Path = typer.Option(
+        None, "--log-file", help="Append a line per failed file and a summary per run to this file."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
 ) -> None:
@@ -42,14 +46,21 @@ def explain(
     """
     from xscan.explain.run import ExplainOptions, explain_paths
 
-    options = ExplainOptions(threshold=threshold, workers=workers, weights=weights, **({"long_side": size} if size else {}))
+    options = ExplainOptions(
+        threshold=threshold, workers=workers, weights=weights, **({"long_side": size} if size else {})
+    )
     log = open_log(log_file)
     view = ScoreView(log, quiet, keep_rows=False)
     with log, view, sigterm_raises(), exit_codes(debug, log):
         summary = explain_paths(paths, output, options, on_event=view)
         view.close()
-        log.line("run", f"explain output={summary.output} drawn={summary.drawn} failed={summary.failed} "
-                        f"seconds={summary.seconds:.1f} exit={summary.exit_code}")
+        log.line(
+            "run",
+            f"explain output={summary.output} drawn={summary.drawn} failed={summary.failed} "
+            f"seconds={summary.seconds:.1f} exit={summary.exit_code}",
+        )
         if not quiet:
-            say(f"drawn {summary.drawn}, failed {summary.failed} in {summary.seconds:.1f} s; overlays and explain.csv in {output}")
+            say(
+                f"drawn {summary.drawn}, failed {summary.failed} in {summary.seconds:.1f} s; overlays and explain.csv in {output}"
+            )
     raise typer.Exit(summary.exit_code)

@@ -34,22 +34,36 @@ def info(
     table.add_row("preprocessing", card.preprocessing.get("steps", ""))
     table.add_row("input size", f"{card.image_size} x {card.image_size}")
     table.add_row("threshold", f"{card.threshold:.4f} ({card.threshold_rule})")
-    table.add_row("calibration", f"sigmoid(logit / {card.temperature:.3f} + {card.bias:.3f}), fitted on the selection part")
+    table.add_row(
+        "calibration", f"sigmoid(logit / {card.temperature:.3f} + {card.bias:.3f}), fitted on the selection part"
+    )
     data = card.training.get("data", {})
-    table.add_row("training data", f"{data.get('source', '')}\ntrain {data.get('train')}, selection {data.get('selection')}, "
-                  f"report {data.get('report')}")
+    table.add_row(
+        "training data",
+        f"{data.get('source', '')}\ntrain {data.get('train')}, selection {data.get('selection')}, "
+        f"report {data.get('report')}",
+    )
     if card.intended_population:
         table.add_row("intended population", card.intended_population)
     if card.scope:
         rates = "\n".join(f"{rate:.3f} of {name}" for name, rate in card.scope.get("rates", {}).items())
-        table.add_row("out-of-scope check", f"in-scope probability < {card.scope['in_scope_threshold']:.4f} or feature distance > "
-                      f"{card.scope['distance_threshold']:.1f} ({card.scope.get('threshold_rule', '')})\n{rates}")
-    table.add_row("trained with", f"{card.training.get('command', '')}\n{card.training.get('minutes', '?')} min, "
-                  f"keras {card.training.get('keras_version', '?')}, started {card.training.get('started', '?')}")
+        table.add_row(
+            "out-of-scope check",
+            f"in-scope probability < {card.scope['in_scope_threshold']:.4f} or feature distance > "
+            f"{card.scope['distance_threshold']:.1f} ({card.scope.get('threshold_rule', '')})\n{rates}",
+        )
+    table.add_row(
+        "trained with",
+        f"{card.training.get('command', '')}\n{card.training.get('minutes', '?')} min, "
+        f"keras {card.training.get('keras_version', '?')}, started {card.training.get('started', '?')}",
+    )
     table.add_row("weights sha256", card.weights_sha256)
     if card.litert:
-        table.add_row("scoring network", f"{card.litert['file']} (LiteRT, quantization {card.litert.get('quantization', 'none')}), "
-                      f"sha256 {card.litert['sha256']}")
+        table.add_row(
+            "scoring network",
+            f"{card.litert['file']} (LiteRT, quantization {card.litert.get('quantization', 'none')}), "
+            f"sha256 {card.litert['sha256']}",
+        )
     console.print(table)
     metrics = Table(title="validation, report part (patients held out that chose nothing)", title_justify="left")
     names = ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece")

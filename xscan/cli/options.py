@@ -18,14 +18,23 @@ def labels_option() -> bool:
 
 
 def labels_file_option() -> Path:
-    return typer.Option(None, "--labels-file", exists=True, dir_okay=False,
-                        help="Ground truth from a CSV with columns path,label (NORMAL/PNEUMONIA or 0/1); a path matches the "
-                        "path as scored (or, with --labels-root, below that folder), never a file name alone.")
+    return typer.Option(
+        None,
+        "--labels-file",
+        exists=True,
+        dir_okay=False,
+        help="Ground truth from a CSV with columns path,label (NORMAL/PNEUMONIA or 0/1); a path matches the "
+        "path as scored (or, with --labels-root, below that folder), never a file name alone.",
+    )
 
 
 def labels_root_option() -> Path:
-    return typer.Option(None, "--labels-root", file_okay=False,
-                        help="The folder the --labels-file paths are relative to (e.g. the folder scored).")
+    return typer.Option(
+        None,
+        "--labels-root",
+        file_okay=False,
+        help="The folder the --labels-file paths are relative to (e.g. the folder scored).",
+    )
 
 
 def ground_truth(labels: bool, labels_file: Path | None, labels_root: Path | None) -> GroundTruth | None:
@@ -35,7 +44,9 @@ def ground_truth(labels: bool, labels_file: Path | None, labels_root: Path | Non
     if labels and labels_file:
         raise UsageError("use --labels or --labels-file, not both")
     if labels_root and not labels_file:
-        raise UsageError("--labels-root says where the paths of a --labels-file are relative to: give --labels-file too")
+        raise UsageError(
+            "--labels-root says where the paths of a --labels-file are relative to: give --labels-file too"
+        )
     if labels_file:
         return FileLabels.read(labels_file, labels_root)  # a LabelsError is a usage error (exit_codes)
     return FolderLabels() if labels else None

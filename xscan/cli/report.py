@@ -24,13 +24,26 @@ def report(
     labels_file: Path = labels_file_option(),
     labels_root: Path = labels_root_option(),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Report at this threshold; default: the CSV's."),
-    target_sensitivity: float = typer.Option(0.95, min=0.0, max=1.0, help="Add the operating point reaching this sensitivity."),
-    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."),
+    target_sensitivity: float = typer.Option(
+        0.95, min=0.0, max=1.0, help="Add the operating point reaching this sensitivity."
+    ),
+    bootstrap: int = typer.Option(
+        1000, min=0, help="Bootstrap resamples for the AUC, AP, F1 and balanced accuracy intervals."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    plots: Path = typer.Option(None, "--plots", file_okay=False, help="Write PNG plots into this folder (needs xscan[plots])."),
-    html: Path = typer.Option(None, "--html", file_okay=False, help="Write an offline review page, DIR/index.html with its "
-                              "plots and galleries of scans with heatmaps, into this folder (needs xscan[plots])."),
-    gallery: int = typer.Option(None, "--gallery", min=0, metavar="N", help="Scans per gallery of the --html page; default 12."),
+    plots: Path = typer.Option(
+        None, "--plots", file_okay=False, help="Write PNG plots into this folder (needs xscan[plots])."
+    ),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        file_okay=False,
+        help="Write an offline review page, DIR/index.html with its "
+        "plots and galleries of scans with heatmaps, into this folder (needs xscan[plots]).",
+    ),
+    gallery: int = typer.Option(
+        None, "--gallery", min=0, metavar="N", help="Scans per gallery of the --html page; default 12."
+    ),
     weights: Path = typer.Option(None, help="Weights folder for the --html heatmaps; default: the bundled model."),
 ) -> None:
     """Report how well the scores in RESULTS agree with ground truth, or summarize them without it.
@@ -64,7 +77,9 @@ def report(
         truth = ground_truth(labels, labels_file, labels_root)
         if plots or html:
             require_matplotlib()  # fail before the work, not after it
-        result = report_from_csv(results, truth, threshold=threshold, target_sensitivity=target_sensitivity, bootstrap=bootstrap)
+        result = report_from_csv(
+            results, truth, threshold=threshold, target_sensitivity=target_sensitivity, bootstrap=bootstrap
+        )
         if json_output:
             typer.echo(report_json(result))
         else:
@@ -77,8 +92,9 @@ def report(
             _review_page(result, results, html, truth, gallery, weights)
 
 
-def _review_page(result: Report, results: Path, folder: Path, truth: GroundTruth | None, gallery: int | None,
-                 weights: Path | None) -> None:
+def _review_page(
+    result: Report, results: Path, folder: Path, truth: GroundTruth | None, gallery: int | None, weights: Path | None
+) -> None:
     from xscan.reporting.review_page import GALLERY_SIZE, write_review_page
 
     try:
@@ -87,5 +103,7 @@ def _review_page(result: Report, results: Path, folder: Path, truth: GroundTruth
         raise ResultsWriteError(f"cannot write the review page into {folder}: {error.strerror or error}") from None
     for note in page.notes:
         say(f"note: {note}")
-    say(f"wrote {page.index} ({len(page.pictures)} scans drawn in {page.heatmap_seconds:.1f} s; "
-         f"{page.seconds:.1f} s in all)")
+    say(
+        f"wrote {page.index} ({len(page.pictures)} scans drawn in {page.heatmap_seconds:.1f} s; "
+        f"{page.seconds:.1f} s in all)"
+    )

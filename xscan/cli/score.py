@@ -25,46 +25,81 @@ SCORE_DEFAULTS = ScoreOptions()  # `xscan score`'s defaults are the library's
 
 def score(
     folder: Path = typer.Argument(..., help="Folder of scans, searched recursively (JPEG, PNG, TIFF, BMP, DICOM)."),
-    output: str = typer.Option(..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."),
+    output: str = typer.Option(
+        ..., "-o", "--output", help="Results CSV to write or resume; '-' writes to standard output."
+    ),
     batch_size: int = typer.Option(SCORE_DEFAULTS.batch_size, min=1, help="Images per model call."),
     threshold: float = typer.Option(None, min=0.0, max=1.0, help="Decision threshold; default: the model card's."),
-    workers: int = typer.Option(SCORE_DEFAULTS.workers, min=0, help="Decoding threads; 0 means one per CPU this process may "
-                                "use (its CPU affinity, and a cgroup CPU quota where one is set)."),
+    workers: int = typer.Option(
+        SCORE_DEFAULTS.workers,
+        min=0,
+        help="Decoding threads; 0 means one per CPU this process may "
+        "use (its CPU affinity, and a cgroup CPU quota where one is set).",
+    ),
     weights: Path = typer.Option(None, help="Weights folder; default: the bundled model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the results file afresh instead of resuming it."),
-    wait: bool = typer.Option(SCORE_DEFAULTS.wait, "--wait", help="If another xscan score is writing the same results file, "
-                              "wait for it to finish instead of exiting 2 at once."),
-    log_file: Path = typer.Option(None, "--log-file", help="Append a line per failed file, per warning (with the file's path) "
-                                  "and a summary per run to this file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors (warnings go to the log "
-                               "file only)."),
+    wait: bool = typer.Option(
+        SCORE_DEFAULTS.wait,
+        "--wait",
+        help="If another xscan score is writing the same results file, "
+        "wait for it to finish instead of exiting 2 at once.",
+    ),
+    log_file: Path = typer.Option(
+        None,
+        "--log-file",
+        help="Append a line per failed file, per warning (with the file's path) and a summary per run to this file.",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print nothing but usage and fatal errors (warnings go to the log file only)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
     dicom_filter: bool = typer.Option(
-        SCORE_DEFAULTS.dicom.frontal_only, "--dicom-filter/--no-dicom-filter",
+        SCORE_DEFAULTS.dicom.frontal_only,
+        "--dicom-filter/--no-dicom-filter",
         help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), with the reason "
         "in the error column; --no-dicom-filter scores them anyway.",
     ),
     dicom_tags: str = typer.Option(
-        "", "--dicom-tags", metavar="KEYWORDS",
+        "",
+        "--dicom-tags",
+        metavar="KEYWORDS",
         help="Comma-separated DICOM keywords added as extra columns after the standard ones, e.g. "
         "AccessionNumber,SOPInstanceUID. Off by default: the CSV carries no patient identifiers.",
     ),
-    labels: bool = typer.Option(False, "--labels", help="Then print the report, ground truth from NORMAL / PNEUMONIA "
-                                "folder names (to standard error with -o -)."),
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="Then print the report, ground truth from NORMAL / PNEUMONIA folder names (to standard error with -o -).",
+    ),
     scope_check: bool = typer.Option(
-        SCORE_DEFAULTS.scope_check, "--scope-check/--no-scope-check",
+        SCORE_DEFAULTS.scope_check,
+        "--scope-check/--no-scope-check",
         help="Label scans the model was not built for (not a chest radiograph, rotated or inverted, outside the training "
         "population) OUT_OF_SCOPE, with the reason in the scope column; --no-scope-check is for research use only.",
     ),
-    calibration: Path = typer.Option(None, "--calibration", exists=True, dir_okay=False, metavar="SITE.json",
-                                     help="Your site's threshold and calibration, from xscan calibrate; the model column "
-                                     "becomes <model id>+<8 hex of the file's sha256>."),
-    ray: bool = typer.Option(SCORE_DEFAULTS.ray, "--ray", help="Decode and score on a Ray cluster (needs xscan[ray]): the one "
-                             "named by RAY_ADDRESS, else the one running on this machine, else a new one on this machine's cores; "
-                             "this process walks and writes as usual. FOLDER must be readable at the same path on every node; "
-                             "--workers is then ignored."),
-    ray_address: str = typer.Option(SCORE_DEFAULTS.ray_address, "--ray-address", metavar="ADDRESS", help="The Ray cluster to join, "
-                                    "e.g. head-node:6379 (implies --ray; overrides RAY_ADDRESS)."),
+    calibration: Path = typer.Option(
+        None,
+        "--calibration",
+        exists=True,
+        dir_okay=False,
+        metavar="SITE.json",
+        help="Your site's threshold and calibration, from xscan calibrate; the model column "
+        "becomes <model id>+<8 hex of the file's sha256>.",
+    ),
+    ray: bool = typer.Option(
+        SCORE_DEFAULTS.ray,
+        "--ray",
+        help="Decode and score on a Ray cluster (needs xscan[ray]): the one "
+        "named by RAY_ADDRESS, else the one running on this machine, else a new one on this machine's cores; "
+        "this process walks and writes as usual. FOLDER must be readable at the same path on every node; "
+        "--workers is then ignored.",
+    ),
+    ray_address: str = typer.Option(
+        SCORE_DEFAULTS.ray_address,
+        "--ray-address",
+        metavar="ADDRESS",
+        help="The Ray cluster to join, e.g. head-node:6379 (implies --ray; overrides RAY_ADDRESS).",
+    ),
 ) -> None:
     """Score every scan below FOLDER and write one CSV row per file.
 
@@ -124,9 +159,19 @@ def score(
             tags = parse_tag_names(dicom_tags)
         except OptionError as error:
             raise OptionError(f"--dicom-tags: {error}") from None
-        options = ScoreOptions(batch_size=batch_size, threshold=threshold, workers=workers, weights=weights, overwrite=overwrite,
-                               wait=wait, dicom=DicomOptions(frontal_only=dicom_filter, tags=tags), scope_check=scope_check,
-                               calibration=calibration, ray=ray or ray_address is not None, ray_address=ray_address)
+        options = ScoreOptions(
+            batch_size=batch_size,
+            threshold=threshold,
+            workers=workers,
+            weights=weights,
+            overwrite=overwrite,
+            wait=wait,
+            dicom=DicomOptions(frontal_only=dicom_filter, tags=tags),
+            scope_check=scope_check,
+            calibration=calibration,
+            ray=ray or ray_address is not None,
+            ray_address=ray_address,
+        )
         summary = score_folder(folder, output, options, on_event=view)
         view.finished(summary)
     if labels:
@@ -165,7 +210,9 @@ class ScoreView:
         elif isinstance(event, Repaired):
             self._note("repaired", f"{event.output}: dropped a torn last line left by an interrupted run")
         elif isinstance(event, Planned):
-            self._progress = tqdm(total=event.to_score, unit="scan", file=sys.stderr, disable=self._quiet or not sys.stderr.isatty())
+            self._progress = tqdm(
+                total=event.to_score, unit="scan", file=sys.stderr, disable=self._quiet or not sys.stderr.isatty()
+            )
         elif isinstance(event, RowsWritten):
             for row in event.rows:
                 if row.error:
@@ -188,8 +235,10 @@ class ScoreView:
         if not summary.found:
             say(f"no scans found in {summary.folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
         scope = f" ({summary.out_of_scope} out of scope)" if summary.out_of_scope else ""
-        line = (f"scored {summary.scored}{scope}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "
-                f"{summary.unchanged} unchanged, not read again")
+        line = (
+            f"scored {summary.scored}{scope}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "
+            f"{summary.unchanged} unchanged, not read again"
+        )
         say(line + (f"; {summary.skipped} skipped by the DICOM policy" if summary.skipped else ""))
         if summary.failed:
             say(f"{summary.failed} file(s) could not be scored: see the error column of {summary.output}")

@@ -13,8 +13,12 @@ from xscan.errors import UsageError
 
 def sr(
     results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score."),
-    output: Path = typer.Option(..., "-o", "--output", file_okay=False, help="Folder for the reports, one <StudyInstanceUID>.dcm each."),
-    send: str = typer.Option(None, "--send", metavar="AET@HOST:PORT", help="Store the reports on this DICOM node (C-STORE)."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", file_okay=False, help="Folder for the reports, one <StudyInstanceUID>.dcm each."
+    ),
+    send: str = typer.Option(
+        None, "--send", metavar="AET@HOST:PORT", help="Store the reports on this DICOM node (C-STORE)."
+    ),
     calling_aet: str = typer.Option("XSCAN", "--calling-aet", help="xscan's own AE title, as the node knows it."),
 ) -> None:
     """DICOM Structured Reports of the results, one per study, optionally sent to a PACS (needs xscan[pacs]).
@@ -51,8 +55,10 @@ def sr(
             raise UsageError("--calling-aet must have 1 to 16 characters")
         done = report_studies(results, output, node, calling_ae_title=calling_aet.strip())
     written = done.written
-    say(f"{len(written.paths)} reports in {output} ({written.new} new or changed); no report for {written.not_dicom} "
-        f"non-DICOM files and {written.studies_without_report} DICOM studies without a scored image")
+    say(
+        f"{len(written.paths)} reports in {output} ({written.new} new or changed); no report for {written.not_dicom} "
+        f"non-DICOM files and {written.studies_without_report} DICOM studies without a scored image"
+    )
     if done.sent is not None:
         say(f"stored {len(done.sent.stored)} on {done.sent.node}; {len(done.sent.already)} were stored there before")
     say(DISCLAIMER)

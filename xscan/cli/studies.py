@@ -13,12 +13,20 @@ from xscan.errors import UsageError
 
 def studies(
     results: Path = typer.Argument(..., exists=True, dir_okay=False, help="Results CSV written by xscan score."),
-    output: str = typer.Option(..., "-o", "--output", help="The studies CSV to write (replaced whole); - for standard output."),
-    patients_file: Path = typer.Option(None, "--patients-file", exists=True, dir_okay=False,
-                                       help="Patients of non-DICOM files: a CSV with columns path,patient (a train labels "
-                                       "file with its patient column is one); paths as in the results or below --patients-root."),
-    patients_root: Path = typer.Option(None, "--patients-root", file_okay=False,
-                                       help="The folder the --patients-file paths are relative to."),
+    output: str = typer.Option(
+        ..., "-o", "--output", help="The studies CSV to write (replaced whole); - for standard output."
+    ),
+    patients_file: Path = typer.Option(
+        None,
+        "--patients-file",
+        exists=True,
+        dir_okay=False,
+        help="Patients of non-DICOM files: a CSV with columns path,patient (a train labels "
+        "file with its patient column is one); paths as in the results or below --patients-root.",
+    ),
+    patients_root: Path = typer.Option(
+        None, "--patients-root", file_okay=False, help="The folder the --patients-file paths are relative to."
+    ),
 ) -> None:
     """One verdict per study: the results of each study's images rolled up into one row.
 
@@ -42,10 +50,14 @@ def studies(
 
     with exit_codes():
         if patients_root and not patients_file:
-            raise UsageError("--patients-root says where the paths of a --patients-file are relative to: give --patients-file too")
+            raise UsageError(
+                "--patients-root says where the paths of a --patients-file are relative to: give --patients-file too"
+            )
         patients = read_patients(patients_file, patients_root) if patients_file else None
         summary = write_studies(results, output, patients)
     counts = ", ".join(f"{count} {label}" for label, count in summary.by_label().items())
-    say(f"{len(summary.studies)} studies from {sum(len(s.files) for s in summary.studies)} files ({counts or 'none'})"
-        + ("" if output == "-" else f"; wrote {output}"))
+    say(
+        f"{len(summary.studies)} studies from {sum(len(s.files) for s in summary.studies)} files ({counts or 'none'})"
+        + ("" if output == "-" else f"; wrote {output}")
+    )
     say(DISCLAIMER)

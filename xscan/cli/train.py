@@ -37,28 +37,61 @@ class _RecipeDefault:
 def train(
     data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per class: NORMAL and PNEUMONIA."),
     out: Path = typer.Option(Path("weights"), "--out", help="Folder to write the weights and model card into."),
-    epochs: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.epochs),
-                               help="Most epochs to train; early stopping on validation AUC may stop sooner."),
-    image_size: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.model.image_size), help="Square model input side in pixels."),
-    members: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.model.members), min=1,
-                                help="Networks trained side by side and averaged (an ensemble)."),
-    batch_size: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.batch_size), help="Images per training step."),
-    val_fraction: float = typer.Option(default_factory=_RecipeDefault(lambda c: c.val_fraction),
-                                       help="Share of patients held out: half selects epoch, calibration and thresholds, "
-                                       "half only reports."),
-    seed: int = typer.Option(default_factory=_RecipeDefault(lambda c: c.seed), help="Random seed for the split, augmentation and weights."),
-    external: Path = typer.Option(None, "--external", help="A labelled folder (NORMAL / PNEUMONIA) from outside the intended "
-                                  "population, e.g. adult films: part teaches the out-of-scope check, part is reported in the card."),
-    labels_file: Path = typer.Option(None, "--labels-file", exists=True, dir_okay=False,
-                                     help="CSV with columns path,label[,patient], paths relative to DATA_DIR, instead of class "
-                                     "folders; the patient column keeps a patient's scans on one side of the split."),
-    scope_only: bool = typer.Option(False, "--scope-only", help="Keep the trained model in --out and fit only its "
-                                    "out-of-scope check again (on the card's own split), e.g. with --external films of your site."),
-    litert_only: bool = typer.Option(False, "--litert-only", help="Keep the trained model in --out and only write the LiteRT "
-                                     "file that scoring runs (xscan-cnn.tflite) from its weights and scope check, e.g. for a "
-                                     "weights folder made before xscan train wrote one; nothing is trained."),
-    reference_only: bool = typer.Option(False, "--reference-only", help="Keep the trained model in --out and compute only the "
-                                        "drift check's reference again (the validation patients of the card's own split)."),
+    epochs: int = typer.Option(
+        default_factory=_RecipeDefault(lambda c: c.epochs),
+        help="Most epochs to train; early stopping on validation AUC may stop sooner.",
+    ),
+    image_size: int = typer.Option(
+        default_factory=_RecipeDefault(lambda c: c.model.image_size), help="Square model input side in pixels."
+    ),
+    members: int = typer.Option(
+        default_factory=_RecipeDefault(lambda c: c.model.members),
+        min=1,
+        help="Networks trained side by side and averaged (an ensemble).",
+    ),
+    batch_size: int = typer.Option(
+        default_factory=_RecipeDefault(lambda c: c.batch_size), help="Images per training step."
+    ),
+    val_fraction: float = typer.Option(
+        default_factory=_RecipeDefault(lambda c: c.val_fraction),
+        help="Share of patients held out: half selects epoch, calibration and thresholds, half only reports.",
+    ),
+    seed: int = typer.Option(
+        default_factory=_RecipeDefault(lambda c: c.seed), help="Random seed for the split, augmentation and weights."
+    ),
+    external: Path = typer.Option(
+        None,
+        "--external",
+        help="A labelled folder (NORMAL / PNEUMONIA) from outside the intended "
+        "population, e.g. adult films: part teaches the out-of-scope check, part is reported in the card.",
+    ),
+    labels_file: Path = typer.Option(
+        None,
+        "--labels-file",
+        exists=True,
+        dir_okay=False,
+        help="CSV with columns path,label[,patient], paths relative to DATA_DIR, instead of class "
+        "folders; the patient column keeps a patient's scans on one side of the split.",
+    ),
+    scope_only: bool = typer.Option(
+        False,
+        "--scope-only",
+        help="Keep the trained model in --out and fit only its "
+        "out-of-scope check again (on the card's own split), e.g. with --external films of your site.",
+    ),
+    litert_only: bool = typer.Option(
+        False,
+        "--litert-only",
+        help="Keep the trained model in --out and only write the LiteRT "
+        "file that scoring runs (xscan-cnn.tflite) from its weights and scope check, e.g. for a "
+        "weights folder made before xscan train wrote one; nothing is trained.",
+    ),
+    reference_only: bool = typer.Option(
+        False,
+        "--reference-only",
+        help="Keep the trained model in --out and compute only the "
+        "drift check's reference again (the validation patients of the card's own split).",
+    ),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -82,8 +115,14 @@ def train(
     from xscan.training.train import train as run_training
 
     recipe = TrainConfig()
-    config = replace(recipe, val_fraction=val_fraction, seed=seed, epochs=epochs, batch_size=batch_size,
-                     model=replace(recipe.model, image_size=image_size, members=members))
+    config = replace(
+        recipe,
+        val_fraction=val_fraction,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        model=replace(recipe.model, image_size=image_size, members=members),
+    )
     base = ["xscan", "train", str(data_dir), "--out", str(out)]
     labelled = ["--labels-file", str(labels_file)] if labels_file else []
     with exit_codes():
@@ -92,12 +131,30 @@ def train(
         elif reference_only:
             card = refit_reference(data_dir, out, shlex.join([*base, "--reference-only", *labelled]), labels_file)
         elif scope_only:
-            command = shlex.join([*base, "--scope-only", *(["--external", str(external)] if external else []), *labelled])
+            command = shlex.join(
+                [*base, "--scope-only", *(["--external", str(external)] if external else []), *labelled]
+            )
             card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
         else:
             # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
-            command = shlex.join([*base, "--epochs", str(epochs), "--image-size", str(image_size), "--members", str(members),
-                                  "--batch-size", str(batch_size), "--val-fraction", str(val_fraction), "--seed", str(seed),
-                                  *(["--external", str(external)] if external else []), *labelled])
+            command = shlex.join(
+                [
+                    *base,
+                    "--epochs",
+                    str(epochs),
+                    "--image-size",
+                    str(image_size),
+                    "--members",
+                    str(members),
+                    "--batch-size",
+                    str(batch_size),
+                    "--val-fraction",
+                    str(val_fraction),
+                    "--seed",
+                    str(seed),
+                    *(["--external", str(external)] if external else []),
+                    *labelled,
+                ]
+            )
             card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
     say(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")

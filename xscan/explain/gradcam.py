@@ -27,7 +27,11 @@ from xscan.scoring.resume import fingerprint
 
 OVERLAY_COLUMN = "overlay"  # explain.csv: the PNG's path, relative to the output folder
 EXPLAIN_CSV = "explain.csv"
-EXPLAIN_COLUMNS = (*COLUMNS, *FINGERPRINT_COLUMNS, OVERLAY_COLUMN)  # score's columns but resolved_path, then the overlay
+EXPLAIN_COLUMNS = (
+    *COLUMNS,
+    *FINGERPRINT_COLUMNS,
+    OVERLAY_COLUMN,
+)  # score's columns but resolved_path, then the overlay
 LONG_SIDE = 512  # pixels on the longer side of an overlay, unless asked otherwise
 
 
@@ -47,7 +51,9 @@ def grid_of(network: Any, config: ModelConfig) -> Grid:
     """
     import keras
 
-    convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("m0_")]
+    convs = [
+        layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("m0_")
+    ]
     side, field, jump, steps = config.image_size, 1, 1, []
     for conv in convs:
         kernel, stride = conv.kernel_size[0], conv.strides[0]
@@ -88,10 +94,12 @@ class GradCam:
                 *activations, logit = probe(batch, training=False)
                 total = tf.reduce_sum(logit)  # scans do not interact at inference: each gets its own gradient
             gradients = tape.gradient(total, activations)
-            return tf.add_n([
-                tf.reduce_sum(tf.reduce_mean(gradient, axis=(1, 2), keepdims=True) * activation, axis=-1)
-                for gradient, activation in zip(gradients, activations, strict=True)
-            ])
+            return tf.add_n(
+                [
+                    tf.reduce_sum(tf.reduce_mean(gradient, axis=(1, 2), keepdims=True) * activation, axis=-1)
+                    for gradient, activation in zip(gradients, activations, strict=True)
+                ]
+            )
 
         side = config.image_size
         self._maps = tf.function(maps, input_signature=[tf.TensorSpec([MODEL_BATCH, side, side, 1], tf.float32)])
@@ -194,13 +202,19 @@ def overlay_plan(inputs: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[
     owners: dict[Path, Path] = {}
     for scan, overlay in plan:
         if overlay in owners:
-            raise OverlayClashError(f"{owners[overlay]} and {scan} would both be drawn to {overlay}; explain them into separate folders")
+            raise OverlayClashError(
+                f"{owners[overlay]} and {scan} would both be drawn to {overlay}; explain them into separate folders"
+            )
         owners[overlay] = scan
     return plan, skipped
 
 
 def write_overlays(
-    plan: Sequence[tuple[Path, Path]], explainer: Explainer, folder: Path, long_side: int, threshold: float,
+    plan: Sequence[tuple[Path, Path]],
+    explainer: Explainer,
+    folder: Path,
+    long_side: int,
+    threshold: float,
     workers: int | None = None,
 ) -> Iterator[list[Row]]:
     """Draw each planned scan's overlay into FOLDER and yield its rows a batch at a time, as `xscan score` would.
@@ -225,7 +239,9 @@ def write_overlays(
                 continue
             write_png(image, folder / overlay_of[explanation.path])
             extra[OVERLAY_COLUMN] = str(overlay_of[explanation.path])
-            rows.append(Row(str(explanation.path), explanation.probability, threshold, model_id, trailing_columns=extra))
+            rows.append(
+                Row(str(explanation.path), explanation.probability, threshold, model_id, trailing_columns=extra)
+            )
         yield rows
 
 

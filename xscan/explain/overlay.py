@@ -46,6 +46,7 @@ def heat_on_scan(cells: np.ndarray, grid: Grid, image_size: int, width: int, hei
     own, so the map lies on the anatomy. Each cell's value sits at the centre of its receptive
     field, with bilinear interpolation between centres and the nearest cell's value beyond them.
     """
+
     # Inverse map: for each output pixel x, the (fractional) cell index whose value it takes.
     def axis(length: int) -> tuple[float, float]:
         scale = image_size / length
@@ -53,8 +54,13 @@ def heat_on_scan(cells: np.ndarray, grid: Grid, image_size: int, width: int, hei
 
     (sx, tx), (sy, ty) = axis(width), axis(height)
     inverse = np.array([[sx, 0.0, tx], [0.0, sy, ty]])
-    return cv2.warpAffine(np.asarray(cells, np.float32), inverse, (width, height),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        np.asarray(cells, np.float32),
+        inverse,
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def display_scan(path: Path, long_side: int) -> np.ndarray:

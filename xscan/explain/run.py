@@ -39,8 +39,12 @@ class ExplainSummary:
 
 
 def explain_paths(
-    paths: Sequence[Path], output: Path, options: ExplainOptions = ExplainOptions(), *,
-    scorer: Scorer | None = None, on_event: Callable[[Event], None] | None = None,
+    paths: Sequence[Path],
+    output: Path,
+    options: ExplainOptions = ExplainOptions(),
+    *,
+    scorer: Scorer | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> ExplainSummary:
     """Draw a Grad-CAM overlay of each scan in PATHS (files, or folders walked as `score` walks them) into OUTPUT.
 

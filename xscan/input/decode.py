@@ -200,7 +200,9 @@ def check_complete(raw: bytes, image_format: str) -> None:
 def check_pixel_count(size: tuple[int, int] | None) -> None:
     """Refuse an image whose header claims more than MAX_PIXELS, before anything is allocated."""
     if size and size[0] * size[1] > MAX_PIXELS:
-        raise ScanError(f"image too large: header claims {size[0]}x{size[1]} pixels (limit {MAX_PIXELS // 1_000_000} megapixels)")
+        raise ScanError(
+            f"image too large: header claims {size[0]}x{size[1]} pixels (limit {MAX_PIXELS // 1_000_000} megapixels)"
+        )
 
 
 def header_size(raw: bytes, image_format: str) -> tuple[int, int] | None:
@@ -208,7 +210,9 @@ def header_size(raw: bytes, image_format: str) -> tuple[int, int] | None:
     if image_format == "PNG" and raw[12:16] == b"IHDR":
         return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
     if image_format == "BMP" and len(raw) >= 26:
-        return abs(int.from_bytes(raw[18:22], "little", signed=True)), abs(int.from_bytes(raw[22:26], "little", signed=True))
+        return abs(int.from_bytes(raw[18:22], "little", signed=True)), abs(
+            int.from_bytes(raw[22:26], "little", signed=True)
+        )
     if image_format == "TIFF":
         return _tiff_size(raw)
     if image_format == "JPEG":
@@ -235,7 +239,11 @@ def _tiff_size(raw: bytes) -> tuple[int, int] | None:
     return (found[256], found[257]) if len(found) == 2 else None
 
 
-_REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
+_REDUCED = (
+    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+)
 
 
 def _reduced_jpeg_flag(size: tuple[int, int] | None, min_side: int) -> int:

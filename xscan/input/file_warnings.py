@@ -52,7 +52,9 @@ def tally(found: Iterable[FileWarning]) -> list[WarningKind]:
     """Warnings by kind, in the order each kind first occurred."""
     kinds: dict[tuple[str, str], WarningKind] = {}
     for warning in found:
-        kind = kinds.setdefault((warning.category, warning.origin), WarningKind(warning.category, warning.origin, warning.message))
+        kind = kinds.setdefault(
+            (warning.category, warning.origin), WarningKind(warning.category, warning.origin, warning.message)
+        )
         kind.count += 1
     return list(kinds.values())
 
@@ -97,7 +99,9 @@ class _PydicomLogKeeper(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         sink = _sink()
         if sink is not None and record.funcName != LOGGED_AND_WARNED and record.exc_info is None:
-            sink.append(FileWarning(record.levelname, _origin(record.pathname, record.lineno), one_line(record.getMessage())))
+            sink.append(
+                FileWarning(record.levelname, _origin(record.pathname, record.lineno), one_line(record.getMessage()))
+            )
 
 
 class _Hook:
@@ -120,8 +124,14 @@ class _Hook:
             warnings.simplefilter("always")  # every occurrence, each file's own: no once-per-place memory
             shown = warnings.showwarning
 
-            def keep_or_show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
-                             line: str | None = None) -> None:
+            def keep_or_show(
+                message: Warning | str,
+                category: type[Warning],
+                filename: str,
+                lineno: int,
+                file: object = None,
+                line: str | None = None,
+            ) -> None:
                 sink = _sink()
                 if sink is None:
                     shown(message, category, filename, lineno, file, line)

@@ -50,7 +50,9 @@ def _text(raw: bytes) -> str:
 
 @dataclass
 class _Decode:
-    heard: list[tuple[int, str]] = field(default_factory=list)  # (line number, text) read while this decode was in flight
+    heard: list[tuple[int, str]] = field(
+        default_factory=list
+    )  # (line number, text) read while this decode was in flight
     shared: bool = False  # another decode was in flight when one of those lines was read
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -64,7 +66,9 @@ class _Capture:
         self.in_flight: dict[int, _Decode] = {}
         self.next_id = 0
         self.lines_read = 0
-        self.pending: dict[int, _Line] = {}  # lines heard while decodes were in flight, by number, until each of those has settled
+        self.pending: dict[
+            int, _Line
+        ] = {}  # lines heard while decodes were in flight, by number, until each of those has settled
         self.alone = threading.Condition()  # a decode run again alone waits for the others, and they for it
         self.running = 0
         self.solo = False
@@ -85,8 +89,13 @@ class _Capture:
             os.close(write_fd)
             self.write_fd = 2
             self.saved_stderr = sys.stderr
-            sys.stderr = open(os.dup(self.saved_fd), "w", buffering=1, encoding=sys.stderr.encoding,  # noqa: SIM115
-                              errors=sys.stderr.errors)
+            sys.stderr = open(
+                os.dup(self.saved_fd),
+                "w",
+                buffering=1,
+                encoding=sys.stderr.encoding,  # noqa: SIM115
+                errors=sys.stderr.errors,
+            )
             self.reader = threading.Thread(target=self._read, args=(read_fd,), name="xscan-native-stderr", daemon=True)
             self.reader.start()
 

@@ -42,5 +42,7 @@ def film_statistics(grey: np.ndarray) -> dict[str, float]:
     Equalization hides exposure and contrast from the model; these keep them, so that a change of
     X-ray unit or export pipeline shows in the drift check (xscan.reporting.drift) even where scores do not move.
     """
-    small = cv2.resize(grey, (STATISTICS_SIDE, STATISTICS_SIDE), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    small = (
+        cv2.resize(grey, (STATISTICS_SIDE, STATISTICS_SIDE), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    )
     return {"grey_mean": float(small.mean()), "grey_std": float(small.std())}

@@ -67,15 +67,23 @@ def convert(model: Any, batch: int = MODEL_BATCH, quantization: str = "none") ->
         return converter.convert()
 
 
-def write_litert(weights_dir: Path, card: ModelCard, network: Any, scope_network: Any = None, quantization: str = "none") -> dict[str, Any]:
+def write_litert(
+    weights_dir: Path, card: ModelCard, network: Any, scope_network: Any = None, quantization: str = "none"
+) -> dict[str, Any]:
     """Convert NETWORK (and SCOPE_NETWORK) to WEIGHTS_DIR/LITERT_FILE; return the card's `litert` section for it."""
     import tensorflow as tf
 
     model, outputs = scoring_model(network, card, scope_network)
     path = weights_dir / LITERT_FILE
     path.write_bytes(convert(model, MODEL_BATCH, quantization))
-    return {"file": LITERT_FILE, "sha256": sha256_of(path), "batch": MODEL_BATCH, "outputs": outputs, "quantization": quantization,
-            "tensorflow_version": tf.__version__}
+    return {
+        "file": LITERT_FILE,
+        "sha256": sha256_of(path),
+        "batch": MODEL_BATCH,
+        "outputs": outputs,
+        "quantization": quantization,
+        "tensorflow_version": tf.__version__,
+    }
 
 
 def save_bundle(network: Any, card: ModelCard, weights_dir: Path, scope_network: Any = None) -> ModelCard:

@@ -35,12 +35,18 @@ class ModelCard:
     validation: dict[str, Any] = field(default_factory=dict)  # the report part of validation: it chose nothing
     robustness: list[dict[str, Any]] = field(default_factory=list)
     intended_population: str = ""
-    selection: dict[str, Any] = field(default_factory=dict)  # the part of validation that chose epoch, calibration, threshold
+    selection: dict[str, Any] = field(
+        default_factory=dict
+    )  # the part of validation that chose epoch, calibration, threshold
     external: list[dict[str, Any]] = field(default_factory=list)  # labelled sets from outside the population
     scope: dict[str, Any] = field(default_factory=dict)  # the out-of-scope check; empty in older cards
-    litert: dict[str, Any] = field(default_factory=dict)  # the LiteRT file scoring runs (xscan.model.bundle); empty in older cards
+    litert: dict[str, Any] = field(
+        default_factory=dict
+    )  # the LiteRT file scoring runs (xscan.model.bundle); empty in older cards
     site_guidance: str = ""  # what a new site should expect of these figures, and what to run; empty in older cards
-    drift: dict[str, Any] = field(default_factory=dict)  # the drift check's reference (xscan.training.reference); empty in older cards
+    drift: dict[str, Any] = field(
+        default_factory=dict
+    )  # the drift check's reference (xscan.training.reference); empty in older cards
 
     @property
     def model_id(self) -> str:

@@ -17,4 +17,3 @@ def parse_label(text: str) -> int:
         return LABEL_VALUES[text.strip().lower()]
     except KeyError:
         raise LabelsError(f"label {text!r} is not one of {NEGATIVE}, {POSITIVE}, 0 or 1") from None
-

@@ -32,8 +32,10 @@ class CompiledNetwork:
         self._widths = list(outputs.values())
         self.batch = int(self._input["shape"][0])
         if int(self._interpreter.get_output_details()[0]["shape"][1]) != sum(self._widths):
-            raise ValueError(f"the LiteRT file's output has {self._interpreter.get_output_details()[0]['shape'][1]} values "
-                             f"a scan, its card says {sum(self._widths)}")
+            raise ValueError(
+                f"the LiteRT file's output has {self._interpreter.get_output_details()[0]['shape'][1]} values "
+                f"a scan, its card says {sum(self._widths)}"
+            )
 
     def run(self, inputs: np.ndarray) -> list[np.ndarray]:
         """The network's outputs for exactly `batch` INPUTS, in the card's order."""

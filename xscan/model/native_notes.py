@@ -31,7 +31,9 @@ TENSORFLOW_NOTES = (
 # What TensorFlow's converter to LiteRT prints while converting (absl's info and warning lines of its graph passes).
 CONVERTER_NOTES = (
     *TENSORFLOW_NOTES,
-    re.compile(r"[IW]\d{4} [\d:. ]+\d+ (devices|single_machine|tf_tfl_flatbuffer_helpers|flatbuffer_export)\.cc:\d+\] .*"),
+    re.compile(
+        r"[IW]\d{4} [\d:. ]+\d+ (devices|single_machine|tf_tfl_flatbuffer_helpers|flatbuffer_export)\.cc:\d+\] .*"
+    ),
 )
 
 
@@ -52,8 +54,11 @@ def native_stderr_without(notes: Sequence[str | re.Pattern[str]]) -> Iterator[No
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
-                    if not _is_note(line.rstrip("\n"), notes)]
+            kept = [
+                line
+                for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                if not _is_note(line.rstrip("\n"), notes)
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

@@ -44,7 +44,9 @@ def build_model(config: ModelConfig, batch_norm: bool = True, shared_stem: bool 
         if batch_norm:
             raise ValueError("a shared stem is the inference form: build it without batch norms")
         width = config.widths[0]
-        stem = _conv_bn_relu(layers, inputs, config.members * width, 2, STEM_CONV.removesuffix("_conv"), batch_norm=False)
+        stem = _conv_bn_relu(
+            layers, inputs, config.members * width, 2, STEM_CONV.removesuffix("_conv"), batch_norm=False
+        )
         stems = [stem[..., member * width : (member + 1) * width] for member in range(config.members)]
     logits = [_member(layers, inputs, config, member, batch_norm, stems[member]) for member in range(config.members)]
     logit = logits[0] if config.members == 1 else layers.Average(name="logit")(logits)
@@ -119,8 +121,9 @@ def fold_batch_norms(network: Any, config: ModelConfig) -> Any:
     fill_folded(folded, network, skip=(STEM_CONV,))
     if config.members > 1:
         parts = [folded_conv(network, f"m{member}_s0_a_conv") for member in range(config.members)]
-        folded.get_layer(STEM_CONV).set_weights([np.concatenate([kernel for kernel, _ in parts], axis=-1),
-                                                 np.concatenate([bias for _, bias in parts])])
+        folded.get_layer(STEM_CONV).set_weights(
+            [np.concatenate([kernel for kernel, _ in parts], axis=-1), np.concatenate([bias for _, bias in parts])]
+        )
     return folded
 
 
@@ -144,6 +147,8 @@ def folded_conv(network: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Kernel and bias of NETWORK's conv NAME with the batch norm after it (its name ending `_bn` for `_conv`) folded in."""
     conv = network.get_layer(name)
     norm = network.get_layer(name.removesuffix("_conv") + "_bn")
-    gamma, beta, mean, variance = (np.asarray(v) for v in (norm.gamma, norm.beta, norm.moving_mean, norm.moving_variance))
+    gamma, beta, mean, variance = (
+        np.asarray(v) for v in (norm.gamma, norm.beta, norm.moving_mean, norm.moving_variance)
+    )
     scale = gamma / np.sqrt(variance + norm.epsilon)
     return np.asarray(conv.kernel) * scale, beta - mean * scale

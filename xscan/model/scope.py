@@ -163,7 +163,9 @@ class ScopeCheck:
         return (softmax(scope_logits)[:, IN_SCOPE] < self.in_scope_threshold) | (distances > self.distance_threshold)
 
 
-def save_scope(weights_dir: Path, network: Any, stats: FeatureStats, config: ScopeConfig, image_size: int) -> dict[str, str]:
+def save_scope(
+    weights_dir: Path, network: Any, stats: FeatureStats, config: ScopeConfig, image_size: int
+) -> dict[str, str]:
     """Write the scope network's weights (without optimizer state) and the feature statistics; return their sha256s."""
     weights_dir.mkdir(parents=True, exist_ok=True)
     clean = build_scope_model(config, image_size)
@@ -192,7 +194,9 @@ def scope_config_from_card(card: ModelCard) -> ScopeConfig:
     return ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
 
 
-def scope_files(weights_dir: Path, card_scope: dict[str, Any], names: tuple[str, ...] = ("weights", "features")) -> dict[str, Path]:
+def scope_files(
+    weights_dir: Path, card_scope: dict[str, Any], names: tuple[str, ...] = ("weights", "features")
+) -> dict[str, Path]:
     """The files NAMES of a card's scope section in WEIGHTS_DIR, each present and matching the card.
 
     "weights" is the scope network's Keras weights (training, and the conversion to LiteRT), "features" the
@@ -211,7 +215,9 @@ def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
     """The fitted check of CARD's scope section: its thresholds, and the feature statistics from WEIGHTS_DIR (numpy only)."""
     card_scope = card.scope
     features = scope_files(weights_dir, card_scope, ("features",))["features"]
-    return ScopeCheck(card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(features), card_scope)
+    return ScopeCheck(
+        card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(features), card_scope
+    )
 
 
 def load_scope_network(weights_dir: Path, card: ModelCard) -> Any:

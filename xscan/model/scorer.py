@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from xscan.model.scope import ScopeCheck
     from xscan.model.site_calibration import LoadedSite
 
-MODEL_BATCH = 16  # model inputs per network call (the LiteRT file's batch, written by xscan.model.bundle); see Scorer.assess
+MODEL_BATCH = (
+    16  # model inputs per network call (the LiteRT file's batch, written by xscan.model.bundle); see Scorer.assess
+)
 
 
 NO_SCOPE_CHECK = "this model card has no out-of-scope check: every readable image gets NORMAL or PNEUMONIA"
@@ -39,15 +41,21 @@ class Assessment:
 
     probabilities: np.ndarray  # calibrated probability of pneumonia (the site's calibration, with one)
     scope: list[str]  # per input: empty in scope (or unchecked), else why it is out of scope, with the check's score
-    scope_scores: np.ndarray | None = None  # per input: the scope network's out-of-scope probability; None without a scope check
-    distances: np.ndarray | None = None  # per input: the feature distance from the training scans; None without a scope check
+    scope_scores: np.ndarray | None = (
+        None  # per input: the scope network's out-of-scope probability; None without a scope check
+    )
+    distances: np.ndarray | None = (
+        None  # per input: the feature distance from the training scans; None without a scope check
+    )
 
     def measures(self) -> list[dict[str, str]]:
         """Per input, the scope check's figures as results cells (feature_distance, scope_score); empty without a scope check."""
         if self.scope_scores is None or self.distances is None:
             return [{} for _ in self.scope]
-        return [{"feature_distance": f"{distance:.3f}", "scope_score": f"{score:.6f}"}
-                for distance, score in zip(self.distances, self.scope_scores, strict=True)]
+        return [
+            {"feature_distance": f"{distance:.3f}", "scope_score": f"{score:.6f}"}
+            for distance, score in zip(self.distances, self.scope_scores, strict=True)
+        ]
 
 
 @runtime_checkable
@@ -81,7 +89,9 @@ class Scorer:
     scope_check: ScopeCheck | None = None
     site: LoadedSite | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the user, e.g. no out-of-scope check
-    threads: int = 1  # the network, and the BLAS behind the scope check's feature distance, run each batch on this many threads
+    threads: int = (
+        1  # the network, and the BLAS behind the scope check's feature distance, run each batch on this many threads
+    )
     keras_network: Any = field(default=None, repr=False)  # the Keras network when at hand; else `network` loads it
 
     @cached_property
@@ -94,7 +104,9 @@ class Scorer:
         """The Keras network the LiteRT file was converted from, for Grad-CAM: loading it imports TensorFlow."""
         if self.keras_network is None:
             if self.weights_dir is None:
-                raise WeightsError("this scorer was loaded without its weights folder: the Keras network is not at hand")
+                raise WeightsError(
+                    "this scorer was loaded without its weights folder: the Keras network is not at hand"
+                )
             self.keras_network = load_network(self.weights_dir, self.card)
         return self.keras_network
 
@@ -129,8 +141,12 @@ class Scorer:
         scope_logits = np.concatenate([chunk[2] for chunk in chunks])[:count]
         with _blas_threads(self.threads):
             verdicts = self.scope_check.judge(scope_logits, features)
-        return Assessment(probabilities, [self.scope_check.cell(verdict) for verdict in verdicts],
-                          np.array([verdict.score for verdict in verdicts]), np.array([verdict.distance for verdict in verdicts]))
+        return Assessment(
+            probabilities,
+            [self.scope_check.cell(verdict) for verdict in verdicts],
+            np.array([verdict.score for verdict in verdicts]),
+            np.array([verdict.distance for verdict in verdicts]),
+        )
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of pneumonia for a stack of model inputs."""
@@ -190,9 +206,11 @@ def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True)
     not among them: scoring does not read them.
     """
     if not card.litert:
-        raise WeightsError(f"the model card in {weights_dir} names no LiteRT file ({LITERT_FILE}), the network scoring runs "
-                           f"(the folder was written before there was one); write it from its weights with: "
-                           f"{litert_command(weights_dir)}")
+        raise WeightsError(
+            f"the model card in {weights_dir} names no LiteRT file ({LITERT_FILE}), the network scoring runs "
+            f"(the folder was written before there was one); write it from its weights with: "
+            f"{litert_command(weights_dir)}"
+        )
     litert_path = checked_file(weights_dir / card.litert["file"], card.litert["sha256"], "LiteRT file")
     if not (scope_check and card.scope):
         return [litert_path]

@@ -35,7 +35,9 @@ class SiteCalibration:
     target_sensitivity: float
     counts: dict[str, int]
     at_threshold: dict[str, object]  # sensitivity and specificity on the site's scans, with 95 % Wilson intervals
-    cross_checked: dict[str, object] = field(default_factory=dict)  # the same rule judged on scans that did not choose it
+    cross_checked: dict[str, object] = field(
+        default_factory=dict
+    )  # the same rule judged on scans that did not choose it
     prevalence: float | None = None  # the site prevalence the intercept was set to, if given
     format: str = SITE_FORMAT
     # Written since the rule carries a guarantee (issue 23); files written before load with these defaults.
@@ -43,7 +45,9 @@ class SiteCalibration:
     confidence: float | None = None  # with rule "confidence": the probability that the sensitivity reaches the target
     rank: int = 0  # the threshold is the rank-th lowest pneumonia score of the sample
     guarantee: str = ""  # what the rule promises, in plain words
-    sensitivity_range: dict[str, object] = field(default_factory=dict)  # expected sensitivity on new scans, and its 5-95 % range
+    sensitivity_range: dict[str, object] = field(
+        default_factory=dict
+    )  # expected sensitivity on new scans, and its 5-95 % range
     prevalence_assumed: float | None = None  # the pneumonia share the intercept assumes: PREVALENCE, else the sample's
 
     def probability(self, base: np.ndarray) -> np.ndarray:
@@ -74,7 +78,6 @@ def clipped_logit(p: np.ndarray) -> np.ndarray:
     return np.log(clipped) - np.log1p(-clipped)
 
 
-
 def load_site(path: Path, model_id: str) -> LoadedSite:
     """SITE.json for the model MODEL_ID; a file for another model, or not a site file, is refused."""
     try:
@@ -91,5 +94,7 @@ def load_site(path: Path, model_id: str) -> LoadedSite:
     except TypeError as error:
         raise SiteCalibrationError(f"{path} is not a valid site calibration file: {error}") from None
     if site.base_model != model_id:
-        raise SiteCalibrationError(f"{path} was made for model {site.base_model}, not {model_id}: calibrate again with this model")
+        raise SiteCalibrationError(
+            f"{path} was made for model {site.base_model}, not {model_id}: calibrate again with this model"
+        )
     return LoadedSite(site, hashlib.sha256(raw).hexdigest())

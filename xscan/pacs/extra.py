@@ -20,4 +20,6 @@ def require_pacs_extra() -> None:
         try:
             importlib.import_module(name)
         except ImportError as error:
-            raise MissingExtraError(f"structured reports need {name}, which is not installed ({error}): {INSTALL_HINT}") from None
+            raise MissingExtraError(
+                f"structured reports need {name}, which is not installed ({error}): {INSTALL_HINT}"
+            ) from None

@@ -16,7 +16,9 @@ class Delivered:
     sent: Sent | None  # None without a node to send to
 
 
-def report_studies(results: Path, folder: Path, node: Node | None = None, calling_ae_title: str = CALLING_AE_TITLE) -> Delivered:
+def report_studies(
+    results: Path, folder: Path, node: Node | None = None, calling_ae_title: str = CALLING_AE_TITLE
+) -> Delivered:
     """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS, then store on NODE those it does not hold yet.
 
     The sent log is FOLDER/sent.csv. A DeliveryError leaves every report in FOLDER and the log

@@ -42,8 +42,10 @@ class Node:
     def parse(cls, text: str) -> Node:
         match = _NODE.match(text.strip())
         if not match or not 0 < int(match.group(3)) < 65536 or not match.group(1).strip():
-            raise OptionError(f"{text!r} is not a DICOM node: give AET@HOST:PORT, e.g. ORTHANC@pacs.example.org:4242 "
-                              "(an AE title of 1 to 16 characters, no backslash)")
+            raise OptionError(
+                f"{text!r} is not a DICOM node: give AET@HOST:PORT, e.g. ORTHANC@pacs.example.org:4242 "
+                "(an AE title of 1 to 16 characters, no backslash)"
+            )
         return cls(match.group(1).strip(), match.group(2).strip("[]"), int(match.group(3)))
 
     def __str__(self) -> str:
@@ -74,8 +76,10 @@ def send_reports(paths: Sequence[Path], node: Node, log: Path, calling_ae_title:
         _store(pending, node, log, calling_ae_title, sent)
     if sent.rejected:
         first_path, reason = sent.rejected[0]
-        raise DeliveryError(f"{node} rejected {len(sent.rejected)} of {len(pending)} reports (first: {first_path.name}: {reason}); "
-                            f"{len(sent.stored)} stored now; run again to resend what is missing")
+        raise DeliveryError(
+            f"{node} rejected {len(sent.rejected)} of {len(pending)} reports (first: {first_path.name}: {reason}); "
+            f"{len(sent.stored)} stored now; run again to resend what is missing"
+        )
     return sent
 
 
@@ -91,8 +95,10 @@ def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent
     with _quiet_pynetdicom():
         association = ae.associate(node.host, node.port, ae_title=node.ae_title)
         if not association.is_established:
-            raise DeliveryError(f"{node} refused the association or did not answer ({_why_not(association)}); "
-                                f"nothing sent, the {len(paths)} reports stay to send")
+            raise DeliveryError(
+                f"{node} refused the association or did not answer ({_why_not(association)}); "
+                f"nothing sent, the {len(paths)} reports stay to send"
+            )
         try:
             with open(log, "a", newline="", encoding="utf-8") as stream:
                 writer = csv.writer(stream)
@@ -108,7 +114,9 @@ def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent
                     else:
                         sent.rejected.append((path, "no answer" if code is None else f"status 0x{code:04X}"))
                     if not association.is_established:
-                        sent.rejected.extend((rest, "association lost") for rest in paths[len(sent.stored) + len(sent.rejected):])
+                        sent.rejected.extend(
+                            (rest, "association lost") for rest in paths[len(sent.stored) + len(sent.rejected) :]
+                        )
                         break
         finally:
             if association.is_established:

@@ -51,8 +51,17 @@ SERIES_NUMBER = 9901  # high, so the report's series sorts after the images' in 
 SERIES_DESCRIPTION = "xscan pneumonia scores (unverified)"
 MANUFACTURER = "xscan"
 # Type 2 attributes of the patient and study that the report must carry, empty where the images lack them.
-REQUIRED_EVIDENCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                     "StudyID", "AccessionNumber", "ReferringPhysicianName")
+REQUIRED_EVIDENCE = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,11 @@ class Report:
 
 def scored_images(study: Study) -> list[StudyFile]:
     """The DICOM images of STUDY that have a probability (out-of-scope ones included: they are reported as not assessed)."""
-    return [f for f in study.files if f.header is not None and f.row.probability is not None and "SOPInstanceUID" in f.header]
+    return [
+        f
+        for f in study.files
+        if f.header is not None and f.row.probability is not None and "SOPInstanceUID" in f.header
+    ]
 
 
 def build_report(study: Study) -> Report | None:
@@ -83,34 +96,54 @@ def build_report(study: Study) -> Report | None:
         return None
     verdict = study.verdict()
     algorithm = hd.sr.AlgorithmIdentification(
-        name="xscan", version=__version__, parameters=[f"model {verdict.model}", f"threshold {verdict.threshold:.6f}"],
-        manufacturer=MANUFACTURER)
+        name="xscan",
+        version=__version__,
+        parameters=[f"model {verdict.model}", f"threshold {verdict.threshold:.6f}"],
+        manufacturer=MANUFACTURER,
+    )
     groups = [_image_group(image, number, algorithm) for number, image in enumerate(images, start=1)]
     groups.append(_study_group(study, algorithm))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(entropy_srcs=["xscan device", verdict.model]), name="xscan", manufacturer_name=MANUFACTURER,
-            model_name=verdict.model))
+            uid=generate_uid(entropy_srcs=["xscan device", verdict.model]),
+            name="xscan",
+            manufacturer_name=MANUFACTURER,
+            model_name=verdict.model,
+        ),
+    )
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=CHEST_X_RAY, imaging_measurements=groups)
+        procedure_reported=CHEST_X_RAY,
+        imaging_measurements=groups,
+    )
     content[0].ContentSequence.append(_comments(study, len(images)))
     identity = _identity(study, images)
     dataset = hd.sr.Comprehensive3DSR(
-        evidence=[_evidence(image.header) for image in images], content=content[0],
+        evidence=[_evidence(image.header) for image in images],
+        content=content[0],
         series_instance_uid=generate_uid(entropy_srcs=[study.key, verdict.model, "xscan series"]),
-        series_number=SERIES_NUMBER, sop_instance_uid=generate_uid(entropy_srcs=identity), instance_number=1,
-        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
-        series_description=SERIES_DESCRIPTION)
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=generate_uid(entropy_srcs=identity),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        series_description=SERIES_DESCRIPTION,
+    )
     return Report(study, dataset)
 
 
 def _identity(study: Study, images: Sequence[StudyFile]) -> list[str]:
     """What the report says, as text: the same results make the same UID."""
     verdict = study.verdict()
-    return [study.key, verdict.model, f"{verdict.threshold:.6f}", *(
-        f"{image.header.SOPInstanceUID}={image.row.probability:.6f}:{image.row.scope}" for image in images)]
+    return [
+        study.key,
+        verdict.model,
+        f"{verdict.threshold:.6f}",
+        *(f"{image.header.SOPInstanceUID}={image.row.probability:.6f}:{image.row.scope}" for image in images),
+    ]
 
 
 def _evidence(header: Dataset) -> Dataset:
@@ -122,16 +155,21 @@ def _evidence(header: Dataset) -> Dataset:
     return evidence
 
 
-def _image_group(image: StudyFile, number: int, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _image_group(
+    image: StudyFile, number: int, algorithm: hd.sr.AlgorithmIdentification
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     row = image.row
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=generate_uid(entropy_srcs=[str(image.header.SOPInstanceUID), row.model, "xscan image"]),
-            identifier=f"image {number}"),
-        finding_type=PNEUMONIA, algorithm_id=algorithm,
+            identifier=f"image {number}",
+        ),
+        finding_type=PNEUMONIA,
+        algorithm_id=algorithm,
         measurements=[hd.sr.Measurement(name=PROBABILITY, value=row.probability, unit=NO_UNITS)],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(PNEUMONIA, EVALUATION_OF_LABEL[row.label])],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(image.header)])
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(image.header)],
+    )
     if row.scope:
         group[0].ContentSequence.append(_text(f"not assessed: out of scope, {row.scope}"))
     return group
@@ -139,12 +177,18 @@ def _image_group(image: StudyFile, number: int, algorithm: hd.sr.AlgorithmIdenti
 
 def _study_group(study: Study, algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     verdict = study.verdict()
-    measurements = [] if verdict.scope else [hd.sr.Measurement(name=PROBABILITY, value=verdict.probability, unit=NO_UNITS)]
+    measurements = (
+        [] if verdict.scope else [hd.sr.Measurement(name=PROBABILITY, value=verdict.probability, unit=NO_UNITS)]
+    )
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(entropy_srcs=[study.key, verdict.model, "xscan study"]), identifier="study verdict"),
-        finding_type=PNEUMONIA, algorithm_id=algorithm, measurements=measurements,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(PNEUMONIA, EVALUATION_OF_LABEL[verdict.label])])
+            uid=generate_uid(entropy_srcs=[study.key, verdict.model, "xscan study"]), identifier="study verdict"
+        ),
+        finding_type=PNEUMONIA,
+        algorithm_id=algorithm,
+        measurements=measurements,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(PNEUMONIA, EVALUATION_OF_LABEL[verdict.label])],
+    )
 
 
 def _comments(study: Study, images: int) -> hd.sr.ContainerContentItem:
@@ -152,10 +196,14 @@ def _comments(study: Study, images: int) -> hd.sr.ContainerContentItem:
     if verdict.scope:
         summary = f"Study verdict: {OUT_OF_SCOPE}, no image in scope ({verdict.scope})."
     else:
-        summary = (f"Study verdict: {verdict.label}, the largest probability of pneumonia among the images in scope, "
-                   f"{verdict.probability:.6f}, against the threshold {verdict.threshold:.6f}.")
+        summary = (
+            f"Study verdict: {verdict.label}, the largest probability of pneumonia among the images in scope, "
+            f"{verdict.probability:.6f}, against the threshold {verdict.threshold:.6f}."
+        )
     files = f"{images} of {counts['files']} files of this study reported; {counts['out_of_scope']} out of scope."
-    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    container = hd.sr.ContainerContentItem(
+        name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
     container.ContentSequence = hd.sr.ContentSequence([_text(summary), _text(files), _text(DISCLAIMER)])
     return container
 
@@ -205,6 +253,9 @@ def _holds(path: Path, sop_instance_uid: str) -> bool:
     if not path.exists():
         return False
     try:
-        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID) == sop_instance_uid
+        return (
+            str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+            == sop_instance_uid
+        )
     except (OSError, ValueError, AttributeError):
         return False

@@ -73,16 +73,31 @@ class Study:
         deciding = max(in_scope or scored, key=lambda row: row.probability or 0.0) if scored else rows[0]
         error = "" if scored else _why_none_scored(rows)
         counts = self.counts()
-        columns = {GROUPED_BY: self.grouped_by, "AccessionNumber": self.accession_number,
-                   **{name: str(counts[name]) for name in COUNT_COLUMNS}, DECIDED_BY: deciding.path}
-        return Row(self.key, deciding.probability, deciding.threshold, deciding.model, error, columns,
-                   "" if in_scope else deciding.scope)
+        columns = {
+            GROUPED_BY: self.grouped_by,
+            "AccessionNumber": self.accession_number,
+            **{name: str(counts[name]) for name in COUNT_COLUMNS},
+            DECIDED_BY: deciding.path,
+        }
+        return Row(
+            self.key,
+            deciding.probability,
+            deciding.threshold,
+            deciding.model,
+            error,
+            columns,
+            "" if in_scope else deciding.scope,
+        )
 
     def counts(self) -> dict[str, int]:
         rows = [f.row for f in self.files]
-        return {"files": len(rows), "scored": sum(row.probability is not None for row in rows),
-                "out_of_scope": sum(bool(row.scope) for row in rows), "skipped": sum(row.skipped_by_policy for row in rows),
-                "errors": sum(bool(row.error) and not row.skipped_by_policy for row in rows)}
+        return {
+            "files": len(rows),
+            "scored": sum(row.probability is not None for row in rows),
+            "out_of_scope": sum(bool(row.scope) for row in rows),
+            "skipped": sum(row.skipped_by_policy for row in rows),
+            "errors": sum(bool(row.error) and not row.skipped_by_policy for row in rows),
+        }
 
 
 def _why_none_scored(rows: list[Row]) -> str:
@@ -138,8 +153,11 @@ def read_patients(source: Path, root: Path | None = None) -> dict[str, str]:
             reader = csv.DictReader(stream)
             if not {"path", "patient"} <= set(reader.fieldnames or []):
                 raise UsageError(f"{source} is not a patients file: it needs columns path,patient")
-            return {place(record["path"], root): f"column:{record['patient'].strip()}"
-                    for record in reader if (record["patient"] or "").strip()}
+            return {
+                place(record["path"], root): f"column:{record['patient'].strip()}"
+                for record in reader
+                if (record["patient"] or "").strip()
+            }
     except OSError as error:
         raise UsageError(f"cannot read patients file {source}: {error.strerror or error}") from None
 

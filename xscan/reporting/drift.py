@@ -24,7 +24,10 @@ class DriftUsageError(UsageError):
 
 
 def drift_of_results(
-    results: Path, weights_dir: Path | None = None, every_row: bool = False, baseline: Path | None = None,
+    results: Path,
+    weights_dir: Path | None = None,
+    every_row: bool = False,
+    baseline: Path | None = None,
 ) -> DriftVerdict:
     """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR (default: the bundled model).
 
@@ -34,13 +37,17 @@ def drift_of_results(
     """
     card = read_card(weights_dir or default_weights_dir())
     if not card.drift:
-        raise DriftUsageError(f"the model card of {card.model_id} has no drift reference: run xscan train DATA --out WEIGHTS "
-                              "--reference-only")
+        raise DriftUsageError(
+            f"the model card of {card.model_id} has no drift reference: run xscan train DATA --out WEIGHTS "
+            "--reference-only"
+        )
     table = read_table(results)
     missing = [column for column in (*MEASURE_COLUMNS, RUN_COLUMN) if column not in table.columns]
     if missing:
-        raise DriftUsageError(f"{results} was written before the drift columns ({', '.join(missing)}): score the folder again "
-                              "into a new results file (or with --overwrite) to check it for drift")
+        raise DriftUsageError(
+            f"{results} was written before the drift columns ({', '.join(missing)}): score the folder again "
+            "into a new results file (or with --overwrite) to check it for drift"
+        )
     records = [record for record in table.records if record["probability"] and not record["error"]]
     if not every_row:
         runs = [int(record[RUN_COLUMN]) for record in records if record[RUN_COLUMN].isdigit()]
@@ -48,12 +55,18 @@ def drift_of_results(
         records = [record for record in records if record[RUN_COLUMN] == str(last)]
     foreign = sorted({record["model"] for record in records} - {card.model_id})
     if any(not model.startswith(card.model_id) for model in foreign):
-        raise DriftUsageError(f"{results} holds rows of model {', '.join(foreign)}, not {card.model_id}: give its --weights")
+        raise DriftUsageError(
+            f"{results} holds rows of model {', '.join(foreign)}, not {card.model_id}: give its --weights"
+        )
     if len(records) < MIN_SCANS:
         which = "scored rows" if every_row else "scored rows in its last run"
-        raise DriftUsageError(f"{results} has {len(records)} {which}: at least {MIN_SCANS} are needed to tell drift from chance"
-                              + ("" if every_row else " (--all uses every row)"))
-    values = drift_values(records, with_probability=not foreign)  # a site calibration moved the score away from the reference
+        raise DriftUsageError(
+            f"{results} has {len(records)} {which}: at least {MIN_SCANS} are needed to tell drift from chance"
+            + ("" if every_row else " (--all uses every row)")
+        )
+    values = drift_values(
+        records, with_probability=not foreign
+    )  # a site calibration moved the score away from the reference
     if baseline is None:
         return judge(values, card.drift, len(records))
     verdict = judge(values, card.drift, len(records), LEVEL / 2)

@@ -66,21 +66,45 @@ def choose_galleries(
     scored, out_of_scope, failed = classify(records, threshold, truth)
     if truth is not None:
         galleries = [
-            _gallery("false-negatives", "False negatives: pneumonia called NORMAL", "lowest probability first",
-                     [e for e in scored if e.truth == 1 and e.label == NEGATIVE], lambda e: e.probability, size),
-            _gallery("false-positives", "False positives: normal called PNEUMONIA", "highest probability first",
-                     [e for e in scored if e.truth == 0 and e.label == POSITIVE], lambda e: -e.probability, size),
+            _gallery(
+                "false-negatives",
+                "False negatives: pneumonia called NORMAL",
+                "lowest probability first",
+                [e for e in scored if e.truth == 1 and e.label == NEGATIVE],
+                lambda e: e.probability,
+                size,
+            ),
+            _gallery(
+                "false-positives",
+                "False positives: normal called PNEUMONIA",
+                "highest probability first",
+                [e for e in scored if e.truth == 0 and e.label == POSITIVE],
+                lambda e: -e.probability,
+                size,
+            ),
         ]
     else:
         galleries = [
-            _gallery("highest", "Highest probability of pneumonia", "highest first", scored, lambda e: -e.probability, size),
-            _gallery("lowest", "Lowest probability of pneumonia", "lowest first", scored, lambda e: e.probability, size),
+            _gallery(
+                "highest", "Highest probability of pneumonia", "highest first", scored, lambda e: -e.probability, size
+            ),
+            _gallery(
+                "lowest", "Lowest probability of pneumonia", "lowest first", scored, lambda e: e.probability, size
+            ),
         ]
     return [
         *galleries,
-        _gallery("nearest-threshold", f"Nearest the threshold ({threshold:.4f})", "nearest first", scored,
-                 lambda e: abs(e.probability - threshold), size),
-        _gallery("out-of-scope", "Out of scope: not scored as NORMAL or PNEUMONIA", "file order", out_of_scope, None, size),
+        _gallery(
+            "nearest-threshold",
+            f"Nearest the threshold ({threshold:.4f})",
+            "nearest first",
+            scored,
+            lambda e: abs(e.probability - threshold),
+            size,
+        ),
+        _gallery(
+            "out-of-scope", "Out of scope: not scored as NORMAL or PNEUMONIA", "file order", out_of_scope, None, size
+        ),
         _gallery("errors", "Could not be scored", "file order", failed, None, size),
     ]
 

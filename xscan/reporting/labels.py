@@ -68,9 +68,13 @@ class FileLabels:
             reader = csv.DictReader(stream)
             missing = [c for c in LABELS_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
-                raise LabelsError(f"{source} is not a labels file: missing column(s) {', '.join(missing)} (expected path,label)")
+                raise LabelsError(
+                    f"{source} is not a labels file: missing column(s) {', '.join(missing)} (expected path,label)"
+                )
             if set(COLUMNS) <= set(reader.fieldnames or []):
-                raise LabelsError(f"{source} is an xscan results file: its label column is the model's prediction, not ground truth")
+                raise LabelsError(
+                    f"{source} is an xscan results file: its label column is the model's prediction, not ground truth"
+                )
             by_path: dict[str, int] = {}
             for record in reader:
                 record["path"] = unescape_cell(record["path"] or "")

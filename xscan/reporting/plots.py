@@ -51,7 +51,8 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
         "confusion-matrix.png": lambda ax: _confusion(ax, evaluation.metrics),
         "calibration.png": lambda ax: _calibration(ax, truth, probabilities),
         "histogram.png": lambda ax: _histogram(
-            ax, {POSITIVE: probabilities[truth == 1], NEGATIVE: probabilities[truth == 0]}, report.threshold),
+            ax, {POSITIVE: probabilities[truth == 1], NEGATIVE: probabilities[truth == 0]}, report.threshold
+        ),
     }
     if truth.min() != truth.max():
         plots["roc.png"] = lambda ax: _roc(ax, truth, probabilities, evaluation.metrics)
@@ -75,8 +76,13 @@ def _roc(ax: Axes, truth: np.ndarray, probabilities: np.ndarray, metrics: dict[s
     fpr, tpr, _ = roc_curve(truth, probabilities)
     ax.plot(fpr, tpr, label=f"AUC {metrics['auc']:.3f}")
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
-    ax.plot(1 - metrics["specificity"], metrics["sensitivity"], "o", color="red",
-            label=f"threshold {metrics['threshold']:.3f}")
+    ax.plot(
+        1 - metrics["specificity"],
+        metrics["sensitivity"],
+        "o",
+        color="red",
+        label=f"threshold {metrics['threshold']:.3f}",
+    )
     ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity", title="ROC curve", aspect="equal")
     ax.legend(loc="lower right")
 
@@ -85,7 +91,9 @@ def _precision_recall(ax: Axes, truth: np.ndarray, probabilities: np.ndarray, me
     precision, recall, _ = precision_recall_curve(truth, probabilities)
     ax.step(recall, precision, where="post", label=f"average precision {metrics['average_precision']:.3f}")
     ax.axhline(truth.mean(), linestyle=":", color="grey", label="prevalence")
-    ax.plot(metrics["sensitivity"], metrics["precision"], "o", color="red", label=f"threshold {metrics['threshold']:.3f}")
+    ax.plot(
+        metrics["sensitivity"], metrics["precision"], "o", color="red", label=f"threshold {metrics['threshold']:.3f}"
+    )
     ax.set(xlabel="sensitivity (recall)", ylabel="precision (PPV)", title="precision-recall curve", ylim=(0, 1.02))
     ax.legend(loc="lower left")
 
@@ -95,8 +103,15 @@ def _confusion(ax: Axes, metrics: dict[str, float]) -> None:
     darkest = max(int(counts.max()), 1)
     ax.imshow(counts, cmap="Blues", vmin=0, vmax=darkest)
     for (row, column), count in np.ndenumerate(counts):
-        ax.text(column, row, str(count), ha="center", va="center", fontsize=16,
-                color="white" if count > darkest / 2 else "black")
+        ax.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=16,
+            color="white" if count > darkest / 2 else "black",
+        )
     ax.set_xticks([0, 1], [f"predicted\n{POSITIVE}", f"predicted\n{NEGATIVE}"])
     ax.set_yticks([0, 1], [f"actual\n{POSITIVE}", f"actual\n{NEGATIVE}"])
     ax.set_title(f"confusion matrix at threshold {metrics['threshold']:.3f}")
@@ -106,8 +121,14 @@ def _calibration(ax: Axes, truth: np.ndarray, probabilities: np.ndarray) -> None
     observed, predicted = calibration_curve(truth, probabilities, n_bins=CALIBRATION_BINS, strategy="uniform")
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
     ax.plot(predicted, observed, "o-", label="xscan")
-    ax.set(xlabel="mean predicted probability of pneumonia", ylabel="observed share of pneumonia",
-           title="calibration (reliability) diagram", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
+    ax.set(
+        xlabel="mean predicted probability of pneumonia",
+        ylabel="observed share of pneumonia",
+        title="calibration (reliability) diagram",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+        aspect="equal",
+    )
     ax.legend(loc="upper left")
 
 

@@ -21,7 +21,6 @@ HISTOGRAM_BINS = 10
 NOTE_EXAMPLES = 3  # paths named in a note before "and N more"
 
 
-
 class ReportError(UsageError, ValueError):
     """Results or labels that cannot give a report; the message says why and what to do."""
 
@@ -83,18 +82,28 @@ class Report:
         data: dict[str, object] = {}
         if self.evaluation:
             data.update(self.evaluation.metrics)
-            data["intervals"] = {name: {"low": i.low, "high": i.high, "method": i.method} for name, i in self.evaluation.intervals.items()}
+            data["intervals"] = {
+                name: {"low": i.low, "high": i.high, "method": i.method}
+                for name, i in self.evaluation.intervals.items()
+            }
             data["operating_points"] = [vars(point) for point in self.evaluation.operating_points]
             data["without_ground_truth"] = len(self.evaluation.without_truth)
             data["bootstrap_resamples_used"] = self.evaluation.resamples_used
         else:
             data["n"] = sum(self.summary.predicted.values())
         data.update(
-            threshold=self.threshold, threshold_source=self.threshold_source, source=self.source, labels_from=self.labels_from,
-            rows=self.summary.rows, errors=len(self.summary.errors), predicted=self.summary.predicted,
+            threshold=self.threshold,
+            threshold_source=self.threshold_source,
+            source=self.source,
+            labels_from=self.labels_from,
+            rows=self.summary.rows,
+            errors=len(self.summary.errors),
+            predicted=self.summary.predicted,
             out_of_scope=len(self.summary.out_of_scope),
             histogram={"edges": self.summary.histogram_edges, "counts": self.summary.histogram_counts},
-            bootstrap=self.bootstrap, seed=self.seed, notes=self.notes,
+            bootstrap=self.bootstrap,
+            seed=self.seed,
+            notes=self.notes,
         )
         return _finite_or_none(data)
 
@@ -120,14 +129,30 @@ def operating_points(
     points = []
     for threshold, names in merged.items():
         m = binary_metrics(truth, probabilities, threshold)
-        points.append(OperatingPoint("; ".join(names), threshold, m["sensitivity"], m["specificity"], m["precision"], m["npv"],
-                                     m["tp"], m["fp"], m["tn"], m["fn"]))
+        points.append(
+            OperatingPoint(
+                "; ".join(names),
+                threshold,
+                m["sensitivity"],
+                m["specificity"],
+                m["precision"],
+                m["npv"],
+                m["tp"],
+                m["fp"],
+                m["tn"],
+                m["fn"],
+            )
+        )
     return points
 
 
 def _threshold_rules(
-    truth: np.ndarray, probabilities: np.ndarray, threshold: float, stored: float | None,
-    target_sensitivity: float, target_specificity: float,
+    truth: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    stored: float | None,
+    target_sensitivity: float,
+    target_specificity: float,
 ) -> list[tuple[str, float]]:
     rules = [("CSV", threshold)] if threshold == stored else [("--threshold", threshold)]
     if stored is not None and stored != threshold:
@@ -166,12 +191,20 @@ def _measured(row: Row) -> bool:
 
 
 def _evaluate(
-    rows: Sequence[Row], truth_of: GroundTruth, threshold: float, stored: float | None,
-    target_sensitivity: float, target_specificity: float, bootstrap: int, seed: int,
+    rows: Sequence[Row],
+    truth_of: GroundTruth,
+    threshold: float,
+    stored: float | None,
+    target_sensitivity: float,
+    target_specificity: float,
+    bootstrap: int,
+    seed: int,
 ) -> Evaluation:
     labelled = [(row, truth_of(row.path)) for row in rows]
     if all(label is None for _, label in labelled):
-        raise ReportError(f"no row got ground truth from {truth_of.description}; the first row's path is {rows[0].path}")
+        raise ReportError(
+            f"no row got ground truth from {truth_of.description}; the first row's path is {rows[0].path}"
+        )
     known = [(row, label) for row, label in labelled if label is not None and _measured(row)]
     if not known:
         raise ReportError("every row with ground truth could not be scored: nothing to measure")
@@ -183,8 +216,12 @@ def _evaluate(
     intervals.update(resampled)
     rules = _threshold_rules(truth, probabilities, threshold, stored, target_sensitivity, target_specificity)
     return Evaluation(
-        metrics=metrics, intervals=intervals, operating_points=operating_points(truth, probabilities, rules),
-        truth=truth, probabilities=probabilities, resamples_used=used,
+        metrics=metrics,
+        intervals=intervals,
+        operating_points=operating_points(truth, probabilities, rules),
+        truth=truth,
+        probabilities=probabilities,
+        resamples_used=used,
         without_truth=[row.path for row, label in labelled if label is None and _measured(row)],
     )
 
@@ -197,22 +234,32 @@ def _listed(items: list[str]) -> str:
 def _notes(summary: Summary, evaluation: Evaluation | None, bootstrap: int) -> list[str]:
     notes = []
     if summary.errors:
-        notes.append(f"{len(summary.errors)} row(s) could not be scored and are not counted: "
-                     + _listed([f"{path}: {error}" for path, error in summary.errors]))
+        notes.append(
+            f"{len(summary.errors)} row(s) could not be scored and are not counted: "
+            + _listed([f"{path}: {error}" for path, error in summary.errors])
+        )
     if summary.out_of_scope:
-        notes.append(f"{len(summary.out_of_scope)} row(s) were judged out of scope (label OUT_OF_SCOPE) and are in no metric: "
-                     + _listed([f"{path}: {scope}" for path, scope in summary.out_of_scope]))
+        notes.append(
+            f"{len(summary.out_of_scope)} row(s) were judged out of scope (label OUT_OF_SCOPE) and are in no metric: "
+            + _listed([f"{path}: {scope}" for path, scope in summary.out_of_scope])
+        )
     if evaluation is None:
         return notes
     if evaluation.without_truth:
-        notes.append(f"{len(evaluation.without_truth)} scored row(s) have no ground truth and are not in the metrics: "
-                     + _listed(evaluation.without_truth))
+        notes.append(
+            f"{len(evaluation.without_truth)} scored row(s) have no ground truth and are not in the metrics: "
+            + _listed(evaluation.without_truth)
+        )
     if evaluation.truth.min() == evaluation.truth.max():
         only = POSITIVE if evaluation.truth[0] else NEGATIVE
-        notes.append(f"only {only} scans have ground truth: ROC AUC, average precision and the rates of the missing class "
-                     "are undefined; the Youden and target thresholds need both classes")
+        notes.append(
+            f"only {only} scans have ground truth: ROC AUC, average precision and the rates of the missing class "
+            "are undefined; the Youden and target thresholds need both classes"
+        )
     elif evaluation.resamples_used < bootstrap:
-        notes.append(f"{bootstrap - evaluation.resamples_used} of {bootstrap} bootstrap resamples held one class only and were skipped")
+        notes.append(
+            f"{bootstrap - evaluation.resamples_used} of {bootstrap} bootstrap resamples held one class only and were skipped"
+        )
     return notes
 
 
@@ -220,8 +267,10 @@ def _stored_threshold(rows: Sequence[Row], needed: bool) -> float | None:
     """The one threshold the rows were scored at; None if several, an error if several and NEEDED."""
     thresholds = sorted({row.threshold for row in rows})
     if len(thresholds) > 1 and needed:
-        raise ReportError(f"rows were scored at {len(thresholds)} different thresholds "
-                          f"({', '.join(f'{t:g}' for t in thresholds[:5])}); pass --threshold to choose one")
+        raise ReportError(
+            f"rows were scored at {len(thresholds)} different thresholds "
+            f"({', '.join(f'{t:g}' for t in thresholds[:5])}); pass --threshold to choose one"
+        )
     return thresholds[0] if len(thresholds) == 1 else None
 
 
@@ -246,9 +295,15 @@ def build_report(
     if truth is not None:
         evaluation = _evaluate(rows, truth, threshold, stored, target_sensitivity, target_specificity, bootstrap, seed)
     return Report(
-        source=source, threshold=threshold, threshold_source=threshold_source,
-        labels_from=truth.description if truth is not None else None, bootstrap=bootstrap, seed=seed,
-        summary=summary, evaluation=evaluation, notes=_notes(summary, evaluation, bootstrap),
+        source=source,
+        threshold=threshold,
+        threshold_source=threshold_source,
+        labels_from=truth.description if truth is not None else None,
+        bootstrap=bootstrap,
+        seed=seed,
+        summary=summary,
+        evaluation=evaluation,
+        notes=_notes(summary, evaluation, bootstrap),
     )
 
 

@@ -66,7 +66,11 @@ class ReviewPage:
 
 
 def write_review_page(
-    report: Report, source: Path, folder: Path, truth: GroundTruth | None, gallery_size: int = GALLERY_SIZE,
+    report: Report,
+    source: Path,
+    folder: Path,
+    truth: GroundTruth | None,
+    gallery_size: int = GALLERY_SIZE,
     weights: Path | None = None,
 ) -> ReviewPage:
     """Write FOLDER/index.html for REPORT (made from the results CSV SOURCE), with its plots and gallery images.
@@ -102,7 +106,12 @@ def drift_or_reason(source: Path, weights: Path | None) -> DriftVerdict | str:
 
 
 def draw_pictures(
-    entries: list[Entry], source: Path, folder: Path, threshold: float, models: list[str], weights: Path | None,
+    entries: list[Entry],
+    source: Path,
+    folder: Path,
+    threshold: float,
+    models: list[str],
+    weights: Path | None,
 ) -> tuple[dict[str, Picture], list[str]]:
     """Thumbnail and full-size image of each entry into FOLDER/images; heatmaps where the entry was scored.
 
@@ -146,8 +155,10 @@ def _explainer(weights: Path | None, models: list[str], notes: list[str]) -> Exp
 
     scorer = load_scorer(weights)
     if scorer.card.model_id not in models:
-        notes.append(f"no heatmaps: the results come from model {', '.join(models)}, the loaded model is "
-                     f"{scorer.card.model_id} (pass --weights with the results' model to draw them)")
+        notes.append(
+            f"no heatmaps: the results come from model {', '.join(models)}, the loaded model is "
+            f"{scorer.card.model_id} (pass --weights with the results' model to draw them)"
+        )
         return None
     try:
         return Explainer(scorer)
@@ -200,7 +211,12 @@ figure.scan figcaption { font-size: 12px; overflow-wrap: anywhere; }
 
 
 def render_page(
-    report: Report, galleries: list[Gallery], pictures: dict[str, Picture], plots: list[str], models: list[str], notes: list[str],
+    report: Report,
+    galleries: list[Gallery],
+    pictures: dict[str, Picture],
+    plots: list[str],
+    models: list[str],
+    notes: list[str],
     drift: DriftVerdict | str = "",
 ) -> str:
     """The page as one HTML document; every value is escaped."""
@@ -215,11 +231,14 @@ def render_page(
         '<section id="galleries"><h2>Scans to review</h2>'
         "<p>The heatmap (Grad-CAM) shows where the model found evidence for pneumonia, in coarse cells; it shows where, "
         "not why. A thumbnail opens the full-size overlay with its colour bar.</p>"
-        + "".join(_gallery(gallery, pictures) for gallery in galleries) + "</section>",
+        + "".join(_gallery(gallery, pictures) for gallery in galleries)
+        + "</section>",
     ]
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>xscan review: {_e(source)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>\n'
-            f"<body>\n{''.join(sections)}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>xscan review: {_e(source)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>\n'
+        f"<body>\n{''.join(sections)}\n</body></html>\n"
+    )
 
 
 def _e(value: object) -> str:
@@ -229,31 +248,39 @@ def _e(value: object) -> str:
 def _header(report: Report, models: list[str]) -> str:
     threshold_from = "--threshold" if report.threshold_source == "option" else "the CSV"
     truth = f"ground truth from {_e(report.labels_from)}" if report.labels_from else "no ground truth given"
-    sections = ("drift", "metrics", "plots", "operating-points", "notes", "galleries") if report.evaluation else (
-        "drift", "metrics", "plots", "notes", "galleries")
+    sections = (
+        ("drift", "metrics", "plots", "operating-points", "notes", "galleries")
+        if report.evaluation
+        else ("drift", "metrics", "plots", "notes", "galleries")
+    )
     links = "".join(f'<a href="#{name}">{name.replace("-", " ")}</a>' for name in sections)
-    return (f'<header><h1>xscan review</h1><p class="disclaimer">{_e(DISCLAIMER)} Every result must be read by a qualified '
-            f"clinician.</p><p><strong>{_e(report.source)}</strong>: {report.summary.rows} rows; model {_e(', '.join(models))}; "
-            f"threshold {report.threshold:.6f} from {threshold_from}; {truth}.</p><nav>{links}</nav></header>")
+    return (
+        f'<header><h1>xscan review</h1><p class="disclaimer">{_e(DISCLAIMER)} Every result must be read by a qualified '
+        f"clinician.</p><p><strong>{_e(report.source)}</strong>: {report.summary.rows} rows; model {_e(', '.join(models))}; "
+        f"threshold {report.threshold:.6f} from {threshold_from}; {truth}.</p><nav>{links}</nav></header>"
+    )
 
 
 def _metrics(report: Report) -> str:
     evaluation = report.evaluation
     if evaluation is None:
         predicted = report.summary.predicted
-        return ('<section id="metrics"><h2>Predicted labels</h2><table><tr><th class="number">predicted PNEUMONIA</th>'
-                '<th class="number">predicted NORMAL</th><th class="number">errors</th><th class="number">rows</th></tr>'
-                f'<tr><td class="number">{predicted[POSITIVE]}</td><td class="number">{predicted[NEGATIVE]}</td>'
-                f'<td class="number">{len(report.summary.errors)}</td><td class="number">{report.summary.rows}</td></tr></table>'
-                "</section>")
+        return (
+            '<section id="metrics"><h2>Predicted labels</h2><table><tr><th class="number">predicted PNEUMONIA</th>'
+            '<th class="number">predicted NORMAL</th><th class="number">errors</th><th class="number">rows</th></tr>'
+            f'<tr><td class="number">{predicted[POSITIVE]}</td><td class="number">{predicted[NEGATIVE]}</td>'
+            f'<td class="number">{len(report.summary.errors)}</td><td class="number">{report.summary.rows}</td></tr></table>'
+            "</section>"
+        )
     m, intervals = evaluation.metrics, evaluation.intervals
     headline = "".join(
         f"<div>{_e(name)}<strong>{number(m[key])}</strong>{_interval(intervals[key].low, intervals[key].high)}</div>"
-        for key, name, _ in METRICS if key in ("sensitivity", "specificity", "auc")
+        for key, name, _ in METRICS
+        if key in ("sensitivity", "specificity", "auc")
     )
     rows = "".join(
-        f"<tr><td>{_e(name)}</td><td class=\"number\">{number(m[key])}</td>"
-        f"<td class=\"number\">{_interval(intervals[key].low, intervals[key].high)}</td><td>{_e(meaning)}</td></tr>"
+        f'<tr><td>{_e(name)}</td><td class="number">{number(m[key])}</td>'
+        f'<td class="number">{_interval(intervals[key].low, intervals[key].high)}</td><td>{_e(meaning)}</td></tr>'
         for key, name, meaning in METRICS
     )
     confusion = (
@@ -266,23 +293,30 @@ def _metrics(report: Report) -> str:
         f'<tr><th>total</th><td class="number">{m["tp"] + m["fp"]}</td><td class="number">{m["fn"] + m["tn"]}</td>'
         f'<td class="number">{m["n"]}</td></tr></table>'
     )
-    return (f'<section id="metrics"><h2>Metrics at the threshold</h2><div class="headline">{headline}</div>'
-            f"<h3>Confusion matrix</h3>{confusion}"
-            f"<h3>All metrics, 95 % intervals (Wilson; bootstrap of {report.bootstrap})</h3>"
-            f'<table><tr><th>metric</th><th class="number">value</th><th class="number">95 % interval</th><th>meaning</th></tr>'
-            f"{rows}</table></section>")
+    return (
+        f'<section id="metrics"><h2>Metrics at the threshold</h2><div class="headline">{headline}</div>'
+        f"<h3>Confusion matrix</h3>{confusion}"
+        f"<h3>All metrics, 95 % intervals (Wilson; bootstrap of {report.bootstrap})</h3>"
+        f'<table><tr><th>metric</th><th class="number">value</th><th class="number">95 % interval</th><th>meaning</th></tr>'
+        f"{rows}</table></section>"
+    )
 
 
 def _drift(drift: DriftVerdict | str) -> str:
     if not isinstance(drift, DriftVerdict):
         return f'<section id="drift" data-drifted="unknown"><h2>Drift</h2><p>Not judged: {_e(drift or "no verdict")}</p></section>'
-    rows = "".join(f'<tr><td>{"DRIFT" if finding.drifted else "ok"}</td><td>{_e(finding.describe())}</td></tr>'
-                   for finding in drift.findings)
+    rows = "".join(
+        f"<tr><td>{'DRIFT' if finding.drifted else 'ok'}</td><td>{_e(finding.describe())}</td></tr>"
+        for finding in drift.findings
+    )
     left_out = "".join(f"<li>not tested: {_e(reason)}</li>" for reason in drift.left_out)
-    return (f'<section id="drift" data-drifted="{str(drift.drifted).lower()}"><h2>Drift</h2>'
-            f"<p><strong>{_e(drift.summary())}</strong> (as <code>xscan drift</code> judges the results' last run)</p>"
-            f"<table><tr><th>verdict</th><th>statistic</th></tr>{rows}</table>"
-            + (f"<ul>{left_out}</ul>" if left_out else "") + "</section>")
+    return (
+        f'<section id="drift" data-drifted="{str(drift.drifted).lower()}"><h2>Drift</h2>'
+        f"<p><strong>{_e(drift.summary())}</strong> (as <code>xscan drift</code> judges the results' last run)</p>"
+        f"<table><tr><th>verdict</th><th>statistic</th></tr>{rows}</table>"
+        + (f"<ul>{left_out}</ul>" if left_out else "")
+        + "</section>"
+    )
 
 
 def _interval(low: float, high: float) -> str:
@@ -292,7 +326,8 @@ def _interval(low: float, high: float) -> str:
 def _plots(plots: Iterable[str]) -> str:
     figures = "".join(
         f'<figure><img src="{PLOTS}/{_e(name)}" alt="{_e(PLOT_TITLES.get(name, name))}"></figure>'
-        for name in PLOT_TITLES if name in plots
+        for name in PLOT_TITLES
+        if name in plots
     )
     return f'<section id="plots"><h2>Plots</h2><div class="plots">{figures}</div></section>'
 
@@ -300,17 +335,24 @@ def _plots(plots: Iterable[str]) -> str:
 def _operating_points(report: Report) -> str:
     if report.evaluation is None:
         return ""
-    head = "".join(f'<th class="number">{name}</th>' for name in ("threshold", "sensitivity", "specificity", "PPV", "NPV",
-                                                                  "TP", "FP", "TN", "FN"))
+    head = "".join(
+        f'<th class="number">{name}</th>'
+        for name in ("threshold", "sensitivity", "specificity", "PPV", "NPV", "TP", "FP", "TN", "FN")
+    )
     rows = "".join(
-        f"<tr><td>{_e(point.rule)}</td><td class=\"number\">{point.threshold:.6f}</td>"
-        + "".join(f'<td class="number">{number(value)}</td>' for value in (point.sensitivity, point.specificity, point.precision,
-                                                                            point.npv))
-        + "".join(f'<td class="number">{value}</td>' for value in (point.tp, point.fp, point.tn, point.fn)) + "</tr>"
+        f'<tr><td>{_e(point.rule)}</td><td class="number">{point.threshold:.6f}</td>'
+        + "".join(
+            f'<td class="number">{number(value)}</td>'
+            for value in (point.sensitivity, point.specificity, point.precision, point.npv)
+        )
+        + "".join(f'<td class="number">{value}</td>' for value in (point.tp, point.fp, point.tn, point.fn))
+        + "</tr>"
         for point in report.evaluation.operating_points
     )
-    return ('<section id="operating-points"><h2>Operating points</h2><p>A sensitive threshold screens, a specific one '
-            f"confirms.</p><table><tr><th>rule</th>{head}</tr>{rows}</table></section>")
+    return (
+        '<section id="operating-points"><h2>Operating points</h2><p>A sensitive threshold screens, a specific one '
+        f"confirms.</p><table><tr><th>rule</th>{head}</tr>{rows}</table></section>"
+    )
 
 
 def _notes(notes: list[str]) -> str:
@@ -321,21 +363,29 @@ def _notes(notes: list[str]) -> str:
 def _gallery(gallery: Gallery, pictures: dict[str, Picture]) -> str:
     shown = len(gallery.entries)
     figures = "".join(_figure(entry, pictures.get(entry.path)) for entry in gallery.entries)
-    body = f'<div class="thumbs">{figures}</div>' if shown else ('<p class="empty">None.</p>' if not gallery.total else "")
-    return (f'<section class="gallery" id="{gallery.key}" data-gallery="{gallery.key}" data-total="{gallery.total}" '
-            f'data-shown="{shown}"><h3>{_e(gallery.title)}</h3><p>{shown} shown of {gallery.total}; {_e(gallery.order)}.</p>'
-            f"{body}</section>")
+    body = (
+        f'<div class="thumbs">{figures}</div>' if shown else ('<p class="empty">None.</p>' if not gallery.total else "")
+    )
+    return (
+        f'<section class="gallery" id="{gallery.key}" data-gallery="{gallery.key}" data-total="{gallery.total}" '
+        f'data-shown="{shown}"><h3>{_e(gallery.title)}</h3><p>{shown} shown of {gallery.total}; {_e(gallery.order)}.</p>'
+        f"{body}</section>"
+    )
 
 
 def _figure(entry: Entry, picture: Picture | None) -> str:
     if picture is None:
         image = '<div class="noimage">no image</div>'
     else:
-        image = (f'<a href="{_e(picture.full)}"><img src="{_e(picture.thumbnail)}" width="{picture.width}" '
-                 f'height="{picture.height}" alt="{_e(entry.path)}"></a>')
+        image = (
+            f'<a href="{_e(picture.full)}"><img src="{_e(picture.thumbnail)}" width="{picture.width}" '
+            f'height="{picture.height}" alt="{_e(entry.path)}"></a>'
+        )
     probability = "" if entry.probability is None else f"probability {entry.probability:.6f} "
     label = f'<span class="{_e(entry.label)}">{_e(entry.label)}</span>' if entry.label else ""
     truth = "" if entry.truth is None else f"; truth {POSITIVE if entry.truth else NEGATIVE}"
     note = f"<br>{_e(entry.note)}" if entry.note else ""
-    return (f'<figure class="scan" data-path="{_e(entry.path)}">{image}<figcaption>{_e(entry.path)}<br>'
-            f"{probability}{label}{truth}{note}</figcaption></figure>")
+    return (
+        f'<figure class="scan" data-path="{_e(entry.path)}">{image}<figcaption>{_e(entry.path)}<br>'
+        f"{probability}{label}{truth}{note}</figcaption></figure>"
+    )

@@ -44,8 +44,11 @@ def report_json(report: Report) -> str:
 def print_report(report: Report, console: Console) -> None:
     """The report as tables: metrics when there is ground truth, else the unlabelled summary."""
     threshold_from = "--threshold" if report.threshold_source == "option" else "the CSV"
-    console.print(f"[bold]{escape(report.source or 'results')}[/bold]: {report.summary.rows} rows, "
-                  f"threshold {report.threshold:.6f} from {threshold_from}", highlight=False)
+    console.print(
+        f"[bold]{escape(report.source or 'results')}[/bold]: {report.summary.rows} rows, "
+        f"threshold {report.threshold:.6f} from {threshold_from}",
+        highlight=False,
+    )
     if report.evaluation:
         console.print(f"ground truth from {report.labels_from}", highlight=False, markup=False)
         console.print(confusion_table(report.evaluation))
@@ -70,8 +73,11 @@ def confusion_table(evaluation: Evaluation) -> Table:
 
 
 def metrics_table(evaluation: Evaluation, bootstrap: int) -> Table:
-    table = Table(title=f"metrics at the threshold, 95 % intervals (Wilson; bootstrap of {bootstrap})", title_justify="left",
-                  box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"metrics at the threshold, 95 % intervals (Wilson; bootstrap of {bootstrap})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     for name in ("metric", "value", "95 % interval", "meaning"):
         table.add_column(name, justify="right" if name in ("value", "95 % interval") else "left")
     for key, name, meaning in METRICS:
@@ -82,14 +88,23 @@ def metrics_table(evaluation: Evaluation, bootstrap: int) -> Table:
 
 
 def operating_points_table(evaluation: Evaluation) -> Table:
-    table = Table(title="operating points: a sensitive threshold screens, a specific one confirms", title_justify="left",
-                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table = Table(
+        title="operating points: a sensitive threshold screens, a specific one confirms",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for name in ("rule", "thresh.", "sens.", "spec.", "PPV", "NPV", "TP", "FP", "TN", "FN"):
         table.add_column(name, justify="left" if name == "rule" else "right", no_wrap=name != "rule")
     for point in evaluation.operating_points:
         # Thresholds with the CSV's 6 decimals: nearby operating points can differ only there.
-        table.add_row(point.rule, f"{point.threshold:.6f}", *(number(v) for v in (point.sensitivity, point.specificity,
-                      point.precision, point.npv)), *(str(v) for v in (point.tp, point.fp, point.tn, point.fn)))
+        table.add_row(
+            point.rule,
+            f"{point.threshold:.6f}",
+            *(number(v) for v in (point.sensitivity, point.specificity, point.precision, point.npv)),
+            *(str(v) for v in (point.tp, point.fp, point.tn, point.fn)),
+        )
     return table
 
 
@@ -97,8 +112,13 @@ def predicted_table(summary: Summary) -> Table:
     table = Table(title="predicted labels (no ground truth given)", title_justify="left")
     for name in (f"predicted {POSITIVE}", f"predicted {NEGATIVE}", "out of scope", "errors", "total"):
         table.add_column(name, justify="right")
-    table.add_row(str(summary.predicted[POSITIVE]), str(summary.predicted[NEGATIVE]), str(len(summary.out_of_scope)),
-                  str(len(summary.errors)), str(summary.rows))
+    table.add_row(
+        str(summary.predicted[POSITIVE]),
+        str(summary.predicted[NEGATIVE]),
+        str(len(summary.out_of_scope)),
+        str(len(summary.errors)),
+        str(summary.rows),
+    )
     return table
 
 

@@ -78,7 +78,9 @@ class RayNotInstalled(UsageError):
 class ModelBundle:
     """The model as it travels to the scoring actors: the files a Scorer loads, the site calibration, and who sent them."""
 
-    files: dict[str, bytes]  # by path below the weights folder: the card, the LiteRT file, the feature statistics if used
+    files: dict[
+        str, bytes
+    ]  # by path below the weights folder: the card, the LiteRT file, the feature statistics if used
     scope_check: bool
     site: LoadedSite | None
     xscan_version: str
@@ -99,7 +101,9 @@ class ModelBundle:
         """The Scorer of these files (one model thread), loaded through a temporary weights folder."""
         here = _installed_version()
         if self.xscan_version != here:
-            raise ClusterError(f"this worker has xscan {here}, the driver {self.xscan_version}: install one version everywhere")
+            raise ClusterError(
+                f"this worker has xscan {here}, the driver {self.xscan_version}: install one version everywhere"
+            )
         with tempfile.TemporaryDirectory(prefix="xscan-weights-") as folder:
             for name, content in self.files.items():
                 (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +132,13 @@ class RayScoring:
 
     @classmethod
     def connect(
-        cls, weights_dir: Path | None = None, *, address: str | None = None, scope_check: bool = True,
-        site: LoadedSite | None = None, quiet: bool = True,
+        cls,
+        weights_dir: Path | None = None,
+        *,
+        address: str | None = None,
+        scope_check: bool = True,
+        site: LoadedSite | None = None,
+        quiet: bool = True,
     ) -> RayScoring:
         """Join the cluster at ADDRESS, else at RAY_ADDRESS, else the one on this machine, else start one here; ship the model.
 
@@ -172,8 +181,11 @@ class RayScoring:
         if not paths:
             return
         with _rays_own_warnings():
-            batches = iter(self._dataset(paths, options).iter_batches(batch_size=options.batch_size, batch_format="numpy",
-                                                                      prefetch_batches=2))
+            batches = iter(
+                self._dataset(paths, options).iter_batches(
+                    batch_size=options.batch_size, batch_format="numpy", prefetch_batches=2
+                )
+            )
         expected = 0
         while True:
             with _rays_own_warnings():
@@ -212,13 +224,19 @@ class RayScoring:
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         decoded = source.map_batches(  # one task a block of positions (batch_size=None: the block is the batch)
-            _load_block, batch_size=None, fn_args=(names,),
-            fn_kwargs={"image_size": self.card.image_size, "dicom": options.dicom}, num_cpus=DECODER_CPUS,
+            _load_block,
+            batch_size=None,
+            fn_args=(names,),
+            fn_kwargs={"image_size": self.card.image_size, "dicom": options.dicom},
+            num_cpus=DECODER_CPUS,
             max_retries=DECODE_RETRIES,
         )
         return decoded.map_batches(
-            _ScoringActor, batch_size=options.batch_size, fn_constructor_args=(self._bundle, options),
-            compute=_actor_pool(self.scorers), num_cpus=SCORER_CPUS,
+            _ScoringActor,
+            batch_size=options.batch_size,
+            fn_constructor_args=(self._bundle, options),
+            compute=_actor_pool(self.scorers),
+            num_cpus=SCORER_CPUS,
         )
 
 
@@ -277,7 +295,9 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except (OSError, ValueError) as error:
-        raise ClusterError(f"cannot reach the Ray cluster at {address}: {getattr(error, 'strerror', None) or error}") from None
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address}: {getattr(error, 'strerror', None) or error}"
+        ) from None
 
 
 def _actor_pool(size: int) -> Any:
@@ -289,7 +309,9 @@ def _actor_pool(size: int) -> Any:
 # ---- on the workers ------------------------------------------------------------------------------
 
 
-def _load_block(block: dict[str, np.ndarray], names: Any, image_size: int, dicom: DicomOptions) -> dict[str, np.ndarray]:
+def _load_block(
+    block: dict[str, np.ndarray], names: Any, image_size: int, dicom: DicomOptions
+) -> dict[str, np.ndarray]:
     """`load_scan` of the files at a block of positions in NAMES: model inputs (zeros where none) and each LoadedScan without its input.
 
     Warnings raised while a file is read are kept with it (`file_warnings`), as in a local run,
@@ -337,7 +359,9 @@ def _fetch(uri: str, local: Path) -> None:
         filesystem, key = fs.FileSystem.from_uri(uri)
         info = filesystem.get_file_info(key)
         if info.type != fs.FileType.File:
-            raise ScanError("cannot read file: no such object" if info.type == fs.FileType.NotFound else "not a regular file")
+            raise ScanError(
+                "cannot read file: no such object" if info.type == fs.FileType.NotFound else "not a regular file"
+            )
         if info.size > MAX_FILE_BYTES:
             raise ScanError(f"file too large ({info.size >> 20} MiB; limit {MAX_FILE_BYTES >> 20} MiB)")
         with filesystem.open_input_stream(key) as source, open(local, "wb") as target:

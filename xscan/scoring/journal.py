@@ -34,7 +34,11 @@ from xscan.scoring.results import KEY_COLUMN
 CRASHES_TO_SKIP = 2  # in flight when this many runs died: not opened again
 CRASHED_TWICE = "crashed the decoder twice; skipped"
 RAISED_TWICE = "ended two runs with an unexpected error ({error}); skipped"
-IDENTITY_COLUMNS = ("size", "mtime_ns", "inode")  # what makes "the same file" for a crash count (ctime moves on a chmod)
+IDENTITY_COLUMNS = (
+    "size",
+    "mtime_ns",
+    "inode",
+)  # what makes "the same file" for a crash count (ctime moves on a chmod)
 
 
 def journal_path(output: Path) -> Path:
@@ -48,7 +52,9 @@ class InFlightJournal:
     def __init__(self, output: Path) -> None:
         self.path = journal_path(output)
         self._lock = threading.Lock()
-        self._crashes = _read_crashes(self.path)  # resolved path -> (identity, crashes, the last unexpected error or "")
+        self._crashes = _read_crashes(
+            self.path
+        )  # resolved path -> (identity, crashes, the last unexpected error or "")
         self._rewrite()
         self._descriptor: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
@@ -108,8 +114,10 @@ class InFlightJournal:
             self.path.unlink(missing_ok=True)
             return
         temporary = self.path.with_name(self.path.name + ".tmp")
-        lines = [json.dumps({"crashed": key, "identity": identity, "count": count} | ({"error": error} if error else {}))
-                 for key, (identity, count, error) in self._crashes.items()]
+        lines = [
+            json.dumps({"crashed": key, "identity": identity, "count": count} | ({"error": error} if error else {}))
+            for key, (identity, count, error) in self._crashes.items()
+        ]
         temporary.write_text("\n".join(lines) + "\n")
         os.replace(temporary, self.path)
 

@@ -31,13 +31,16 @@ def results_lock(output: Path, wait: bool = False, on_wait: Callable[[Path], Non
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as error:
-        raise ResultsFileError(f"cannot write results file {output}: cannot create its lock file {path}: "
-                               f"{error.strerror or error}") from None
+        raise ResultsFileError(
+            f"cannot write results file {output}: cannot create its lock file {path}: {error.strerror or error}"
+        ) from None
     try:
         if not _try_lock(descriptor):
             if not wait:
-                raise ResultsLockedError(f"{output} is being written by another xscan score{_holder(descriptor)}: "
-                                         f"its lock {path} is held; try again later, or use --wait to wait for it")
+                raise ResultsLockedError(
+                    f"{output} is being written by another xscan score{_holder(descriptor)}: "
+                    f"its lock {path} is held; try again later, or use --wait to wait for it"
+                )
             if on_wait is not None:
                 on_wait(path)
             fcntl.flock(descriptor, fcntl.LOCK_EX)

@@ -35,7 +35,7 @@ Watch = Callable[[Path], AbstractContextManager[object]]
 
 # A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (inside libjpeg, several times faster than a full
 # decode) as long as both sides stay at least this many times the model input; decoding all the way
-# down to the input size moves single scores too far (docs/throughput.md, tests/test_decode_reduced.py).
+# down to the input size moves single scores too far (docs/throughput.md, tests/input/test_decode_reduced.py).
 DECODE_MARGIN = 2
 
 
@@ -48,7 +48,9 @@ class LoadedScan:
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
     warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
-    film: dict[str, float] = field(default_factory=dict)  # the film's statistics (preprocess.preprocess_with_statistics)
+    film: dict[str, float] = field(
+        default_factory=dict
+    )  # the film's statistics (preprocess.preprocess_with_statistics)
 
 
 def decode_min_side(image_size: int) -> int:
@@ -102,7 +104,11 @@ def _read_dicom_header(ds: Dataset, dicom: DicomOptions) -> tuple[str, dict[str,
 
 
 def load_in_order(
-    paths: Iterable[Path], image_size: int, workers: int, lookahead: int, dicom: DicomOptions = DicomOptions(),
+    paths: Iterable[Path],
+    image_size: int,
+    workers: int,
+    lookahead: int,
+    dicom: DicomOptions = DicomOptions(),
     watch: Watch | None = None,
 ) -> Iterator[LoadedScan]:
     """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight.
@@ -130,7 +136,11 @@ def _load_watched(watch: Watch | None, path: Path, image_size: int, dicom: Dicom
 
 
 def score_paths(
-    paths: Iterable[Path], scorer: ScoresBatches, options: ScoreOptions = ScoreOptions(), *, watch: Watch | None = None,
+    paths: Iterable[Path],
+    scorer: ScoresBatches,
+    options: ScoreOptions = ScoreOptions(),
+    *,
+    watch: Watch | None = None,
 ) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
@@ -141,12 +151,18 @@ def score_paths(
     before its batch is yielded.
     """
     threshold = options.threshold_or(scorer.threshold)
-    for batch in loaded_batches(paths, scorer.card.image_size, options.batch_size, options.decoding_threads(), options.dicom, watch):
+    for batch in loaded_batches(
+        paths, scorer.card.image_size, options.batch_size, options.decoding_threads(), options.dicom, watch
+    ):
         yield score_batch(batch, scorer, threshold)
 
 
 def loaded_batches(
-    paths: Iterable[Path], image_size: int, batch_size: int, workers: int, dicom: DicomOptions = DicomOptions(),
+    paths: Iterable[Path],
+    image_size: int,
+    batch_size: int,
+    workers: int,
+    dicom: DicomOptions = DicomOptions(),
     watch: Watch | None = None,
 ) -> Iterator[list[LoadedScan]]:
     """Files loaded on WORKERS threads, in order, BATCH_SIZE at a time; each file's warnings handed over before its batch.
@@ -170,7 +186,9 @@ def score_batch(batch: list[LoadedScan], scorer: ScoresBatches, threshold: float
     """One row per loaded file, in order: a probability and scope verdict for each model input, the error of each other file."""
     inputs = [item.model_input for item in batch if item.model_input is not None]
     assessment = scorer.assess(np.stack(inputs)) if inputs else None
-    verdicts = iter(zip(assessment.probabilities, assessment.scope, assessment.measures(), strict=True) if assessment else [])
+    verdicts = iter(
+        zip(assessment.probabilities, assessment.scope, assessment.measures(), strict=True) if assessment else []
+    )
     model_id = scorer.model_id
     rows = []
     for item in batch:
@@ -179,5 +197,14 @@ def score_batch(batch: list[LoadedScan], scorer: ScoresBatches, threshold: float
             continue
         probability, scope, measures = next(verdicts)
         film = {name: f"{value:.4f}" for name, value in item.film.items()}
-        rows.append(Row(str(item.path), float(probability), threshold, model_id, trailing_columns=item.tags | measures | film, scope=scope))
+        rows.append(
+            Row(
+                str(item.path),
+                float(probability),
+                threshold,
+                model_id,
+                trailing_columns=item.tags | measures | film,
+                scope=scope,
+            )
+        )
     return rows

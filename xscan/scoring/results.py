@@ -63,7 +63,9 @@ class Row:
     threshold: float
     model: str
     error: str = ""  # why the file was not scored: a ScanError's reason, or SKIPPED_PREFIX and the policy's
-    trailing_columns: dict[str, str] = field(default_factory=dict)  # by name: DICOM tags; size and mtime_ns when read back
+    trailing_columns: dict[str, str] = field(
+        default_factory=dict
+    )  # by name: DICOM tags; size and mtime_ns when read back
     scope: str = ""  # why the scan is out of scope, with the check's score; empty when it is in scope or unchecked
 
     def __post_init__(self) -> None:
@@ -203,7 +205,9 @@ def read_table(source: Path) -> ResultsTable:
         fields, torn = fields[:-1], True
     for number, record in enumerate(fields[1:], start=2):
         if len(record) != len(columns):
-            raise DamagedResultsError(f"{source} is damaged: record {number} has {len(record)} fields, the header {len(columns)}")
+            raise DamagedResultsError(
+                f"{source} is damaged: record {number} has {len(record)} fields, the header {len(columns)}"
+            )
     records = [dict(zip(columns, map(unescape_cell, record), strict=True)) for record in fields[1:]]
     return ResultsTable(columns, records, torn)
 
@@ -237,7 +241,9 @@ def read_rows(source: Path) -> Iterator[Row]:
             threshold=float(record["threshold"]),
             model=record["model"],
             error=record["error"],
-            trailing_columns={column: record[column] for column in table.columns[len(COLUMNS) :] if column != SCOPE_COLUMN},
+            trailing_columns={
+                column: record[column] for column in table.columns[len(COLUMNS) :] if column != SCOPE_COLUMN
+            },
             scope=record.get(SCOPE_COLUMN, ""),
         )
 

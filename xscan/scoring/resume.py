@@ -42,7 +42,9 @@ class Tally:
 
     scored: int = 0
     failed: int = 0  # a row with an error: the file could not be read or decoded
-    skipped: int = 0  # a row with a `skipped: ...` error: not scored by policy (a DICOM that is not a frontal radiograph)
+    skipped: int = (
+        0  # a row with a `skipped: ...` error: not scored by policy (a DICOM that is not a frontal radiograph)
+    )
     unchanged: int = 0  # scored (or skipped by policy) by an earlier run and not changed since: not read again
     out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE)
 
@@ -53,8 +55,12 @@ def fingerprint(path: Path) -> dict[str, str]:
         status = path.stat()
     except OSError:
         return {}
-    return {"size": str(status.st_size), "mtime_ns": str(status.st_mtime_ns), "inode": str(status.st_ino),
-            "ctime_ns": str(status.st_ctime_ns)}
+    return {
+        "size": str(status.st_size),
+        "mtime_ns": str(status.st_mtime_ns),
+        "inode": str(status.st_ino),
+        "ctime_ns": str(status.st_ctime_ns),
+    }
 
 
 def in_walk_order(records: Iterable[dict[str, str]]) -> list[dict[str, str]]:
@@ -78,8 +84,9 @@ class StreamResults:
         SCANS lie below FOLDER, as the walk found them; READ_TAGS is for resumed files only.
         """
         resolved = folder.resolve()
-        self._identities = {str(scan): fingerprint(scan) | {KEY_COLUMN: str(resolved / scan.relative_to(folder))}
-                            for scan in scans}
+        self._identities = {
+            str(scan): fingerprint(scan) | {KEY_COLUMN: str(resolved / scan.relative_to(folder))} for scan in scans
+        }
         return list(scans)
 
     def identity(self, scan: Path) -> dict[str, str]:
@@ -117,7 +124,12 @@ class ResumableResults(StreamResults):
     """
 
     def __init__(
-        self, output: Path, model_id: str, threshold: float, overwrite: bool = False, tag_columns: Sequence[str] = (),
+        self,
+        output: Path,
+        model_id: str,
+        threshold: float,
+        overwrite: bool = False,
+        tag_columns: Sequence[str] = (),
         rescore_skipped: bool = False,
     ) -> None:
         super().__init__(None)
@@ -127,7 +139,9 @@ class ResumableResults(StreamResults):
         previous = _read_previous(output, model_id, overwrite)
         self._columns = results_columns((*tag_columns, *previous.columns))
         self._new_tags = tuple(tag for tag in tag_columns if tag not in previous.columns)  # blank in every earlier row
-        self._latest = {record.get(KEY_COLUMN) or record["path"]: record for record in previous.records}  # later rows win
+        self._latest = {
+            record.get(KEY_COLUMN) or record["path"]: record for record in previous.records
+        }  # later rows win
         self.repaired = previous.torn
         # One more than the file's last run; rows from before the run column count as run 0.
         runs = [record.get(RUN_COLUMN, "") for record in previous.records]
@@ -157,15 +171,20 @@ class ResumableResults(StreamResults):
     def _adopt(self, folder: Path) -> None:
         """Key every earlier row on its resolved path, check that it lies below FOLDER, and write its path as FOLDER is typed now."""
         resolved = folder.resolve()
-        keyed = {record.get(KEY_COLUMN) or _key_of_older_row(record["path"], folder, resolved): record
-                 for record in self._latest.values()}
+        keyed = {
+            record.get(KEY_COLUMN) or _key_of_older_row(record["path"], folder, resolved): record
+            for record in self._latest.values()
+        }
         outside = [key for key in keyed if not Path(key).is_relative_to(resolved)]
         if outside:
             raise ResultsFileError(
                 f"{self.output} holds rows of files outside {folder} ({len(outside)}, e.g. {outside[0]}); a results file "
-                "records one folder: use another -o, or --overwrite to start fresh")
-        self._latest = {key: record | {"path": str(folder / Path(key).relative_to(resolved)), KEY_COLUMN: key}
-                        for key, record in keyed.items()}
+                "records one folder: use another -o, or --overwrite to start fresh"
+            )
+        self._latest = {
+            key: record | {"path": str(folder / Path(key).relative_to(resolved)), KEY_COLUMN: key}
+            for key, record in keyed.items()
+        }
 
     def _unchanged(self, previous: dict[str, str], current: dict[str, str]) -> bool:
         """Whether the row of an earlier run stands: same threshold, no error (a policy skip may stand), same file."""
@@ -198,7 +217,11 @@ class ResumableResults(StreamResults):
 
 
 def open_results(
-    output: str, model_id: str, threshold: float, overwrite: bool = False, tag_columns: Sequence[str] = (),
+    output: str,
+    model_id: str,
+    threshold: float,
+    overwrite: bool = False,
+    tag_columns: Sequence[str] = (),
     rescore_skipped: bool = False,
 ) -> StreamResults:
     """Results for `-o OUTPUT`: resumable for a file, a plain stream for `-` (standard output)."""

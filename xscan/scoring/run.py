@@ -112,7 +112,9 @@ class ScoreSummary:
     exit_code: int
     out_of_scope: int = 0  # of the scored: judged out of scope (label OUT_OF_SCOPE); not failures
     workers: int = 0  # decoding threads the run used in this process (none on a Ray cluster)
-    drift: DriftVerdict | None = None  # the scans of this run against the card's drift reference; None under MIN_SCANS or without one
+    drift: DriftVerdict | None = (
+        None  # the scans of this run against the card's drift reference; None under MIN_SCANS or without one
+    )
 
     @property
     def rate(self) -> float:
@@ -157,8 +159,16 @@ def score_folder(
         held.enter_context(warnings_kept())
         held.enter_context(native_messages_kept())
         raised = held.enter_context(collected())
-        results = held.enter_context(open_results(output, model_id, threshold, options.overwrite, options.dicom.tags,
-                                                  rescore_skipped=not options.dicom.frontal_only))
+        results = held.enter_context(
+            open_results(
+                output,
+                model_id,
+                threshold,
+                options.overwrite,
+                options.dicom.tags,
+                rescore_skipped=not options.dicom.frontal_only,
+            )
+        )
         if results.repaired:
             notify(Repaired(output))
         try:
@@ -180,11 +190,19 @@ def score_folder(
         except OSError as error:
             raise ResultsWriteError(f"cannot write results to {output}: {error.strerror or error}") from None
         _tell(notify, raised)
-    summary = _summary(folder, output, len(found.scans), results.tally, time.monotonic() - started,
-                       0 if options.ray else options.decoding_threads())
+    summary = _summary(
+        folder,
+        output,
+        len(found.scans),
+        results.tally,
+        time.monotonic() - started,
+        0 if options.ray else options.decoding_threads(),
+    )
     if card.drift and measured.scans >= MIN_SCANS:
         # A site calibration moves the model's score away from the card's reference: that statistic is left out.
-        summary = replace(summary, drift=judge(measured.values(with_probability=site is None), card.drift, measured.scans))
+        summary = replace(
+            summary, drift=judge(measured.values(with_probability=site is None), card.drift, measured.scans)
+        )
     return summary
 
 
@@ -230,7 +248,9 @@ def _row_source(options: ScoreOptions, site: LoadedSite | None, scorer: Scorer |
     if options.ray:
         from xscan.scoring.distributed import RayScoring  # Ray is imported there, and only with options.ray
 
-        cluster = RayScoring.connect(options.weights, address=options.ray_address, scope_check=options.scope_check, site=site)
+        cluster = RayScoring.connect(
+            options.weights, address=options.ray_address, scope_check=options.scope_check, site=site
+        )
         return lambda paths, asked, watch: cluster.score_paths(paths, asked), cluster.notes
     if scorer is None:
         scorer = load_scorer(options.weights, scope_check=options.scope_check, site=site)
@@ -249,8 +269,13 @@ def _as_asked(scorer: Scorer, options: ScoreOptions, site: LoadedSite | None) ->
 
 
 def _score_rows(
-    to_score: Sequence[Path], score: RowSource, options: ScoreOptions, results: StreamResults, journal: InFlightJournal | None,
-    threshold: float, model_id: str,
+    to_score: Sequence[Path],
+    score: RowSource,
+    options: ScoreOptions,
+    results: StreamResults,
+    journal: InFlightJournal | None,
+    threshold: float,
+    model_id: str,
 ) -> Iterator[list[Row]]:
     """The rows of TO_SCORE, batch by batch; with a journal, files that crashed a run are treated apart.
 
@@ -264,8 +289,17 @@ def _score_rows(
     crashes = {scan: journal.crashes(results.identity(scan)) for scan in to_score}
     poisoned = [scan for scan in to_score if crashes[scan] >= CRASHES_TO_SKIP]
     if poisoned:
-        yield [Row(str(scan), None, threshold, model_id, journal.skip_reason(results.identity(scan)),
-                   dict.fromkeys(options.dicom.tags, "")) for scan in poisoned]
+        yield [
+            Row(
+                str(scan),
+                None,
+                threshold,
+                model_id,
+                journal.skip_reason(results.identity(scan)),
+                dict.fromkeys(options.dicom.tags, ""),
+            )
+            for scan in poisoned
+        ]
 
     def watch(scan: Path) -> AbstractContextManager[None]:
         return journal.in_flight(results.identity(scan))
@@ -278,5 +312,16 @@ def _score_rows(
 def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float, workers: int) -> ScoreSummary:
     # Files skipped by policy (a CT, a lateral film) are what the policy asks for, not a failure; nor are out-of-scope scans.
     code = EXIT_SOME_FAILED if tally.failed else EXIT_OK
-    return ScoreSummary(folder, output, found, tally.scored, tally.failed, tally.skipped, tally.unchanged, seconds, code,
-                        tally.out_of_scope, workers)
+    return ScoreSummary(
+        folder,
+        output,
+        found,
+        tally.scored,
+        tally.failed,
+        tally.skipped,
+        tally.unchanged,
+        seconds,
+        code,
+        tally.out_of_scope,
+        workers,
+    )

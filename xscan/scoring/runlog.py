@@ -34,9 +34,12 @@ class RunLog:
         self._stream.write(f"{stamp} {kind} {_one_line(message)}\n")
 
     def summary(self, run: ScoreSummary) -> None:
-        self.line("run", f"folder={_one_line(str(run.folder))} scored={run.scored} unchanged={run.unchanged} "
-                         f"skipped={run.skipped} failed={run.failed} seconds={run.seconds:.1f} workers={run.workers} "
-                         f"exit={run.exit_code}")
+        self.line(
+            "run",
+            f"folder={_one_line(str(run.folder))} scored={run.scored} unchanged={run.unchanged} "
+            f"skipped={run.skipped} failed={run.failed} seconds={run.seconds:.1f} workers={run.workers} "
+            f"exit={run.exit_code}",
+        )
         if run.drift is not None:
             self.line("drift", run.drift.summary())
 

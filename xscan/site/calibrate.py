@@ -23,7 +23,13 @@ import numpy as np
 from scipy.special import expit
 
 from xscan.errors import ResultsWriteError
-from xscan.model.site_calibration import MODEL_SEPARATOR, SiteCalibration, SiteCalibrationError, clipped_logit, recalibrated
+from xscan.model.site_calibration import (
+    MODEL_SEPARATOR,
+    SiteCalibration,
+    SiteCalibrationError,
+    clipped_logit,
+    recalibrated,
+)
 from xscan.reporting.labels import GroundTruth
 from xscan.reporting.report import read_results
 from xscan.scoring.results import Row
@@ -55,17 +61,24 @@ def select_rows(rows: Sequence[Row], truth_of: GroundTruth) -> LabelledRows:
     kept: list[tuple[float, int]] = []
     models = {row.model for row in rows}
     if len(models) > 1:
-        raise SiteCalibrationError(f"the results hold rows of {len(models)} models ({', '.join(sorted(models))}); use one model's rows")
+        raise SiteCalibrationError(
+            f"the results hold rows of {len(models)} models ({', '.join(sorted(models))}); use one model's rows"
+        )
     model = models.pop() if models else ""
     if MODEL_SEPARATOR in model:
-        raise SiteCalibrationError(f"the results were scored with a site calibration ({model}); "
-                                   "calibrate from results scored without --calibration")
+        raise SiteCalibrationError(
+            f"the results were scored with a site calibration ({model}); "
+            "calibrate from results scored without --calibration"
+        )
     for row in rows:
         label = truth_of(row.path)
         reason = (
-            "error" if row.error or row.probability is None
-            else "out of scope" if row.scope
-            else "no ground truth" if label is None
+            "error"
+            if row.error or row.probability is None
+            else "out of scope"
+            if row.scope
+            else "no ground truth"
+            if label is None
             else ""
         )
         if reason:
@@ -78,7 +91,10 @@ def select_rows(rows: Sequence[Row], truth_of: GroundTruth) -> LabelledRows:
 
 
 def fit_site_calibration(
-    labelled: LabelledRows, target_sensitivity: float = 0.95, prevalence: float | None = None, confidence: float | None = None,
+    labelled: LabelledRows,
+    target_sensitivity: float = 0.95,
+    prevalence: float | None = None,
+    confidence: float | None = None,
 ) -> SiteCalibration:
     """The site's calibration and threshold from LABELLED rows.
 
@@ -113,19 +129,39 @@ def fit_site_calibration(
         name: {"value": metrics[name], "interval": list(wilson_interval(*PROPORTIONS[name](metrics)))}
         for name in ("sensitivity", "specificity")
     }
-    at_threshold["measured_on"] = ("the sample itself: its pneumonia scans chose the threshold, so sensitivity is optimistic "
-                                   "(see cross_checked and sensitivity_range)")
+    at_threshold["measured_on"] = (
+        "the sample itself: its pneumonia scans chose the threshold, so sensitivity is optimistic "
+        "(see cross_checked and sensitivity_range)"
+    )
     expected, low, high = conformal.caught_range(pneumonia.size, rank)
     return SiteCalibration(
-        base_model=labelled.base_model, threshold=threshold, slope=slope, intercept=intercept, refit=refit,
-        target_sensitivity=target_sensitivity, counts={**counts, "used": int(labelled.truth.size)},
+        base_model=labelled.base_model,
+        threshold=threshold,
+        slope=slope,
+        intercept=intercept,
+        refit=refit,
+        target_sensitivity=target_sensitivity,
+        counts={**counts, "used": int(labelled.truth.size)},
         at_threshold=at_threshold,
-        cross_checked=_out_of_sample(labelled, site, threshold, threshold_below,
-                                     conformal.rank(pneumonia.size - 1, target_sensitivity, confidence)),
-        prevalence=prevalence, rule="expected" if confidence is None else "confidence", confidence=confidence, rank=rank,
+        cross_checked=_out_of_sample(
+            labelled,
+            site,
+            threshold,
+            threshold_below,
+            conformal.rank(pneumonia.size - 1, target_sensitivity, confidence),
+        ),
+        prevalence=prevalence,
+        rule="expected" if confidence is None else "confidence",
+        confidence=confidence,
+        rank=rank,
         guarantee=guarantee(target_sensitivity, confidence, rank, pneumonia.size),
-        sensitivity_range={"expected": expected, "low": low, "high": high, "quantiles": list(conformal.RANGE_QUANTILES),
-                           "miss_rate": f"Beta({rank}, {pneumonia.size + 1 - rank})"},
+        sensitivity_range={
+            "expected": expected,
+            "low": low,
+            "high": high,
+            "quantiles": list(conformal.RANGE_QUANTILES),
+            "miss_rate": f"Beta({rank}, {pneumonia.size + 1 - rank})",
+        },
         prevalence_assumed=sample_share if prevalence is None else prevalence,
     )
 
@@ -139,7 +175,11 @@ class Calibrated:
 
 
 def calibrate_results(
-    results: Path, truth: GroundTruth, output: Path, target_sensitivity: float = 0.95, prevalence: float | None = None,
+    results: Path,
+    truth: GroundTruth,
+    output: Path,
+    target_sensitivity: float = 0.95,
+    prevalence: float | None = None,
     confidence: float | None = None,
 ) -> Calibrated:
     """`xscan calibrate` as one call: RESULTS' labelled rows -> a site calibration -> OUTPUT (SITE.json)."""
@@ -163,14 +203,20 @@ def guarantee(target_sensitivity: float, confidence: float | None, rank: int, n:
     """What the threshold promises, in plain words, for a threshold at the RANK-th lowest of N pneumonia scores."""
     chosen = f"the threshold is the {_ordinal(rank)} lowest of the sample's {n} pneumonia scores"
     if confidence is None:
-        how = (f"{chosen} (split-conformal, Angelopoulos & Bates, arXiv 2107.07511, section 3): averaged over samples "
-               f"like this one it misses {rank} in {n + 1} new pneumonia scans, so the expected sensitivity is at least "
-               f"{target_sensitivity:g}; one sample's threshold can do worse (sensitivity_range)")
+        how = (
+            f"{chosen} (split-conformal, Angelopoulos & Bates, arXiv 2107.07511, section 3): averaged over samples "
+            f"like this one it misses {rank} in {n + 1} new pneumonia scans, so the expected sensitivity is at least "
+            f"{target_sensitivity:g}; one sample's threshold can do worse (sensitivity_range)"
+        )
     else:
-        how = (f"{chosen} (Neyman-Pearson umbrella rule, Tong, Feng & Li 2018): for at least {confidence:.0%} of samples "
-               f"like this one, the threshold catches at least {target_sensitivity:.0%} of new pneumonia scans")
-    return (f"{promise(target_sensitivity, confidence)}: {how}. It holds for new scans like the sample's (the same "
-            "equipment, export and patients); when they change, calibrate again")
+        how = (
+            f"{chosen} (Neyman-Pearson umbrella rule, Tong, Feng & Li 2018): for at least {confidence:.0%} of samples "
+            f"like this one, the threshold catches at least {target_sensitivity:.0%} of new pneumonia scans"
+        )
+    return (
+        f"{promise(target_sensitivity, confidence)}: {how}. It holds for new scans like the sample's (the same "
+        "equipment, export and patients); when they change, calibrate again"
+    )
 
 
 def _rank(n: int, target_sensitivity: float, confidence: float | None) -> int:
@@ -180,8 +226,10 @@ def _rank(n: int, target_sensitivity: float, confidence: float | None) -> int:
     except ValueError as error:
         raise SiteCalibrationError(str(error)) from None
     if rank < 1:
-        raise SiteCalibrationError(f"too few pneumonia scans to promise {promise(target_sensitivity, confidence)}: "
-                                   f"{n} here, at least {needed} needed")
+        raise SiteCalibrationError(
+            f"too few pneumonia scans to promise {promise(target_sensitivity, confidence)}: "
+            f"{n} here, at least {needed} needed"
+        )
     return rank
 
 
@@ -198,13 +246,20 @@ def _fit_logistic(logits: np.ndarray, truth: np.ndarray, with_slope: bool) -> tu
     from scipy.optimize import minimize_scalar
     from sklearn.metrics import log_loss
 
-    best = minimize_scalar(lambda b: log_loss(truth, np.clip(expit(logits + b), 1e-12, 1 - 1e-12), labels=[0, 1]),
-                           bounds=(-20, 20), method="bounded")
+    best = minimize_scalar(
+        lambda b: log_loss(truth, np.clip(expit(logits + b), 1e-12, 1 - 1e-12), labels=[0, 1]),
+        bounds=(-20, 20),
+        method="bounded",
+    )
     return 1.0, float(best.x), "intercept"
 
 
 def _out_of_sample(
-    labelled: LabelledRows, site: np.ndarray, threshold: float, threshold_below: Callable[[np.ndarray, int], float], loo_rank: int,
+    labelled: LabelledRows,
+    site: np.ndarray,
+    threshold: float,
+    threshold_below: Callable[[np.ndarray, int], float],
+    loo_rank: int,
 ) -> dict[str, object]:
     """Sensitivity and specificity judged on scans that did not choose the threshold they are judged at.
 
@@ -224,8 +279,12 @@ def _out_of_sample(
     }
     if loo_rank < 1:
         needed = f"not measured: leave-one-out needs {n + 1} pneumonia scans for this rule"
-        return figures | {"sensitivity": None, "sensitivity_method": needed,
-                          "specificity_cross_fitted": None, "specificity_cross_fitted_method": needed}
+        return figures | {
+            "sensitivity": None,
+            "sensitivity_method": needed,
+            "specificity_cross_fitted": None,
+            "specificity_cross_fitted_method": needed,
+        }
     thresholds = np.array([threshold_below(np.delete(pneumonia, i), loo_rank) for i in range(n)])
     specific = int((site[negatives] < thresholds[np.arange(m) % n]).sum())
     return figures | {

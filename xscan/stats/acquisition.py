@@ -17,8 +17,15 @@ import numpy as np
 
 from xscan.stats.multiple import holm
 
-FIELDS = ("Manufacturer", "ManufacturerModelName", "PhotometricInterpretation", "BitsStored", "PixelSpacing", "ViewPosition",
-          "PatientAge")
+FIELDS = (
+    "Manufacturer",
+    "ManufacturerModelName",
+    "PhotometricInterpretation",
+    "BitsStored",
+    "PixelSpacing",
+    "ViewPosition",
+    "PatientAge",
+)
 NUMERIC = frozenset({"PatientAge"})
 MIN_HEADERS = 20  # files with the field, on each side, below which a field is not tested
 _AGE = re.compile(r"^(\d{1,3})([DWMY])$")
@@ -39,8 +46,10 @@ class FieldFinding:
     drifted: bool = False
 
     def describe(self) -> str:
-        return (f"DICOM {self.field}: {self.test} p = {self.p_value:.4g} over {self.files} files against the baseline's "
-                f"{self.baseline_files}; mostly {self.common or 'blank'}, the baseline's {self.baseline_common or 'blank'}")
+        return (
+            f"DICOM {self.field}: {self.test} p = {self.p_value:.4g} over {self.files} files against the baseline's "
+            f"{self.baseline_files}; mostly {self.common or 'blank'}, the baseline's {self.baseline_common or 'blank'}"
+        )
 
 
 def age_in_years(age: str) -> float | None:
@@ -50,24 +59,36 @@ def age_in_years(age: str) -> float | None:
 
 
 def _compare(field: str, current: list[str], baseline: list[str]) -> FieldFinding:
-    from scipy import stats  # here, not at import: scipy.stats takes most of a second, and every `xscan score` imports this module
+    from scipy import (
+        stats,
+    )  # here, not at import: scipy.stats takes most of a second, and every `xscan score` imports this module
 
     if field in NUMERIC:
         now = np.array([years for years in map(age_in_years, current) if years is not None])
         before = np.array([years for years in map(age_in_years, baseline) if years is not None])
         p_value = float(stats.ks_2samp(now, before).pvalue)
-        return FieldFinding(field, "Kolmogorov-Smirnov", len(now), len(before), p_value,
-                            f"{np.median(now):.3g} years", f"{np.median(before):.3g} years")
+        return FieldFinding(
+            field,
+            "Kolmogorov-Smirnov",
+            len(now),
+            len(before),
+            p_value,
+            f"{np.median(now):.3g} years",
+            f"{np.median(before):.3g} years",
+        )
     now, before = Counter(current), Counter(baseline)
     values = sorted(now.keys() | before.keys())
     table = np.array([[now[value] for value in values], [before[value] for value in values]])
     p_value = 1.0 if len(values) == 1 else float(stats.chi2_contingency(table, correction=False).pvalue)
-    return FieldFinding(field, "chi-square", len(current), len(baseline), p_value, now.most_common(1)[0][0],
-                        before.most_common(1)[0][0])
+    return FieldFinding(
+        field, "chi-square", len(current), len(baseline), p_value, now.most_common(1)[0][0], before.most_common(1)[0][0]
+    )
 
 
 def compare_headers(
-    current: dict[str, list[str]], baseline: dict[str, list[str]], level: float,
+    current: dict[str, list[str]],
+    baseline: dict[str, list[str]],
+    level: float,
 ) -> tuple[list[FieldFinding], list[str]]:
     """Each FIELDS value list of this run's files (CURRENT) against the BASELINE's, Holm-corrected at LEVEL; and the fields left out.
 
@@ -82,8 +103,10 @@ def compare_headers(
             now = [value for value in now if age_in_years(value) is not None]
             before = [value for value in before if age_in_years(value) is not None]
         if min(len(now), len(before)) < MIN_HEADERS:
-            left_out.append(f"DICOM {field}: {len(now)} files with it in this run, {len(before)} in the baseline, fewer than "
-                            f"{MIN_HEADERS} on a side")
+            left_out.append(
+                f"DICOM {field}: {len(now)} files with it in this run, {len(before)} in the baseline, fewer than "
+                f"{MIN_HEADERS} on a side"
+            )
             continue
         findings.append(_compare(field, now, before))
     drifted = holm([finding.p_value for finding in findings], level)

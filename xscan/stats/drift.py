@@ -95,7 +95,9 @@ def build_reference(values: np.ndarray, labels: np.ndarray, patients: np.ndarray
     values, labels = np.asarray(values, np.float64), np.asarray(labels)
     # Rounded as the card stores them, so that the counts are those of the stored edges.
     edges = np.unique([float(f"{edge:.6g}") for edge in np.quantile(values, np.arange(1, BINS) / BINS)])
-    counts = np.stack([np.bincount(np.searchsorted(edges, values[labels == c], "right"), minlength=len(edges) + 1) for c in (0, 1)])
+    counts = np.stack(
+        [np.bincount(np.searchsorted(edges, values[labels == c], "right"), minlength=len(edges) + 1) for c in (0, 1)]
+    )
     effective = None if patients is None else tuple(effective_size(np.asarray(patients)[labels == c]) for c in (0, 1))
     return Reference(edges, counts, effective)
 
@@ -116,9 +118,11 @@ class Finding:
 
     def describe(self) -> str:
         direction = "higher" if self.median > self.reference_median else "lower"
-        return (f"{BY_NAME[self.statistic].meaning} ({self.statistic}): distance {self.distance:.3f} from the reference, "
-                f"alarm above {self.critical:.3f} (p = {self.p_value:.4f}); median {self.median:.4g}, {direction} than the "
-                f"reference's {self.reference_median:.4g}")
+        return (
+            f"{BY_NAME[self.statistic].meaning} ({self.statistic}): distance {self.distance:.3f} from the reference, "
+            f"alarm above {self.critical:.3f} (p = {self.p_value:.4f}); median {self.median:.4g}, {direction} than the "
+            f"reference's {self.reference_median:.4g}"
+        )
 
 
 def binned_cdf(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -128,14 +132,19 @@ def binned_cdf(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def mixture_distance(
-    batch_cdf: np.ndarray, normal_cdf: np.ndarray, pneumonia_cdf: np.ndarray, larger_only: bool,
+    batch_cdf: np.ndarray,
+    normal_cdf: np.ndarray,
+    pneumonia_cdf: np.ndarray,
+    larger_only: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The distance of each batch from the best mixture of the two class distributions, and that mixture's weight.
 
     Arrays hold distribution functions at the bin edges, batches along the first axis (the class
     distributions: one, or one per batch). With LARGER_ONLY only a batch shifted to larger values is far.
     """
-    mixture = WEIGHTS[None, :, None] * pneumonia_cdf[..., None, :] + (1 - WEIGHTS[None, :, None]) * normal_cdf[..., None, :]
+    mixture = (
+        WEIGHTS[None, :, None] * pneumonia_cdf[..., None, :] + (1 - WEIGHTS[None, :, None]) * normal_cdf[..., None, :]
+    )
     gap = mixture - batch_cdf[:, None, :]  # positive where the batch has fewer small values than the mixture
     distances = (gap if larger_only else np.abs(gap)).max(axis=2).clip(min=0.0)
     best = distances.argmin(axis=1)
@@ -144,11 +153,15 @@ def mixture_distance(
 
 def null_distances(reference: Reference, scans: int, weight: float, larger_only: bool) -> np.ndarray:
     """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached per reference)."""
-    return _null(tuple(reference.counts.ravel().tolist()), tuple(reference.sizes.tolist()), scans, round(weight, 6), larger_only)
+    return _null(
+        tuple(reference.counts.ravel().tolist()), tuple(reference.sizes.tolist()), scans, round(weight, 6), larger_only
+    )
 
 
 @lru_cache(maxsize=256)
-def _null(counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool) -> np.ndarray:
+def _null(
+    counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool
+) -> np.ndarray:
     rng = np.random.default_rng([SEED, scans, int(round(weight * 1000))])
     per_class = np.asarray(counts, np.int64).reshape(2, -1)
     sizes = np.asarray(sizes_key, np.int64)
@@ -170,15 +183,26 @@ def check_statistic(name: str, values: np.ndarray, reference: Reference, level: 
     larger_only = BY_NAME[name].larger_only
     sizes = reference.counts.sum(axis=1)
     normal_cdf, pneumonia_cdf = (np.cumsum(reference.counts[c])[:-1] / sizes[c] for c in (0, 1))
-    distances, weights = mixture_distance(binned_cdf(values, reference.edges)[None, :], normal_cdf, pneumonia_cdf, larger_only)
+    distances, weights = mixture_distance(
+        binned_cdf(values, reference.edges)[None, :], normal_cdf, pneumonia_cdf, larger_only
+    )
     distance, weight = float(distances[0]), float(weights[0])
     null = null_distances(reference, len(values), weight, larger_only)
     exceed = len(null) - np.searchsorted(null, distance - 1e-12)  # simulated distances at least as large
     p_value = (1 + exceed) / (1 + len(null))
     mixture_cdf = weight * pneumonia_cdf + (1 - weight) * normal_cdf
     reference_median = float(reference.edges[min(int(np.searchsorted(mixture_cdf, 0.5)), len(reference.edges) - 1)])
-    return Finding(name, len(values), distance, float(np.quantile(null, 1 - level)), p_value, weight,
-                   float(np.median(values)), reference_median, p_value <= level)
+    return Finding(
+        name,
+        len(values),
+        distance,
+        float(np.quantile(null, 1 - level)),
+        p_value,
+        weight,
+        float(np.median(values)),
+        reference_median,
+        p_value <= level,
+    )
 
 
 def check_batch(values: dict[str, np.ndarray], references: dict[str, Reference], alpha: float = LEVEL) -> list[Finding]:
@@ -187,10 +211,24 @@ def check_batch(values: dict[str, np.ndarray], references: dict[str, Reference],
     findings = [check_statistic(name, values[name], references[name]) for name in names]
     p_values = [finding.p_value for finding in findings]
     return [
-        replace(finding, drifted=drifted,
-                critical=float(np.quantile(null_distances(references[finding.statistic], finding.scans, finding.pneumonia_share,
-                                                          BY_NAME[finding.statistic].larger_only), 1 - finding_level)))
-        for finding, drifted, finding_level in zip(findings, holm(p_values, alpha), holm_levels(p_values, alpha), strict=True)
+        replace(
+            finding,
+            drifted=drifted,
+            critical=float(
+                np.quantile(
+                    null_distances(
+                        references[finding.statistic],
+                        finding.scans,
+                        finding.pneumonia_share,
+                        BY_NAME[finding.statistic].larger_only,
+                    ),
+                    1 - finding_level,
+                )
+            ),
+        )
+        for finding, drifted, finding_level in zip(
+            findings, holm(p_values, alpha), holm_levels(p_values, alpha), strict=True
+        )
     ]
 
 
@@ -211,19 +249,32 @@ class DriftVerdict:
         """One line: the verdict and what it rests on."""
         headers = f" and {len(self.headers)} DICOM header fields like the baseline's" if self.headers else ""
         if not self.drifted:
-            return (f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference"
-                    f"{headers}, false alarms <= {ALPHA:.0%})")
-        drifted = ", ".join([finding.statistic for finding in self.findings if finding.drifted]
-                            + [f"DICOM {finding.field} (against the baseline)" for finding in self.headers if finding.drifted])
-        return (f"drift: these {self.scans} scans are unlike the model card's reference in {drifted}: the card's figures and "
-                "any site calibration may not hold; check the source (X-ray unit, export, ward) and recalibrate with xscan calibrate")
+            return (
+                f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference"
+                f"{headers}, false alarms <= {ALPHA:.0%})"
+            )
+        drifted = ", ".join(
+            [finding.statistic for finding in self.findings if finding.drifted]
+            + [f"DICOM {finding.field} (against the baseline)" for finding in self.headers if finding.drifted]
+        )
+        return (
+            f"drift: these {self.scans} scans are unlike the model card's reference in {drifted}: the card's figures and "
+            "any site calibration may not hold; check the source (X-ray unit, export, ward) and recalibrate with xscan calibrate"
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"drifted": self.drifted, "scans": self.scans, "alpha": ALPHA, "summary": self.summary(),
-                "statistics": [{**asdict(finding), "drifted": bool(finding.drifted), "p_value": float(finding.p_value)}
-                               for finding in self.findings],
-                "headers": [{**asdict(finding), "drifted": bool(finding.drifted)} for finding in self.headers],
-                "left_out": self.left_out}
+        return {
+            "drifted": self.drifted,
+            "scans": self.scans,
+            "alpha": ALPHA,
+            "summary": self.summary(),
+            "statistics": [
+                {**asdict(finding), "drifted": bool(finding.drifted), "p_value": float(finding.p_value)}
+                for finding in self.findings
+            ],
+            "headers": [{**asdict(finding), "drifted": bool(finding.drifted)} for finding in self.headers],
+            "left_out": self.left_out,
+        }
 
 
 def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int, level: float = LEVEL) -> DriftVerdict:
@@ -236,7 +287,10 @@ def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int, le
     stored = section.get("statistics", {})
     references = {name: Reference.from_dict(stored[name]) for name in stored if name in BY_NAME}
     left_out = [f"{name}: no reference in the model card" for name in values if name not in references]
-    left_out += [f"{name}: {len(values[name])} values, fewer than {MIN_SCANS}" for name in references
-                 if name in values and len(values[name]) < MIN_SCANS]
+    left_out += [
+        f"{name}: {len(values[name])} values, fewer than {MIN_SCANS}"
+        for name in references
+        if name in values and len(values[name]) < MIN_SCANS
+    ]
     tested = {name: column for name, column in values.items() if name in references and len(column) >= MIN_SCANS}
     return DriftVerdict(scans, check_batch(tested, references, level), left_out)

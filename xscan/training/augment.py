@@ -60,10 +60,15 @@ def build_augmenter(config: AugmentConfig, seed: int) -> Augmenter:
     ]
     if config.blur_probability > 0:
         # A (p, p) factor blurs each image with probability exactly p; one float would draw p in [0, factor).
-        steps.append(layers.RandomGaussianBlur(
-            factor=(config.blur_probability, config.blur_probability), kernel_size=5, sigma=config.blur_sigma,
-            value_range=(0.0, 1.0), seed=seed + 6,
-        ))
+        steps.append(
+            layers.RandomGaussianBlur(
+                factor=(config.blur_probability, config.blur_probability),
+                kernel_size=5,
+                sigma=config.blur_sigma,
+                value_range=(0.0, 1.0),
+                seed=seed + 6,
+            )
+        )
     steps.append(layers.GaussianNoise(config.noise, seed=seed + 7))
     return Augmenter(steps)
 
@@ -119,7 +124,9 @@ def _random_affine(config: AugmentConfig, seed: int) -> Any:
             b2 = cy - b0 * cx - b1 * cy + shift_y
             zeros = ops.zeros_like(angle)
             transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-            moved = ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0)
+            moved = ops.image.affine_transform(
+                images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0
+            )
             if labels is None or config.normal_zoom <= 1:
                 return moved
             # Black outside the crop: where the sampled input point lies beyond the central 1 / closer of the film.

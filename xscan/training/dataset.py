@@ -49,7 +49,9 @@ def dicom_patient_id(path: Path) -> str:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID", "")).strip()
+        return str(
+            pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID", "")
+        ).strip()
     except (OSError, InvalidDicomError, ValueError):
         return ""
 
@@ -82,7 +84,9 @@ def _scans_from_labels_file(data_dir: Path, labels_file: Path) -> list[LabelledS
     with open(labels_file, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
         if not {"path", "label"} <= set(reader.fieldnames or []):
-            raise TrainingDataError(f"{labels_file} is not a labels file: it needs columns path,label (and optionally patient)")
+            raise TrainingDataError(
+                f"{labels_file} is not a labels file: it needs columns path,label (and optionally patient)"
+            )
         scans = []
         for record in reader:
             path = data_dir / record["path"]

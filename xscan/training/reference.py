@@ -40,24 +40,34 @@ def scan_statistics(scorer: Scorer, greys: Sequence[np.ndarray]) -> dict[str, np
     return {name: np.concatenate(parts) for name, parts in columns.items() if parts}
 
 
-def drift_section(statistics: dict[str, np.ndarray], labels: np.ndarray, patients: np.ndarray, source: str) -> dict[str, Any]:
+def drift_section(
+    statistics: dict[str, np.ndarray], labels: np.ndarray, patients: np.ndarray, source: str
+) -> dict[str, Any]:
     """The card's `drift` section: per statistic, the reference bins, each class's counts in them and its effective size."""
     return {
         "method": "per statistic, the batch against the best-fitting mixture of the reference's normal and pneumonia "
-                  "distributions (Kolmogorov-Smirnov distance, mixture weight fitted to the batch), null simulated from the "
-                  "reference at its effective size (films of one patient counted as one draw, Kish), Holm's correction across "
-                  f"statistics at {LEVEL}; at least {MIN_SCANS} scans (xscan.stats.drift)",
+        "distributions (Kolmogorov-Smirnov distance, mixture weight fitted to the batch), null simulated from the "
+        "reference at its effective size (films of one patient counted as one draw, Kish), Holm's correction across "
+        f"statistics at {LEVEL}; at least {MIN_SCANS} scans (xscan.stats.drift)",
         "source": source,
         "scans": {"NORMAL": int((labels == 0).sum()), "PNEUMONIA": int((labels == 1).sum())},
-        "statistics": {name: build_reference(values, labels, patients).to_dict() for name, values in statistics.items()},
+        "statistics": {
+            name: build_reference(values, labels, patients).to_dict() for name, values in statistics.items()
+        },
     }
 
 
-def store_reference(weights_dir: Path, card: ModelCard, validation: Sequence[LabelledScan], greys: Sequence[np.ndarray]) -> None:
+def store_reference(
+    weights_dir: Path, card: ModelCard, validation: Sequence[LabelledScan], greys: Sequence[np.ndarray]
+) -> None:
     """Put the drift reference of the model in WEIGHTS_DIR (as saved there) into CARD: VALIDATION's films, GREYS decoded."""
     scorer = load_scorer(weights_dir, threads=0)
     labels = np.array([scan.label for scan in validation])
     patients = np.array([scan.patient_id for scan in validation])
-    card.drift = drift_section(scan_statistics(scorer, greys), labels, patients,
-                               f"validation, its selection and report parts ({len(validation)} scans of {len(set(patients))} "
-                               f"patients, {int((labels == 0).sum())} normal), computed {dt.date.today().isoformat()}")
+    card.drift = drift_section(
+        scan_statistics(scorer, greys),
+        labels,
+        patients,
+        f"validation, its selection and report parts ({len(validation)} scans of {len(set(patients))} "
+        f"patients, {int((labels == 0).sum())} normal), computed {dt.date.today().isoformat()}",
+    )

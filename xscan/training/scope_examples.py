@@ -51,14 +51,24 @@ def not_a_radiograph(grey: np.ndarray, rng: np.random.Generator, crop_side: tupl
         centre = (int(rng.integers(0, size)), int(rng.integers(0, size)))
         if kind == 4:
             cv2.circle(canvas, centre, int(rng.integers(3, size // 3)), colour, -1 if rng.random() < 0.5 else 2)
-            cv2.rectangle(canvas, centre, (int(rng.integers(0, size)), int(rng.integers(0, size))), colour, -1 if rng.random() < 0.5 else 2)
+            cv2.rectangle(
+                canvas,
+                centre,
+                (int(rng.integers(0, size)), int(rng.integers(0, size))),
+                colour,
+                -1 if rng.random() < 0.5 else 2,
+            )
         else:
             text = "".join(chr(int(c)) for c in rng.integers(65, 91, int(rng.integers(3, 12))))
-            cv2.putText(canvas, text, centre, cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.4, 1.5), colour, int(rng.integers(1, 3)))
+            cv2.putText(
+                canvas, text, centre, cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.4, 1.5), colour, int(rng.integers(1, 3))
+            )
     return canvas
 
 
-def synthetic_out_of_scope(greys: list[np.ndarray], config: ScopeConfig, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+def synthetic_out_of_scope(
+    greys: list[np.ndarray], config: ScopeConfig, seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """SYNTHETIC_PER_KIND rotated-or-inverted and not-a-radiograph examples made from GREYS, with their class indices."""
     rng = np.random.default_rng(seed)
     made: list[np.ndarray] = []

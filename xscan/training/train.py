@@ -19,7 +19,14 @@ from xscan.errors import TrainingDataError, WeightsError
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.model.bundle import save_bundle, write_litert
-from xscan.model.card import CARD_FILE, ModelCard, calibrated_probability, load_network, model_config_from_card, read_card
+from xscan.model.card import (
+    CARD_FILE,
+    ModelCard,
+    calibrated_probability,
+    load_network,
+    model_config_from_card,
+    read_card,
+)
 from xscan.model.classes import CLASS_NAMES
 from xscan.model.native_notes import import_keras_quietly
 from xscan.model.network import MODEL_NAME, ModelConfig, build_model, ensemble_features, member_logits
@@ -140,15 +147,21 @@ def train(
     started = dt.datetime.now(dt.UTC)
     scans = find_labelled_scans(data_dir, labels_file)
     if per_file_share(scans) > 0:
-        log(f"warning: {per_file_share(scans):.0%} of the scans have no patient information (no DICOM PatientID, no "
+        log(
+            f"warning: {per_file_share(scans):.0%} of the scans have no patient information (no DICOM PatientID, no "
             "patient column, no known file-name pattern): each is its own patient, so one patient's scans may fall on "
-            "both sides of the split and flatter validation")
+            "both sides of the split and flatter validation"
+        )
     train_scans, select_scans, report_scans = split_for_training(scans, config)
-    log(f"{len(scans)} scans: {len(train_scans)} for training, {len(select_scans)} to select, "
-        f"{len(report_scans)} to report (split by patient)")
+    log(
+        f"{len(scans)} scans: {len(train_scans)} for training, {len(select_scans)} to select, "
+        f"{len(report_scans)} to report (split by patient)"
+    )
 
     size = config.model.image_size
-    y_train, y_select, y_report = (np.array([s.label for s in part]) for part in (train_scans, select_scans, report_scans))
+    y_train, y_select, y_report = (
+        np.array([s.label for s in part]) for part in (train_scans, select_scans, report_scans)
+    )
     train_greys = load_images(train_scans)
     x_train = preprocess_all(train_greys, size)
     x_select = preprocess_all(load_images(select_scans), size)
@@ -164,29 +177,45 @@ def train(
     except ValueError as error:  # a model that does not rank the selection part (too short a run, too little data)
         log(f"warning: {error}; the card keeps the raw logits (temperature 1, bias 0)")
         temperature, bias = 1.0, 0.0
-    threshold = threshold_for_sensitivity(calibrated_probability(select_logits, temperature, bias), y_select, config.target_sensitivity)
+    threshold = threshold_for_sensitivity(
+        calibrated_probability(select_logits, temperature, bias), y_select, config.target_sensitivity
+    )
     selection = _figures(y_select, calibrated_probability(select_logits, temperature, bias), threshold, config)
     report_logits = _logits(network, x_report)
     validation = _figures(y_report, calibrated_probability(report_logits, temperature, bias), threshold, config)
-    validation["ece_before_calibration"] = expected_calibration_error(calibrated_probability(report_logits, 1.0), y_report)
-    log(f"report part: AUC {validation['auc']:.4f}, sensitivity {validation['sensitivity']:.3f}, "
-        f"specificity {validation['specificity']:.3f} at threshold {threshold:.3f} (T={temperature:.2f}, bias {bias:.2f})")
+    validation["ece_before_calibration"] = expected_calibration_error(
+        calibrated_probability(report_logits, 1.0), y_report
+    )
+    log(
+        f"report part: AUC {validation['auc']:.4f}, sensitivity {validation['sensitivity']:.3f}, "
+        f"specificity {validation['specificity']:.3f} at threshold {threshold:.3f} (T={temperature:.2f}, bias {bias:.2f})"
+    )
 
     robustness = evaluate_shifts(network, report_greys, y_report, size, (temperature, bias), threshold)
     for row in robustness:
-        log(f"  shift {row['shift']:<18} AUC {row['auc']:.4f}  specificity {row['specificity']:.3f}  sensitivity {row['sensitivity']:.3f}")
+        log(
+            f"  shift {row['shift']:<18} AUC {row['auc']:.4f}  specificity {row['specificity']:.3f}  sensitivity {row['sensitivity']:.3f}"
+        )
 
     scope_network, stats, scope, external_figures = fit_scope_check(
-        network, TrainingParts(train_greys, x_train, x_select, x_report, report_greys), external, (temperature, bias), threshold,
-        config, log,
+        network,
+        TrainingParts(train_greys, x_train, x_select, x_report, report_greys),
+        external,
+        (temperature, bias),
+        threshold,
+        config,
+        log,
     )
 
     card = ModelCard(
         name=MODEL_NAME,
         version=__version__,
         config=asdict(config.model),
-        preprocessing={"image_size": size, "function": "xscan.input.preprocess.preprocess",
-                       "steps": "grey uint8 -> squash-resize (INTER_AREA) -> histogram equalization -> /255"},
+        preprocessing={
+            "image_size": size,
+            "function": "xscan.input.preprocess.preprocess",
+            "steps": "grey uint8 -> squash-resize (INTER_AREA) -> histogram equalization -> /255",
+        },
         temperature=temperature,
         bias=bias,
         threshold=threshold,
@@ -237,13 +266,20 @@ class TrainingParts:
 
 
 def fit_scope_check(
-    network, parts: TrainingParts, external: Path | None, calibration: tuple[float, float], threshold: float,
-    config: TrainConfig, log: Log,
+    network,
+    parts: TrainingParts,
+    external: Path | None,
+    calibration: tuple[float, float],
+    threshold: float,
+    config: TrainConfig,
+    log: Log,
 ) -> tuple[Any, FeatureStats, dict[str, Any], list[dict[str, Any]]]:
     """Fit the out-of-scope check for NETWORK; returns the scope network, feature statistics, card section, external figures."""
     external_scans = find_labelled_scans(external) if external else []
     external_fit, external_report = (
-        split_by_patient(external_scans, config.scope.external_report_fraction, config.seed + 2) if external_scans else ([], [])
+        split_by_patient(external_scans, config.scope.external_report_fraction, config.seed + 2)
+        if external_scans
+        else ([], [])
     )
     features = ensemble_features(network, config.model.members)
     stats = FeatureStats.fit(_predict(features, parts.x_train))
@@ -253,17 +289,35 @@ def fit_scope_check(
     scope["rates"] = _scope_rates(scope_network, features, scope_check, parts.x_report, parts.report_greys, config, log)
     external_figures = []
     if external_report:
-        external_figures.append(_external_figures(
-            external, external_report, network, scope_network, features, scope_check, calibration, threshold, config, log,
-        ))
+        external_figures.append(
+            _external_figures(
+                external,
+                external_report,
+                network,
+                scope_network,
+                features,
+                scope_check,
+                calibration,
+                threshold,
+                config,
+                log,
+            )
+        )
         external_figures[0]["scans_teaching_the_scope_check"] = len(external_fit)
-        scope["rates"]["outside the training population (external report part)"] = external_figures[0]["out_of_scope_rate"]
+        scope["rates"]["outside the training population (external report part)"] = external_figures[0][
+            "out_of_scope_rate"
+        ]
     return scope_network, stats, scope, external_figures
 
 
 def refit_scope(
-    data_dir: Path, weights_dir: Path, config: TrainConfig, command: str, log: Log = print,
-    external: Path | None = None, labels_file: Path | None = None,
+    data_dir: Path,
+    weights_dir: Path,
+    config: TrainConfig,
+    command: str,
+    log: Log = print,
+    external: Path | None = None,
+    labels_file: Path | None = None,
 ) -> ModelCard:
     """Fit the out-of-scope check again for the trained model in WEIGHTS_DIR, with CONFIG's scope recipe; the classifier stays.
 
@@ -273,15 +327,28 @@ def refit_scope(
     keras = import_keras_quietly()
     keras.utils.set_random_seed(config.seed)
     card = read_card(weights_dir)
-    config = replace(card_split(card, config), model=model_config_from_card(card))  # the trained model's shape, not the recipe's
+    config = replace(
+        card_split(card, config), model=model_config_from_card(card)
+    )  # the trained model's shape, not the recipe's
     network = load_network(weights_dir, card)
     train_scans, select_scans, report_scans = split_for_training(find_labelled_scans(data_dir, labels_file), config)
     size = card.image_size
     train_greys, report_greys = load_images(train_scans), load_images(report_scans)
-    parts = TrainingParts(train_greys, preprocess_all(train_greys, size), preprocess_all(load_images(select_scans), size),
-                          preprocess_all(report_greys, size), report_greys)
+    parts = TrainingParts(
+        train_greys,
+        preprocess_all(train_greys, size),
+        preprocess_all(load_images(select_scans), size),
+        preprocess_all(report_greys, size),
+        report_greys,
+    )
     scope_network, stats, scope, external_figures = fit_scope_check(
-        network, parts, external, (card.temperature, card.bias), card.threshold, config, log,
+        network,
+        parts,
+        external,
+        (card.temperature, card.bias),
+        card.threshold,
+        config,
+        log,
     )
     card.scope = scope | save_scope(weights_dir, scope_network, stats, config.scope, size)
     card.external = external_figures
@@ -290,7 +357,9 @@ def refit_scope(
     card.training["scope_command"] = command
     card.litert = write_litert(weights_dir, card, network, scope_network)
     (weights_dir / CARD_FILE).write_text(card.to_json())
-    return refit_reference(data_dir, weights_dir, command, labels_file)  # the scope score's reference is the new network's
+    return refit_reference(
+        data_dir, weights_dir, command, labels_file
+    )  # the scope score's reference is the new network's
 
 
 def refit_reference(data_dir: Path, weights_dir: Path, command: str, labels_file: Path | None = None) -> ModelCard:
@@ -311,8 +380,12 @@ def refit_reference(data_dir: Path, weights_dir: Path, command: str, labels_file
 def card_split(card: ModelCard, config: TrainConfig | None = None) -> TrainConfig:
     """CONFIG (default: the recipe) with the split a trained model's CARD records: its fractions and seed."""
     recipe = card.training["recipe"]
-    return replace(config or TrainConfig(), val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"],
-                   seed=recipe["seed"])
+    return replace(
+        config or TrainConfig(),
+        val_fraction=recipe["val_fraction"],
+        report_fraction=recipe["report_fraction"],
+        seed=recipe["seed"],
+    )
 
 
 def convert_to_litert(weights_dir: Path, command: str, log: Log = print) -> ModelCard:
@@ -333,7 +406,9 @@ def convert_to_litert(weights_dir: Path, command: str, log: Log = print) -> Mode
     card.litert = write_litert(weights_dir, card, network, scope_network)
     card.training["litert_command"] = command
     (weights_dir / CARD_FILE).write_text(card.to_json())
-    log(f"wrote {weights_dir / card.litert['file']} ({', '.join(card.litert['outputs'])}; sha256 {card.litert['sha256'][:8]})")
+    log(
+        f"wrote {weights_dir / card.litert['file']} ({', '.join(card.litert['outputs'])}; sha256 {card.litert['sha256'][:8]})"
+    )
     return card
 
 
@@ -371,7 +446,11 @@ def _fit(network, x_train, y_train, x_val, y_val, config: TrainConfig, log: Log)
 
     def augment(x, y):
         # Every member sees the same label; class weights enter as per-scan sample weights.
-        return augmenter(x, training=True, labels=y), tf.tile(tf.cast(y, tf.float32)[:, None], [1, members]), tf.gather(weights, y)
+        return (
+            augmenter(x, training=True, labels=y),
+            tf.tile(tf.cast(y, tf.float32)[:, None], [1, members]),
+            tf.gather(weights, y),
+        )
 
     batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train.astype("int32")))
@@ -397,9 +476,13 @@ def _fit(network, x_train, y_train, x_val, y_val, config: TrainConfig, log: Log)
             shuffle=False,  # the dataset shuffles itself, seeded
             callbacks=[
                 validation,  # first: the callbacks after it read the val_auc it adds to the epoch's logs
-                keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True),
+                keras.callbacks.ModelCheckpoint(
+                    best, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
+                ),
                 keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience),
-                keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log(_epoch_line(epoch, config.epochs, logs))),
+                keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda epoch, logs: log(_epoch_line(epoch, config.epochs, logs))
+                ),
             ],
             verbose=0,
         )
@@ -436,7 +519,12 @@ def _logits(network, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_shifts(
-    network, greys: list[np.ndarray], labels: np.ndarray, image_size: int, calibration: tuple[float, float], threshold: float,
+    network,
+    greys: list[np.ndarray],
+    labels: np.ndarray,
+    image_size: int,
+    calibration: tuple[float, float],
+    threshold: float,
     shifts: dict[str, Shift] = SHIFTS,
 ) -> list[dict[str, float | str]]:
     """AUC, sensitivity and specificity on GREYS after each acquisition shift, at THRESHOLD."""
@@ -456,7 +544,9 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 # --- the out-of-scope check ------------------------------------------------------------------------
 
 
-def _fit_scope(train_greys: list[np.ndarray], x_train: np.ndarray, external_greys: list[np.ndarray], config: TrainConfig, log: Log):
+def _fit_scope(
+    train_greys: list[np.ndarray], x_train: np.ndarray, external_greys: list[np.ndarray], config: TrainConfig, log: Log
+):
     """Train the scope network: training scans in scope; external films, wrong renderings and non-radiographs out."""
     import keras
     import tensorflow as tf
@@ -464,8 +554,9 @@ def _fit_scope(train_greys: list[np.ndarray], x_train: np.ndarray, external_grey
     scope = config.scope
     size = config.model.image_size
     # No more made examples of a kind than there are training scans: the kinds stay balanced on small data sets.
-    made, kinds = synthetic_out_of_scope(train_greys, replace(scope, synthetic_per_kind=min(scope.synthetic_per_kind, len(train_greys))),
-                                         config.seed + 3)
+    made, kinds = synthetic_out_of_scope(
+        train_greys, replace(scope, synthetic_per_kind=min(scope.synthetic_per_kind, len(train_greys))), config.seed + 3
+    )
     negatives = [preprocess_all(made, size)]
     negative_kinds = [kinds]
     if external_greys:
@@ -484,7 +575,10 @@ def _fit_scope(train_greys: list[np.ndarray], x_train: np.ndarray, external_grey
         tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
         .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
         .batch(scope.batch_size)
-        .map(lambda images, kind: (augmenter(images, training=True), kind, tf.gather(weights, kind)), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda images, kind: (augmenter(images, training=True), kind, tf.gather(weights, kind)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .prefetch(2)
     )
     network = build_scope_model(scope, size)
@@ -493,9 +587,19 @@ def _fit_scope(train_greys: list[np.ndarray], x_train: np.ndarray, external_grey
         optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(scope.learning_rate, steps)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    log(f"scope network: {counts[0]} in scope, {counts[1]} external, {counts[2]} rotated or inverted, {counts[3]} not radiographs")
-    network.fit(batches, epochs=scope.epochs, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: log(f"scope epoch {epoch + 1}/{scope.epochs}: loss {logs['loss']:.4f}"))])
+    log(
+        f"scope network: {counts[0]} in scope, {counts[1]} external, {counts[2]} rotated or inverted, {counts[3]} not radiographs"
+    )
+    network.fit(
+        batches,
+        epochs=scope.epochs,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: log(f"scope epoch {epoch + 1}/{scope.epochs}: loss {logs['loss']:.4f}")
+            )
+        ],
+    )
     return network
 
 
@@ -503,14 +607,16 @@ def _scope_outputs(scope_network, features, x: np.ndarray) -> tuple[np.ndarray, 
     return _predict(scope_network, x), _predict(features, x)
 
 
-def _choose_scope_thresholds(scope_network, features, stats: FeatureStats, x_select: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+def _choose_scope_thresholds(
+    scope_network, features, stats: FeatureStats, x_select: np.ndarray, config: TrainConfig
+) -> dict[str, Any]:
     """Each threshold keeps TARGET_IN_SCOPE_RATE of the selection scans in scope (all of which are in scope)."""
     logits, feats = _scope_outputs(scope_network, features, x_select)
     keep = config.scope.target_in_scope_rate
     return {
         "method": "a small scope network (4 classes: in scope, another population, rotated or inverted, not a chest radiograph) "
-                  "on the model input, and the Mahalanobis distance of the ensemble's pooled features from the training "
-                  "scans' (Ledoit-Wolf covariance); out of scope when either passes its threshold",
+        "on the model input, and the Mahalanobis distance of the ensemble's pooled features from the training "
+        "scans' (Ledoit-Wolf covariance); out of scope when either passes its threshold",
         "in_scope_threshold": float(np.quantile(softmax(logits)[:, IN_SCOPE], 1 - keep)),
         "distance_threshold": float(np.quantile(stats.distance(feats), keep)),
         "threshold_rule": f"each keeps {keep:.1%} of the selection part of validation in scope",
@@ -519,14 +625,20 @@ def _choose_scope_thresholds(scope_network, features, stats: FeatureStats, x_sel
     }
 
 
-def _scope_rates(scope_network, features, check: ScopeCheck, x_report: np.ndarray, report_greys, config: TrainConfig, log: Log):
+def _scope_rates(
+    scope_network, features, check: ScopeCheck, x_report: np.ndarray, report_greys, config: TrainConfig, log: Log
+):
     """Share judged out of scope on the report part, and on wrong renderings and non-radiographs made from it."""
     made, kinds = synthetic_out_of_scope(report_greys, replace(config.scope, synthetic_per_kind=300), config.seed + 5)
     x_made = preprocess_all(made, config.model.image_size)
     rates = {"validation (report part), in scope": _flagged(scope_network, features, check, x_report)}
-    rates["rotated or inverted films (made from the report part)"] = _flagged(scope_network, features, check, x_made[kinds == 2])
+    rates["rotated or inverted films (made from the report part)"] = _flagged(
+        scope_network, features, check, x_made[kinds == 2]
+    )
     not_radiographs = x_made[kinds == 3]
-    rates["not chest radiographs: crops, noise, flat, gradients, shapes, text"] = _flagged(scope_network, features, check, not_radiographs)
+    rates["not chest radiographs: crops, noise, flat, gradients, shapes, text"] = _flagged(
+        scope_network, features, check, not_radiographs
+    )
     for name, rate in rates.items():
         log(f"  out of scope: {rate:.3f} of {name}")
     return rates
@@ -537,23 +649,31 @@ def _flagged(scope_network, features, check: ScopeCheck, x: np.ndarray) -> float
     return float(check.flags(logits, feats).mean())
 
 
-def _external_figures(folder, scans, network, scope_network, features, check, calibration, threshold, config: TrainConfig, log: Log):
+def _external_figures(
+    folder, scans, network, scope_network, features, check, calibration, threshold, config: TrainConfig, log: Log
+):
     """The classifier on an outside population: all its report scans, PA films alone, and the scans the check keeps."""
     labels = np.array([s.label for s in scans])
     x = preprocess_all(load_images(scans), config.model.image_size)
     probability = calibrated_probability(_logits(network, x), *calibration)
     logits, feats = _scope_outputs(scope_network, features, x)
     flagged = check.flags(logits, feats)
-    figures = {"name": Path(folder).name, "folder": str(folder), "all": _figures(labels, probability, threshold, config),
-               "out_of_scope_rate": float(flagged.mean())}
+    figures = {
+        "name": Path(folder).name,
+        "folder": str(folder),
+        "all": _figures(labels, probability, threshold, config),
+        "out_of_scope_rate": float(flagged.mean()),
+    }
     views = _views(folder, scans)
     if views is not None and (views == "PA").sum() > 10 and len(np.unique(labels[views == "PA"])) == 2:
         figures["PA films"] = _figures(labels[views == "PA"], probability[views == "PA"], threshold, config)
     kept = ~flagged
     if kept.sum() >= 10 and len(np.unique(labels[kept])) == 2:
         figures["kept by the scope check"] = _figures(labels[kept], probability[kept], threshold, config)
-    log(f"external {figures['name']}: AUC {figures['all']['auc']:.3f}, specificity {figures['all']['specificity']:.3f}; "
-        f"{flagged.mean():.1%} judged out of scope")
+    log(
+        f"external {figures['name']}: AUC {figures['all']['auc']:.3f}, specificity {figures['all']['specificity']:.3f}; "
+        f"{flagged.mean():.1%} judged out of scope"
+    )
     return figures
 
 

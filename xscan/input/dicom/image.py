@@ -60,14 +60,26 @@ DEFER_BYTES = 64 * 1024
 # What pydicom and its decoder plugins raise on truncated, malformed or undecodable files (there is
 # no single base class): malformed values, short reads, unsupported encodings, decoder failures.
 PYDICOM_ERRORS = (
-    InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, IndexError, NotImplementedError, RuntimeError,
-    OverflowError, struct.error,
+    InvalidDicomError,
+    BytesLengthException,
+    EOFError,
+    OSError,
+    ValueError,
+    IndexError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
 )
 # pylibjpeg and its plugins, installed with xscan, decode every compressed syntax xscan reads. pydicom would
 # otherwise try whatever else is installed too (GDCM, Pillow), so that results would hang on optional packages.
 DECODING_PLUGIN = "pylibjpeg"
 # The transfer syntax of a data set without file meta information is its encoding: (implicit VR, little endian).
-SYNTAX_OF_ENCODING = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian, (False, False): ExplicitVRBigEndian}
+SYNTAX_OF_ENCODING = {
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
 
 
 def read_dataset(stream: BinaryIO) -> Dataset:
@@ -122,7 +134,9 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ScanError("DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
         name = sop_class_name(ds)
-        raise ScanError(f"DICOM without pixel data ({name if name in (NO_SOP_CLASS, INVALID_SOP_CLASS) else f'SOP class {name}'})")
+        raise ScanError(
+            f"DICOM without pixel data ({name if name in (NO_SOP_CLASS, INVALID_SOP_CLASS) else f'SOP class {name}'})"
+        )
     for name in ("Rows", "Columns", "PhotometricInterpretation", "BitsAllocated"):
         if name not in ds:
             raise ScanError(f"DICOM image without {name}")
@@ -168,7 +182,11 @@ def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
     if ds.preamble is None:  # read without the Part 10 header (force=True): pydicom reads such a file only as a dataset
         return False
     element = ds.get_item("PixelData", keep_deferred=True)  # as read, not converted (nor read): its encoding
-    encoding = (element.is_implicit_VR, element.is_little_endian) if isinstance(element, RawDataElement) else ds.original_encoding
+    encoding = (
+        (element.is_implicit_VR, element.is_little_endian)
+        if isinstance(element, RawDataElement)
+        else ds.original_encoding
+    )
     return syntax != DeflatedExplicitVRLittleEndian and encoding == (syntax.is_implicit_VR, syntax.is_little_endian)
 
 
@@ -180,8 +198,10 @@ def check_frame_size(ds: Dataset) -> None:
         raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels; limit {MAX_PIXELS // 1_000_000} megapixels)")
     frame_bytes = rows * columns * samples * bits // 8
     if frame_bytes > MAX_FRAME_BYTES:
-        raise ScanError(f"DICOM frame too large ({columns}x{rows} pixels x {samples} samples x {bits} bits = "
-                        f"{frame_bytes >> 20} MiB; limit {MAX_FRAME_BYTES >> 20} MiB)")
+        raise ScanError(
+            f"DICOM frame too large ({columns}x{rows} pixels x {samples} samples x {bits} bits = "
+            f"{frame_bytes >> 20} MiB; limit {MAX_FRAME_BYTES >> 20} MiB)"
+        )
 
 
 def header_value(ds: Dataset, name: str, kind: type, default: object = None) -> Any:
@@ -222,8 +242,12 @@ def _repair_jpeg_scan_header(ds: Dataset, syntax: UID) -> None:
     repaired = repaired_scan_headers(frame)
     if repaired is None:
         return
-    warnings.warn("JPEG scan header not valid for a sequential JPEG (spectral selection not 0..63); read as 0..63, "
-                  "as IJG libjpeg reads it", UserWarning, stacklevel=2)
+    warnings.warn(
+        "JPEG scan header not valid for a sequential JPEG (spectral selection not 0..63); read as 0..63, "
+        "as IJG libjpeg reads it",
+        UserWarning,
+        stacklevel=2,
+    )
     ds.PixelData = encapsulate([repaired])
     ds.NumberOfFrames = 1
 

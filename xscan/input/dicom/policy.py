@@ -10,7 +10,9 @@ RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
 
 NO_SOP_CLASS = "no SOP class"
-INVALID_SOP_CLASS = "SOP class UID not valid"  # a damaged header: its bytes are not a UID, and a cell would show them raw
+INVALID_SOP_CLASS = (
+    "SOP class UID not valid"  # a damaged header: its bytes are not a UID, and a cell would show them raw
+)
 
 
 def no_image_reason(ds: Dataset) -> str:
