@@ -69,7 +69,7 @@ def test_each_thread_keeps_its_own_warnings_every_time_and_none_is_shown(capsys:
             ("UserWarning", f"pydicom on file {number}"),
             ("WARNING", f"logged only, file {number}"),
         ]
-    assert found[0][0].origin.startswith("test_file_warnings.py:")
+    assert found[0][0].origin.startswith("input/test_file_warnings.py:")  # package folder, file, line
     assert capsys.readouterr() == ("", "")
     assert warnings.filters == filters and warnings.showwarning is shown and PYDICOM_LOG.propagate
 
