@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 
+from xscan.input.native_stderr import native_stderr_without
 from xscan.model.bundle import convert
 from xscan.model.inference import CompiledNetwork
-from xscan.model.native_notes import TENSORFLOW_NOTES, XNNPACK_NOTE, native_stderr_without
+from xscan.model.native_notes import TENSORFLOW_NOTES, XNNPACK_NOTE
 from xscan.model.network import ModelConfig, build_model, ensemble_features, fold_batch_norms
 
 
