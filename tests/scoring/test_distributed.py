@@ -46,7 +46,7 @@ from xscan.site.calibrate import fit_site_calibration, select_rows
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 REPO = Path(__file__).resolve().parents[2]
-ACTOR_NAME = "_ScoringActor"  # in the process title of each scoring actor: ray::MapWorker(MapBatches(_ScoringActor))
+ACTOR_NAME = "ScoringActor"  # in the process title of each scoring actor: ray::MapWorker(MapBatches(ScoringActor))
 
 
 def _require_ray():
