@@ -132,7 +132,7 @@ def test_the_new_columns_are_written_and_round_trip_through_resume(tmp_path, sco
 
 
 def _write_rows(path, card, rows, runs=None, files=None):
-    """A results file with ROWS of drift statistics (dicts by column), as xscan score writes them (of FILES if given)."""
+    """A results file with ROWS of drift statistics (dicts by column), as xscan score writes them (of FILES if any)."""
     columns = results_columns()
     with open(path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
