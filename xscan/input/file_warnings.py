@@ -49,7 +49,14 @@ class WarningKind:
 
 
 def tally(found: Iterable[FileWarning]) -> list[WarningKind]:
-    """Warnings by kind, in the order each kind first occurred."""
+    """Warnings counted by kind (origin and category).
+
+    Args:
+        found: the warnings, in the order they occurred.
+
+    Returns:
+        One WarningKind per kind, in the order each first occurred, with its first message.
+    """
     kinds: dict[tuple[str, str], WarningKind] = {}
     for warning in found:
         kind = kinds.setdefault(
@@ -64,7 +71,11 @@ _local = threading.local()
 
 @contextmanager
 def collected() -> Iterator[list[FileWarning]]:
-    """Within: the warnings raised on this thread, while a `warnings_kept` is open somewhere, go to the yielded list."""
+    """Collect the warnings raised on this thread within, while a `warnings_kept` is open somewhere.
+
+    Yields:
+        The list they are appended to, each time one occurs; an outer `collected` gets them no more.
+    """
     outer = getattr(_local, "sink", None)
     sink: list[FileWarning] = []
     _local.sink = sink
@@ -75,7 +86,11 @@ def collected() -> Iterator[list[FileWarning]]:
 
 
 def hand_over(raised: Iterable[FileWarning]) -> None:
-    """Add warnings another thread collected to this thread's `collected` list, if it has one (a run's does)."""
+    """Add warnings another thread collected to this thread's `collected` list, if it has one (a run's does).
+
+    Args:
+        raised: the warnings, in order.
+    """
     sink = _sink()
     if sink is not None:
         sink.extend(raised)
@@ -156,7 +171,10 @@ def warnings_kept() -> Iterator[None]:
     """While open, warnings on threads inside `collected` are kept in their lists instead of shown.
 
     Install it on the thread that starts the readers, before they start, and close it after they
-    end (a run does); runs that overlap share one installation.
+    end (a run does); runs that overlap share one installation (`SharedInstall`).
+
+    Yields:
+        Nothing; on leaving, Python's warning filters, `showwarning` and pydicom's logger are as before.
     """
     with _hook.shared.held():
         yield

@@ -59,6 +59,8 @@ class Picture:
 
 @dataclass
 class ReviewPage:
+    """What `write_review_page` wrote: the page, its galleries and pictures, how long it took, its notes and verdict."""
+
     index: Path
     galleries: list[Gallery]
     pictures: dict[str, Picture]  # by the row's path
@@ -139,6 +141,17 @@ def draw_pictures(
     """Thumbnail and full-size image of each entry into FOLDER/images; heatmaps where the entry was scored.
 
     A file that cannot be read gets no picture (the gallery shows why); notes say what was left out.
+
+    Args:
+        entries: the scans the galleries show, each once.
+        source: the results CSV, beside which relative paths are found.
+        folder: the page's folder.
+        threshold: the report's threshold, for the overlays' captions.
+        models: the results' model ids: heatmaps only when the loaded model is one of them.
+        weights: the weights folder to load (default: the bundled model).
+
+    Returns:
+        Each drawn entry's pictures by path, and notes for the reader.
     """
     where = {entry.path: _locate(entry.path, source) for entry in entries}
     scored = [entry for entry in entries if entry.probability is not None]
