@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 
+from xscan.input.native_stderr import native_stderr_without
 from xscan.model.bundle import convert
 from xscan.model.inference import CompiledNetwork
-from xscan.model.native_notes import TENSORFLOW_NOTES, XNNPACK_NOTE, native_stderr_without
+from xscan.model.native_notes import TENSORFLOW_NOTES, XNNPACK_NOTE
 from xscan.model.network import ModelConfig, build_model, ensemble_features, fold_batch_norms
 
 
@@ -44,9 +45,9 @@ def test_tensorflows_start_up_notices_are_dropped_and_its_errors_kept(capfd):
         "available CPU instructions in performance-critical operations.\n"
         "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate "
         "compiler flags.\n"
-        "I0000 00:00:1733000000.000000    5209 port.cc:153] oneDNN custom operations are on. You may see slightly different "
-        "numerical results due to floating-point round-off errors from different computation orders. To turn them off, set "
-        "the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.\n"
+        "I0000 00:00:1733000000.000000    5209 port.cc:153] oneDNN custom operations are on. "
+        "You may see slightly different numerical results due to floating-point round-off errors from different "
+        "computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.\n"
         "E0000 00:00:1733000000.000000    5209 cuda_dnn.cc:8310] Unable to register cuDNN factory\n"
     )
     with native_stderr_without(TENSORFLOW_NOTES):

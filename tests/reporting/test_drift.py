@@ -1,4 +1,4 @@
-"""The drift check: its test on synthetic batches, the per-scan columns through resume, and `xscan drift`'s exit codes."""
+"""The drift check: its test on synthetic batches, the per-scan columns through resume, `xscan drift`'s exit codes."""
 
 import csv
 import json
@@ -14,7 +14,7 @@ from support.data import REPO, real_scans
 
 from xscan.errors import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
 from xscan.model.card import default_weights_dir, read_card
-from xscan.reporting.report import report_from_csv
+from xscan.reporting.report import build_report, read_results
 from xscan.reporting.review_page import write_review_page
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table, results_columns
@@ -81,9 +81,9 @@ def test_effective_size_counts_a_patients_films_as_one_draw():
 
 
 def test_a_reference_of_patients_with_several_films_keeps_false_alarms_at_the_promise():
-    # A reference of 60 patients per class with 5 alike films each (one draw per patient, a little jitter), and batches
-    # of new patients: simulated as 300 independent films, the reference's error is understated and new batches alarm far
-    # more often than the promised 5 %; at its effective size they do not.
+    # A reference of 60 patients per class with 5 alike films each (one draw per patient, a little jitter), and
+    # batches of new patients: simulated as 300 independent films, the reference's error is understated and new
+    # batches alarm far more often than the promised 5 %; at its effective size they do not.
     rng = np.random.default_rng(4)
     per_patient = np.r_[rng.normal(*NORMAL, 60), rng.normal(*PNEUMONIA, 60)]
     values = np.repeat(per_patient, 5) + rng.normal(0, 0.05, 600)
@@ -132,7 +132,7 @@ def test_the_new_columns_are_written_and_round_trip_through_resume(tmp_path, sco
 
 
 def _write_rows(path, card, rows, runs=None, files=None):
-    """A results file with ROWS of drift statistics (dicts by column), as xscan score writes them (for FILES, if given)."""
+    """A results file with ROWS of drift statistics (dicts by column), as xscan score writes them (of FILES if any)."""
     columns = results_columns()
     with open(path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
@@ -227,11 +227,13 @@ def test_the_review_page_shows_the_verdict_or_why_there_is_none(tmp_path, card):
     drifted, few = tmp_path / "drifted.csv", tmp_path / "few.csv"
     _write_rows(drifted, card, _like_the_reference(card, 150, 4, shift={"feature_distance": 25.0}))
     _write_rows(few, card, _like_the_reference(card, 60, 8))
-    page = write_review_page(report_from_csv(drifted), drifted, tmp_path / "drifted", None, gallery_size=0)
+    rows = read_results(drifted)
+    page = write_review_page(build_report(rows), rows, drifted, tmp_path / "drifted", None, gallery_size=0)
     section = page.index.read_text().split('<section id="drift"', 1)[1].split("</section>", 1)[0]
     assert page.drift.drifted and 'data-drifted="true"' in section
-    assert "DRIFT</td><td>the feature distance" in section and "xscan calibrate" in section
-    page = write_review_page(report_from_csv(few), few, tmp_path / "few", None, gallery_size=0)
+    assert "<td>DRIFT</td><td>the feature distance" in section and "xscan calibrate" in section
+    rows = read_results(few)
+    page = write_review_page(build_report(rows), rows, few, tmp_path / "few", None, gallery_size=0)
     assert 'data-drifted="unknown"' in page.index.read_text() and "at least 100 are needed" in page.index.read_text()
 
 

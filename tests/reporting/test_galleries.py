@@ -2,25 +2,13 @@
 
 from xscan.reporting.galleries import OUT_OF_SCOPE, choose_galleries
 from xscan.reporting.labels import FolderLabels
+from xscan.scoring.results import Row
 
 THRESHOLD = 0.5
 
 
-def _record(
-    path: str, probability: float | None, error: str = "", label: str | None = None, scope: str = ""
-) -> dict[str, str]:
-    shown = "" if probability is None else f"{probability:.6f}"
-    if label is None:
-        label = "" if probability is None else ("PNEUMONIA" if probability >= THRESHOLD else "NORMAL")
-    return {
-        "path": path,
-        "probability": shown,
-        "label": label,
-        "threshold": f"{THRESHOLD:.6f}",
-        "model": "m",
-        "error": error,
-        "scope": scope,
-    }
+def _record(path: str, probability: float | None, error: str = "", scope: str = "") -> Row:
+    return Row(path, probability, THRESHOLD, "m", error, scope=scope)
 
 
 RECORDS = [
@@ -32,7 +20,7 @@ RECORDS = [
     _record("s/NORMAL/n2.png", 0.95),  # false alarm, badly
     _record("s/NORMAL/n3.png", 0.05),
     _record("s/NORMAL/n4.png", 0.02),
-    _record("s/NORMAL/odd.png", 0.99, label=OUT_OF_SCOPE, scope="not a chest radiograph (0.98)"),
+    _record("s/NORMAL/odd.png", 0.99, scope="not a chest radiograph (0.98)"),
     _record("s/PNEUMONIA/cut.jpeg", None, error="truncated JPEG"),
     _record("s/elsewhere/x.png", 0.51),  # no ground truth
 ]

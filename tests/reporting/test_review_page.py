@@ -1,4 +1,4 @@
-"""`xscan report --html`: the offline review page from real runs: its files, galleries, heatmaps only where shown, and speed."""
+"""`xscan report --html`: the offline review page from real runs: its files, galleries, heatmaps only where shown."""
 
 import csv
 import re
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from xscan.cli import app
 from xscan.reporting.labels import FolderLabels
-from xscan.reporting.report import report_from_csv
+from xscan.reporting.report import build_report, read_results
 from xscan.reporting.review_page import write_review_page
 from xscan.scoring.results import ResultsWriter, Row
 
@@ -92,8 +92,9 @@ def test_results_from_another_model_are_shown_without_heatmaps(review_run, tmp_p
     results, _, _ = review_run
     other = tmp_path / "other.csv"
     other.write_text(results.read_text().replace("xscan-cnn-", "older-cnn-"))
-    report = report_from_csv(other, FolderLabels(), bootstrap=0)
-    written = write_review_page(report, other, tmp_path / "page", FolderLabels(), gallery_size=2)
+    rows = read_results(other)
+    report = build_report(rows, FolderLabels(), bootstrap=0)
+    written = write_review_page(report, rows, other, tmp_path / "page", FolderLabels(), gallery_size=2)
     assert written.pictures and not any(picture.heatmap for picture in written.pictures.values())
     assert any("no heatmaps" in note for note in written.notes)
 
@@ -112,8 +113,9 @@ def test_relative_paths_are_found_beside_the_csv(tmp_path):
     shutil.copy(real_scans("NORMAL", 1)[0], tmp_path / "run" / "scans" / "a.jpeg")
     with ResultsWriter(tmp_path / "run" / "results.csv") as writer:  # as if scored from inside run/
         writer.write([Row("scans/a.jpeg", 0.2, 0.5, "xscan-cnn-0.1.0-10d29a42")])
-    report = report_from_csv(tmp_path / "run" / "results.csv", bootstrap=0)
-    written = write_review_page(report, tmp_path / "run" / "results.csv", tmp_path / "page", None, gallery_size=1)
+    rows = read_results(tmp_path / "run" / "results.csv")
+    report = build_report(rows, bootstrap=0)
+    written = write_review_page(report, rows, tmp_path / "run" / "results.csv", tmp_path / "page", None, gallery_size=1)
     assert set(written.pictures) == {"scans/a.jpeg"}
 
 
@@ -135,8 +137,9 @@ def test_a_large_results_file_gets_heatmaps_for_the_shown_scans_only(tmp_path):
             ]
         )
     truth = FolderLabels()
-    report = report_from_csv(tmp_path / "big.csv", truth, bootstrap=200)
-    written = write_review_page(report, tmp_path / "big.csv", tmp_path / "page", truth, gallery_size=5)
+    rows = read_results(tmp_path / "big.csv")
+    report = build_report(rows, truth, bootstrap=200)
+    written = write_review_page(report, rows, tmp_path / "big.csv", tmp_path / "page", truth, gallery_size=5)
     shown = {entry.path for gallery in written.galleries for entry in gallery.entries}
     assert len(written.pictures) == len(shown) <= 25  # heatmaps for the shown scans only
     assert sum(gallery.total for gallery in written.galleries) > 3_000

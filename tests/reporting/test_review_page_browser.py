@@ -41,7 +41,7 @@ def _playwright():
 
 
 def _visit(index: Path) -> tuple[list[str], list[dict], list[list], list[str]]:
-    """Open INDEX in Chromium: every request's URL (anything not file:// is refused), images, galleries and thumbnail links."""
+    """Open INDEX in Chromium: each request's URL (any not file:// is refused), images, galleries, thumbnail links."""
     sync_playwright = _playwright()
     requests: list[str] = []
 
@@ -63,7 +63,8 @@ def _visit(index: Path) -> tuple[list[str], list[dict], list[list], list[str]]:
             )
             galleries = page.eval_on_selector_all(
                 "section[data-gallery]",
-                "sections => sections.map(s => [s.dataset.gallery, Number(s.dataset.total), s.querySelectorAll('figure.scan').length])",
+                "sections => sections.map(s => "
+                "[s.dataset.gallery, Number(s.dataset.total), s.querySelectorAll('figure.scan').length])",
             )
             links = page.eval_on_selector_all("figure.scan a", "anchors => anchors.map(a => a.href)")
         finally:
@@ -110,3 +111,37 @@ def test_the_route_would_see_a_request_that_leaves(review_run, tmp_path):
     requests, images, _, _ = _visit(index)
     assert [url for url in requests if not url.startswith("file://")] == ["https://cdn.example.com/x.png"]
     assert [image["width"] for image in images if image["src"].startswith("https:")] == [0]
+
+
+HOSTILE_PATHS = [  # file names a results file may hold: markup in them must stay text
+    "scans/<script>document.title='xss'</script>.jpeg",
+    'scans/"><img src=x onerror="document.title=\'xss\'">.png',
+]
+
+
+def test_markup_in_paths_errors_and_file_names_stays_text(tmp_path):
+    from xscan.reporting.report import build_report, read_results
+    from xscan.reporting.review_page import write_review_page
+    from xscan.scoring.results import ResultsWriter, Row
+
+    results = tmp_path / "r<script>document.title='xss'<\\script>.csv"
+    with ResultsWriter(results) as writer:  # rows that failed: their gallery needs no model and no image
+        writer.write([Row(path, None, 0.5, "m<i>odel</i>", "cannot read <b>file</b>") for path in HOSTILE_PATHS])
+    rows = read_results(results)
+    page = write_review_page(build_report(rows, source=str(results)), rows, results, tmp_path / "page", None)
+    sync_playwright = _playwright()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.goto(page.index.resolve().as_uri(), wait_until="load")
+            title = tab.title()
+            elements = tab.eval_on_selector_all("script, i, b, img[onerror]", "found => found.length")
+            captions = tab.eval_on_selector_all("figure.scan", "figures => figures.map(f => f.dataset.path)")
+            text = tab.inner_text("body")
+        finally:
+            browser.close()
+    assert title == f"xscan review: {results}"  # not 'xss': no script ran
+    assert elements == 0
+    assert captions == HOSTILE_PATHS
+    assert "cannot read <b>file</b>" in text and "m<i>odel</i>" in text

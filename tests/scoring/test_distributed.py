@@ -1,4 +1,4 @@
-"""`xscan score --ray`: on a local Ray cluster of 2 CPUs, the same rows as a local run, the same resume, and no Ray without it.
+"""`xscan score --ray` on a local Ray cluster of 2 CPUs: the same rows as a local run, the same resume; else no Ray.
 
 One cluster serves the whole session (started by the first test that needs it). Without Ray
 installed these tests are skipped, unless XSCAN_REQUIRE_RAY=1 (set by .ci/run), where its absence
@@ -46,7 +46,7 @@ from xscan.site.calibrate import fit_site_calibration, select_rows
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 REPO = Path(__file__).resolve().parents[2]
-ACTOR_NAME = "_ScoringActor"  # in the process title of each scoring actor: ray::MapWorker(MapBatches(_ScoringActor))
+ACTOR_NAME = "ScoringActor"  # in the process title of each scoring actor: ray::MapWorker(MapBatches(ScoringActor))
 
 
 def _require_ray():
@@ -88,7 +88,7 @@ def _records(out: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def assert_same_rows(distributed: Path, local: Path, ignore: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """The two results files have the same columns and rows in the same order, probabilities equal to 1e-6; IGNORE's cells aside.
+    """The two results files have the same columns and rows in order, probabilities equal to 1e-6; IGNORE's cells aside.
 
     Not byte for byte: a scan's logit moves by up to about 1e-9 with the other scans of its
     network call, which now and then flips the sixth decimal.
@@ -126,7 +126,7 @@ def _out_of_scope_films(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def mixed_folder(tmp_path_factory) -> Path:
-    """Real training scans, full-resolution originals, DICOMs (one frontal, one CT to be skipped), hostile and out-of-scope files."""
+    """Training scans, full-resolution originals, DICOMs (a frontal, a CT to skip), hostile and out-of-scope files."""
     root = tmp_path_factory.mktemp("mixed") / "scans"
     (root / "hostile").mkdir(parents=True)
     build_hostile_folder(root / "hostile")
@@ -205,7 +205,8 @@ def test_score_folder_on_ray_with_a_site_calibration_and_no_scope_check_equals_t
     for path in validation_scans("NORMAL", 3) + validation_scans("PNEUMONIA", 3):
         shutil.copy(path, folder / path.name)
     _out_of_scope_films(folder / "odd")  # no scope check: these get NORMAL or PNEUMONIA
-    # Not a radiograph, so skipped by the DICOM filter; without it, pydicom warns while reading it, and it fails to decode.
+    # Not a radiograph, so skipped by the DICOM filter; without it, pydicom warns while reading it, and it fails to
+    # decode.
     shutil.copy(PYDICOM_FILES / "badVR.dcm", folder / "padded.dcm")
     asked = ScoreOptions(calibration=site_file, scope_check=False, dicom=DicomOptions(frontal_only=False), batch_size=4)
     runs = {}
@@ -225,42 +226,25 @@ def test_score_folder_on_ray_with_a_site_calibration_and_no_scope_check_equals_t
     assert (local.scored, local.failed, local.skipped, local.exit_code) == (8, 1, 0, EXIT_SOME_FAILED)
 
 
-def test_a_warning_of_a_file_given_as_a_uri_names_the_uri(ray_cluster, tmp_path):
-    from xscan.input.file_warnings import collected
-    from xscan.scoring.distributed import RayScoring
-
-    shutil.copy(PYDICOM_FILES / "badVR.dcm", tmp_path / "padded.dcm")  # pydicom warns while reading it
-    uri = (tmp_path / "padded.dcm").as_uri()
-    with collected() as raised:
-        rows = [
-            row
-            for batch in RayScoring.connect().score_paths([uri], ScoreOptions(dicom=DicomOptions(frontal_only=False)))
-            for row in batch
-        ]
-    assert [row.path for row in rows] == [uri]
-    assert raised and {warning.path for warning in raised} == {uri}
-
-
-def test_rows_come_back_batch_by_batch_in_input_order_from_paths_and_object_storage_uris(ray_cluster, scorer, tmp_path):
-    """file:// stands in for s3:// or gs://: the same pyarrow code path, on the local file system."""
-    from xscan.scoring.distributed import RayScoring
+def test_rows_come_back_batch_by_batch_in_input_order(ray_cluster, scorer, tmp_path):
     from xscan.scoring.pipeline import score_paths
+    from xscan.scoring.ray_driver import RayScoring
 
     broken, cut = tmp_path / "broken.jpg", tmp_path / "cut.jpeg"
     broken.write_bytes(b"not an image")
     cut.write_bytes(real_scans("PNEUMONIA", 1)[0].read_bytes()[:3000])
-    paths = real_scans("NORMAL", 3) + [broken] + real_scans("PNEUMONIA", 2, FULLRES) + [cut]
-    uris = [path.as_uri() for path in real_scans("PNEUMONIA", 2)] + [cut.as_uri(), (tmp_path / "gone.jpeg").as_uri()]
-    batches = list(RayScoring.connect().score_paths([*paths, *uris], ScoreOptions(batch_size=3)))
-    assert [len(batch) for batch in batches] == [3, 3, 3, 2]
+    paths = real_scans("NORMAL", 3) + [broken] + real_scans("PNEUMONIA", 2, FULLRES) + [cut, tmp_path / "gone.jpeg"]
+    batches = list(RayScoring.connect().score_paths(paths, ScoreOptions(batch_size=3)))
+    assert [len(batch) for batch in batches] == [3, 3, 2]
     rows = [row for batch in batches for row in batch]
-    local = [row for batch in score_paths(paths + real_scans("PNEUMONIA", 2) + [cut], scorer) for row in batch]
-    assert [row.path for row in rows] == [str(path) for path in paths] + uris
-    assert [row.error for row in rows] == [row.error for row in local] + ["cannot read file: no such object"]
-    assert rows[3].probability is None and rows[3].error == local[3].error != ""
-    assert rows[9].error == "truncated JPEG: no end-of-image marker"
+    local = [row for batch in score_paths(paths, scorer) for row in batch]
+    assert [row.path for row in rows] == [str(path) for path in paths]
+    assert [row.error for row in rows] == [row.error for row in local]
+    assert rows[3].probability is None and rows[3].error != ""
+    assert rows[6].error == "truncated JPEG: no end-of-image marker" and rows[7].error.startswith("cannot read file")
+    assert [row.trailing_columns.keys() for row in rows] == [row.trailing_columns.keys() for row in local]
     assert (
-        max(abs(a.probability - b.probability) for a, b in zip(rows, local, strict=False) if b.probability is not None)
+        max(abs(a.probability - b.probability) for a, b in zip(rows, local, strict=True) if b.probability is not None)
         < 1e-6
     )
 
@@ -291,8 +275,8 @@ def fullres_folder(tmp_path_factory) -> Path:
 
 
 def test_a_lost_scoring_worker_is_retried_without_losing_or_repeating_rows(ray_cluster, fullres_folder, scorer):
-    from xscan.scoring.distributed import RayScoring
     from xscan.scoring.pipeline import score_paths
+    from xscan.scoring.ray_driver import RayScoring
 
     paths = find_scans(fullres_folder).scans[:40]
     rows, killed, rows_before_kill = [], [], 0
@@ -399,7 +383,7 @@ print(json.dumps([codes, sorted(name for name in sys.modules if name == "ray" or
 
 
 def _probe(*args: str, env: dict[str, str] | None = None) -> tuple[list[int], list[str]]:
-    """Exit codes of `xscan --help`, `xscan score --help` and `xscan ARGS` in a fresh interpreter, and Ray's modules then loaded."""
+    """Exit codes of `xscan --help`, `xscan score --help`, `xscan ARGS` in a new interpreter; the Ray modules loaded."""
     done = subprocess.run(
         [sys.executable, "-c", RAY_MODULES_AFTER, *args],
         capture_output=True,

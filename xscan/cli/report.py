@@ -1,4 +1,4 @@
-"""`xscan report`: options, and the report as tables, JSON, plots or an offline review page; the numbers are xscan.reporting's."""
+"""`xscan report`: options, and the report as tables, JSON, plots or an offline review page (xscan.reporting's)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from xscan.errors import ResultsWriteError
 if TYPE_CHECKING:
     from xscan.reporting.labels import GroundTruth
     from xscan.reporting.report import Report
+    from xscan.scoring.results import Row
 
 
 def report(
@@ -70,15 +71,21 @@ def report(
         xscan report results.csv --labels --html review/ --gallery 24
     """
     from xscan.reporting.plots import require_matplotlib, write_plots
-    from xscan.reporting.report import report_from_csv
+    from xscan.reporting.report import build_report, read_results
     from xscan.reporting.view import print_report, report_json
 
     with exit_codes():
         truth = ground_truth(labels, labels_file, labels_root)
         if plots or html:
             require_matplotlib()  # fail before the work, not after it
-        result = report_from_csv(
-            results, truth, threshold=threshold, target_sensitivity=target_sensitivity, bootstrap=bootstrap
+        rows = read_results(results)  # once: the report, the galleries and the drift verdict all take these rows
+        result = build_report(
+            rows,
+            truth,
+            threshold=threshold,
+            target_sensitivity=target_sensitivity,
+            bootstrap=bootstrap,
+            source=str(results),
         )
         if json_output:
             typer.echo(report_json(result))
@@ -89,16 +96,23 @@ def report(
         for path in write_plots(result, plots) if plots else []:
             say(f"wrote {path}")
         if html:
-            _review_page(result, results, html, truth, gallery, weights)
+            _review_page(result, rows, results, html, truth, gallery, weights)
 
 
 def _review_page(
-    result: Report, results: Path, folder: Path, truth: GroundTruth | None, gallery: int | None, weights: Path | None
+    result: Report,
+    rows: list[Row],
+    results: Path,
+    folder: Path,
+    truth: GroundTruth | None,
+    gallery: int | None,
+    weights: Path | None,
 ) -> None:
     from xscan.reporting.review_page import GALLERY_SIZE, write_review_page
 
+    size = GALLERY_SIZE if gallery is None else gallery
     try:
-        page = write_review_page(result, results, folder, truth, GALLERY_SIZE if gallery is None else gallery, weights)
+        page = write_review_page(result, rows, results, folder, truth, size, weights)
     except OSError as error:
         raise ResultsWriteError(f"cannot write the review page into {folder}: {error.strerror or error}") from None
     for note in page.notes:

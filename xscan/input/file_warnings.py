@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from xscan.errors import one_line
+from xscan.input.shared_install import SharedInstall
 
 # pydicom logs each of its warnings as well as raising it (misc.warn_and_log): the warning is kept, the log record not;
 # nor is a record of an exception (a decoder's failure), which goes on to be raised and becomes the file's error.
@@ -34,8 +35,7 @@ class FileWarning:
     category: str  # the warning's class (UserWarning), or the log level of a pydicom log record (WARNING)
     origin: str  # where it was raised, package folder, file and line: pydicom/valuerep.py:440; one kind of warning
     message: str  # on one line; the same kind of warning may say different things of different files
-    # The file being read when it was raised (a URI given to a Ray run stays a str); None for one the run raised itself.
-    path: Path | str | None = None
+    path: Path | None = None  # the file being read when it was raised; None for one the run raised itself
 
 
 @dataclass
@@ -49,7 +49,14 @@ class WarningKind:
 
 
 def tally(found: Iterable[FileWarning]) -> list[WarningKind]:
-    """Warnings by kind, in the order each kind first occurred."""
+    """Warnings counted by kind (origin and category).
+
+    Args:
+        found: the warnings, in the order they occurred.
+
+    Returns:
+        One WarningKind per kind, in the order each first occurred, with its first message.
+    """
     kinds: dict[tuple[str, str], WarningKind] = {}
     for warning in found:
         kind = kinds.setdefault(
@@ -64,7 +71,11 @@ _local = threading.local()
 
 @contextmanager
 def collected() -> Iterator[list[FileWarning]]:
-    """Within: the warnings raised on this thread, while a `warnings_kept` is open somewhere, go to the yielded list."""
+    """Collect the warnings raised on this thread within, while a `warnings_kept` is open somewhere.
+
+    Yields:
+        The list they are appended to, each time one occurs; an outer `collected` gets them no more.
+    """
     outer = getattr(_local, "sink", None)
     sink: list[FileWarning] = []
     _local.sink = sink
@@ -75,7 +86,11 @@ def collected() -> Iterator[list[FileWarning]]:
 
 
 def hand_over(raised: Iterable[FileWarning]) -> None:
-    """Add warnings another thread collected to this thread's `collected` list, if it has one (a run's does)."""
+    """Add warnings another thread collected to this thread's `collected` list, if it has one (a run's does).
+
+    Args:
+        raised: the warnings, in order.
+    """
     sink = _sink()
     if sink is not None:
         sink.extend(raised)
@@ -105,53 +120,45 @@ class _PydicomLogKeeper(logging.Handler):
 
 
 class _Hook:
-    """What `warnings_kept` installs and takes away again: the process-wide part, entered once however many runs share it."""
+    """What `warnings_kept` installs and takes away again: the process-wide part, shared by overlapping runs."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.users = 0
         self.saved: warnings.catch_warnings | None = None
         self.log_handler = _PydicomLogKeeper(logging.WARNING)
         self.pydicom_propagated = True
+        self.shared = SharedInstall(self._install, self._uninstall)
 
-    def install(self) -> None:
-        with self.lock:
-            self.users += 1
-            if self.users > 1:
-                return
-            self.saved = warnings.catch_warnings()
-            self.saved.__enter__()
-            warnings.simplefilter("always")  # every occurrence, each file's own: no once-per-place memory
-            shown = warnings.showwarning
+    def _install(self) -> None:
+        self.saved = warnings.catch_warnings()
+        self.saved.__enter__()
+        warnings.simplefilter("always")  # every occurrence, each file's own: no once-per-place memory
+        shown = warnings.showwarning
 
-            def keep_or_show(
-                message: Warning | str,
-                category: type[Warning],
-                filename: str,
-                lineno: int,
-                file: object = None,
-                line: str | None = None,
-            ) -> None:
-                sink = _sink()
-                if sink is None:
-                    shown(message, category, filename, lineno, file, line)
-                else:
-                    sink.append(FileWarning(category.__name__, _origin(filename, lineno), one_line(Warning(message))))
+        def keep_or_show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: object = None,
+            line: str | None = None,
+        ) -> None:
+            sink = _sink()
+            if sink is None:
+                shown(message, category, filename, lineno, file, line)
+            else:
+                sink.append(FileWarning(category.__name__, _origin(filename, lineno), one_line(Warning(message))))
 
-            warnings.showwarning = keep_or_show
-            pydicom_log = logging.getLogger("pydicom")
-            pydicom_log.addHandler(self.log_handler)
-            # Its records are kept with the file; they must not also reach a handler on the root logger (stderr).
-            self.pydicom_propagated, pydicom_log.propagate = pydicom_log.propagate, False
+        warnings.showwarning = keep_or_show
+        pydicom_log = logging.getLogger("pydicom")
+        pydicom_log.addHandler(self.log_handler)
+        # Its records are kept with the file; they must not also reach a handler on the root logger (stderr).
+        self.pydicom_propagated, pydicom_log.propagate = pydicom_log.propagate, False
 
-    def uninstall(self) -> None:
-        with self.lock:
-            self.users -= 1
-            if self.users > 0 or self.saved is None:
-                return
-            pydicom_log = logging.getLogger("pydicom")
-            pydicom_log.removeHandler(self.log_handler)
-            pydicom_log.propagate = self.pydicom_propagated
+    def _uninstall(self) -> None:
+        pydicom_log = logging.getLogger("pydicom")
+        pydicom_log.removeHandler(self.log_handler)
+        pydicom_log.propagate = self.pydicom_propagated
+        if self.saved is not None:
             self.saved.__exit__(None, None, None)
             self.saved = None
 
@@ -164,10 +171,10 @@ def warnings_kept() -> Iterator[None]:
     """While open, warnings on threads inside `collected` are kept in their lists instead of shown.
 
     Install it on the thread that starts the readers, before they start, and close it after they
-    end (a run does); runs that overlap share one installation.
+    end (a run does); runs that overlap share one installation (`SharedInstall`).
+
+    Yields:
+        Nothing; on leaving, Python's warning filters, `showwarning` and pydicom's logger are as before.
     """
-    _hook.install()
-    try:
+    with _hook.shared.held():
         yield
-    finally:
-        _hook.uninstall()

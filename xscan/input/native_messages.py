@@ -2,25 +2,22 @@
 
 libjpeg ("Corrupt JPEG data: premature end of data segment"), libpng ("libpng error: IHDR: CRC
 error"), both inside OpenCV, and a Rust decoder's panic message write straight to file descriptor 2,
-below Python. A run (`native_messages_kept`, entered once however many runs share it) points that
-descriptor at a pipe for its duration, while Python's own `sys.stderr` keeps writing to the real
-one; a reader thread takes each line from the pipe.
+below Python. A run (`native_messages_kept`) listens to that descriptor through the one capture
+(`native_stderr`) for its duration.
 
 Decoding runs on several threads and a descriptor is process-wide, so a line cannot say whose it
-is. Each decode (`noting`) registers while it runs, and afterwards writes a marker into the pipe
-and waits for the reader to reach it: every line its decoder wrote came before. A line read while
-one decode alone was in flight is that file's; one read while several were is decoded again, alone
-(other decodes wait for it), so that what it writes is its own (and claims the line it is part of:
-libpng writes a message and its line break apart, so two decoders' messages can share a line). A line no decode claims (a
-library's note while the model runs) goes on to the real standard error, as it would have.
-Claimed lines become warnings of the file (`file_warnings`), so `--quiet` prints none and the log
-names each file.
+is. Each decode (`noting`) is in flight from one marker in the pipe to another, and waits for the
+capture's reader to reach the second: every line its decoder wrote came between the two. A line
+read while one decode alone was in flight is that file's; one read while several were is decoded
+again, alone (other decodes wait for it), so that what it writes is its own (and claims the line it
+is part of: libpng writes a message and its line break apart, so two decoders' messages can share a
+line). A line no decode claims (a library's note while the model runs) goes on to the real
+standard error, as it would have. Claimed lines become warnings of the file (`file_warnings`), so
+`--quiet` prints none and the log names each file.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,13 +25,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from xscan.errors import printable
+from xscan.input import native_stderr
 from xscan.input.file_warnings import FileWarning, hand_over
 
 T = TypeVar("T")
 CATEGORY = "native"  # a FileWarning's category for a line a native decoder wrote
-MARKER = b"\x00xscan-decoded "
-# How long a decode waits for the reader to reach its marker; a safeguard only: the reader takes a line in microseconds.
-MARKER_WAIT = 10.0
 
 
 @dataclass
@@ -50,105 +45,51 @@ def _text(raw: bytes) -> str:
 
 @dataclass
 class _Decode:
-    heard: list[tuple[int, str]] = field(
-        default_factory=list
-    )  # (line number, text) read while this decode was in flight
+    heard: list[tuple[int, str]] = field(default_factory=list)  # (line number, text) read while it was in flight
     shared: bool = False  # another decode was in flight when one of those lines was read
-    done: threading.Event = field(default_factory=threading.Event)
 
 
-class _Capture:
-    """Descriptor 2 pointed at a pipe, a reader thread, and the decodes in flight."""
+class _Decodes:
+    """The decodes in flight and the lines heard while they were, until each of those decodes has settled."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.users = 0
         self.in_flight: dict[int, _Decode] = {}
         self.next_id = 0
         self.lines_read = 0
-        self.pending: dict[
-            int, _Line
-        ] = {}  # lines heard while decodes were in flight, by number, until each of those has settled
+        self.pending: dict[int, _Line] = {}  # by line number
         self.alone = threading.Condition()  # a decode run again alone waits for the others, and they for it
         self.running = 0
         self.solo = False
-        self.saved_fd = -1
-        self.write_fd = -1
-        self.reader: threading.Thread | None = None
-        self.saved_stderr = None
+        self.kept = 0  # runs inside `native_messages_kept`: without one, a decode's lines are not its own
 
-    def install(self) -> None:
+    def hear(self, raw: bytes) -> bool:
+        """The capture's listener: a line read while decodes are in flight is theirs to sort out."""
         with self.lock:
-            self.users += 1
-            if self.users > 1:
-                return
-            sys.stderr.flush()
-            self.saved_fd = os.dup(2)
-            read_fd, write_fd = os.pipe()
-            os.dup2(write_fd, 2)
-            os.close(write_fd)
-            self.write_fd = 2
-            self.saved_stderr = sys.stderr
-            sys.stderr = open(
-                os.dup(self.saved_fd),
-                "w",
-                buffering=1,
-                encoding=sys.stderr.encoding,  # noqa: SIM115
-                errors=sys.stderr.errors,
-            )
-            self.reader = threading.Thread(target=self._read, args=(read_fd,), name="xscan-native-stderr", daemon=True)
-            self.reader.start()
-
-    def uninstall(self) -> None:
-        with self.lock:
-            self.users -= 1
-            if self.users > 0:
-                return
-            replacement, sys.stderr = sys.stderr, self.saved_stderr
-            replacement.close()
-            os.dup2(self.saved_fd, 2)  # the pipe's last writer goes: the reader sees its end
-            os.close(self.saved_fd)
-        if self.reader is not None:
-            self.reader.join()
-            self.reader = None
-
-    @property
-    def installed(self) -> bool:
-        return self.users > 0
-
-    def _read(self, read_fd: int) -> None:
-        with os.fdopen(read_fd, "rb") as pipe:
-            for raw in pipe:
-                # Writes of several threads interleave: a marker may end a line another decoder had begun.
-                text, marker, token = raw.partition(MARKER)
-                if text.strip():
-                    self._heard(text if marker else raw)
-                if marker:
-                    with self.lock:
-                        decode = self.in_flight.pop(int(token), None)
-                    if decode is not None:
-                        decode.done.set()
-
-    def _heard(self, raw: bytes) -> None:
-        with self.lock:
-            self.lines_read += 1
             decodes = list(self.in_flight.values())
-            if decodes:
-                self.pending[self.lines_read] = _Line(raw, len(decodes))
+            if not decodes:
+                return False
+            if not raw.strip():
+                return True  # the line break a decoder wrote apart from its message
+            self.lines_read += 1
+            self.pending[self.lines_read] = _Line(raw, len(decodes))
             for decode in decodes:
                 decode.heard.append((self.lines_read, _text(raw)))
                 decode.shared = decode.shared or len(decodes) > 1
-        if not decodes:
-            os.write(self.saved_fd, raw)
+        return True
 
     def settle(self, heard: list[tuple[int, str]], own: set[str] | None = None) -> None:
-        """A decode's lines, sorted out: those it wrote (OWN; all of them when it ran alone) are claimed. A line every
-        decode that heard it has settled, and none claimed, was nobody's (a library's note): it goes to the real standard error."""
+        """A decode's lines sorted out: those it wrote (OWN; all of them when it ran alone) are claimed.
+
+        A line that every decode that heard it has settled, and none claimed, was nobody's (a
+        library's note): it goes to the real standard error.
+        """
         unclaimed = []
         with self.lock:
             for number, text in heard:
                 line = self.pending[number]
-                # Part of it is enough: libpng writes a message and its line break apart, and another decoder may write between.
+                # Part of it is enough: libpng writes a message and its line break apart, and another decoder may
+                # write between.
                 line.claimed = line.claimed or own is None or any(mine in text for mine in own)
                 line.listeners -= 1
                 if line.listeners == 0:
@@ -156,23 +97,32 @@ class _Capture:
                     if not line.claimed:
                         unclaimed.append(line.raw)
         for raw in unclaimed:
-            os.write(self.saved_fd, raw)
+            native_stderr.pass_on(raw)
 
     def run(self, call: Callable[[], T]) -> tuple[T | None, BaseException | None, _Decode]:
         """CALL's result or exception, and what was heard while it ran."""
         with self.lock:
             self.next_id += 1
             token, decode = self.next_id, _Decode()
-            self.in_flight[token] = decode
+        # In flight from a marker to a marker: a line written before it started (by anyone) is never its own. Only the
+        # second is waited for: the reader reaches the first before anything this decode writes.
+        native_stderr.mark(lambda: self._started(token, decode))
         result, error = None, None
         try:
             result = call()
         except BaseException as raised:  # a Rust decoder's panic is a BaseException; raised again by `noting`
             error = raised
         finally:
-            os.write(self.write_fd, MARKER + b"%d\n" % token)
-            decode.done.wait(MARKER_WAIT)
+            native_stderr.sync(on_reached=lambda: self._finished(token))
         return result, error, decode
+
+    def _started(self, token: int, decode: _Decode) -> None:
+        with self.lock:
+            self.in_flight[token] = decode
+
+    def _finished(self, token: int) -> None:
+        with self.lock:
+            self.in_flight.pop(token, None)
 
     @contextmanager
     def decoding(self, alone: bool) -> Iterator[None]:
@@ -191,31 +141,46 @@ class _Capture:
                 self.alone.notify_all()
 
 
-_capture = _Capture()
+_decodes = _Decodes()
 
 
 @contextmanager
 def native_messages_kept() -> Iterator[None]:
-    """While open, what native decoders write on descriptor 2 during `noting` goes to the decoding thread's warnings."""
-    _capture.install()
-    try:
-        yield
-    finally:
-        _capture.uninstall()
+    """While open, what native decoders write on descriptor 2 during `noting` goes to the decoding thread's warnings.
+
+    Yields:
+        Nothing; runs that overlap share the one capture.
+    """
+    with native_stderr.listening(_decodes.hear):
+        with _decodes.lock:
+            _decodes.kept += 1
+        try:
+            yield
+        finally:
+            with _decodes.lock:
+                _decodes.kept -= 1
 
 
 def noting(origin: str, call: Callable[[], T]) -> T:
-    """CALL (one decode of one file); what its native decoder writes on standard error becomes the file's warnings, from ORIGIN."""
-    if not _capture.installed:
+    """Run CALL, one decode of one file, keeping what its native decoder writes on standard error.
+
+    Args:
+        origin: where the lines come from, for the warnings (e.g. "cv2.imdecode (JPEG)").
+        call: the decode.
+
+    Returns:
+        CALL's result; its exception is raised again, after its lines became the file's warnings.
+    """
+    if not _decodes.kept:
         return call()
-    with _capture.decoding(alone=False):
-        result, error, decode = _capture.run(call)
+    with _decodes.decoding(alone=False):
+        result, error, decode = _decodes.run(call)
     if decode.shared:
-        with _capture.decoding(alone=True):
-            result, error, alone = _capture.run(call)
-        _capture.settle(decode.heard, own={text for _, text in alone.heard})
+        with _decodes.decoding(alone=True):
+            result, error, alone = _decodes.run(call)
+        _decodes.settle(decode.heard, own={text for _, text in alone.heard})
         decode = alone
-    _capture.settle(decode.heard)
+    _decodes.settle(decode.heard)
     hand_over(FileWarning(CATEGORY, origin, text) for _, text in decode.heard)
     if error is not None:
         raise error

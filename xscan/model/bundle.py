@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from xscan.input.native_stderr import native_stderr_without
 from xscan.model.card import CARD_FILE, LITERT_FILE, WEIGHTS_FILE, ModelCard, model_config_from_card, sha256_of
-from xscan.model.native_notes import CONVERTER_NOTES, import_keras_quietly, native_stderr_without
+from xscan.model.native_notes import CONVERTER_NOTES, import_keras_quietly
 from xscan.model.network import build_model, ensemble_features, fold_batch_norms
 from xscan.model.scorer import MODEL_BATCH, Scorer
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from xscan.model.native_notes import XNNPACK_NOTE, native_stderr_without
+from xscan.input.native_stderr import native_stderr_without
+from xscan.model.native_notes import XNNPACK_NOTE
 
 
 class CompiledNetwork:

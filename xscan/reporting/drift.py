@@ -8,19 +8,20 @@ DICOM headers of both runs' files are read again and compared too (xscan.stats.a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from xscan.errors import UsageError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.scoring.pipeline import read_header_tags
-from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, RUN_COLUMN, drift_values, read_table
+from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, RUN_COLUMN, Row, drift_values, read_rows, read_table
 from xscan.stats.acquisition import FIELDS, compare_headers
 from xscan.stats.drift import LEVEL, MIN_SCANS, DriftVerdict, judge
 
 
 class DriftUsageError(UsageError):
-    """Drift cannot be judged: too few scans, a results file from before the drift columns, a card without a reference."""
+    """Drift cannot be judged: too few scans, results from before the drift columns, a card without a reference."""
 
 
 def drift_of_results(
@@ -29,11 +30,49 @@ def drift_of_results(
     every_row: bool = False,
     baseline: Path | None = None,
 ) -> DriftVerdict:
-    """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR (default: the bundled model).
+    """The drift verdict on the last run of the results file RESULTS: `drift_of_rows` on its rows.
+
+    Args:
+        results: the results CSV.
+        weights_dir: the weights folder whose card holds the reference (default: the bundled model).
+        every_row: judge all its rows, not only its last run's.
+        baseline: a results file whose files' DICOM headers this run's are compared with.
+
+    Returns:
+        The verdict.
+
+    Raises:
+        DriftUsageError: drift cannot be judged (see `drift_of_rows`).
+    """
+    return drift_of_rows(list(read_rows(results)), results, weights_dir, every_row, baseline)
+
+
+def drift_of_rows(
+    rows: Sequence[Row],
+    results: Path,
+    weights_dir: Path | None = None,
+    every_row: bool = False,
+    baseline: Path | None = None,
+) -> DriftVerdict:
+    """The drift verdict on the last run of ROWS (EVERY_ROW: all of them) against the card in WEIGHTS_DIR.
 
     With a BASELINE results file, the DICOM headers of the run's files are also compared with those
     of every file the baseline scored; each family of tests then gets half of the level, so the
     chance of any false alarm stays the same.
+
+    Args:
+        rows: the rows of a results file, as read once by the caller.
+        results: that file, named in messages.
+        weights_dir: the weights folder whose card holds the reference (default: the bundled model).
+        every_row: judge all the rows, not only the last run's.
+        baseline: a results file whose files' DICOM headers this run's are compared with.
+
+    Returns:
+        The verdict.
+
+    Raises:
+        DriftUsageError: the card has no reference, the rows lack the drift columns, hold another
+            model's scores, or are too few.
     """
     card = read_card(weights_dir or default_weights_dir())
     if not card.drift:
@@ -41,14 +80,14 @@ def drift_of_results(
             f"the model card of {card.model_id} has no drift reference: run xscan train DATA --out WEIGHTS "
             "--reference-only"
         )
-    table = read_table(results)
-    missing = [column for column in (*MEASURE_COLUMNS, RUN_COLUMN) if column not in table.columns]
+    written = rows[0].as_record() if rows else {}
+    missing = [column for column in (*MEASURE_COLUMNS, RUN_COLUMN) if rows and column not in written]
     if missing:
         raise DriftUsageError(
             f"{results} was written before the drift columns ({', '.join(missing)}): score the folder again "
             "into a new results file (or with --overwrite) to check it for drift"
         )
-    records = [record for record in table.records if record["probability"] and not record["error"]]
+    records = [row.as_record() for row in rows if row.probability is not None and not row.error]
     if not every_row:
         runs = [int(record[RUN_COLUMN]) for record in records if record[RUN_COLUMN].isdigit()]
         last = max(runs, default=None)
@@ -64,9 +103,8 @@ def drift_of_results(
             f"{results} has {len(records)} {which}: at least {MIN_SCANS} are needed to tell drift from chance"
             + ("" if every_row else " (--all uses every row)")
         )
-    values = drift_values(
-        records, with_probability=not foreign
-    )  # a site calibration moved the score away from the reference
+    # A site calibration moved the score away from the reference: its probability is left out.
+    values = drift_values(records, with_probability=not foreign)
     if baseline is None:
         return judge(values, card.drift, len(records))
     verdict = judge(values, card.drift, len(records), LEVEL / 2)
@@ -76,6 +114,13 @@ def drift_of_results(
 
 
 def header_values(records: list[dict[str, str]]) -> dict[str, list[str]]:
-    """Per acquisition field, the value in each RECORD's file, read again from its DICOM header ("" for any other file)."""
+    """Per acquisition field, the value in each record's file, read again from its DICOM header.
+
+    Args:
+        records: results records, each with its file's path (resolved where the results say).
+
+    Returns:
+        Each field's values, one per record ("" for a file that is not a DICOM).
+    """
     tags = [read_header_tags(Path(record.get(KEY_COLUMN) or record["path"]), FIELDS) for record in records]
     return {field: [tag[field] for tag in tags] for field in FIELDS}

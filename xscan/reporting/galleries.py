@@ -1,6 +1,7 @@
-"""Which scans of a results file a reviewer should look at first: misses, false alarms, borderline, out of scope, failed.
+"""Which scans of a results file a reviewer should look at first: misses, false alarms, borderline, out of scope,
+failed.
 
-Pure functions of the CSV's records, the report's threshold and the ground truth; the review page
+Pure functions of the results' rows, the report's threshold and the ground truth; the review page
 (xscan.reporting.review_page) draws them.
 """
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from xscan.model.classes import OUT_OF_SCOPE
 from xscan.reporting.labels import GroundTruth
-from xscan.scoring.results import NEGATIVE, POSITIVE, SCOPE_COLUMN
+from xscan.scoring.results import NEGATIVE, POSITIVE, Row
 
 
 @dataclass(frozen=True)
@@ -35,35 +36,49 @@ class Gallery:
 
 
 def classify(
-    records: Sequence[dict[str, str]], threshold: float, truth: GroundTruth | None
+    rows: Sequence[Row], threshold: float, truth: GroundTruth | None
 ) -> tuple[list[Entry], list[Entry], list[Entry]]:
-    """The rows as (scored in scope, out of scope, failed), in file order."""
+    """The rows as galleries show them, apart: scored in scope, out of scope, failed.
+
+    Args:
+        rows: the results' rows.
+        threshold: the report's threshold, which labels the scored rows.
+        truth: the ground truth, if any.
+
+    Returns:
+        The three lists, each in file order.
+    """
     scored, out_of_scope, failed = [], [], []
-    for record in records:
-        path = record["path"]
-        known = truth(path) if truth is not None else None
-        if record["error"] or not record["probability"]:
-            failed.append(Entry(path, None, "", known, record["error"] or "no probability"))
-            continue
-        probability = float(record["probability"])
-        if record["label"] == OUT_OF_SCOPE:
-            out_of_scope.append(Entry(path, probability, OUT_OF_SCOPE, known, record.get(SCOPE_COLUMN, "")))
+    for row in rows:
+        known = truth(row.path) if truth is not None else None
+        if row.error or row.probability is None:
+            failed.append(Entry(row.path, None, "", known, row.error or "no probability"))
+        elif row.label == OUT_OF_SCOPE:
+            out_of_scope.append(Entry(row.path, row.probability, OUT_OF_SCOPE, known, row.scope))
         else:
-            scored.append(Entry(path, probability, POSITIVE if probability >= threshold else NEGATIVE, known))
+            label = POSITIVE if row.probability >= threshold else NEGATIVE
+            scored.append(Entry(row.path, row.probability, label, known))
     return scored, out_of_scope, failed
 
 
-def choose_galleries(
-    records: Sequence[dict[str, str]], threshold: float, truth: GroundTruth | None, size: int
-) -> list[Gallery]:
+def choose_galleries(rows: Sequence[Row], threshold: float, truth: GroundTruth | None, size: int) -> list[Gallery]:
     """The galleries of the review page, each sorted with the most wrong first and capped at SIZE.
 
     With ground truth: false negatives (lowest probability first), false positives (highest
     first); without it: the highest and the lowest probabilities. Then, either way: the scans
     nearest the threshold, the out-of-scope scans and the rows that could not be scored (both
     in file order). Out-of-scope scans are in no other gallery.
+
+    Args:
+        rows: the results' rows.
+        threshold: the report's threshold.
+        truth: the ground truth, if any.
+        size: the most scans a gallery shows.
+
+    Returns:
+        The galleries, in page order.
     """
-    scored, out_of_scope, failed = classify(records, threshold, truth)
+    scored, out_of_scope, failed = classify(rows, threshold, truth)
     if truth is not None:
         galleries = [
             _gallery(

@@ -34,7 +34,7 @@ class ScoreOptions:
     scope_check: bool = True  # label scans the model was not built for OUT_OF_SCOPE; off only for research use
     calibration: Path | None = None  # a site calibration file (SITE.json from `xscan calibrate`) for this model
     ray: bool = (
-        False  # decode and score on a Ray cluster's workers (xscan.scoring.distributed); `workers` then does not apply
+        False  # decode and score on a Ray cluster's workers (xscan.scoring.ray_driver); `workers` then does not apply
     )
     ray_address: str | None = None  # with ray: the cluster to join; None: RAY_ADDRESS, else one on this machine
 

@@ -246,7 +246,7 @@ RowSource = Callable[[Sequence[Path], ScoreOptions, Watch | None], Iterator[list
 def _row_source(options: ScoreOptions, site: LoadedSite | None, scorer: Scorer | None) -> tuple[RowSource, list[str]]:
     """What scores the planned files, and its notes for the user: the model in this process, or on a Ray cluster (options.ray)."""
     if options.ray:
-        from xscan.scoring.distributed import RayScoring  # Ray is imported there, and only with options.ray
+        from xscan.scoring.ray_driver import RayScoring  # Ray is imported there, and only with options.ray
 
         cluster = RayScoring.connect(
             options.weights, address=options.ray_address, scope_check=options.scope_check, site=site
