@@ -146,7 +146,7 @@ _decodes = _Decodes()
 
 @contextmanager
 def native_messages_kept() -> Iterator[None]:
-    """While open, what native decoders write on descriptor 2 during `noting` goes to the decoding thread's warnings.
+    """Keep what native decoders write on descriptor 2 during `noting` as the decoding thread's warnings.
 
     Yields:
         Nothing; runs that overlap share the one capture.
@@ -162,14 +162,17 @@ def native_messages_kept() -> Iterator[None]:
 
 
 def noting(origin: str, call: Callable[[], T]) -> T:
-    """Run CALL, one decode of one file, keeping what its native decoder writes on standard error.
+    """Run one decode of one file, keeping what its native decoder writes on standard error.
 
     Args:
         origin: where the lines come from, for the warnings (e.g. "cv2.imdecode (JPEG)").
         call: the decode.
 
     Returns:
-        CALL's result; its exception is raised again, after its lines became the file's warnings.
+        The decode's result.
+
+    Raises:
+        BaseException: What the decode raised, raised again once its lines became the file's warnings.
     """
     if not _decodes.kept:
         return call()
