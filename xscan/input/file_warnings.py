@@ -101,7 +101,7 @@ def _sink() -> list[FileWarning] | None:
 
 
 def _origin(filename: str, lineno: int) -> str:
-    """FILENAME below the import root it was found in (pydicom/valuerep.py), and the line."""
+    """Name a file below the import root it was found in (pydicom/valuerep.py), and the line."""
     path = PurePath(filename)
     roots = [PurePath(entry) for entry in sys.path if entry and path.is_relative_to(entry)]
     where = path.relative_to(max(roots, key=lambda root: len(root.parts))).as_posix() if roots else path.name

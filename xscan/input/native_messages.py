@@ -79,7 +79,7 @@ class _Decodes:
         return True
 
     def settle(self, heard: list[tuple[int, str]], own: set[str] | None = None) -> None:
-        """A decode's lines sorted out: those it wrote (OWN; all of them when it ran alone) are claimed.
+        """Sort out a decode's lines: those it wrote (`own`; all of them when it ran alone) are claimed.
 
         A line that every decode that heard it has settled, and none claimed, was nobody's (a
         library's note): it goes to the real standard error.
@@ -100,7 +100,7 @@ class _Decodes:
             native_stderr.pass_on(raw)
 
     def run(self, call: Callable[[], T]) -> tuple[T | None, BaseException | None, _Decode]:
-        """CALL's result or exception, and what was heard while it ran."""
+        """Run `call`, giving its result or exception, and what was heard while it ran."""
         with self.lock:
             self.next_id += 1
             token, decode = self.next_id, _Decode()
@@ -126,7 +126,7 @@ class _Decodes:
 
     @contextmanager
     def decoding(self, alone: bool) -> Iterator[None]:
-        """Within, a decode runs among others, or ALONE: none other starts or is still running."""
+        """Within, a decode runs among others, or `alone`: none other starts or is still running."""
         with self.alone:
             self.alone.wait_for(lambda: not self.solo and (not alone or self.running == 0))
             if alone:

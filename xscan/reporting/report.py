@@ -283,7 +283,7 @@ def _notes(summary: Summary, evaluation: Evaluation | None, bootstrap: int) -> l
 
 
 def _stored_threshold(rows: Sequence[Row], needed: bool) -> float | None:
-    """The one threshold the rows were scored at; None if several, an error if several and NEEDED."""
+    """The one threshold the rows were scored at; None if several, an error if several and `needed`."""
     thresholds = sorted({row.threshold for row in rows})
     if len(thresholds) > 1 and needed:
         raise ReportError(

@@ -26,10 +26,7 @@ RANGE_QUANTILES = (0.05, 0.95)  # the range of the share caught that a site can 
 
 
 def _miss_share(target: float) -> Fraction:
-    """Give 1 - TARGET exactly as written (0.95 -> 1/20).
-
-    So floor((1 - S)(n + 1)) does not lose an integer to rounding.
-    """
+    """Give 1 - `target` exactly as written (0.95 -> 1/20): floor((1 - S)(n + 1)) then loses no integer to rounding."""
     if not 0 < target < 1:
         raise ValueError(f"the target share must be between 0 and 1 (exclusive), not {target}")
     return 1 - Fraction(str(target))

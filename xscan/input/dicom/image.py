@@ -190,7 +190,7 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
 
 
 def _rewound(source: Dataset | BinaryIO, read: Callable[[], np.ndarray]) -> np.ndarray:
-    """Call READ on SOURCE, from where the stream stands now, however often it is called.
+    """Call `read` on `source`, from where the stream stands now, however often it is called.
 
     A decode is repeated to tell its messages, so each call starts where the first did.
     """
@@ -282,11 +282,11 @@ def _decodable(syntax: UID) -> bool:
 
 
 def _repair_jpeg_scan_header(ds: Dataset, syntax: UID) -> None:
-    """Make DS's first frame a conformant sequential JPEG where its scan header slips as some encoders' do.
+    """Make the first frame a conformant sequential JPEG where its scan header slips as some encoders' do.
 
     Some encoders write zeros where a sequential JPEG's scan header must say 0..63 (JPEG-lossy.dcm
     in pydicom's corpus): IJG libjpeg, behind most viewers, warns and reads such a file as if it
-    said so, while pylibjpeg refuses it. The repaired frame replaces the pixel data of DS (its
+    said so, while pylibjpeg refuses it. The repaired frame replaces the dataset's pixel data (its
     only use left), and a warning records the repair.
     """
     if syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
@@ -335,7 +335,7 @@ def _apply_voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 def _stretch(values: np.ndarray, black: float, white: float) -> np.ndarray:
-    """Map BLACK to 0 and WHITE to 255 linearly (BLACK may exceed WHITE), clipping outside."""
+    """Map `black` to 0 and `white` to 255 linearly (`black` may exceed `white`), clipping outside."""
     if black == white:
         return np.zeros(values.shape, np.uint8)
     scaled = (values.astype(np.float32) - black) * (255.0 / (white - black))
