@@ -1,3 +1,5 @@
+"""Decoding scan files of every supported format into grey arrays, and refusing what is not a scan."""
+
 import cv2
 import numpy as np
 import pytest

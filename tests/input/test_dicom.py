@@ -1,5 +1,8 @@
-"""DICOM: files built here from a real scan with pydicom decode as a viewer shows them, score as the
-source does, are filtered by Modality and view, carry opt-in tags; pydicom's own odd files are rows with errors."""
+"""DICOM files built here from a real scan with pydicom, and pydicom's own odd files.
+
+They decode as a viewer shows them, score as the source does, are filtered by Modality and view,
+carry opt-in tags; pydicom's own odd files are rows with errors.
+"""
 
 from __future__ import annotations
 
@@ -186,7 +189,7 @@ def test_scores_match_the_source_within_0_01(tmp_path: Path, source: np.ndarray,
     ],
 )
 def test_compressed_and_other_encodings_of_one_image_decode_alike(name: str) -> None:
-    """pydicom ships one MR slice in several transfer syntaxes, JPEG-LS among them."""
+    """One MR slice pydicom ships in several transfer syntaxes, JPEG-LS among them, decodes alike."""
     assert np.array_equal(decode(PYDICOM_FILES / name), decode(PYDICOM_FILES / "MR_small.dcm"))
 
 
@@ -474,8 +477,10 @@ def test_an_extension_less_dicom_is_opened_once_and_parsed_once_when_scored(
     source: np.ndarray,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The walk reads its first 132 bytes to find it; scoring then opens it once and parses it once (pydicom then reads
-    the first frame from the same open file)."""
+    """The walk reads its first 132 bytes to find it; scoring then opens it once and parses it once.
+
+    pydicom then reads the first frame from the same open file.
+    """
     path = write_dicom(tmp_path / "IM0001", source)
     opened, parsed = [], []
     real_open, real_dcmread = os.open, pydicom.dcmread

@@ -1,5 +1,8 @@
-"""`xscan score` on pydicom's own test files, as a new user tries it: with --quiet nothing on stderr, every file one row
-with its outcome, each warning a line of the log file with the file's path; docs/dicom.md's tables are this run's."""
+"""`xscan score` on pydicom's own test files, as a new user tries it.
+
+With --quiet nothing on stderr, every file one row with its outcome, each warning a line of the log
+file with the file's path; docs/dicom.md's tables are this run's.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ NOT_SCORED = {
     "ExplVR_BigEnd.dcm": "image too small to be a radiograph (80x60 pixels)",
     "ExplVR_BigEndNoMeta.dcm": "skipped: no image (RT Ion Plan)",
     "ExplVR_LitEndNoMeta.dcm": "skipped: no image (RT Ion Plan)",
-    "JPEG2000-embedded-sequence-delimiter.dcm": "cannot decode DICOM pixel data: Unable to decode as exceptions were raised by "
-    "all available plugins: pylibjpeg: Error decoding the J2K data: failed to read the header",
+    "JPEG2000-embedded-sequence-delimiter.dcm": "cannot decode DICOM pixel data: Unable to decode as exceptions were "
+    "raised by all available plugins: pylibjpeg: Error decoding the J2K data: failed to read the header",
     "JPEGLSNearLossless_08.dcm": "image too small to be a radiograph (10x45 pixels)",
     "JPEGLSNearLossless_16.dcm": "image too small to be a radiograph (10x50 pixels)",
     # Read as the first frame alone from the file (size guards first), pydicom finds the data short as it reshapes it.
@@ -43,7 +46,8 @@ NOT_SCORED = {
     "empty_charset_LEI.dcm": "skipped: no image (no SOP class)",
     **dict.fromkeys(["meta_missing_tsyntax.dcm", "nested_priv_SQ.dcm"], "DICOM image without Rows"),
     # Its data set starts at byte 1, after a stray byte: neither Part 10 nor a bare data set.
-    "no_meta.dcm": "not a DICOM file: no DICM marker at byte 128 and no data set at byte 0 (the file holds unrecognised binary data)",
+    "no_meta.dcm": "not a DICOM file: no DICM marker at byte 128 and no data set at byte 0 "
+    "(the file holds unrecognised binary data)",
     "no_meta_group_length.dcm": "skipped: no image (RT Image)",
     "priv_SQ.dcm": "skipped: no image (MR Image)",
     **dict.fromkeys(["reportsi.dcm", "reportsi_with_empty_number_tags.dcm"], "skipped: no image (Basic Text SR)"),
@@ -64,7 +68,8 @@ NOT_SCORED = {
     "waveform_ecg.dcm": "skipped: no image (12-lead ECG Waveform)",
 }
 # What pydicom warns of while these files are read; a repaired JPEG scan header is warned of too.
-# MR_small_padded.dcm's excess-padding warning is not raised: its first frame is read from the file, without the padding.
+# MR_small_padded.dcm's excess-padding warning is not raised: its first frame is read from the file, without the
+# padding.
 WARNED = {"JPEG-lossy.dcm", "SC_rgb_jpeg.dcm", "badVR.dcm"}
 
 
@@ -97,7 +102,7 @@ def docs_tables():
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pydicom's test files (linked, not copied), and beside them a chest film written three ways."""
+    """Link pydicom's test files (not copied), and beside them write a chest film three ways."""
     folder = tmp_path_factory.mktemp("export")
     (folder / "pydicom").symlink_to(PYDICOM_FILES, target_is_directory=True)
     (folder / "written").mkdir()
@@ -113,7 +118,11 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def quiet_run(
     export: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[subprocess.CompletedProcess, dict[str, dict], str]:
-    """`xscan score --quiet --no-dicom-filter --log-file` on the export, in a process of its own: result, rows by name, log."""
+    """Run `xscan score --quiet --no-dicom-filter --log-file` on the export, in a process of its own.
+
+    Returns:
+        The finished process, the rows by file name, and the log's text.
+    """
     out = tmp_path_factory.mktemp("run")
     command = [
         sys.executable,
@@ -200,7 +209,8 @@ def test_without_quiet_each_kind_of_warning_is_one_line_with_a_count(
     )  # in the order each kind first occurred: the badVR copies are read first
     assert warning_lines[0] == (
         "warning, 3 times (UserWarning at pydicom/valuerep.py:440): Invalid value for VR IS: '1A'. Please see "
-        "<https://dicom.nema.org/medical/dicom/current/output/html/part05.html#table_6.2-1> for allowed values for each VR."
+        "<https://dicom.nema.org/medical/dicom/current/output/html/part05.html#table_6.2-1> for allowed values for "
+        "each VR."
     )
     assert warning_lines[1].startswith("warning, once (UserWarning at xscan/input/dicom/image.py:")
     assert "JPEG scan header" in warning_lines[1]

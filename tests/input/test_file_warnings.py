@@ -1,5 +1,7 @@
-"""Warnings kept per file: each thread's warnings in its own file's list, every time, none printed, Python's state
-restored; a run tells them as events, each with its file's path."""
+"""Warnings kept per file, and told by a run as events, each with its file's path.
+
+Each thread's warnings go in its own file's list, every time, none printed, Python's state restored.
+"""
 
 from __future__ import annotations
 
@@ -39,11 +41,15 @@ def read_a_file(number: int, start: threading.Barrier, found: dict[int, list[Fil
 
 
 class RecordsSeen(logging.Handler):
+    """A log handler that keeps every record it is given."""
+
     def __init__(self) -> None:
+        """Start with no records."""
         super().__init__()
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record."""
         self.records.append(record)
 
 

@@ -1,4 +1,4 @@
-"""Issue 24: no file can stop a night. A seeded, mutation-fuzzed corpus of real films and DICOMs, each file exactly one row.
+"""No file can stop a night: a seeded, mutation-fuzzed corpus of real films and DICOMs, each file exactly one row.
 
 The corpus (tests/support/fuzz.py) is decoded with `load_scan` alone (no model), so 1,200 files
 take seconds; then a sample goes through a real `xscan score` process, as cron runs it.

@@ -1,5 +1,8 @@
-"""The one capture of descriptor 2: a decoder's native message is its file's warning, notes are dropped, the rest
-passes on, overlapping users share one pipe, and the process is left as it was found."""
+"""The one capture of descriptor 2, as decoders, notes and overlapping users meet it.
+
+A decoder's native message is its file's warning, notes are dropped, the rest passes on,
+overlapping users share one pipe, and the process is left as it was found.
+"""
 
 from __future__ import annotations
 

@@ -1,3 +1,5 @@
+"""The one preprocessing: shape, equalization, and the same model input in training and in scoring."""
+
 from pathlib import Path
 
 import numpy as np

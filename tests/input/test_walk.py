@@ -1,3 +1,5 @@
+"""Finding candidate scans below a folder: recursion, order by path component, and folders that are not scans."""
+
 from xscan.input.walk import find_scans, walk_order
 
 

@@ -1,3 +1,5 @@
+"""The streaming core: rows in input order across batches and errors, batching that changes no score, the threshold."""
+
 import numpy as np
 import pytest
 from support.data import real_scans

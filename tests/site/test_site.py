@@ -1,4 +1,4 @@
-"""Site calibration: the threshold's order statistic and its guarantee, refusals, out-of-sample figures, the SITE.json round trip."""
+"""Site calibration: the threshold's order statistic, its guarantee, refusals, out-of-sample figures, SITE.json."""
 
 from __future__ import annotations
 
@@ -59,8 +59,9 @@ def test_out_of_sample_figures_are_not_the_in_sample_ones():
     normal = list(np.linspace(0.05, 0.6, 20))
     pneumonia = list(np.linspace(0.3, 0.99, 20))
     site = fit_site_calibration(select_rows(site_rows(normal, pneumonia), FolderLabels()))
-    # 20 pneumonia scans, S = 0.95: the threshold is the lowest (rank 1), so every sample scan is caught (in-sample 1.0),
-    # while each scan left out is judged at the lowest of the other 19 (rank floor(0.05 * 20) = 1): the lowest is missed.
+    # 20 pneumonia scans, S = 0.95: the threshold is the lowest (rank 1), so every sample scan is caught (in-sample
+    # 1.0), while each scan left out is judged at the lowest of the other 19 (rank floor(0.05 * 20) = 1): the lowest
+    # is missed.
     assert site.at_threshold["sensitivity"]["value"] == 1.0
     assert site.cross_checked["sensitivity"] == pytest.approx(19 / 20)
     # Specificity on the normals, which did not choose the threshold: those below the lowest pneumonia score, 0.3.
@@ -71,9 +72,10 @@ def test_out_of_sample_figures_are_not_the_in_sample_ones():
 
 
 def test_cross_fitted_specificity_carries_the_thresholds_spread():
-    # 20 pneumonia scans (lowest 0.3, next 0.5) and 20 normals at 0.4. At the site threshold (rank 1: the lowest, 0.3) no
-    # normal is below it: 0 of 20. Leave-one-out thresholds: 0.5 with the 0.3 scan left out, 0.3 otherwise; the normals are
-    # dealt out in turn, so exactly one of them (the first) is judged at 0.5 and counts as specific: 1 of 20.
+    # 20 pneumonia scans (lowest 0.3, next 0.5) and 20 normals at 0.4. At the site threshold (rank 1: the lowest, 0.3)
+    # no normal is below it: 0 of 20. Leave-one-out thresholds: 0.5 with the 0.3 scan left out, 0.3 otherwise; the
+    # normals are dealt out in turn, so exactly one of them (the first) is judged at 0.5 and counts as specific:
+    # 1 of 20.
     site = fit_site_calibration(select_rows(site_rows([0.4] * 20, [0.3, *np.linspace(0.5, 0.99, 19)]), FolderLabels()))
     assert site.rank == 1 and site.cross_checked["specificity"] == 0.0
     assert site.cross_checked["specificity_cross_fitted"] == pytest.approx(1 / 20)

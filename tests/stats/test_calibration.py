@@ -1,3 +1,5 @@
+"""Platt scaling, threshold choice and calibration error on logits whose true calibration is known."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Threshold ranks with a guarantee: hand-worked order statistics, the number of scores each rule needs, the Beta range."""
+"""Threshold ranks with a guarantee: hand-worked order statistics, the scores each rule needs, the Beta range."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_threshold_is_the_rank_th_lowest_score():
 
 
 def test_umbrella_rank_by_hand():
-    # n = 59, S = C = 0.95: P(Bin = 0) = 0.95^59 = 0.0485 <= 0.05, P(Bin <= 1) = 0.0485 + 59 * 0.05 * 0.95^58 = 0.199 > 0.05: r = 1.
+    # n = 59, S = C = 0.95: P(Bin = 0) = 0.95^59 = 0.0485 <= 0.05,
+    # P(Bin <= 1) = 0.0485 + 59 * 0.05 * 0.95^58 = 0.199 > 0.05: r = 1.
     assert _binomial_below(1, 59, 0.05) == pytest.approx(0.95**59) and 0.048 < 0.95**59 < 0.05
     assert 0.19 < _binomial_below(2, 59, 0.05) < 0.21
     assert umbrella_rank(59, 0.95, 0.95) == 1

@@ -46,7 +46,7 @@ def calibrate(
         "share differs from it (say, a sample of 50 + 50): moves the calibration's intercept there.",
     ),
 ) -> None:
-    """Make the model your site's own: a threshold with a stated guarantee and a calibration from a few labelled local scans.
+    """Make the model your site's own: a threshold with a stated guarantee and a calibration from a few labelled scans.
 
     Score a labelled local sample with the bundled model, then calibrate on its results. Only
     rows with ground truth, a probability and no error count (the rest are counted and named);
@@ -68,7 +68,7 @@ def calibrate(
         xscan calibrate sample.csv --labels -o site.json
         xscan calibrate sample.csv --labels --confidence 0.95 --prevalence 0.1 -o site.json
         xscan score ./scans -o results.csv --calibration site.json
-    """
+    """  # noqa: D301, D412  (Click keeps a paragraph that starts with \b, a backspace, as written)
     from xscan.site.calibrate import calibrate_results
 
     with exit_codes():

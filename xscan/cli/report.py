@@ -69,7 +69,7 @@ def report(
         xscan report results.csv --labels
         xscan report results.csv --labels-file truth.csv --labels-root ./export --json --plots plots/
         xscan report results.csv --labels --html review/ --gallery 24
-    """
+    """  # noqa: D301, D412  (Click keeps a paragraph that starts with \b, a backspace, as written)
     from xscan.reporting.plots import require_matplotlib, write_plots
     from xscan.reporting.report import build_report, read_results
     from xscan.reporting.view import print_report, report_json

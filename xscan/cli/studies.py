@@ -45,7 +45,7 @@ def studies(
         xscan score ./pacs-export -o results.csv
         xscan studies results.csv -o studies.csv
         xscan report studies.csv --labels-file study-labels.csv
-    """
+    """  # noqa: D301, D412  (Click keeps a paragraph that starts with \b, a backspace, as written)
     from xscan.pacs.studies import read_patients, write_studies
 
     with exit_codes():

@@ -11,7 +11,8 @@ raised from native code called on the file's data. Anything else is xscan's, and
 a MemoryError is no property of one file and always propagates.
 
 Values xscan itself reads from a header (Rows, the transfer syntax) are checked where they are
-read (`xscan.input.dicom.image`), so that a damaged value is a ScanError, not a TypeError in xscan's code.
+read (`xscan.input.dicom.image`), so that a damaged value is a ScanError, not a TypeError in xscan's
+code.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ DECODER_PACKAGES = frozenset({"pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rl
 
 
 def raised_in_decoder(error: BaseException) -> bool:
-    """Whether ERROR comes from a decoder's code or type (see the module's docstring), not from xscan's own."""
+    """Tell whether an exception comes from a decoder's code or type, not from xscan's own.
+
+    Args:
+        error: The exception raised while a file was read.
+
+    Returns:
+        True when its class is defined in a decoder package, or its innermost frame outside the
+        standard library lies in one (see the module's docstring).
+    """
     if _package(type(error).__module__) in DECODER_PACKAGES:
         return True
     frame = _innermost_own_frame(error.__traceback__)
@@ -51,7 +60,19 @@ def _package(module: str) -> str:
 
 @contextmanager
 def decoding(what: str, known: tuple[type[Exception], ...] = ()) -> Iterator[None]:
-    """Within, an exception that comes from a decoder, or is one of KNOWN, becomes a ScanError: WHAT and what it says, on one line."""
+    """Turn an exception raised within that comes from a decoder into the file's ScanError.
+
+    Args:
+        what: What was being done, leading the ScanError's message (what the error says follows, on
+            one line).
+        known: Exception types that are a damaged file's wherever they are raised.
+
+    Yields:
+        Nothing; the body runs inside.
+
+    Raises:
+        ScanError: For an exception from a decoder or of a `known` type.
+    """
     try:
         yield
     except (ScanError, MemoryError):
@@ -63,7 +84,15 @@ def decoding(what: str, known: tuple[type[Exception], ...] = ()) -> Iterator[Non
 
 
 def describe(error: BaseException) -> str:
-    """An exception's message on one line, led by its type where the message alone would not say what failed (a KeyError's)."""
+    """Say what an exception says, on one line.
+
+    Args:
+        error: The exception.
+
+    Returns:
+        Its message on one line, led by its type where the message alone would not say what failed
+        (a KeyError's).
+    """
     message = one_line(error)
     name = type(error).__name__
     return f"{name}: {message}" if isinstance(error, KeyError) and message != name else message

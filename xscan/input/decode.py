@@ -1,4 +1,4 @@
-"""Reading one scan file into a 2-D uint8 grey array: one guarded open, the format from the file itself, one error type."""
+"""Reading one scan file into a 2-D uint8 grey array: one guarded open, the format from the file, one error type."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ class ScanFile:
     """
 
     def __init__(self, path: Path, stream: BinaryIO, kind: Kind, headerless: bool = False) -> None:
+        """Hold an open scan file; nothing is read yet.
+
+        Args:
+            path: The file's path, named in messages and used for its extension.
+            stream: The file, open for binary reading at its start.
+            kind: What the file is (an image, or a DICOM).
+            headerless: Whether the DICOM lacks the Part 10 preamble and marker.
+        """
         self.path = path
         self.kind = kind
         self.headerless = headerless
@@ -50,19 +58,37 @@ class ScanFile:
         self._dataset: Dataset | None = None
 
     def raw(self) -> bytes:
-        """The whole file (an image's bytes)."""
+        """Read the whole file, once.
+
+        Returns:
+            The file's bytes (an image's), at most MAX_FILE_BYTES + 1 of them.
+        """
         if self._raw is None:
             self._raw = self.stream.read(MAX_FILE_BYTES + 1)
         return self._raw
 
     def dataset(self) -> Dataset:
-        """The DICOM dataset, parsed once; its pixel data is read from the open file when first used."""
+        """Parse the DICOM dataset, once.
+
+        Returns:
+            The dataset; its pixel data is read from the open file when first used.
+        """
         if self._dataset is None:
             self._dataset = read_headerless_dataset(self.stream) if self.headerless else read_dataset(self.stream)
         return self._dataset
 
     def grey(self, min_side: int = 0) -> np.ndarray:
-        """The scan as a 2-D uint8 grey array; with MIN_SIDE, see `decode_image`."""
+        """Decode the scan.
+
+        Args:
+            min_side: See `decode_image`.
+
+        Returns:
+            The scan as a 2-D uint8 grey array.
+
+        Raises:
+            ScanError: The file cannot be decoded, or its image is too small to be a radiograph.
+        """
         if self.kind is Kind.DICOM:
             grey = grey_image(self.dataset(), self.stream)
         else:
@@ -73,17 +99,39 @@ class ScanFile:
 
 
 def decode(path: Path, min_side: int = 0) -> np.ndarray:
-    """Decode any supported scan into a 2-D uint8 grey array, or raise ScanError."""
+    """Decode any supported scan.
+
+    Args:
+        path: The scan file.
+        min_side: See `decode_image`.
+
+    Returns:
+        The scan as a 2-D uint8 grey array.
+
+    Raises:
+        ScanError: The file cannot be scored, with the reason.
+    """
     with open_scan(path) as scan:
         return scan.grey(min_side)
 
 
 @contextmanager
 def open_scan(path: Path) -> Iterator[ScanFile]:
-    """Open PATH once for reading, refusing what is not a regular file, is empty or is huge, and tell its kind.
+    """Open a scan file once for reading, and tell its kind.
 
     A file without a known extension is a scan only if it is DICOM: its first bytes decide, as
-    they decide whether a DICOM has the Part 10 header or is a bare data set (`starts_with_data_element`).
+    they decide whether a DICOM has the Part 10 header or is a bare data set
+    (`starts_with_data_element`).
+
+    Args:
+        path: The file.
+
+    Yields:
+        The open file; an exception from a decoder raised within becomes a ScanError.
+
+    Raises:
+        ScanError: The file is not a regular file, is empty or is huge, cannot be read, or is not a
+            scan.
     """
     kind = kind_by_name(path)
     with _open_regular_file(path) as stream:
@@ -142,7 +190,18 @@ def _open_regular_file(path: Path) -> Iterator[BinaryIO]:
 
 
 def sniff_format(raw: bytes, path: Path) -> str:
-    """The image format the bytes start with; a PNG named .jpg is still decoded, as a PNG."""
+    """Tell an image's format from its bytes; a PNG named .jpg is still decoded, as a PNG.
+
+    Args:
+        raw: The file's bytes.
+        path: The file, whose extension the error message names.
+
+    Returns:
+        JPEG, PNG, TIFF or BMP.
+
+    Raises:
+        ScanError: The bytes are none of these, saying what they hold.
+    """
     found = image_format(raw)
     if found is None:
         expected = FORMAT_OF_EXTENSION.get(path.suffix.lower(), "supported")
@@ -164,6 +223,17 @@ def decode_image(raw: bytes, path: Path, min_side: int = 0) -> np.ndarray:
     that a truncated or hostile file is refused with a specific reason before OpenCV allocates.
     With `min_side`, a large JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside
     libjpeg and so much faster) as long as both sides stay at least `min_side` pixels.
+
+    Args:
+        raw: The file's bytes.
+        path: The file, named in messages.
+        min_side: The smallest side a reduced JPEG may have; 0 decodes at full scale.
+
+    Returns:
+        The image as a 2-D uint8 grey array (16-bit and float images stretched over their own range).
+
+    Raises:
+        ScanError: The bytes are not a complete, decodable image within the limits.
     """
     image_format = sniff_format(raw, path)
     check_complete(raw, image_format)
@@ -186,7 +256,16 @@ def decode_image(raw: bytes, path: Path, min_side: int = 0) -> np.ndarray:
 
 
 def check_complete(raw: bytes, image_format: str) -> None:
-    """Refuse a file cut short: decoders tend to fill the missing part of an image with grey."""
+    """Refuse a file cut short: decoders tend to fill the missing part of an image with grey.
+
+    Args:
+        raw: The file's bytes.
+        image_format: JPEG, PNG, TIFF or BMP.
+
+    Raises:
+        ScanError: A JPEG without its end-of-image marker, a PNG without IEND, a BMP shorter than it
+            says.
+    """
     if image_format == "JPEG" and raw.rfind(b"\xff\xd9", -TRAILER_SLACK) < 0:
         raise ScanError("truncated JPEG: no end-of-image marker")
     if image_format == "PNG" and raw.rfind(b"IEND", -TRAILER_SLACK) < 0:
@@ -198,7 +277,14 @@ def check_complete(raw: bytes, image_format: str) -> None:
 
 
 def check_pixel_count(size: tuple[int, int] | None) -> None:
-    """Refuse an image whose header claims more than MAX_PIXELS, before anything is allocated."""
+    """Refuse an image whose header claims more than MAX_PIXELS, before anything is allocated.
+
+    Args:
+        size: (width, height) from the header, or None where it does not say.
+
+    Raises:
+        ScanError: The image is too large.
+    """
     if size and size[0] * size[1] > MAX_PIXELS:
         raise ScanError(
             f"image too large: header claims {size[0]}x{size[1]} pixels (limit {MAX_PIXELS // 1_000_000} megapixels)"
@@ -206,7 +292,15 @@ def check_pixel_count(size: tuple[int, int] | None) -> None:
 
 
 def header_size(raw: bytes, image_format: str) -> tuple[int, int] | None:
-    """(width, height) as the file's header states it, or None where the header does not say."""
+    """Read an image's size from its header, without decoding.
+
+    Args:
+        raw: The file's bytes.
+        image_format: JPEG, PNG, TIFF or BMP.
+
+    Returns:
+        (width, height) as the header states it, or None where the header does not say.
+    """
     if image_format == "PNG" and raw[12:16] == b"IHDR":
         return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
     if image_format == "BMP" and len(raw) >= 26:

@@ -49,7 +49,7 @@ class WarningKind:
 
 
 def tally(found: Iterable[FileWarning]) -> list[WarningKind]:
-    """Warnings counted by kind (origin and category).
+    """Count warnings by kind (origin and category).
 
     Args:
         found: the warnings, in the order they occurred.
@@ -101,7 +101,7 @@ def _sink() -> list[FileWarning] | None:
 
 
 def _origin(filename: str, lineno: int) -> str:
-    """FILENAME below the import root it was found in (pydicom/valuerep.py), and the line."""
+    """Name a file below the import root it was found in (pydicom/valuerep.py), and the line."""
     path = PurePath(filename)
     roots = [PurePath(entry) for entry in sys.path if entry and path.is_relative_to(entry)]
     where = path.relative_to(max(roots, key=lambda root: len(root.parts))).as_posix() if roots else path.name
@@ -168,7 +168,7 @@ _hook = _Hook()
 
 @contextmanager
 def warnings_kept() -> Iterator[None]:
-    """While open, warnings on threads inside `collected` are kept in their lists instead of shown.
+    """Keep warnings on threads inside `collected` in their lists instead of showing them, while open.
 
     Install it on the thread that starts the readers, before they start, and close it after they
     end (a run does); runs that overlap share one installation (`SharedInstall`).

@@ -27,17 +27,25 @@ IMPLICIT_FIRST_LENGTH_LIMIT = 1024  # group 0008's first elements are short stri
 
 
 class Kind(Enum):
+    """What a file is, as its name says (the bytes confirm a DICOM)."""
+
     IMAGE = "image"  # decoded by OpenCV
     DICOM = "dicom"  # decoded by pydicom
     MAYBE_DICOM = "maybe DICOM"  # no known extension: a DICOM if its first bytes carry the marker
 
 
 def kind_by_name(path: Path) -> Kind:
-    """The kind a file's name says it is.
+    """Tell the kind a file's name says it is.
 
     PACS exports often name DICOM files by UID or not at all, so a name without a known image
     extension leaves the question to the file's first bytes (`looks_like_dicom`). A DICOMDIR is
     such a file too: its content, an index without an image, decides what becomes of it.
+
+    Args:
+        path: The file.
+
+    Returns:
+        IMAGE or DICOM by the extension, else MAYBE_DICOM.
     """
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
@@ -48,12 +56,26 @@ def kind_by_name(path: Path) -> Kind:
 
 
 def looks_like_dicom(head: bytes) -> bool:
-    """Whether a file's first DICOM_MARKER_END bytes are DICOM's: the Part 10 marker, or a data set without it."""
+    """Tell whether a file's first bytes are DICOM's: the Part 10 marker, or a data set without it.
+
+    Args:
+        head: The file's first DICOM_MARKER_END bytes (or more).
+
+    Returns:
+        True for a DICOM file.
+    """
     return has_dicom_marker(head) or starts_with_data_element(head)
 
 
 def has_dicom_marker(head: bytes) -> bool:
-    """Whether a file's first DICOM_MARKER_END bytes (or more) mark it as DICOM Part 10."""
+    """Tell whether a file's first bytes mark it as DICOM Part 10.
+
+    Args:
+        head: The file's first DICOM_MARKER_END bytes (or more).
+
+    Returns:
+        True when b"DICM" follows the 128-byte preamble.
+    """
     return head[DICOM_MARKER_END - 4 : DICOM_MARKER_END] == b"DICM"
 
 
@@ -63,6 +85,12 @@ def starts_with_data_element(head: bytes) -> bool:
     A cheap check before pydicom is asked to parse a file that lacks the preamble and marker: the
     first element is in group 0002 or 0008 (either byte order) and carries a known value
     representation (explicit VR) or a short even length (implicit VR).
+
+    Args:
+        head: The file's first bytes (8 at least are needed).
+
+    Returns:
+        True when they start like such a data set.
     """
     if len(head) < 8:
         return False
@@ -76,7 +104,14 @@ def starts_with_data_element(head: bytes) -> bool:
 
 
 def image_format(head: bytes) -> str | None:
-    """JPEG, PNG, TIFF or BMP by the signature the bytes start with; None for anything else."""
+    """Tell an image's format by the signature its bytes start with.
+
+    Args:
+        head: The file's first bytes.
+
+    Returns:
+        JPEG, PNG, TIFF or BMP; None for anything else.
+    """
     for signature, name in SIGNATURES:
         if head.startswith(signature):
             return name

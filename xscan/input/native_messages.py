@@ -79,7 +79,7 @@ class _Decodes:
         return True
 
     def settle(self, heard: list[tuple[int, str]], own: set[str] | None = None) -> None:
-        """A decode's lines sorted out: those it wrote (OWN; all of them when it ran alone) are claimed.
+        """Sort out a decode's lines: those it wrote (`own`; all of them when it ran alone) are claimed.
 
         A line that every decode that heard it has settled, and none claimed, was nobody's (a
         library's note): it goes to the real standard error.
@@ -100,7 +100,7 @@ class _Decodes:
             native_stderr.pass_on(raw)
 
     def run(self, call: Callable[[], T]) -> tuple[T | None, BaseException | None, _Decode]:
-        """CALL's result or exception, and what was heard while it ran."""
+        """Run `call`, giving its result or exception, and what was heard while it ran."""
         with self.lock:
             self.next_id += 1
             token, decode = self.next_id, _Decode()
@@ -126,7 +126,7 @@ class _Decodes:
 
     @contextmanager
     def decoding(self, alone: bool) -> Iterator[None]:
-        """Within, a decode runs among others, or ALONE: none other starts or is still running."""
+        """Within, a decode runs among others, or `alone`: none other starts or is still running."""
         with self.alone:
             self.alone.wait_for(lambda: not self.solo and (not alone or self.running == 0))
             if alone:
@@ -146,7 +146,7 @@ _decodes = _Decodes()
 
 @contextmanager
 def native_messages_kept() -> Iterator[None]:
-    """While open, what native decoders write on descriptor 2 during `noting` goes to the decoding thread's warnings.
+    """Keep what native decoders write on descriptor 2 during `noting` as the decoding thread's warnings.
 
     Yields:
         Nothing; runs that overlap share the one capture.
@@ -162,14 +162,17 @@ def native_messages_kept() -> Iterator[None]:
 
 
 def noting(origin: str, call: Callable[[], T]) -> T:
-    """Run CALL, one decode of one file, keeping what its native decoder writes on standard error.
+    """Run one decode of one file, keeping what its native decoder writes on standard error.
 
     Args:
         origin: where the lines come from, for the warnings (e.g. "cv2.imdecode (JPEG)").
         call: the decode.
 
     Returns:
-        CALL's result; its exception is raised again, after its lines became the file's warnings.
+        The decode's result.
+
+    Raises:
+        BaseException: What the decode raised, raised again once its lines became the file's warnings.
     """
     if not _decodes.kept:
         return call()

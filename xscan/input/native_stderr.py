@@ -133,13 +133,17 @@ _capture = _Capture()
 
 
 def capturing() -> bool:
-    """Whether descriptor 2 is captured now (someone listens)."""
+    """Tell whether descriptor 2 is captured now.
+
+    Returns:
+        True while someone listens.
+    """
     return _capture.shared.installed
 
 
 @contextmanager
 def listening(listener: Listener) -> Iterator[None]:
-    """Within, each line written on descriptor 2 is offered to LISTENER (after any listener added later).
+    """Offer each line written on descriptor 2 within to a listener (after any listener added later).
 
     Args:
         listener: called on the reader thread with each line as bytes; returns True when it takes the
@@ -173,7 +177,7 @@ def sync(on_reached: Callable[[], None] | None = None) -> None:
 
 
 def mark(on_reached: Callable[[], None]) -> None:
-    """Have ON_REACHED called on the reader thread once every line written so far has been offered; do not wait.
+    """Have a call made on the reader thread once every line written so far has been offered; do not wait.
 
     Args:
         on_reached: called before any line written after this call is offered.
@@ -185,18 +189,30 @@ def mark(on_reached: Callable[[], None]) -> None:
 
 
 def pass_on(raw: bytes) -> None:
-    """Write RAW on the real standard error, as if no one had listened."""
+    """Write a line on the real standard error, as if no one had listened.
+
+    Args:
+        raw: The line as bytes, with its line break.
+    """
     _capture.pass_on(raw)
 
 
 def is_note(line: str, notes: Sequence[str | re.Pattern[str]]) -> bool:
-    """Whether LINE (without its line break) is one of NOTES: a whole line, or a pattern a whole line matches."""
+    """Tell whether a line is one of the notes to drop.
+
+    Args:
+        line: The line, without its line break.
+        notes: Whole lines, or patterns a whole line must match.
+
+    Returns:
+        True when the line equals a string note or fully matches a pattern.
+    """
     return any(line == note if isinstance(note, str) else note.fullmatch(line) for note in notes)
 
 
 @contextmanager
 def native_stderr_without(notes: Sequence[str | re.Pattern[str]]) -> Iterator[None]:
-    """Within, NOTES' lines written on descriptor 2 are dropped; every other line goes on to standard error.
+    """Drop the notes' lines written on descriptor 2 within; every other line goes on to standard error.
 
     Args:
         notes: whole lines, or patterns a whole line must match.
@@ -214,7 +230,7 @@ def native_stderr_without(notes: Sequence[str | re.Pattern[str]]) -> Iterator[No
 
 @contextmanager
 def native_stderr_discarded() -> Iterator[None]:
-    """Within, whatever is written on descriptor 2 is dropped (what other listeners, added later, take aside).
+    """Drop whatever is written on descriptor 2 within (what other listeners, added later, take aside).
 
     Yields:
         Nothing.

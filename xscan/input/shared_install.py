@@ -8,13 +8,19 @@ from contextlib import contextmanager
 
 
 class SharedInstall:
-    """Reference-counted INSTALL and UNINSTALL of one process-wide change (a warnings hook, descriptor 2's capture).
+    """Reference-counted install and uninstall of one process-wide change (a warnings hook, descriptor 2's capture).
 
     Runs on several threads, or nested, share one installation: the first `held` installs it, the
     last to leave takes it away, and the process is then as it was before the first.
     """
 
     def __init__(self, install: Callable[[], None], uninstall: Callable[[], None]) -> None:
+        """Hold the change's two halves; nothing is installed yet.
+
+        Args:
+            install: Makes the change.
+            uninstall: Undoes it, leaving the process as it was.
+        """
         self._install = install
         self._uninstall = uninstall
         self._lock = threading.Lock()

@@ -12,20 +12,36 @@ from xscan.input.formats import DICOM_MARKER_END, Kind, kind_by_name, looks_like
 
 @dataclass
 class WalkResult:
+    """What a walk found: the candidate scans, and what it passed over and why."""
+
     scans: list[Path] = field(default_factory=list)
-    not_scanned: list[tuple[Path, str]] = field(default_factory=list)  # (path, why) passed over: links, loops, pipes
+    # (path, why) passed over: links, loops, pipes.
+    not_scanned: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def walk_order(path: Path | str) -> tuple[str, ...]:
-    """The sort key of the walk: by path component, so `a/1.png` comes before `a.png`."""
+    """Give the sort key of the walk: by path component, so `a/1.png` comes before `a.png`.
+
+    Args:
+        path: A path found by the walk.
+
+    Returns:
+        Its components.
+    """
     return Path(path).parts
 
 
 def is_candidate(path: Path) -> bool:
-    """A file to score: a known image or DICOM extension, or DICOM's first bytes in a file without one.
+    """Tell whether a file is one to score: a known image or DICOM extension, or DICOM's first bytes in one without.
 
     Only files without a known extension are opened, and only their first 132 bytes read, to keep
     the walk cheap.
+
+    Args:
+        path: The file.
+
+    Returns:
+        True for a candidate scan; False too for a file that cannot be opened.
     """
     if kind_by_name(path) is not Kind.MAYBE_DICOM:
         return True
@@ -37,10 +53,16 @@ def is_candidate(path: Path) -> bool:
 
 
 def find_scans(root: Path) -> WalkResult:
-    """Every candidate file below ROOT, recursively, in sorted order of path.
+    """Find every candidate file below a folder, recursively, in sorted order of path.
 
     Symbolic links to folders are followed once: a folder already visited (a link loop) is
     passed over and reported, as is a broken link.
+
+    Args:
+        root: The folder.
+
+    Returns:
+        The scans, in `walk_order`, and what was passed over.
     """
     result = WalkResult()
     seen: set[tuple[int, int]] = set()

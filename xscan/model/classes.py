@@ -12,7 +12,17 @@ LABEL_VALUES = {NEGATIVE.lower(): 0, "0": 0, POSITIVE.lower(): 1, "1": 1}  # 1 i
 
 
 def parse_label(text: str) -> int:
-    """0 or 1 from NORMAL / PNEUMONIA / 0 / 1, any case, surrounding spaces ignored."""
+    """Read a ground-truth label.
+
+    Args:
+        text: NORMAL / PNEUMONIA / 0 / 1, in any case; surrounding spaces are ignored.
+
+    Returns:
+        0 for normal, 1 for pneumonia.
+
+    Raises:
+        LabelsError: The text is none of these.
+    """
     try:
         return LABEL_VALUES[text.strip().lower()]
     except KeyError:

@@ -37,7 +37,7 @@ CONVERTER_NOTES = (
 
 
 def import_keras_quietly() -> Any:
-    """Keras (and TensorFlow beneath it), imported without TensorFlow's start-up notices reaching the terminal.
+    """Import Keras (and TensorFlow beneath it) without TensorFlow's start-up notices reaching the terminal.
 
     Only the first import in a process prints them; later calls cost a dictionary look-up. Only
     training, Grad-CAM and the conversion to LiteRT call it: scoring never imports TensorFlow.

@@ -1,5 +1,4 @@
-"""Which scans of a results file a reviewer should look at first: misses, false alarms, borderline, out of scope,
-failed.
+"""Which scans of a results file a reviewer should see first: misses, false alarms, borderline, out of scope, failed.
 
 Pure functions of the results' rows, the report's threshold and the ground truth; the review page
 (xscan.reporting.review_page) draws them.
@@ -28,6 +27,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Gallery:
+    """One gallery of the review page: its title, and its first entries, most wrong first."""
+
     key: str  # stable identifier: the page's anchor and data-gallery attribute
     title: str
     order: str  # what comes first, in words
@@ -38,7 +39,7 @@ class Gallery:
 def classify(
     rows: Sequence[Row], threshold: float, truth: GroundTruth | None
 ) -> tuple[list[Entry], list[Entry], list[Entry]]:
-    """The rows as galleries show them, apart: scored in scope, out of scope, failed.
+    """Sort the rows into what galleries show, apart: scored in scope, out of scope, failed.
 
     Args:
         rows: the results' rows.
@@ -62,7 +63,7 @@ def classify(
 
 
 def choose_galleries(rows: Sequence[Row], threshold: float, truth: GroundTruth | None, size: int) -> list[Gallery]:
-    """The galleries of the review page, each sorted with the most wrong first and capped at SIZE.
+    """Choose the galleries of the review page, each sorted with the most wrong first and capped in size.
 
     With ground truth: false negatives (lowest probability first), false positives (highest
     first); without it: the highest and the lowest probabilities. Then, either way: the scans

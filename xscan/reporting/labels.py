@@ -16,10 +16,19 @@ LABELS_COLUMNS = ("path", "label")
 
 
 class GroundTruth(Protocol):
+    """Where the ground truth comes from: a call from a results path to its label."""
+
     description: str  # where the labels come from, for messages
 
     def __call__(self, path: str) -> int | None:
-        """1 for pneumonia, 0 for normal, None when PATH has no ground truth."""
+        """Give a path's ground truth.
+
+        Args:
+            path: The path as the results hold it.
+
+        Returns:
+            1 for pneumonia, 0 for normal, None when the path has no ground truth.
+        """
         ...
 
 
@@ -38,6 +47,14 @@ class FolderLabels:
     description = "NORMAL / PNEUMONIA folder names"
 
     def __call__(self, path: str) -> int | None:
+        """Give a path's ground truth from its nearest NORMAL or PNEUMONIA folder.
+
+        Args:
+            path: The path as the results hold it (either separator).
+
+        Returns:
+            1 for pneumonia, 0 for normal, None when no folder says.
+        """
         for folder in reversed(_parts(path)[:-1]):
             if folder.upper() in (NEGATIVE, POSITIVE):
                 return LABEL_VALUES[folder.lower()]
@@ -49,12 +66,19 @@ class FileLabels:
 
     Exports reuse file names (IM0001.dcm in every study's folder), so two files of one name must
     never share a label. A labels path matches a results path when both name the same file:
-    relative to ROOT when one is given (`--labels-root`), else as written in the results
+    relative to the root when one is given (`--labels-root`), else as written in the results
     (relative paths are taken from the current folder, and `a/./b` is `a/b`). A path written
     spreadsheet-safe (`'=x.jpg`) is read as the results are.
     """
 
     def __init__(self, by_path: dict[str, int], source: str, root: Path | None = None) -> None:
+        """Hold labels by path.
+
+        Args:
+            by_path: The label of each path, as the labels file writes it.
+            source: Where the labels come from, for messages.
+            root: The folder the labels paths are relative to, if given.
+        """
         self.by_path = by_path
         self.root = root
         self._by_place = {place(path, root): label for path, label in by_path.items()}
@@ -63,6 +87,19 @@ class FileLabels:
 
     @classmethod
     def read(cls, source: Path, root: Path | None = None) -> FileLabels:
+        """Read a labels CSV.
+
+        Args:
+            source: The CSV, with columns path,label.
+            root: The folder its paths are relative to (`--labels-root`), if given.
+
+        Returns:
+            The labels.
+
+        Raises:
+            LabelsError: A column is missing, the file is an xscan results file, a path is empty, a
+                label is not one, a path is listed with both labels, or there are no labels.
+        """
         # utf-8-sig: spreadsheets often save CSV with a byte-order mark.
         with open(source, newline="", encoding="utf-8-sig") as stream:
             reader = csv.DictReader(stream)
@@ -84,11 +121,27 @@ class FileLabels:
         return cls(by_path, str(source), root)
 
     def __call__(self, path: str) -> int | None:
+        """Give a path's ground truth.
+
+        Args:
+            path: The path as the results hold it.
+
+        Returns:
+            1 for pneumonia, 0 for normal, None when the labels file does not list it.
+        """
         return self._by_place.get(place(path)) if path else None
 
 
 def place(path: str, root: Path | None = None) -> str:
-    """Where PATH (below ROOT, if given) names a file: absolute and normalised, with no file system access."""
+    """Say where a path names a file: absolute and normalised, with no file system access.
+
+    Args:
+        path: The path.
+        root: The folder it is relative to, if given; else the current folder.
+
+    Returns:
+        The absolute, normalised path.
+    """
     return os.path.normpath(os.path.abspath(os.path.join(root, path) if root is not None else path))
 
 

@@ -27,7 +27,11 @@ class PlotsUnavailable(XscanError, RuntimeError):
 
 
 def require_matplotlib() -> None:
-    """Raise PlotsUnavailable with the install command when matplotlib is missing; call before any work."""
+    """Check that matplotlib is installed; call before any work.
+
+    Raises:
+        PlotsUnavailable: matplotlib is missing, with the install command.
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -35,10 +39,20 @@ def require_matplotlib() -> None:
 
 
 def write_plots(report: Report, folder: Path) -> list[Path]:
-    """Write the report's PNGs into FOLDER and return their paths.
+    """Write the report's PNGs into a folder.
 
     Without ground truth only the probability histogram can be drawn; with one class only,
     ROC and precision-recall curves are undefined and are not written.
+
+    Args:
+        report: The report.
+        folder: Where to write them; made if missing.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        PlotsUnavailable: matplotlib is missing.
     """
     require_matplotlib()
     folder.mkdir(parents=True, exist_ok=True)

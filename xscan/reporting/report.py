@@ -27,6 +27,8 @@ class ReportError(UsageError, ValueError):
 
 @dataclass(frozen=True)
 class OperatingPoint:
+    """One threshold a site could run at, why it is listed, and the counts and rates it gives."""
+
     rule: str  # why this threshold is in the table
     threshold: float
     sensitivity: float
@@ -67,6 +69,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Report:
+    """The whole report: the threshold and where it came from, the summary, the evaluation and the notes."""
+
     source: str
     threshold: float
     threshold_source: str  # "csv" or "option"
@@ -78,7 +82,12 @@ class Report:
     notes: list[str]
 
     def as_dict(self) -> dict[str, object]:
-        """The report as JSON-ready data: metrics at the threshold at the top level, undefined numbers as None."""
+        """Lay out the report as JSON-ready data.
+
+        Returns:
+            Metrics at the threshold at the top level (with labels), then the summary, options and
+            notes; undefined numbers as None.
+        """
         data: dict[str, object] = {}
         if self.evaluation:
             data.update(self.evaluation.metrics)
@@ -122,7 +131,16 @@ def _finite_or_none(value: object) -> object:
 def operating_points(
     truth: np.ndarray, probabilities: np.ndarray, rules: list[tuple[str, float]]
 ) -> list[OperatingPoint]:
-    """One row per distinct threshold in RULES, in order; rules sharing a threshold share a row."""
+    """Measure each distinct threshold of the rules.
+
+    Args:
+        truth: 0/1 ground truth of the rows.
+        probabilities: The rows' probabilities.
+        rules: (why, threshold) pairs, in the order to list them.
+
+    Returns:
+        One operating point per distinct threshold, in order; rules sharing a threshold share a row.
+    """
     merged: dict[float, list[str]] = {}
     for rule, threshold in rules:
         merged.setdefault(threshold, []).append(rule)
@@ -258,13 +276,14 @@ def _notes(summary: Summary, evaluation: Evaluation | None, bootstrap: int) -> l
         )
     elif evaluation.resamples_used < bootstrap:
         notes.append(
-            f"{bootstrap - evaluation.resamples_used} of {bootstrap} bootstrap resamples held one class only and were skipped"
+            f"{bootstrap - evaluation.resamples_used} of {bootstrap} bootstrap resamples held one class only "
+            "and were skipped"
         )
     return notes
 
 
 def _stored_threshold(rows: Sequence[Row], needed: bool) -> float | None:
-    """The one threshold the rows were scored at; None if several, an error if several and NEEDED."""
+    """The one threshold the rows were scored at; None if several, an error if several and `needed`."""
     thresholds = sorted({row.threshold for row in rows})
     if len(thresholds) > 1 and needed:
         raise ReportError(
@@ -284,7 +303,25 @@ def build_report(
     seed: int = 0,
     source: str = "",
 ) -> Report:
-    """The report on ROWS at THRESHOLD (default: the rows' own), with metrics when TRUTH is given."""
+    """Build the report on scored rows, with metrics when ground truth is given.
+
+    Args:
+        rows: The results' rows.
+        truth: The ground truth, if any.
+        threshold: The threshold to report at; None: the one the rows were scored at.
+        target_sensitivity: The sensitivity an operating point must reach.
+        target_specificity: The specificity an operating point must reach.
+        bootstrap: Resamples for the intervals of ROC AUC and average precision.
+        seed: The bootstrap's seed.
+        source: Where the rows come from, for the report and its messages.
+
+    Returns:
+        The report.
+
+    Raises:
+        ReportError: There are no rows; no threshold is given and the rows were scored at several;
+            no row has ground truth; or every row with ground truth failed.
+    """
     if not rows:
         raise ReportError(f"{source or 'the results'} has no rows: nothing to report")
     threshold_source = "csv" if threshold is None else "option"
@@ -308,7 +345,17 @@ def build_report(
 
 
 def read_results(source: Path) -> list[Row]:
-    """All rows of an xscan results CSV, or a ReportError saying why the file is not one."""
+    """Read all rows of an xscan results CSV.
+
+    Args:
+        source: The results CSV.
+
+    Returns:
+        Its rows, in file order.
+
+    Raises:
+        ReportError: The file is empty or not a results file, saying why.
+    """
     if source.stat().st_size == 0:
         raise ReportError(f"{source} is empty: expected an xscan results CSV with columns {','.join(COLUMNS)}")
     try:
@@ -318,5 +365,17 @@ def read_results(source: Path) -> list[Row]:
 
 
 def report_from_csv(source: Path, truth: GroundTruth | None = None, **options: float | int | None) -> Report:
-    """build_report on the rows of the results CSV SOURCE; OPTIONS are build_report's."""
+    """Build the report on the rows of a results CSV.
+
+    Args:
+        source: The results CSV.
+        truth: The ground truth, if any.
+        **options: `build_report`'s keyword arguments.
+
+    Returns:
+        The report.
+
+    Raises:
+        ReportError: As `read_results` and `build_report` raise it.
+    """
     return build_report(read_results(source), truth, source=str(source), **options)

@@ -30,19 +30,38 @@ METRICS = (
 
 
 def number(value: float | None) -> str:
-    """A metric with 4 decimals; 'undefined' for NaN (say, AUC with one class)."""
+    """Format a metric with 4 decimals.
+
+    Args:
+        value: The metric, or None.
+
+    Returns:
+        The text; 'undefined' for None or NaN (say, AUC with one class).
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "undefined"
     return f"{value:.4f}"
 
 
 def report_json(report: Report) -> str:
-    """One JSON object; allow_nan=False guarantees the text is valid JSON."""
+    """Write the report as one JSON object.
+
+    Args:
+        report: The report.
+
+    Returns:
+        Indented JSON; allow_nan=False guarantees the text is valid JSON.
+    """
     return json.dumps(report.as_dict(), indent=2, allow_nan=False)
 
 
 def print_report(report: Report, console: Console) -> None:
-    """The report as tables: metrics when there is ground truth, else the unlabelled summary."""
+    """Print the report as tables: metrics when there is ground truth, else the unlabelled summary.
+
+    Args:
+        report: The report.
+        console: Where to print it.
+    """
     threshold_from = "--threshold" if report.threshold_source == "option" else "the CSV"
     console.print(
         f"[bold]{escape(report.source or 'results')}[/bold]: {report.summary.rows} rows, "
@@ -62,6 +81,14 @@ def print_report(report: Report, console: Console) -> None:
 
 
 def confusion_table(evaluation: Evaluation) -> Table:
+    """Lay out the confusion matrix, with totals.
+
+    Args:
+        evaluation: The report's evaluation against ground truth.
+
+    Returns:
+        The table.
+    """
     m = evaluation.metrics
     table = Table(title="confusion matrix", title_justify="left")
     for name in ("", f"predicted {POSITIVE}", f"predicted {NEGATIVE}", "total"):
@@ -73,6 +100,15 @@ def confusion_table(evaluation: Evaluation) -> Table:
 
 
 def metrics_table(evaluation: Evaluation, bootstrap: int) -> Table:
+    """Lay out the metrics at the threshold with their 95 % intervals and what each means.
+
+    Args:
+        evaluation: The report's evaluation against ground truth.
+        bootstrap: The number of bootstrap resamples behind the AUC's intervals, for the title.
+
+    Returns:
+        The table.
+    """
     table = Table(
         title=f"metrics at the threshold, 95 % intervals (Wilson; bootstrap of {bootstrap})",
         title_justify="left",
@@ -88,6 +124,14 @@ def metrics_table(evaluation: Evaluation, bootstrap: int) -> Table:
 
 
 def operating_points_table(evaluation: Evaluation) -> Table:
+    """Lay out the operating points to choose a threshold from.
+
+    Args:
+        evaluation: The report's evaluation against ground truth.
+
+    Returns:
+        The table.
+    """
     table = Table(
         title="operating points: a sensitive threshold screens, a specific one confirms",
         title_justify="left",
@@ -109,6 +153,14 @@ def operating_points_table(evaluation: Evaluation) -> Table:
 
 
 def predicted_table(summary: Summary) -> Table:
+    """Lay out the counts per predicted label, out of scope and errors, without ground truth.
+
+    Args:
+        summary: The report's summary of the rows.
+
+    Returns:
+        The table.
+    """
     table = Table(title="predicted labels (no ground truth given)", title_justify="left")
     for name in (f"predicted {POSITIVE}", f"predicted {NEGATIVE}", "out of scope", "errors", "total"):
         table.add_column(name, justify="right")
@@ -123,6 +175,15 @@ def predicted_table(summary: Summary) -> Table:
 
 
 def histogram_table(summary: Summary, threshold: float) -> Table:
+    """Draw the histogram of probabilities, marking the threshold's bin.
+
+    Args:
+        summary: The report's summary of the rows.
+        threshold: The report's threshold.
+
+    Returns:
+        The table.
+    """
     table = Table(title="probability of pneumonia", title_justify="left", box=None)
     for name in ("probability", "scans", ""):
         table.add_column(name, justify="left" if name == "" else "right")

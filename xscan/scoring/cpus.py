@@ -1,4 +1,4 @@
-"""How many CPUs this process may use: its affinity mask, and a cgroup CPU quota where one is set (containers, systemd)."""
+"""How many CPUs this process may use: its affinity mask, and a cgroup CPU quota where one is set (containers)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def usable_cpus(cgroup_root: Path = CGROUP_ROOT, own_cgroups: Path = Path("/proc/self/cgroup")) -> int:
-    """The CPUs this process may run on (sched_getaffinity), capped by its cgroup's CPU quota rounded up; at least 1.
+    """Count the CPUs this process may use.
 
     os.cpu_count() counts the machine's CPUs: in a container limited to 2 of 64, a thread per
     core would be 64 threads taking turns on 2.
+
+    Args:
+        cgroup_root: Where the cgroup file systems are mounted.
+        own_cgroups: The file naming this process's cgroups.
+
+    Returns:
+        The CPUs it may run on (sched_getaffinity), capped by its cgroups' CPU quota rounded up;
+        at least 1.
     """
     try:
         allowed = len(os.sched_getaffinity(0))
@@ -24,11 +32,18 @@ def usable_cpus(cgroup_root: Path = CGROUP_ROOT, own_cgroups: Path = Path("/proc
 
 
 def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, own_cgroups: Path = Path("/proc/self/cgroup")) -> float | None:
-    """The CPU time this process's cgroups allow, in CPUs (1.5: one and a half), the smallest along the way; None if unlimited.
+    """Read the CPU time this process's cgroups allow.
 
     cgroup v2: `cpu.max` ("QUOTA PERIOD", or "max PERIOD") in the process's group and each group
     above it. cgroup v1: `cpu.cfs_quota_us` (-1: none) and `cpu.cfs_period_us` in the cpu
     controller's group and above.
+
+    Args:
+        cgroup_root: Where the cgroup file systems are mounted.
+        own_cgroups: The file naming this process's cgroups.
+
+    Returns:
+        The smallest quota along the way, in CPUs (1.5: one and a half); None if unlimited.
     """
     quotas = [quota for folder in _cgroup_folders(cgroup_root, own_cgroups) if (quota := _quota_in(folder)) is not None]
     return min(quotas) if quotas else None

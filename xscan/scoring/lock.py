@@ -1,4 +1,4 @@
-"""One run per results file: an OS file lock (flock) on `RESULTS.lock` beside it, which the kernel drops when the process dies.
+"""One run per results file: an OS file lock (flock) on `RESULTS.lock` beside it, dropped when the process dies.
 
 The lock file itself stays: removing it would let a third run lock a new file while the second
 still holds the old one. It holds the process id of the run that has the lock, for messages.
@@ -16,16 +16,32 @@ from xscan.errors import ResultsFileError, ResultsLockedError
 
 
 def lock_path(output: Path) -> Path:
-    """The lock file of the results file OUTPUT."""
+    """Name the lock file of a results file.
+
+    Args:
+        output: The results file.
+
+    Returns:
+        `RESULTS.lock` beside it.
+    """
     return output.with_name(output.name + ".lock")
 
 
 @contextmanager
 def results_lock(output: Path, wait: bool = False, on_wait: Callable[[Path], None] | None = None) -> Iterator[Path]:
-    """Hold the lock of OUTPUT for the duration; refuse at once if another process holds it, or with WAIT wait for it.
+    """Hold the lock of a results file for the duration; the kernel drops it when the process dies.
 
-    ON_WAIT is told the lock file before the wait begins. Raises ResultsLockedError (another run
-    has it) or ResultsFileError (no lock file can be made beside OUTPUT).
+    Args:
+        output: The results file.
+        wait: Wait for another process's lock instead of refusing at once.
+        on_wait: Told the lock file before the wait begins.
+
+    Yields:
+        The lock file, which holds this process's id while locked.
+
+    Raises:
+        ResultsLockedError: Another run holds the lock, and `wait` is false.
+        ResultsFileError: No lock file can be made beside the results file.
     """
     path = lock_path(output)
     try:

@@ -1,4 +1,4 @@
-"""The streaming core: file paths -> decode -> preprocess (worker threads) -> batches -> model -> rows; it writes nothing.
+"""The streaming core: paths -> decode -> preprocess (worker threads) -> batches -> model -> rows; it writes nothing.
 
 `load_scan` (one file) and `score_batch` (one batch) are plain functions of their inputs, so the
 same steps can run elsewhere (a process pool, a cluster's workers); `score_paths` chains them on
@@ -35,7 +35,8 @@ Watch = Callable[[Path], AbstractContextManager[object]]
 
 # A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (inside libjpeg, several times faster than a full
 # decode) as long as both sides stay at least this many times the model input; decoding all the way
-# down to the input size moves single scores too far (docs/throughput.md, tests/input/test_decode_reduced.py).
+# down to the input size moves single scores too far (docs/throughput.md,
+# tests/input/test_decode_reduced.py).
 DECODE_MARGIN = 2
 
 
@@ -48,13 +49,19 @@ class LoadedScan:
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # DICOM tag values for the tag columns, by keyword
     warnings: tuple[FileWarning, ...] = ()  # raised while the file was read, where a run keeps them (file_warnings)
-    film: dict[str, float] = field(
-        default_factory=dict
-    )  # the film's statistics (preprocess.preprocess_with_statistics)
+    # The film's statistics (preprocess.preprocess_with_statistics).
+    film: dict[str, float] = field(default_factory=dict)
 
 
 def decode_min_side(image_size: int) -> int:
-    """The smallest side a reduced decode may leave, for a model input of IMAGE_SIZE pixels."""
+    """Give the smallest side a reduced decode may leave.
+
+    Args:
+        image_size: The model input's side, in pixels.
+
+    Returns:
+        DECODE_MARGIN times that.
+    """
     return DECODE_MARGIN * image_size
 
 
@@ -62,7 +69,17 @@ def load_scan(path: Path, image_size: int, dicom: DicomOptions = DicomOptions())
     """Open, decode and preprocess one file; a file that cannot be scored becomes an error, not an exception.
 
     A DICOM's header is read before its pixels: a file the policy does not score is never decoded.
-    Warnings raised meanwhile come with the file, where a run keeps them (`file_warnings.warnings_kept`).
+    Warnings raised meanwhile come with the file, where a run keeps them
+    (`file_warnings.warnings_kept`).
+
+    Args:
+        path: The file.
+        image_size: The model input's side.
+        dicom: Which DICOM files are scored, and which tags become columns.
+
+    Returns:
+        The model input and the film's statistics, or the reason the file is not scored (a
+        skipped file's reason starts with SKIPPED_PREFIX); the DICOM tags and warnings either way.
     """
     with collected() as raised:
         loaded = _load_scan(path, image_size, dicom)
@@ -86,7 +103,15 @@ def _load_scan(path: Path, image_size: int, dicom: DicomOptions) -> LoadedScan:
 
 
 def read_header_tags(path: Path, names: Sequence[str]) -> dict[str, str]:
-    """The tags NAMES of a DICOM file, from its header alone (no pixel is read); blank for any other file or a bad header."""
+    """Read DICOM tags from a file's header alone (no pixel is read).
+
+    Args:
+        path: The file.
+        names: DICOM keywords.
+
+    Returns:
+        Each tag's value as a CSV cell; blank for a file that is not DICOM or whose header cannot be read.
+    """
     try:
         with open_scan(path) as scan:
             if scan.kind is Kind.DICOM:
@@ -111,10 +136,21 @@ def load_in_order(
     dicom: DicomOptions = DicomOptions(),
     watch: Watch | None = None,
 ) -> Iterator[LoadedScan]:
-    """Load files on WORKERS threads, yielding in input order with at most LOOKAHEAD in flight.
+    """Load files on threads, yielding in input order.
 
     An exception other than a file's ScanError (a bug, MemoryError) stops the run: files not yet
     started are cancelled rather than decoded for nothing.
+
+    Args:
+        paths: The files, in order.
+        image_size: The model input's side.
+        workers: Decoding threads.
+        lookahead: The most files in flight.
+        dicom: Which DICOM files are scored, and which tags become columns.
+        watch: Told each file while it is decoded.
+
+    Yields:
+        Each file loaded (`load_scan`), in input order.
     """
     pending: deque[Future[LoadedScan]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xscan-load") as pool:
@@ -144,11 +180,19 @@ def score_paths(
 ) -> Iterator[list[Row]]:
     """Score files in order, yielding the rows of each batch as soon as the model has run on it.
 
-    Uses OPTIONS' batch size, threshold, decoding threads and DICOM options; where rows go, and
-    which weights load, is the caller's business. Memory is bounded by the look-ahead (a few
-    batches of model inputs), not by the number of files. WATCH is told each file while it is decoded.
-    The warnings each file raised while it was read are handed to the calling thread's `file_warnings.collected` list, in file order,
-    before its batch is yielded.
+    Where rows go, and which weights load, is the caller's business. Memory is bounded by the
+    look-ahead (a few batches of model inputs), not by the number of files. The warnings each file
+    raised while it was read are handed to the calling thread's `file_warnings.collected` list, in
+    file order, before its batch is yielded.
+
+    Args:
+        paths: The files, in order.
+        scorer: The model.
+        options: The batch size, threshold, decoding threads and DICOM options used.
+        watch: Told each file while it is decoded.
+
+    Yields:
+        The rows of each batch, in file order.
     """
     threshold = options.threshold_or(scorer.threshold)
     for batch in loaded_batches(
@@ -165,10 +209,21 @@ def loaded_batches(
     dicom: DicomOptions = DicomOptions(),
     watch: Watch | None = None,
 ) -> Iterator[list[LoadedScan]]:
-    """Files loaded on WORKERS threads, in order, BATCH_SIZE at a time; each file's warnings handed over before its batch.
+    """Load files on threads, in order, a batch at a time; each file's warnings are handed over before its batch.
 
     A batch counts files, scorable or not, so a run of bad files is flushed too. Memory is bounded
     by the look-ahead (a few batches of model inputs), not by the number of files.
+
+    Args:
+        paths: The files, in order.
+        image_size: The model input's side.
+        batch_size: Files per batch.
+        workers: Decoding threads.
+        dicom: Which DICOM files are scored, and which tags become columns.
+        watch: Told each file while it is decoded.
+
+    Yields:
+        Each batch of loaded files; the last may be shorter.
     """
     batch: list[LoadedScan] = []
     lookahead = 2 * batch_size + 4 * workers
@@ -183,7 +238,17 @@ def loaded_batches(
 
 
 def score_batch(batch: list[LoadedScan], scorer: ScoresBatches, threshold: float) -> list[Row]:
-    """One row per loaded file, in order: a probability and scope verdict for each model input, the error of each other file."""
+    """Score one batch of loaded files.
+
+    Args:
+        batch: The loaded files.
+        scorer: The model.
+        threshold: The threshold the rows carry.
+
+    Returns:
+        One row per file, in order: a probability and scope verdict for each model input, the
+        error of each other file.
+    """
     inputs = [item.model_input for item in batch if item.model_input is not None]
     assessment = scorer.assess(np.stack(inputs)) if inputs else None
     verdicts = iter(

@@ -72,6 +72,14 @@ class RayScoring:
     """A connection to a Ray cluster with a model in its object store, ready to score paths there."""
 
     def __init__(self, card: ModelCard, bundle: Any, notes: list[str], scorers: int) -> None:
+        """Hold a connection; `connect` makes one.
+
+        Args:
+            card: The model's card.
+            bundle: An ObjectRef of the ModelBundle in the cluster's object store.
+            notes: Notes for the user, as a local Scorer's.
+            scorers: The size of the pool of scoring actors.
+        """
         self.card = card
         self._bundle = bundle  # an ObjectRef of the ModelBundle: put once, fetched once per actor; kept for restarts
         self.notes = notes  # for the user, as a local Scorer's: e.g. that the card has no out-of-scope check
@@ -89,7 +97,7 @@ class RayScoring:
     ) -> RayScoring:
         """Join a Ray cluster and ship the model to its object store.
 
-        The cluster is the one at ADDRESS, else at RAY_ADDRESS, else the one on this machine, else one
+        The cluster is the one at `address`, else at RAY_ADDRESS, else the one on this machine, else one
         started here. A process already connected to Ray (a test session, a notebook) keeps its
         connection, and a connection made here stays open for the next call.
 
@@ -130,7 +138,7 @@ class RayScoring:
         return cls(card, ray.put(bundle), notes, scorers=max(1, cpus // CPUS_PER_SCORER))
 
     def score_paths(self, paths: Sequence[Path], options: ScoreOptions = ScoreOptions()) -> Iterator[list[Row]]:
-        """Score PATHS on the cluster, yielding the rows of each batch in input order, as `scoring.score_paths` does.
+        """Score files on the cluster, yielding the rows of each batch in input order, as `scoring.score_paths` does.
 
         Every path must be readable at the same path by every node (a shared file system). The
         warnings each file raised while it was read are handed to the calling thread's
@@ -204,7 +212,7 @@ class RayScoring:
 
 
 def _rows_of(batch: dict[str, Any], paths: list[Path]) -> list[Row]:
-    """The rows of one batch of the actors' columns, named by PATHS; each file's warnings handed over first."""
+    """Make the rows of one batch of the actors' columns, named by PATHS; each file's warnings are handed over first."""
     for cell, path in zip(batch[WARNINGS].tolist(), paths, strict=True):
         hand_over(warnings_of(cell, path))
     return rows_from_columns(batch, [str(path) for path in paths])

@@ -44,16 +44,15 @@ class ClusterError(RunError):
 class ModelBundle:
     """The model as it travels to the scoring actors: the files a Scorer loads, the site calibration, who sent them."""
 
-    files: dict[
-        str, bytes
-    ]  # by path below the weights folder: the card, the LiteRT file, the feature statistics if used
+    # By path below the weights folder: the card, the LiteRT file, the feature statistics if used.
+    files: dict[str, bytes]
     scope_check: bool
     site: LoadedSite | None
     xscan_version: str
 
     @classmethod
     def read(cls, weights_dir: Path, scope_check: bool, site: LoadedSite | None) -> tuple[ModelCard, ModelBundle]:
-        """The card of a weights folder and its bundle, each file checked against the card as `load_scorer` does.
+        """Read a weights folder's card and bundle its files, each checked against the card as `load_scorer` does.
 
         Args:
             weights_dir: the weights folder.
@@ -76,7 +75,7 @@ class ModelBundle:
         return card, cls(files, scope_check, site, installed_version())
 
     def load(self) -> Scorer:
-        """The Scorer of these files (one model thread), loaded through a temporary weights folder.
+        """Load the Scorer of these files (one model thread) through a temporary weights folder.
 
         Returns:
             The Scorer.
@@ -97,7 +96,9 @@ class ModelBundle:
 
 
 def installed_version() -> str:
-    """The version of xscan installed here, as pip knows it (importing xscan.__version__ would close an import cycle).
+    """Tell the version of xscan installed here, as pip knows it.
+
+    Importing xscan.__version__ would close an import cycle.
 
     Returns:
         The version, or "not installed".
@@ -114,7 +115,7 @@ def installed_version() -> str:
 
 
 def load_block(block: dict[str, np.ndarray], names: Any, image_size: int, dicom: DicomOptions) -> dict[str, np.ndarray]:
-    """`load_scan` of the files at a block of positions in NAMES, as columns.
+    """Load the files at a block of positions (`load_scan`), as columns.
 
     Warnings raised while a file is read are kept with it (`file_warnings`), as in a local run,
     and travel on with it.
@@ -154,7 +155,7 @@ def _warning_cells(warning: FileWarning) -> list[str]:
 
 
 def warnings_of(cell: str, path: Path) -> list[FileWarning]:
-    """The warnings of one file from its WARNINGS cell, each marked with PATH.
+    """Read the warnings of one file from its WARNINGS cell, each marked with its path.
 
     Args:
         cell: the JSON text `load_block` wrote.
@@ -183,6 +184,12 @@ class ScoringActor:
     """One Scorer per actor, loaded once from the bundle in the object store; a batch becomes rows by `score_batch`."""
 
     def __init__(self, bundle: Any, options: ScoreOptions) -> None:
+        """Load the Scorer from the object store, once per actor.
+
+        Args:
+            bundle: An ObjectRef of the ModelBundle.
+            options: The run's options; their threshold, else the model's, labels the rows.
+        """
         import ray
 
         self._scorer = ray.get(bundle).load()
@@ -232,7 +239,7 @@ def _row_fields() -> list[tuple[str, str]]:
 
 
 def rows_as_columns(rows: list[Row]) -> dict[str, np.ndarray]:
-    """ROWS as one column per field of Row (`row.<field>`), their paths left out.
+    """Lay out rows as one column per field of Row (`row.<field>`), their paths left out.
 
     Args:
         rows: the rows of one batch.
@@ -255,7 +262,7 @@ def rows_as_columns(rows: list[Row]) -> dict[str, np.ndarray]:
 
 
 def rows_from_columns(columns: dict[str, np.ndarray], paths: list[str]) -> list[Row]:
-    """The rows `rows_as_columns` made, with their PATHS.
+    """Make the rows again that `rows_as_columns` laid out, with their paths.
 
     Args:
         columns: a batch's columns, as Ray Data gives them back (numpy).

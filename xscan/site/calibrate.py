@@ -56,7 +56,18 @@ class LabelledRows:
 
 
 def select_rows(rows: Sequence[Row], truth_of: GroundTruth) -> LabelledRows:
-    """Rows with ground truth, a probability and no error; the others are counted by reason."""
+    """Select the rows a calibration may use: with ground truth, a probability, no error, in scope.
+
+    Args:
+        rows: The results' rows, scored with one model and without a site calibration.
+        truth_of: The ground truth.
+
+    Returns:
+        Their probabilities, ground truth and model; the others by reason.
+
+    Raises:
+        SiteCalibrationError: The rows hold several models, or were scored with a site calibration.
+    """
     left_out: dict[str, list[str]] = {}
     kept: list[tuple[float, int]] = []
     models = {row.model for row in rows}
@@ -96,13 +107,22 @@ def fit_site_calibration(
     prevalence: float | None = None,
     confidence: float | None = None,
 ) -> SiteCalibration:
-    """The site's calibration and threshold from LABELLED rows.
+    """Fit the site's calibration and choose its threshold from labelled rows.
 
-    Without CONFIDENCE the threshold keeps the expected sensitivity on new scans at or above
-    TARGET_SENSITIVITY (split-conformal); with it, the sensitivity itself with probability
-    CONFIDENCE (umbrella rule). Refuses fewer than MIN_PER_CLASS scans of either class, and fewer
-    pneumonia scans than the rule needs (the message says how many). PREVALENCE moves the intercept
-    from the sample's pneumonia share to the site's.
+    Args:
+        labelled: The rows, from `select_rows`.
+        target_sensitivity: Without `confidence`, the threshold keeps the expected sensitivity on new
+            scans at or above it (split-conformal).
+        prevalence: The site's pneumonia share: moves the intercept there from the sample's.
+        confidence: Keep the sensitivity itself at or above the target with this probability
+            (umbrella rule).
+
+    Returns:
+        The site calibration, with what was measured on the sample and out of sample.
+
+    Raises:
+        SiteCalibrationError: Fewer than MIN_PER_CLASS scans of either class, or fewer pneumonia
+            scans than the rule needs (the message says how many).
     """
     counts = {"NORMAL": int((labelled.truth == 0).sum()), "PNEUMONIA": int((labelled.truth == 1).sum())}
     short = [f"{n} {name}" for name, n in counts.items() if n < MIN_PER_CLASS]
@@ -182,7 +202,24 @@ def calibrate_results(
     prevalence: float | None = None,
     confidence: float | None = None,
 ) -> Calibrated:
-    """`xscan calibrate` as one call: RESULTS' labelled rows -> a site calibration -> OUTPUT (SITE.json)."""
+    """Run `xscan calibrate` as one call: a results file's labelled rows -> a site calibration -> SITE.json.
+
+    Args:
+        results: The results CSV, scored without a site calibration.
+        truth: The ground truth.
+        output: The SITE.json to write.
+        target_sensitivity: As `fit_site_calibration`.
+        prevalence: As `fit_site_calibration`.
+        confidence: As `fit_site_calibration`.
+
+    Returns:
+        The calibration written, and the rows left out by reason.
+
+    Raises:
+        ReportError: The results cannot be read.
+        SiteCalibrationError: As `select_rows` and `fit_site_calibration` raise it.
+        ResultsWriteError: SITE.json cannot be written.
+    """
     labelled = select_rows(read_results(results), truth)
     site = fit_site_calibration(labelled, target_sensitivity, prevalence, confidence)
     try:
@@ -193,14 +230,32 @@ def calibrate_results(
 
 
 def promise(target_sensitivity: float, confidence: float | None) -> str:
-    """The rule's promise in a few words."""
+    """Say the rule's promise in a few words.
+
+    Args:
+        target_sensitivity: The target.
+        confidence: The umbrella rule's confidence; None for the expected-sensitivity rule.
+
+    Returns:
+        The promise.
+    """
     if confidence is None:
         return f"expected sensitivity on new scans >= {target_sensitivity:g}"
     return f"sensitivity on new scans >= {target_sensitivity:g} with probability >= {confidence:g}"
 
 
 def guarantee(target_sensitivity: float, confidence: float | None, rank: int, n: int) -> str:
-    """What the threshold promises, in plain words, for a threshold at the RANK-th lowest of N pneumonia scores."""
+    """Say what the threshold promises, in plain words, with the rule's reference.
+
+    Args:
+        target_sensitivity: The target.
+        confidence: The umbrella rule's confidence; None for the expected-sensitivity rule.
+        rank: The threshold is the rank-th lowest pneumonia score.
+        n: The number of pneumonia scores.
+
+    Returns:
+        The guarantee, and when it holds.
+    """
     chosen = f"the threshold is the {_ordinal(rank)} lowest of the sample's {n} pneumonia scores"
     if confidence is None:
         how = (
@@ -263,12 +318,12 @@ def _out_of_sample(
 ) -> dict[str, object]:
     """Sensitivity and specificity judged on scans that did not choose the threshold they are judged at.
 
-    Leave-one-out cross-fitting, with LOO_RANK the rule's rank for one pneumonia scan fewer (when
+    Leave-one-out cross-fitting, with `loo_rank` the rule's rank for one pneumonia scan fewer (when
     that is 0 the rule cannot run on one scan fewer, and neither figure is measured): each pneumonia
     scan is judged at the threshold the rule picks from the other pneumonia scans; the normal scans
     are dealt out in turn to those same thresholds, each judged once, so that the figure carries the
-    threshold's own sampling spread (the in-sample one does not). Specificity at the site THRESHOLD,
-    which only the pneumonia scores chose, is given as well.
+    threshold's own sampling spread (the in-sample one does not). Specificity at the site
+    `threshold`, which only the pneumonia scores chose, is given as well.
     """
     positives, negatives = labelled.truth == 1, labelled.truth == 0
     pneumonia, n, m = labelled.probabilities[positives], int(positives.sum()), int(negatives.sum())
@@ -289,8 +344,12 @@ def _out_of_sample(
     specific = int((site[negatives] < thresholds[np.arange(m) % n]).sum())
     return figures | {
         "sensitivity": float(np.mean(site[positives] >= thresholds)),
-        "sensitivity_method": f"leave-one-out: each of the {n} pneumonia scans at the threshold chosen from the other {n - 1}",
+        "sensitivity_method": (
+            f"leave-one-out: each of the {n} pneumonia scans at the threshold chosen from the other {n - 1}"
+        ),
         "specificity_cross_fitted": specific / m,
         "specificity_cross_fitted_interval": list(wilson_interval(specific, m)),
-        "specificity_cross_fitted_method": f"cross-fitted: the {m} normal scans dealt out in turn to the {n} leave-one-out thresholds",
+        "specificity_cross_fitted_method": (
+            f"cross-fitted: the {m} normal scans dealt out in turn to the {n} leave-one-out thresholds"
+        ),
     }

@@ -46,6 +46,11 @@ class FieldFinding:
     drifted: bool = False
 
     def describe(self) -> str:
+        """Say the finding in one line.
+
+        Returns:
+            The field, the test, its p-value and file counts, and each side's most common value.
+        """
         return (
             f"DICOM {self.field}: {self.test} p = {self.p_value:.4g} over {self.files} files against the baseline's "
             f"{self.baseline_files}; mostly {self.common or 'blank'}, the baseline's {self.baseline_common or 'blank'}"
@@ -53,15 +58,21 @@ class FieldFinding:
 
 
 def age_in_years(age: str) -> float | None:
-    """A DICOM age string (`012Y`, `006M`, `003W`, `010D`) in years; None for anything else."""
+    """Read a DICOM age string in years.
+
+    Args:
+        age: `012Y`, `006M`, `003W` or `010D`.
+
+    Returns:
+        The age in years; None for anything else.
+    """
     match = _AGE.match(age.strip().upper())
     return int(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)] if match else None
 
 
 def _compare(field: str, current: list[str], baseline: list[str]) -> FieldFinding:
-    from scipy import (
-        stats,
-    )  # here, not at import: scipy.stats takes most of a second, and every `xscan score` imports this module
+    # Here, not at import: scipy.stats takes most of a second, and every `xscan score` imports this module.
+    from scipy import stats
 
     if field in NUMERIC:
         now = np.array([years for years in map(age_in_years, current) if years is not None])
@@ -90,10 +101,18 @@ def compare_headers(
     baseline: dict[str, list[str]],
     level: float,
 ) -> tuple[list[FieldFinding], list[str]]:
-    """Each FIELDS value list of this run's files (CURRENT) against the BASELINE's, Holm-corrected at LEVEL; and the fields left out.
+    """Test each header field of FIELDS, this run's files against the baseline's, Holm-corrected.
 
     Blank values (a file that is not DICOM, a field it lacks) are not values. A field needs
     MIN_HEADERS files with it on each side (for PatientAge: files with a readable age).
+
+    Args:
+        current: Each field's values in this run's files.
+        baseline: Each field's values in the baseline run's files.
+        level: The chance of any false alarm across the fields.
+
+    Returns:
+        The findings of the fields tested, each marked drifted or not, and a line on each field left out.
     """
     findings, left_out = [], []
     for field in FIELDS:

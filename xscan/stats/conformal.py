@@ -1,4 +1,4 @@
-"""Thresholds with a stated guarantee on new scans, from one class's scores: the order statistic, how many scores, the range.
+"""Thresholds with a stated guarantee on new scans from one class's scores: the order statistic, the count, the range.
 
 The threshold is the r-th lowest of n scores of the class to catch (pneumonia), and a new scan is
 caught when its score is at or above it. For scores exchangeable with new ones, the share of new
@@ -26,19 +26,44 @@ RANGE_QUANTILES = (0.05, 0.95)  # the range of the share caught that a site can 
 
 
 def _miss_share(target: float) -> Fraction:
-    """1 - TARGET exactly as written (0.95 -> 1/20), so that floor((1 - S)(n + 1)) does not lose an integer to rounding."""
+    """Give 1 - `target` exactly as written (0.95 -> 1/20): floor((1 - S)(n + 1)) then loses no integer to rounding."""
     if not 0 < target < 1:
         raise ValueError(f"the target share must be between 0 and 1 (exclusive), not {target}")
     return 1 - Fraction(str(target))
 
 
 def conformal_rank(n: int, target: float) -> int:
-    """floor((1 - TARGET)(n + 1)): the rank whose expected share caught is at least TARGET; 0 with too few scores."""
+    """Give the split-conformal rank, floor((1 - target)(n + 1)): its expected share caught is at least the target.
+
+    Args:
+        n: The number of scores.
+        target: The share to catch.
+
+    Returns:
+        The rank; 0 with too few scores.
+
+    Raises:
+        ValueError: The target is not between 0 and 1.
+    """
     return math.floor(_miss_share(target) * (n + 1))
 
 
 def umbrella_rank(n: int, target: float, confidence: float) -> int:
-    """The largest r with P(Binomial(n, 1 - TARGET) < r) <= 1 - CONFIDENCE: the share caught is >= TARGET with probability >= CONFIDENCE."""
+    """Give the umbrella rule's rank: the largest r with P(Binomial(n, 1 - target) < r) <= 1 - confidence.
+
+    At that rank the share caught is at least the target with probability at least the confidence.
+
+    Args:
+        n: The number of scores.
+        target: The share to catch.
+        confidence: The probability of catching it.
+
+    Returns:
+        The rank; 0 with too few scores.
+
+    Raises:
+        ValueError: The target or the confidence is not between 0 and 1.
+    """
     if not 0 < confidence < 1:
         raise ValueError(f"the confidence must be between 0 and 1 (exclusive), not {confidence}")
     _miss_share(target)
@@ -47,15 +72,38 @@ def umbrella_rank(n: int, target: float, confidence: float) -> int:
 
 
 def rank(n: int, target: float, confidence: float | None = None) -> int:
-    """The rule's rank: split-conformal without CONFIDENCE, the umbrella rule with it."""
+    """Give the rule's rank: split-conformal without a confidence, the umbrella rule with one.
+
+    Args:
+        n: The number of scores.
+        target: The share to catch.
+        confidence: The umbrella rule's confidence, or None.
+
+    Returns:
+        The rank; 0 with too few scores.
+
+    Raises:
+        ValueError: The target or the confidence is not between 0 and 1.
+    """
     return conformal_rank(n, target) if confidence is None else umbrella_rank(n, target, confidence)
 
 
 def scores_needed(target: float, confidence: float | None = None) -> int:
-    """The fewest scores for which the rule's rank is at least 1.
+    """Count the fewest scores for which the rule's rank is at least 1.
 
-    Split-conformal: n >= 1 / (1 - S) - 1 (19 for S = 0.95). Umbrella: S^n <= 1 - C, n >= ln(1 - C) / ln S
-    (59 for S = C = 0.95); the logarithms give the start, the rule itself has the last word.
+    Split-conformal: n >= 1 / (1 - S) - 1 (19 for S = 0.95). Umbrella: S^n <= 1 - C,
+    n >= ln(1 - C) / ln S (59 for S = C = 0.95); the logarithms give the start, the rule itself has
+    the last word.
+
+    Args:
+        target: The share to catch, S.
+        confidence: The umbrella rule's confidence C, or None.
+
+    Returns:
+        The number of scores.
+
+    Raises:
+        ValueError: The target is not between 0 and 1.
     """
     if confidence is None:
         return math.ceil(1 / _miss_share(target)) - 1
@@ -68,16 +116,38 @@ def scores_needed(target: float, confidence: float | None = None) -> int:
 
 
 def threshold_at_rank(scores: np.ndarray, rank: int) -> float:
-    """The RANK-th lowest of SCORES (rank 1: the lowest): at or above it is caught, so ties at it are caught."""
+    """Give the threshold at a rank: at or above it is caught, so ties at it are caught.
+
+    Args:
+        scores: The class's scores.
+        rank: 1 for the lowest.
+
+    Returns:
+        The rank-th lowest score.
+
+    Raises:
+        ValueError: The rank is outside 1..len(scores).
+    """
     if not 1 <= rank <= len(scores):
         raise ValueError(f"rank {rank} is outside 1..{len(scores)}")
     return float(np.sort(np.asarray(scores, np.float64))[rank - 1])
 
 
 def caught_range(n: int, rank: int) -> tuple[float, float, float]:
-    """(expected, low, high) share of new scans caught at the RANK-th lowest of N scores; low-high spans RANGE_QUANTILES.
+    """Give the share of new scans a threshold at a rank catches: expected, and its range.
 
-    The miss rate is Beta(rank, n + 1 - rank): its mean is rank / (n + 1), and its upper quantile is the low end of the share caught.
+    The miss rate is Beta(rank, n + 1 - rank): its mean is rank / (n + 1), and its upper quantile is
+    the low end of the share caught.
+
+    Args:
+        n: The number of scores.
+        rank: The threshold's rank, 1 for the lowest.
+
+    Returns:
+        (expected, low, high): low-high spans RANGE_QUANTILES.
+
+    Raises:
+        ValueError: The rank is outside 1..n.
     """
     if not 1 <= rank <= n:
         raise ValueError(f"rank {rank} is outside 1..{n}")

@@ -28,13 +28,24 @@ BOOTSTRAPPED = ("f1", "balanced_accuracy", "auc", "average_precision")
 
 @dataclass(frozen=True)
 class Interval:
+    """A 95 % interval and how it was made."""
+
     low: float
     high: float
     method: str  # "wilson" or "bootstrap"
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of SUCCESSES / TRIALS; (nan, nan) when there are no trials."""
+    """Give the Wilson score interval of a proportion.
+
+    Args:
+        successes: The count.
+        trials: Out of how many.
+        z: The normal quantile of the coverage (Z_95 for 95 %).
+
+    Returns:
+        (low, high); (nan, nan) when there are no trials.
+    """
     if trials == 0:
         return float("nan"), float("nan")
     p = successes / trials
@@ -48,9 +59,19 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
 def bootstrap_intervals(
     truth: np.ndarray, probabilities: np.ndarray, threshold: float, resamples: int, seed: int
 ) -> tuple[dict[str, Interval], int]:
-    """Percentile 95 % intervals of BOOTSTRAPPED metrics over RESAMPLES resamples of the rows.
+    """Give percentile 95 % intervals of the BOOTSTRAPPED metrics over resamples of the rows.
 
-    A resample holding one class only has no AUC and is skipped; the count of those used is returned.
+    A resample holding one class only has no AUC and is skipped.
+
+    Args:
+        truth: 0/1 ground truth of the rows.
+        probabilities: The rows' probabilities.
+        threshold: The threshold F1 and balanced accuracy are measured at.
+        resamples: How many resamples to draw.
+        seed: The random generator's seed.
+
+    Returns:
+        The interval of each metric (nan where no resample was used), and the count of resamples used.
     """
     rng = np.random.default_rng(seed)
     predicted = (probabilities >= threshold).astype(int)

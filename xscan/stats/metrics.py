@@ -11,7 +11,18 @@ def _ratio(numerator: int, denominator: int) -> float:
 
 
 def rates(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
-    """Sensitivity, specificity, precision, NPV, F1, accuracy and balanced accuracy from the four counts."""
+    """Compute the rates from the four counts of a confusion matrix.
+
+    Args:
+        tp: True positives.
+        fp: False positives.
+        tn: True negatives.
+        fn: False negatives.
+
+    Returns:
+        Sensitivity, specificity, precision, NPV, F1, accuracy and balanced accuracy; nan where a
+        denominator is 0.
+    """
     sensitivity = _ratio(tp, tp + fn)
     specificity = _ratio(tn, tn + fp)
     return {
@@ -26,7 +37,16 @@ def rates(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
-    """Counts and rates for PNEUMONIA (1) vs NORMAL (0) at THRESHOLD (probability >= threshold)."""
+    """Compute counts and rates for PNEUMONIA (1) vs NORMAL (0) at a threshold.
+
+    Args:
+        labels: 0/1 ground truth.
+        probabilities: The probabilities of pneumonia.
+        threshold: A probability at or above it is called PNEUMONIA.
+
+    Returns:
+        n, tp, fp, tn, fn, the threshold, the `rates`, ROC AUC and average precision (nan with one class).
+    """
     labels = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
     predicted = (probabilities >= threshold).astype(int)

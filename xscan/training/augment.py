@@ -15,8 +15,9 @@ class AugmentConfig:
     zoom_in: float = 0.15  # up to 15 % closer: tighter collimation, a bigger patient
     zoom_out: float = 0.25  # up to 25 % farther, the margin filled black: wider collimation, a smaller patient
     translation: float = 0.08  # +-8 % shift of the field of view
-    aspect: float = 0.3  # width and height scaled independently by exp(+-0.3): the squash to a square distorts
-    # wide and narrow films differently, and the pneumonia originals are wider; jitter takes the shape out of the signal
+    # Width and height scaled independently by exp(+-0.3): the squash to a square distorts wide and narrow films
+    # differently, and the pneumonia originals are wider; jitter takes the shape out of the signal.
+    aspect: float = 0.3
     contrast: float = 0.3  # residual contrast change after equalization
     brightness: float = 0.15  # +-15 % of the value range
     blur_probability: float = 0.5  # share of images softened (detector and resampling blur)
@@ -31,13 +32,28 @@ class AugmentConfig:
 
 
 class Augmenter:
-    """The random steps in order. Call it on a float batch in [0, 1]; with the batch's labels (1 = pneumonia)
-    the framing balance zooms in a share of the normal films, without labels it does nothing."""
+    """The random steps, in order, applied to a float batch in [0, 1]."""
 
     def __init__(self, steps: list[Any]) -> None:
+        """Hold the steps.
+
+        Args:
+            steps: Keras layers; the one named `random_affine` also takes the labels.
+        """
         self.layers = steps
 
     def __call__(self, images: Any, training: bool = True, labels: Any = None) -> Any:
+        """Apply the steps to a batch.
+
+        Args:
+            images: A float batch in [0, 1].
+            training: Whether to change anything; False returns the batch as it is.
+            labels: The batch's labels (1 = pneumonia): with them the framing balance zooms in a share
+                of the normal films; without them it does nothing.
+
+        Returns:
+            The augmented batch.
+        """
         for layer in self.layers:
             if layer.name == "random_affine":
                 images = layer(images, training=training, labels=labels)
@@ -47,7 +63,15 @@ class Augmenter:
 
 
 def build_augmenter(config: AugmentConfig, seed: int) -> Augmenter:
-    """The random layers of `config`, seeded; call the result with training=True on a float batch in [0, 1]."""
+    """Build the random layers of an augmentation config, seeded.
+
+    Args:
+        config: The strengths of each change.
+        seed: The first layer's seed; each other layer's is offset from it.
+
+    Returns:
+        The augmenter; call it with training=True on a float batch in [0, 1].
+    """
     from keras import layers
 
     steps = []

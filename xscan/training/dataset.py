@@ -24,13 +24,23 @@ PER_FILE = "file:"  # the prefix of a patient id that is only the file's own nam
 
 @dataclass(frozen=True)
 class LabelledScan:
+    """One training image: its file, its class and its patient."""
+
     path: Path
     label: int  # 0 NORMAL, 1 PNEUMONIA
     patient_id: str
 
 
 def patient_id(path: Path) -> str:
-    """The patient a file belongs to: the DICOM PatientID, else a known file-name pattern, else the file itself."""
+    """Tell the patient a file belongs to.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        `dicom:` and the DICOM PatientID, else the patient of a known file-name pattern, else PER_FILE
+        and the file's own name.
+    """
     if kind_by_name(path) in (Kind.DICOM, Kind.MAYBE_DICOM):
         patient = dicom_patient_id(path)
         if patient:
@@ -44,7 +54,14 @@ def patient_id(path: Path) -> str:
 
 
 def dicom_patient_id(path: Path) -> str:
-    """The PatientID of a DICOM file, read from its header only; empty when absent or unreadable."""
+    """Read the PatientID of a DICOM file from its header only.
+
+    Args:
+        path: The DICOM file.
+
+    Returns:
+        The PatientID; empty when absent or unreadable.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -57,10 +74,20 @@ def dicom_patient_id(path: Path) -> str:
 
 
 def find_labelled_scans(data_dir: Path, labels_file: Path | None = None) -> list[LabelledScan]:
-    """Every image below DATA_DIR/NORMAL and DATA_DIR/PNEUMONIA (folder names case-insensitive), or listed in LABELS_FILE.
+    """Find every labelled image of a training folder.
 
-    A labels file is a CSV with columns path,label and optionally patient; paths are relative to
-    DATA_DIR (or absolute). Without a patient column the patient comes from each file.
+    Args:
+        data_dir: The folder; without a labels file, its NORMAL and PNEUMONIA sub-folders (names in
+            any case) hold the images.
+        labels_file: A CSV with columns path,label and optionally patient; paths are relative to
+            `data_dir` (or absolute). Without a patient column the patient comes from each file.
+
+    Returns:
+        The images, with their classes and patients.
+
+    Raises:
+        TrainingDataError: The folder, a class sub-folder or a listed file is missing, or the labels
+            file is not one.
     """
     if not data_dir.is_dir():
         raise TrainingDataError(f"{data_dir} is not a folder")
@@ -102,7 +129,16 @@ def _scans_from_labels_file(data_dir: Path, labels_file: Path) -> list[LabelledS
 
 
 def per_file_share(scans: list[LabelledScan]) -> float:
-    """The share of SCANS whose patient is unknown (each file its own patient): their split may leak patients."""
+    """Measure the share of scans whose patient is unknown (each file its own patient).
+
+    Their split may leak patients.
+
+    Args:
+        scans: The training images.
+
+    Returns:
+        The share; 0 for no scans.
+    """
     return sum(scan.patient_id.startswith(PER_FILE) for scan in scans) / len(scans) if scans else 0.0
 
 
@@ -118,6 +154,17 @@ def split_by_patient(
 
     Each patient falls on the validation side when a seeded hash of its id is below
     `val_fraction`: stable, independent of file order, and never splits a patient.
+
+    Args:
+        scans: The training images.
+        val_fraction: The share of patients for validation, strictly between 0 and 1.
+        seed: The hash's seed.
+
+    Returns:
+        (train, validation).
+
+    Raises:
+        TrainingDataError: `val_fraction` is not strictly between 0 and 1.
     """
     if not 0.0 < val_fraction < 1.0:
         raise TrainingDataError("val_fraction must lie strictly between 0 and 1")

@@ -1,4 +1,4 @@
-"""Out-of-scope examples made from training films, for fitting the scope check: films rendered wrongly, and things that are no film."""
+"""Out-of-scope examples made from training films for the scope check: films rendered wrongly, and things no film."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from xscan.model.scope import ScopeConfig
 
 
 def rotated_or_inverted(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A chest film rendered wrongly: turned by 90, 180 or 270 degrees, upside down, or with inverted grey levels."""
+    """Render a chest film wrongly: turned by 90, 180 or 270 degrees, upside down, or with inverted grey levels.
+
+    Args:
+        grey: The film, uint8 grey.
+        rng: The random generator that picks the change.
+
+    Returns:
+        The changed film.
+    """
     kind = int(rng.integers(0, 5))
     if kind == 0:
         return cv2.rotate(grey, cv2.ROTATE_90_CLOCKWISE)
@@ -24,7 +32,16 @@ def rotated_or_inverted(grey: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 
 def not_a_radiograph(grey: np.ndarray, rng: np.random.Generator, crop_side: tuple[float, float]) -> np.ndarray:
-    """Something a nightly export holds that is no chest film: a small crop, noise, a flat or gradient image, shapes or text."""
+    """Make something a nightly export holds that is no chest film.
+
+    Args:
+        grey: A film, cropped for one kind of example.
+        rng: The random generator that picks the kind and its details.
+        crop_side: The range of a crop's side, as a share of the film's.
+
+    Returns:
+        A small crop, noise, a flat or gradient image, shapes or text, uint8 grey.
+    """
     kind = int(rng.integers(0, 6))
     size = int(rng.integers(160, 400))
     if kind == 0:
@@ -69,7 +86,17 @@ def not_a_radiograph(grey: np.ndarray, rng: np.random.Generator, crop_side: tupl
 def synthetic_out_of_scope(
     greys: list[np.ndarray], config: ScopeConfig, seed: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """SYNTHETIC_PER_KIND rotated-or-inverted and not-a-radiograph examples made from GREYS, with their class indices."""
+    """Make the synthetic out-of-scope examples from training films.
+
+    Args:
+        greys: Training films, uint8 grey.
+        config: The scope check's settings: examples per kind and the crop sides.
+        seed: The random generator's seed.
+
+    Returns:
+        `synthetic_per_kind` rotated-or-inverted (class 2) and not-a-radiograph (class 3) examples,
+        and their class indices.
+    """
     rng = np.random.default_rng(seed)
     made: list[np.ndarray] = []
     kinds: list[int] = []

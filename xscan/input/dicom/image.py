@@ -83,7 +83,18 @@ SYNTAX_OF_ENCODING = {
 
 
 def read_dataset(stream: BinaryIO) -> Dataset:
-    """Parse an open DICOM file; pixel data and other large values are read from STREAM when first used."""
+    """Parse an open DICOM Part 10 file.
+
+    Args:
+        stream: The file, open for binary reading at its start; pixel data and other large values
+            are read from it when first used.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        ScanError: The file is not DICOM Part 10, or is damaged.
+    """
     with decoding("unreadable DICOM file", PYDICOM_ERRORS):
         try:
             return pydicom.dcmread(stream, defer_size=DEFER_BYTES)
@@ -97,6 +108,15 @@ def read_headerless_dataset(stream: BinaryIO) -> Dataset:
     Only called once the first bytes look like a data element (`formats.starts_with_data_element`).
     Without file meta information, the encoding pydicom found is the transfer syntax: such a file
     cannot say that its pixel data is compressed.
+
+    Args:
+        stream: The file, open for binary reading at its start.
+
+    Returns:
+        The dataset, with a transfer syntax in its file meta.
+
+    Raises:
+        ScanError: No data element could be read, or the file is damaged.
     """
     with decoding("unreadable DICOM file", PYDICOM_ERRORS):
         ds = pydicom.dcmread(stream, defer_size=DEFER_BYTES, force=True)
@@ -109,7 +129,7 @@ def read_headerless_dataset(stream: BinaryIO) -> Dataset:
 
 
 def grey_image(ds: Dataset, stream: BinaryIO) -> np.ndarray:
-    """The first frame of a dataset as a 2-D uint8 grey image, bone bright, as a viewer would show it.
+    """Turn the first frame of a dataset into a 2-D uint8 grey image, bone bright, as a viewer would show it.
 
     Without a VOI (no VOI LUT and no window) the values after the modality LUT are stretched over
     their own range, minimum to maximum, not over the stored bit range: detectors often declare 16
@@ -118,9 +138,18 @@ def grey_image(ds: Dataset, stream: BinaryIO) -> np.ndarray:
     Its own range keeps every level it has; the absolute exposure it drops is removed anyway by
     the histogram equalization in `preprocess`. A 16-bit PNG is scaled the same way.
 
-    Multi-frame files: only the first frame is read, from STREAM (the open file DS was parsed
-    from). Colour files (RGB, YBR, palette) are converted to grey by luma; LUTs apply to grey
-    images only, as the standard says.
+    Multi-frame files: only the first frame is read, from the open file. Colour files (RGB, YBR,
+    palette) are converted to grey by luma; LUTs apply to grey images only, as the standard says.
+
+    Args:
+        ds: The dataset, as `read_dataset` parsed it.
+        stream: The open file `ds` was parsed from.
+
+    Returns:
+        The first frame as a 2-D uint8 grey array.
+
+    Raises:
+        ScanError: The pixel data is missing, too large, of a syntax xscan cannot decode, or damaged.
     """
     with decoding("cannot decode DICOM pixel data", PYDICOM_ERRORS):
         frame = _first_frame(ds, stream)
@@ -134,9 +163,8 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ScanError("DICOM float pixel data cannot be scored (a parametric map, not a radiograph)")
         name = sop_class_name(ds)
-        raise ScanError(
-            f"DICOM without pixel data ({name if name in (NO_SOP_CLASS, INVALID_SOP_CLASS) else f'SOP class {name}'})"
-        )
+        what = name if name in (NO_SOP_CLASS, INVALID_SOP_CLASS) else f"SOP class {name}"
+        raise ScanError(f"DICOM without pixel data ({what})")
     for name in ("Rows", "Columns", "PhotometricInterpretation", "BitsAllocated"):
         if name not in ds:
             raise ScanError(f"DICOM image without {name}")
@@ -162,7 +190,10 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
 
 
 def _rewound(source: Dataset | BinaryIO, read: Callable[[], np.ndarray]) -> np.ndarray:
-    """READ from SOURCE, from where the stream stands now however often it is called (a decode is repeated to tell its messages)."""
+    """Call `read` on `source`, from where the stream stands now, however often it is called.
+
+    A decode is repeated to tell its messages, so each call starts where the first did.
+    """
     if isinstance(source, Dataset):
         return read()
     start = source.tell()
@@ -179,7 +210,8 @@ def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
     differs from what its transfer syntax says (dcmread notices; a read from the file does not):
     those two are read through the dataset, within the file-size limit.
     """
-    if ds.preamble is None:  # read without the Part 10 header (force=True): pydicom reads such a file only as a dataset
+    if ds.preamble is None:
+        # Read without the Part 10 header (force=True): pydicom reads such a file only as a dataset.
         return False
     element = ds.get_item("PixelData", keep_deferred=True)  # as read, not converted (nor read): its encoding
     encoding = (
@@ -191,7 +223,15 @@ def _frame_readable_from_file(ds: Dataset, syntax: UID) -> bool:
 
 
 def check_frame_size(ds: Dataset) -> None:
-    """Refuse a frame that would be too large, from its header alone, before any pixel is read or decoded."""
+    """Refuse a frame that would be too large, from its header alone, before any pixel is read or decoded.
+
+    Args:
+        ds: The dataset.
+
+    Raises:
+        ScanError: The frame has more than MAX_PIXELS pixels or MAX_FRAME_BYTES bytes, or a size
+            element is missing or not one whole number.
+    """
     rows, columns = header_value(ds, "Rows", int), header_value(ds, "Columns", int)
     samples, bits = header_value(ds, "SamplesPerPixel", int, 1), header_value(ds, "BitsAllocated", int)
     if rows * columns > MAX_PIXELS:
@@ -205,7 +245,20 @@ def check_frame_size(ds: Dataset) -> None:
 
 
 def header_value(ds: Dataset, name: str, kind: type, default: object = None) -> Any:
-    """The element NAME of DS as one value of KIND (int or str), DEFAULT where it is absent or empty; else a ScanError."""
+    """Read one header value that xscan itself uses, checked to be one value of its type.
+
+    Args:
+        ds: The dataset.
+        name: The element's keyword.
+        kind: int or str.
+        default: The value where the element is absent or empty; None makes it required.
+
+    Returns:
+        The value (a whole float as an int).
+
+    Raises:
+        ScanError: The element is required and absent, holds several values, or is of another type.
+    """
     value = ds.get(name)
     if value is None or value == "":
         if default is None:
@@ -229,11 +282,11 @@ def _decodable(syntax: UID) -> bool:
 
 
 def _repair_jpeg_scan_header(ds: Dataset, syntax: UID) -> None:
-    """Make DS's first frame a conformant sequential JPEG where its scan header slips as some encoders' do.
+    """Make the first frame a conformant sequential JPEG where its scan header slips as some encoders' do.
 
     Some encoders write zeros where a sequential JPEG's scan header must say 0..63 (JPEG-lossy.dcm
     in pydicom's corpus): IJG libjpeg, behind most viewers, warns and reads such a file as if it
-    said so, while pylibjpeg refuses it. The repaired frame replaces the pixel data of DS (its
+    said so, while pylibjpeg refuses it. The repaired frame replaces the dataset's pixel data (its
     only use left), and a warning records the repair.
     """
     if syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
@@ -282,7 +335,7 @@ def _apply_voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 def _stretch(values: np.ndarray, black: float, white: float) -> np.ndarray:
-    """Map BLACK to 0 and WHITE to 255 linearly (BLACK may exceed WHITE), clipping outside."""
+    """Map `black` to 0 and `white` to 255 linearly (`black` may exceed `white`), clipping outside."""
     if black == white:
         return np.zeros(values.shape, np.uint8)
     scaled = (values.astype(np.float32) - black) * (255.0 / (white - black))

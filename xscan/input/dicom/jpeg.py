@@ -20,10 +20,17 @@ NEXT_MARKER = re.compile(rb"\xff+([^\x00\xff\xd0-\xd7])")
 
 
 def repaired_scan_headers(frame: bytes) -> bytes | None:
-    """FRAME with every scan header of a sequential JPEG saying 0..63 and 0; None when none needed it (or not such a JPEG).
+    """Repair the scan headers of a sequential JPEG to say 0..63 and 0.
 
     Only the headers are parsed: once the scans have covered every component of the frame (one
     scan for an interleaved image, as a grey radiograph is), the entropy-coded data is not read.
+
+    Args:
+        frame: One frame's JPEG bytes.
+
+    Returns:
+        The frame with every scan header repaired; None when none needed it, or when the frame is
+        not a sequential JPEG.
     """
     if not frame.startswith(b"\xff\xd8"):
         return None

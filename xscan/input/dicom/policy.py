@@ -1,4 +1,4 @@
-"""Which DICOM files are scored: images, and of those frontal radiographs only, judged from the header before any pixel is read."""
+"""Which DICOM files are scored: images, and of those frontal radiographs only, judged from the header alone."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})  # ViewPosition values that mean a lateral film
 
 NO_SOP_CLASS = "no SOP class"
-INVALID_SOP_CLASS = (
-    "SOP class UID not valid"  # a damaged header: its bytes are not a UID, and a cell would show them raw
-)
+# A damaged header: its bytes are not a UID, and a cell would show them raw.
+INVALID_SOP_CLASS = "SOP class UID not valid"
 
 
 def no_image_reason(ds: Dataset) -> str:
-    """Why a dataset holds no image at all ("" when it holds one): a DICOMDIR, a report, an RT plan, a waveform.
+    """Say why a dataset holds no image at all: a DICOMDIR, a report, an RT plan, a waveform.
 
     Such files are part of an export like the images, so they are skipped, whatever the filter.
+
+    Args:
+        ds: The dataset, header only.
+
+    Returns:
+        The reason, naming the SOP class; "" when the dataset holds an image.
     """
     if any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
         return ""
@@ -26,7 +31,15 @@ def no_image_reason(ds: Dataset) -> str:
 
 
 def sop_class_name(ds: Dataset) -> str:
-    """What the dataset is, by its SOP class: `Basic Text SR Storage`, the UID pydicom does not know, NO_SOP_CLASS or INVALID_SOP_CLASS."""
+    """Say what a dataset is, by its SOP class.
+
+    Args:
+        ds: The dataset; its SOPClassUID, else its file meta's MediaStorageSOPClassUID.
+
+    Returns:
+        The class's name (`Basic Text SR Storage`), the UID itself where pydicom does not know it,
+        NO_SOP_CLASS or INVALID_SOP_CLASS.
+    """
     meta = getattr(ds, "file_meta", None) or {}
     uid = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
     if not uid:
@@ -38,7 +51,14 @@ def sop_class_name(ds: Dataset) -> str:
 
 
 def skip_reason(ds: Dataset) -> str:
-    """Why a dataset is not a frontal chest radiograph, or "" when nothing says it is not one."""
+    """Say why a dataset is not a frontal chest radiograph.
+
+    Args:
+        ds: The dataset, header only.
+
+    Returns:
+        The reason (the modality, a lateral view), or "" when nothing says it is not one.
+    """
     modality = str(ds.get("Modality", "")).strip().upper()
     if modality not in RADIOGRAPH_MODALITIES:
         return f"Modality {modality or 'missing'}, not a radiograph"

@@ -13,7 +13,17 @@ _NOT_A_CELL = frozenset({"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 
 def parse_tag_names(text: str) -> tuple[str, ...]:
-    """Comma-separated DICOM keywords (`AccessionNumber,SOPInstanceUID`) checked against the data dictionary."""
+    """Read the `--dicom-tags` option: DICOM keywords checked against the data dictionary.
+
+    Args:
+        text: Comma-separated keywords (`AccessionNumber,SOPInstanceUID`).
+
+    Returns:
+        The keywords, in the order given.
+
+    Raises:
+        OptionError: A name is not a keyword, is a sequence or binary element, or is named twice.
+    """
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     for name in names:
         tag = datadict.tag_for_keyword(name)
@@ -27,12 +37,27 @@ def parse_tag_names(text: str) -> tuple[str, ...]:
 
 
 def tag_values(ds: Dataset, names: tuple[str, ...]) -> dict[str, str]:
-    """The value of each tag in NAMES as a CSV cell, by keyword; "" where a tag is absent."""
+    """Read the named tags' values as CSV cells.
+
+    Args:
+        ds: The dataset.
+        names: DICOM keywords.
+
+    Returns:
+        Each tag's value as a cell, by keyword; "" where a tag is absent.
+    """
     return {name: _cell(ds.get(name)) for name in names}
 
 
 def blank_tags(names: tuple[str, ...]) -> dict[str, str]:
-    """The cells of NAMES for a file whose header could not be read."""
+    """Give the tags' cells of a file whose header could not be read.
+
+    Args:
+        names: DICOM keywords.
+
+    Returns:
+        An empty cell for each keyword.
+    """
     return dict.fromkeys(names, "")
 
 
