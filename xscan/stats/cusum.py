@@ -78,19 +78,18 @@ def reaching(chart: Chart, limit: int, reads: int, rate: float) -> float:
 
 @lru_cache(maxsize=4096)
 def _reaching(failure_step: int, success_step: int, limit: int, reads: int, rate: float) -> float:
-    below = np.zeros(limit)
+    below, after = np.zeros(limit), np.zeros(limit)
     below[0] = 1.0
     reached = 0.0
+    down = max(limit - success_step, 1)  # the states a success leaves at or above 1
+    up = max(limit - failure_step, 0)  # the lowest state a failure takes to the limit
     for _ in range(reads):
-        after = np.zeros(limit)
-        # A success: down by success_step, never below zero.
-        after[0] += below[: success_step + 1].sum() * (1 - rate)
-        after[1 : max(limit - success_step, 1)] += below[success_step + 1 :] * (1 - rate)
-        # A failure: up by failure_step; what reaches the limit is absorbed.
-        if failure_step < limit:
-            after[failure_step:] += below[: limit - failure_step] * rate
-        reached += below[max(limit - failure_step, 0) :].sum() * rate
-        below = after
+        reached += below[up:].sum() * rate  # a failure: up by failure_step; what reaches the limit stays there
+        after[0] = below[: success_step + 1].sum() * (1 - rate)  # a success: down by success_step, never below 0
+        np.multiply(below[success_step + 1 :], 1 - rate, out=after[1:down])
+        after[down:] = 0.0
+        after[failure_step:] += below[:up] * rate
+        below, after = after, below
     return reached
 
 
