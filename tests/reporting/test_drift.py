@@ -67,6 +67,22 @@ def test_a_shifted_batch_is_drift_and_the_shifted_statistic_is_named(synthetic_r
     assert alarms >= 18
 
 
+def test_with_the_site_s_prevalence_normals_that_look_like_pneumonia_are_drift(synthetic_reference):
+    # 20 % pneumonia; the normal films' grey_mean moved 0.4 toward pneumonia's (1.5 away). Fitted, the mixture takes
+    # them for more pneumonia; fixed at the stated 20 %, the batch is unlike it. At the stated share unshifted: no alarm.
+    rng = np.random.default_rng(4)
+    fitted = fixed = unshifted = 0
+    for _ in range(20):
+        moved = np.concatenate([rng.normal(0.4, 1.0, 160), rng.normal(*PNEUMONIA, 40)])
+        fitted += check_batch({"grey_mean": moved}, synthetic_reference)[0].drifted
+        finding = check_batch({"grey_mean": moved}, synthetic_reference, prevalence=0.2)[0]
+        fixed += finding.drifted
+        assert finding.pneumonia_share == 0.2
+        unshifted += check_batch({"grey_mean": _sample(rng, 160, 40)}, synthetic_reference, prevalence=0.2)[0].drifted
+    assert fixed >= 18 and fitted <= fixed // 2
+    assert unshifted <= 2
+
+
 def test_feature_distance_alarms_only_when_it_grows(synthetic_reference):
     rng = np.random.default_rng(3)
     closer = check_batch({"feature_distance": _sample(rng, 100, 100, offset=-1.0)}, synthetic_reference)[0]

@@ -20,7 +20,7 @@ from xscan.stats.drift import LEVEL, MIN_SCANS, DriftVerdict, judge
 
 
 class DriftUsageError(UsageError):
-    """Drift cannot be judged: too few scans, a results file from before the drift columns, a card without a reference."""
+    """Drift cannot be judged: too few scans, a results file from before the drift columns, a card with no reference."""
 
 
 def drift_of_results(
@@ -28,12 +28,16 @@ def drift_of_results(
     weights_dir: Path | None = None,
     every_row: bool = False,
     baseline: Path | None = None,
+    prevalence: float | None = None,
 ) -> DriftVerdict:
-    """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR (default: the bundled model).
+    """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR.
+
+    WEIGHTS_DIR defaults to the bundled model.
 
     With a BASELINE results file, the DICOM headers of the run's files are also compared with those
     of every file the baseline scored; each family of tests then gets half of the level, so the
-    chance of any false alarm stays the same.
+    chance of any false alarm stays the same. PREVALENCE, the site's share of pneumonia, fixes the
+    class mixture the scans are compared with instead of fitting it (xscan.stats.drift).
     """
     card = read_card(weights_dir or default_weights_dir())
     if not card.drift:
@@ -68,14 +72,14 @@ def drift_of_results(
         records, with_probability=not foreign
     )  # a site calibration moved the score away from the reference
     if baseline is None:
-        return judge(values, card.drift, len(records))
-    verdict = judge(values, card.drift, len(records), LEVEL / 2)
+        return judge(values, card.drift, len(records), prevalence=prevalence)
+    verdict = judge(values, card.drift, len(records), LEVEL / 2, prevalence)
     before = [record for record in read_table(baseline).records if record["probability"] and not record["error"]]
     headers, left_out = compare_headers(header_values(records), header_values(before), LEVEL / 2)
     return replace(verdict, headers=headers, left_out=verdict.left_out + left_out)
 
 
 def header_values(records: list[dict[str, str]]) -> dict[str, list[str]]:
-    """Per acquisition field, the value in each RECORD's file, read again from its DICOM header ("" for any other file)."""
+    """Per acquisition field, the value in each RECORD's file, read again from its DICOM header ("" for other files)."""
     tags = [read_header_tags(Path(record.get(KEY_COLUMN) or record["path"]), FIELDS) for record in records]
     return {field: [tag[field] for tag in tags] for field in FIELDS}
