@@ -159,3 +159,18 @@ def test_the_plot_is_drawn(scored, tmp_path):
     assert result.exit_code == EXIT_DRIFT, result.output
     assert "promise: sensitivity >= 0.900 (--promise-sensitivity)" in result.stdout
     assert (tmp_path / "audit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_review_page_shows_the_audit_when_given_reads(scored, tmp_path):
+    pytest.importorskip("matplotlib")
+    reads = reads_file(tmp_path / "reads.csv", label_reads(scored["adult NORMAL"], "NORMAL"))
+    result = CliRunner().invoke(
+        app,
+        ["report", scored["results"][0], "--labels", "--html", str(tmp_path / "page"), "--gallery", "0"]
+        + ["--reads", str(reads)],
+    )
+    assert result.exit_code == EXIT_OK, result.output
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert '<section id="audit" data-verdict="broken">' in page
+    assert "audit: the promise is broken on 10 reads" in page and "<td>2026-W10</td>" in page
+    assert (tmp_path / "page" / "plots" / "audit.png").read_bytes()[:4] == b"\x89PNG"

@@ -54,6 +54,18 @@ class Picture:
     heatmap: bool
 
 
+@dataclass(frozen=True)
+class AuditBlock:
+    """What the page shows of `xscan audit` (xscan.audit.page makes it): its verdict, a row per period, its plot."""
+
+    verdict: str  # "holds", "broken" or "too few reads to tell"
+    summary: str
+    promise: list[str]  # one line per promised figure, with its source
+    columns: list[str]
+    rows: list[list[str]]
+    plot: str = ""  # the plot's path relative to the page; "" without one
+
+
 @dataclass
 class ReviewPage:
     index: Path
@@ -72,13 +84,14 @@ def write_review_page(
     truth: GroundTruth | None,
     gallery_size: int = GALLERY_SIZE,
     weights: Path | None = None,
+    audit: AuditBlock | None = None,
 ) -> ReviewPage:
     """Write FOLDER/index.html for REPORT (made from the results CSV SOURCE), with its plots and gallery images.
 
     Heatmaps are computed for the scans the galleries show and no others, with the model in
     WEIGHTS (default: the bundled one); when the results come from another model the scans are
     shown without heatmaps and the page says so. The page shows `xscan drift`'s verdict on the
-    results' last run against the card in WEIGHTS, or why it could not be judged.
+    results' last run against the card in WEIGHTS, or why it could not be judged, and AUDIT when given.
     """
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +105,7 @@ def write_review_page(
     heatmap_seconds = time.monotonic() - drawing
     drift = drift_or_reason(source, weights)
     index = folder / INDEX
-    page = render_page(report, galleries, pictures, plots, models, notes, drift)
+    page = render_page(report, galleries, pictures, plots, models, notes, drift, audit)
     index.write_text(page, encoding="utf-8", errors="replace")  # a path that is not UTF-8 shows with a replacement mark
     return ReviewPage(index, galleries, pictures, time.monotonic() - started, heatmap_seconds, notes, drift)
 
@@ -218,12 +231,14 @@ def render_page(
     models: list[str],
     notes: list[str],
     drift: DriftVerdict | str = "",
+    audit: AuditBlock | None = None,
 ) -> str:
     """The page as one HTML document; every value is escaped."""
     source = report.source or "results"
     sections = [
         _header(report, models),
         _drift(drift),
+        _audit(audit) if audit else "",
         _metrics(report),
         _plots(plots),
         _operating_points(report),
@@ -316,6 +331,18 @@ def _drift(drift: DriftVerdict | str) -> str:
         f"<table><tr><th>verdict</th><th>statistic</th></tr>{rows}</table>"
         + (f"<ul>{left_out}</ul>" if left_out else "")
         + "</section>"
+    )
+
+
+def _audit(audit: AuditBlock) -> str:
+    head = "".join(f"<th>{_e(column)}</th>" for column in audit.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in audit.rows)
+    plot = f'<figure><img src="{_e(audit.plot)}" alt="audit per period"></figure>' if audit.plot else ""
+    promise = "".join(f"<li>{_e(line)}</li>" for line in audit.promise)
+    return (
+        f'<section id="audit" data-verdict="{_e(audit.verdict)}"><h2>Audit against the reads</h2>'
+        f"<p><strong>{_e(audit.summary)}</strong> (as <code>xscan audit</code> judges it)</p><ul>{promise}</ul>"
+        f"<table><tr>{head}</tr>{rows}</table>{plot}</section>"
     )
 
 
