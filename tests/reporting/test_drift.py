@@ -213,6 +213,18 @@ def test_drift_exits_5_naming_the_statistic_and_0_on_scans_like_the_reference(tm
     assert verdict["drifted"] is False and verdict["scans"] == 150 and len(verdict["statistics"]) == 5
 
 
+def test_with_prevalence_more_pneumonia_than_the_site_states_is_drift(tmp_path, card):
+    # Half the rows from each class of the card's reference: like the reference at 50 %, unlike it at a stated 10 %.
+    out = tmp_path / "r.csv"
+    _write_rows(out, card, _like_the_reference(card, 150, 8))
+    stated = _drift(out, "--prevalence", "0.5", "--json")
+    assert stated.returncode == EXIT_OK, stated.stderr
+    assert json.loads(stated.stdout)["prevalence"] == 0.5
+    fewer = _drift(out, "--prevalence", "0.1")
+    assert fewer.returncode == EXIT_DRIFT, fewer.stderr
+    assert "reference at the stated 10.0% pneumonia in" in fewer.stderr.splitlines()[0]
+
+
 def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card):
     out = tmp_path / "r.csv"
     rows = _like_the_reference(card, 150, 6, shift={"scope_score": 0.5}) + _like_the_reference(card, 150, 7)
