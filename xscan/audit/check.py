@@ -12,7 +12,7 @@ class has fewer reads than detect a 10-point drop with chance POWER; else it hol
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from xscan.audit.promise import Promised, promises
 from xscan.audit.reads import Judged, Matched, Reads, match_reads, read_reads
 from xscan.errors import UsageError
 from xscan.model.card import default_weights_dir, read_card
+from xscan.model.site_calibration import load_site
 from xscan.stats import cusum
 from xscan.stats.intervals import wilson_interval
 from xscan.stats.multiple import holm, holm_levels
@@ -319,4 +320,15 @@ def audit_results(
         matched = match_reads(reads, results)
     except OSError as error:
         raise UsageError(f"cannot read results file {results}: {error.strerror or error}") from None
-    return audit(matched, reads, promised, by, str(results))
+    found = audit(matched, reads, promised, by, str(results))
+    if calibration is None:
+        return found
+    site_model = load_site(calibration, card.model_id).model_id()
+    models = sorted({item.row.model for item in matched.judged} - {site_model})
+    if not models:
+        return found
+    note = (
+        f"the results were not scored with {calibration} (model {', '.join(models)}, not {site_model}): its promise "
+        "is about its own threshold; score with --calibration to audit it"
+    )
+    return replace(found, notes=[*found.notes, note])
