@@ -9,6 +9,7 @@ from support.dicom import write_dicom
 from xscan.audit.check import BROKEN, HOLDS, TOO_FEW, audit, period_of
 from xscan.audit.promise import Promised, promises
 from xscan.audit.reads import Judged, Matched, Read, Reads, match_reads
+from xscan.errors import UsageError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.model.site_calibration import SiteCalibration
 from xscan.scoring.results import ResultsWriter, Row, results_columns
@@ -108,6 +109,8 @@ def test_the_options_then_the_site_calibration_then_the_card_state_the_promise(t
     sensitivity, specificity = promises(card, None, None, tmp_path / "site.json")
     assert (sensitivity.value, specificity.value) == (0.97, 0.61)
     assert "cross-fitted" in specificity.source and "guaranteed" in sensitivity.source
+    with pytest.raises(UsageError, match="--promise-sensitivity is a share above 0"):
+        promises(card, 0.0)
     mixed = promises(card, None, 0.8, tmp_path / "site.json")
     assert (mixed[0].value, mixed[1].value, mixed[1].source) == (0.97, 0.8, "--promise-specificity")
 

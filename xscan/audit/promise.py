@@ -40,13 +40,15 @@ def promises(
 
     Raises:
         SiteCalibrationError: CALIBRATION is not a site calibration of CARD's model.
-        UsageError: the card holds no figures for its report part.
+        UsageError: a promised figure is not in (0, 1], or the card holds no figures for its report part.
     """
     given = {"sensitivity": sensitivity, "specificity": specificity}
     site = load_site(calibration, card.model_id).calibration if calibration is not None else None
     chosen = []
     for figure in FIGURES:
         if given[figure] is not None:
+            if not 0.0 < float(given[figure]) <= 1.0:
+                raise UsageError(f"--promise-{figure} is a share above 0 and at most 1, not {given[figure]}")
             chosen.append(Promised(figure, float(given[figure]), f"--promise-{figure}"))
         elif site is not None and (stated := _site_figure(site, figure)) is not None:
             chosen.append(Promised(figure, stated[0], f"site calibration {calibration}: {stated[1]}"))
