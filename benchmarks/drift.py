@@ -1,6 +1,6 @@
 """False alarms and power of the drift check (xscan.stats.drift) on batches of 200 scans; the table in docs/drift.md.
 
-    python benchmarks/drift.py [--batches 200] [--splits 5] [--cache /tmp/xscan-drift-statistics-v2.npz]
+    python benchmarks/drift.py [--batches 200] [--splits 5] [--cache /tmp/xscan-drift-statistics-v2.npz] [--prevalence]
 
 Every scan's statistics are computed once with the bundled model (and cached), then batches are
 drawn from them. The card's reference is all of validation (both parts, 1,036 films). To keep the
@@ -17,6 +17,9 @@ the shared preprocessing: xscan.training.robustness.SHIFTS (the card's), the fra
 films (docs/proxy.py), and stronger benchmark-only variants (more noise, heavier blur, larger
 crops) chosen because they move specificity at the threshold by 10 points or more. The third
 column is each shift's fall of specificity at the card's threshold on all validation normals.
+
+With --prevalence every batch is judged as `xscan drift --prevalence P` judges it, P the batch's own
+pneumonia share (what a site that knows its mix states): the class mixture is fixed, not fitted.
 """
 
 from __future__ import annotations
@@ -150,7 +153,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help="per row, over all splits")
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/xscan-drift-statistics-v2.npz"))
+    parser.add_argument("--prevalence", action="store_true", help="judge each batch at its own pneumonia share")
     args = parser.parse_args()
+
+    def check(batch: dict[str, np.ndarray], references, share: float):
+        return check_batch(batch, references, prevalence=share if args.prevalence else None)
+
     started = time.monotonic()
     stats = collect(args.cache)
     threshold = load_scorer(threads=0, scope_check=False).card.threshold
@@ -174,22 +182,25 @@ def main() -> None:
             for share in SHARES:
                 pneumonias = int(round(BATCH * share))
                 batch = draw(validation, labels, pool, BATCH - pneumonias, pneumonias, rng)
-                tally(rates, f"validation, {share:.0%} pneumonia", check_batch(batch, references))
+                tally(rates, f"validation, {share:.0%} pneumonia", check(batch, references, pneumonias / BATCH))
             batch = draw(training, training_labels, np.arange(len(training_labels)), BATCH // 2, BATCH // 2, rng)
-            tally(rates, "training part (fitted by the model), 50 % pneumonia", check_batch(batch, references))
+            tally(rates, "training part (fitted by the model), 50 % pneumonia", check(batch, references, 0.5))
             adults = int(ADULT_SHARE * BATCH)
             own = draw(validation, labels, pool, (BATCH - adults) // 2, BATCH - adults - (BATCH - adults) // 2, rng)
             other = draw(adult, adult_labels, np.arange(len(adult_labels)), adults // 2, adults - adults // 2, rng)
             batch = {name: np.concatenate([own[name], other[name]]) for name in own}
-            tally(rates, f"{ADULT_SHARE:.0%} adult films (NIH), 70 % validation", check_batch(batch, references))
+            share = ((BATCH - adults) - (BATCH - adults) // 2 + adults - adults // 2) / BATCH
+            tally(rates, f"{ADULT_SHARE:.0%} adult films (NIH), 70 % validation", check(batch, references, share))
             for name in shifted:
                 values, shift_labels, _ = group(stats, name)
                 batch = draw(values, shift_labels, pool, BATCH // 2, BATCH // 2, rng)
-                tally(rates, name, check_batch(batch, references))
+                tally(rates, name, check(batch, references, 0.5))
     names = [s.name for s in STATISTICS if s.name in validation]
+    mixture = "fixed at each batch's own pneumonia share (--prevalence)" if args.prevalence else "fitted"
+    print(f"class mixture: {mixture}")
     print(
-        f"{args.batches} batches of {BATCH} per row over {args.splits} splits; reference: a quarter of validation's patients "
-        f"({min(reference_sizes)}-{max(reference_sizes)} films), batches from the other three quarters"
+        f"{args.batches} batches of {BATCH} per row over {args.splits} splits; reference: a quarter of validation's "
+        f"patients ({min(reference_sizes)}-{max(reference_sizes)} films), batches from the other three quarters"
     )
     print("| batches | rate of | specificity drop at the threshold | any alarm | " + " | ".join(names) + " |")
     print("| --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |")

@@ -26,6 +26,8 @@ LAYERS: dict[str, set[str]] = {
     # Results where a hospital reads them: studies from rows and headers, structured reports, sending to a PACS;
     # a file's patient as training finds it.
     "pacs": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting"},
+    # The audit: results and reads, matched per file (reporting's labels) or per study (pacs' roll-up).
+    "audit": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting", "site", "pacs"},
     "cli": {
         "about",
         "errors",
@@ -38,6 +40,7 @@ LAYERS: dict[str, set[str]] = {
         "reporting",
         "site",
         "pacs",
+        "audit",
         "package",
     },
     "package": {"about", "model", "scoring", "explain"},  # xscan/__init__.py: the public names, imported on first use

@@ -1,4 +1,4 @@
-"""`xscan score`, `report`, `calibrate`, `drift`, `studies` and `info` work where TensorFlow and Keras cannot be imported (issue 25).
+"""`xscan score`, `report`, `calibrate`, `drift`, `audit`, `studies`, `info`: no TensorFlow or Keras needed (issue 25).
 
 Each command runs as a real process with a `tensorflow` and a `keras` package first on its path
 that raise ImportError when imported: a command that imported either, however late or lazily,
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.data import REPO, SAMPLES, validation_scans
 
-from xscan.errors import EXIT_OK
+from xscan.errors import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
 
 BLOCKED = "raise ImportError('{name} is blocked by tests/test_without_tensorflow.py')\n"
 
@@ -93,6 +93,22 @@ def test_calibrate_drift_and_studies_without_tensorflow(blocked_path: str, tmp_p
     assert "threshold" in calibrated.stdout and (tmp_path / "site.json").exists()
     drift = xscan(blocked_path, "drift", str(results))
     assert drift.returncode == EXIT_OK, drift.stdout + drift.stderr  # validation films: the reference's own kind
+    with open(tmp_path / "reads.csv", "w") as reads:
+        reads.write("path,label,read_at\n")
+        for path in sorted((tmp_path / "sample").rglob("*.jpeg")):
+            reads.write(f"{path},{path.parent.name},2026-03-02\n")
+    audit = xscan(
+        blocked_path,
+        "audit",
+        str(results),
+        "--reads",
+        str(tmp_path / "reads.csv"),
+        "--calibration",
+        str(tmp_path / "site.json"),
+    )
+    assert audit.returncode in (EXIT_OK, EXIT_USAGE, EXIT_DRIFT), audit.stdout + audit.stderr
+    assert "promise: sensitivity >= 0.950 (site calibration" in audit.stdout
+    assert "the results were not scored with" in audit.stdout  # scored without it: said, not judged silently
     studies = xscan(blocked_path, "studies", str(results), "-o", str(tmp_path / "studies.csv"))
     assert studies.returncode == EXIT_OK, studies.stderr
     assert (tmp_path / "studies.csv").read_text().count("\n") > 1

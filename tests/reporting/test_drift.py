@@ -67,6 +67,22 @@ def test_a_shifted_batch_is_drift_and_the_shifted_statistic_is_named(synthetic_r
     assert alarms >= 18
 
 
+def test_with_the_site_s_prevalence_normals_that_look_like_pneumonia_are_drift(synthetic_reference):
+    # 20 % pneumonia; the normal films' grey_mean moved 0.4 toward pneumonia's (1.5 away). Fitted, the mixture takes
+    # them for more pneumonia; fixed at the stated 20 %, the batch is unlike it. At the stated share unshifted: no alarm.
+    rng = np.random.default_rng(4)
+    fitted = fixed = unshifted = 0
+    for _ in range(20):
+        moved = np.concatenate([rng.normal(0.4, 1.0, 160), rng.normal(*PNEUMONIA, 40)])
+        fitted += check_batch({"grey_mean": moved}, synthetic_reference)[0].drifted
+        finding = check_batch({"grey_mean": moved}, synthetic_reference, prevalence=0.2)[0]
+        fixed += finding.drifted
+        assert finding.pneumonia_share == 0.2
+        unshifted += check_batch({"grey_mean": _sample(rng, 160, 40)}, synthetic_reference, prevalence=0.2)[0].drifted
+    assert fixed >= 18 and fitted <= fixed // 2
+    assert unshifted <= 2
+
+
 def test_feature_distance_alarms_only_when_it_grows(synthetic_reference):
     rng = np.random.default_rng(3)
     closer = check_batch({"feature_distance": _sample(rng, 100, 100, offset=-1.0)}, synthetic_reference)[0]
@@ -195,6 +211,18 @@ def test_drift_exits_5_naming_the_statistic_and_0_on_scans_like_the_reference(tm
     assert quiet.returncode == EXIT_OK, quiet.stderr
     verdict = json.loads(quiet.stdout)
     assert verdict["drifted"] is False and verdict["scans"] == 150 and len(verdict["statistics"]) == 5
+
+
+def test_with_prevalence_more_pneumonia_than_the_site_states_is_drift(tmp_path, card):
+    # Half the rows from each class of the card's reference: like the reference at 50 %, unlike it at a stated 10 %.
+    out = tmp_path / "r.csv"
+    _write_rows(out, card, _like_the_reference(card, 150, 8))
+    stated = _drift(out, "--prevalence", "0.5", "--json")
+    assert stated.returncode == EXIT_OK, stated.stderr
+    assert json.loads(stated.stdout)["prevalence"] == 0.5
+    fewer = _drift(out, "--prevalence", "0.1")
+    assert fewer.returncode == EXIT_DRIFT, fewer.stderr
+    assert "reference at the stated 10.0% pneumonia in" in fewer.stderr.splitlines()[0]
 
 
 def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card):

@@ -30,6 +30,14 @@ def drift(
         "was fine: also compare the DICOM acquisition headers of this run's files with those of "
         "every file it scored.",
     ),
+    prevalence: float = typer.Option(
+        None,
+        "--prevalence",
+        min=0.001,
+        max=0.999,
+        help="The site's share of pneumonia (as xscan calibrate takes it): compare with the reference's classes "
+        "mixed at this share instead of the best-fitting mix, so more flagged scans than it allows are drift.",
+    ),
 ) -> None:
     """Are these scans like the model's reference? Exit 0 no drift, 5 drift, 2 too few scans to tell.
 
@@ -39,6 +47,8 @@ def drift(
     film's grey-level mean and spread. Each is tested against the best mixture of the
     reference's normal and pneumonia films, so a batch with more or fewer pneumonia films is not
     drift; Holm's correction keeps false alarms at 5 % or fewer. At least 100 scans are needed.
+    With --prevalence P (the site's share of pneumonia) the mix is fixed at P instead: a shift
+    that moves normal films toward pneumonia, which looks like more pneumonia without it, is drift.
     On drift (exit 5) the card's figures and any site calibration may not hold: check the source
     (a new X-ray unit, export, ward) and recalibrate with xscan calibrate.
 
@@ -55,11 +65,12 @@ def drift(
         xscan drift results.csv
         xscan drift results.csv --all --json
         xscan drift results.csv --baseline last-month.csv
+        xscan drift results.csv --prevalence 0.2
     """
     from xscan.reporting.drift import drift_of_results
 
     with exit_codes():
-        verdict = drift_of_results(results, weights, every_row, baseline)
+        verdict = drift_of_results(results, weights, every_row, baseline, prevalence)
     if as_json:
         typer.echo(json.dumps(verdict.as_dict()))
     else:

@@ -46,6 +46,13 @@ def report(
         None, "--gallery", min=0, metavar="N", help="Scans per gallery of the --html page; default 12."
     ),
     weights: Path = typer.Option(None, help="Weights folder for the --html heatmaps; default: the bundled model."),
+    reads: Path = typer.Option(
+        None,
+        "--reads",
+        exists=True,
+        dir_okay=False,
+        help="With --html: radiologists' reads (as xscan audit takes them); the page shows the audit per week.",
+    ),
 ) -> None:
     """Report how well the scores in RESULTS agree with ground truth, or summarize them without it.
 
@@ -61,7 +68,9 @@ def report(
     heatmaps (false negatives, false positives, nearest the threshold, out of scope, errors;
     without labels the highest, the lowest and nearest the threshold), each capped at
     --gallery N and sorted most wrong first. Only the shown scans get heatmaps; their files
-    must be readable at the paths in the CSV (or relative to the CSV's folder).
+    must be readable at the paths in the CSV (or relative to the CSV's folder). With --reads
+    READS.csv the page also shows `xscan audit`'s weekly periods and verdict against the card's
+    promise, and its plot.
 
     Example:
 
@@ -69,6 +78,7 @@ def report(
         xscan report results.csv --labels
         xscan report results.csv --labels-file truth.csv --labels-root ./export --json --plots plots/
         xscan report results.csv --labels --html review/ --gallery 24
+        xscan report results.csv --labels --html review/ --reads reads.csv
     """  # noqa: D301, D412  (Click keeps a paragraph that starts with \b, a backspace, as written)
     from xscan.reporting.plots import require_matplotlib, write_plots
     from xscan.reporting.report import build_report, read_results
@@ -96,7 +106,7 @@ def report(
         for path in write_plots(result, plots) if plots else []:
             say(f"wrote {path}")
         if html:
-            _review_page(result, rows, results, html, truth, gallery, weights)
+            _review_page(result, rows, results, html, truth, gallery, weights, reads)
 
 
 def _review_page(
@@ -107,12 +117,19 @@ def _review_page(
     truth: GroundTruth | None,
     gallery: int | None,
     weights: Path | None,
+    reads: Path | None,
 ) -> None:
     from xscan.reporting.review_page import GALLERY_SIZE, write_review_page
 
+    audit = None
+    if reads is not None:
+        from xscan.audit.check import audit_results
+        from xscan.audit.page import audit_block
+
+        audit = audit_block(audit_results(results, reads, weights_dir=weights), folder)
     size = GALLERY_SIZE if gallery is None else gallery
     try:
-        page = write_review_page(result, rows, results, folder, truth, size, weights)
+        page = write_review_page(result, rows, results, folder, truth, size, weights, audit)
     except OSError as error:
         raise ResultsWriteError(f"cannot write the review page into {folder}: {error.strerror or error}") from None
     for note in page.notes:

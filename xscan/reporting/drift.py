@@ -29,6 +29,7 @@ def drift_of_results(
     weights_dir: Path | None = None,
     every_row: bool = False,
     baseline: Path | None = None,
+    prevalence: float | None = None,
 ) -> DriftVerdict:
     """The drift verdict on the last run of the results file RESULTS: `drift_of_rows` on its rows.
 
@@ -37,6 +38,7 @@ def drift_of_results(
         weights_dir: the weights folder whose card holds the reference (default: the bundled model).
         every_row: judge all its rows, not only its last run's.
         baseline: a results file whose files' DICOM headers this run's are compared with.
+        prevalence: the site's share of pneumonia; fixes the class mixture instead of fitting it.
 
     Returns:
         The verdict.
@@ -44,7 +46,7 @@ def drift_of_results(
     Raises:
         DriftUsageError: drift cannot be judged (see `drift_of_rows`).
     """
-    return drift_of_rows(list(read_rows(results)), results, weights_dir, every_row, baseline)
+    return drift_of_rows(list(read_rows(results)), results, weights_dir, every_row, baseline, prevalence)
 
 
 def drift_of_rows(
@@ -53,12 +55,14 @@ def drift_of_rows(
     weights_dir: Path | None = None,
     every_row: bool = False,
     baseline: Path | None = None,
+    prevalence: float | None = None,
 ) -> DriftVerdict:
     """The drift verdict on the last run of ROWS (EVERY_ROW: all of them) against the card in WEIGHTS_DIR.
 
     With a BASELINE results file, the DICOM headers of the run's files are also compared with those
     of every file the baseline scored; each family of tests then gets half of the level, so the
-    chance of any false alarm stays the same.
+    chance of any false alarm stays the same. A prevalence (the site's share of pneumonia) fixes the
+    class mixture the scans are compared with instead of fitting it (xscan.stats.drift).
 
     Args:
         rows: the rows of a results file, as read once by the caller.
@@ -66,6 +70,7 @@ def drift_of_rows(
         weights_dir: the weights folder whose card holds the reference (default: the bundled model).
         every_row: judge all the rows, not only the last run's.
         baseline: a results file whose files' DICOM headers this run's are compared with.
+        prevalence: the site's share of pneumonia, or None to fit the mixture.
 
     Returns:
         The verdict.
@@ -106,8 +111,8 @@ def drift_of_rows(
     # A site calibration moved the score away from the reference: its probability is left out.
     values = drift_values(records, with_probability=not foreign)
     if baseline is None:
-        return judge(values, card.drift, len(records))
-    verdict = judge(values, card.drift, len(records), LEVEL / 2)
+        return judge(values, card.drift, len(records), prevalence=prevalence)
+    verdict = judge(values, card.drift, len(records), LEVEL / 2, prevalence)
     before = [record for record in read_table(baseline).records if record["probability"] and not record["error"]]
     headers, left_out = compare_headers(header_values(records), header_values(before), LEVEL / 2)
     return replace(verdict, headers=headers, left_out=verdict.left_out + left_out)

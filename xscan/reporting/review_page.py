@@ -57,6 +57,18 @@ class Picture:
     heatmap: bool
 
 
+@dataclass(frozen=True)
+class AuditBlock:
+    """What the page shows of `xscan audit` (xscan.audit.page makes it): its verdict, a row per period, its plot."""
+
+    verdict: str  # "holds", "broken" or "too few reads to tell"
+    summary: str
+    promise: list[str]  # one line per promised figure, with its source
+    columns: list[str]
+    rows: list[list[str]]
+    plot: str = ""  # the plot's path relative to the page; "" without one
+
+
 @dataclass
 class ReviewPage:
     """What `write_review_page` wrote: the page, its galleries and pictures, how long it took, its notes and verdict."""
@@ -78,12 +90,14 @@ def write_review_page(
     truth: GroundTruth | None,
     gallery_size: int = GALLERY_SIZE,
     weights: Path | None = None,
+    audit: AuditBlock | None = None,
 ) -> ReviewPage:
     """Write FOLDER/index.html for REPORT, with its plots and gallery images.
 
     Heatmaps are computed for the scans the galleries show and no others; when the results come
     from another model than WEIGHTS' the scans are shown without heatmaps and the page says so. The
-    page shows `xscan drift`'s verdict on the results' last run, or why it could not be judged.
+    page shows `xscan drift`'s verdict on the results' last run, or why it could not be judged, and the
+    audit when given.
 
     Args:
         report: the report on ROWS.
@@ -93,6 +107,7 @@ def write_review_page(
         truth: the ground truth, if any: it chooses the galleries.
         gallery_size: the most scans a gallery shows.
         weights: the weights folder for the heatmaps and the drift reference (default: the bundled model).
+        audit: what `xscan audit` found against radiologists' reads (`report --html --reads`), if given.
 
     Returns:
         What was written, with its timings and notes.
@@ -108,7 +123,7 @@ def write_review_page(
     heatmap_seconds = time.monotonic() - drawing
     drift = drift_or_reason(rows, source, weights)
     index = folder / INDEX
-    page = render_page(report, galleries, pictures, plots, models, notes, drift)
+    page = render_page(report, galleries, pictures, plots, models, notes, drift, audit)
     index.write_text(page, encoding="utf-8", errors="replace")  # a path that is not UTF-8 shows with a replacement mark
     return ReviewPage(index, galleries, pictures, time.monotonic() - started, heatmap_seconds, notes, drift)
 
@@ -256,6 +271,7 @@ def render_page(
     models: list[str],
     notes: list[str],
     drift: DriftVerdict | str = "",
+    audit: AuditBlock | None = None,
 ) -> str:
     """The page as one HTML document, every value escaped.
 
@@ -267,6 +283,7 @@ def render_page(
         models: the results' model ids.
         notes: notes for the reader besides the report's own.
         drift: the drift verdict on the results' last run, or why there is none.
+        audit: the audit against radiologists' reads, or None.
 
     Returns:
         The HTML text.
@@ -281,6 +298,7 @@ def render_page(
             metrics=METRICS,
             drift=drift if isinstance(drift, DriftVerdict) else None,
             drift_reason="" if isinstance(drift, DriftVerdict) else drift,
+            audit=audit,
             plots=[(f"{PLOTS}/{name}", title) for name, title in PLOT_TITLES.items() if name in plots],
             notes=[*report.notes, *notes],
             galleries=galleries,

@@ -5,7 +5,9 @@ grey-level mean and spread) the reference holds its scans' counts per class in b
 pooled reference's quantiles. A batch is compared with the best-fitting mixture of the two classes'
 reference distributions: the Kolmogorov-Smirnov distance between the batch's distribution and
 w * pneumonia + (1 - w) * normal, minimised over the mixture weight w. So a batch that only holds
-more or fewer pneumonia films than the reference (label shift) is not drift. The distance's null
+more or fewer pneumonia films than the reference (label shift) is not drift. Where the site knows
+its share of pneumonia P (`xscan drift --prevalence P`), w is fixed at P instead of fitted, so a
+rise of the flagged share beyond what P allows (normal films that look like pneumonia) is drift too. The distance's null
 distribution is simulated (a parametric bootstrap: the reference drawn again from its own bins at
 its effective size, the batch from the fitted mixture), and Holm's correction across the statistics keeps the chance
 of any false alarm on a batch at ALPHA (Rabanser et al. 2019, "Failing Loudly"; Soin et al. 2022,
@@ -55,8 +57,8 @@ BY_NAME = {statistic.name: statistic for statistic in STATISTICS}
 
 @dataclass(frozen=True)
 class Reference:
-    """One statistic's reference: interior bin edges, the count of reference scans per class (normal, pneumonia) per bin,
-    and each class's effective size (fewer than its scans where a patient has several films)."""
+    """One statistic's reference: interior bin edges, the count of reference scans per class (normal, pneumonia) per
+    bin, and each class's effective size (fewer than its scans where a patient has several films)."""
 
     edges: np.ndarray
     counts: np.ndarray  # shape (2, len(edges) + 1)
@@ -91,7 +93,10 @@ def effective_size(patients: np.ndarray) -> int:
 
 
 def build_reference(values: np.ndarray, labels: np.ndarray, patients: np.ndarray | None = None) -> Reference:
-    """The reference of one statistic from the VALUES of labelled scans (LABELS 0 normal, 1 pneumonia) of PATIENTS (default: one each)."""
+    """The reference of one statistic from the VALUES of labelled scans (LABELS 0 normal, 1 pneumonia).
+
+    PATIENTS name each scan's patient (default: one each).
+    """
     values, labels = np.asarray(values, np.float64), np.asarray(labels)
     # Rounded as the card stores them, so that the counts are those of the stored edges.
     edges = np.unique([float(f"{edge:.6g}") for edge in np.quantile(values, np.arange(1, BINS) / BINS)])
@@ -136,31 +141,43 @@ def mixture_distance(
     normal_cdf: np.ndarray,
     pneumonia_cdf: np.ndarray,
     larger_only: bool,
+    weights: np.ndarray = WEIGHTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The distance of each batch from the best mixture of the two class distributions, and that mixture's weight.
 
     Arrays hold distribution functions at the bin edges, batches along the first axis (the class
     distributions: one, or one per batch). With LARGER_ONLY only a batch shifted to larger values is far.
+    WEIGHTS are the pneumonia shares tried (one: the mixture is fixed).
     """
     mixture = (
-        WEIGHTS[None, :, None] * pneumonia_cdf[..., None, :] + (1 - WEIGHTS[None, :, None]) * normal_cdf[..., None, :]
+        weights[None, :, None] * pneumonia_cdf[..., None, :] + (1 - weights[None, :, None]) * normal_cdf[..., None, :]
     )
     gap = mixture - batch_cdf[:, None, :]  # positive where the batch has fewer small values than the mixture
     distances = (gap if larger_only else np.abs(gap)).max(axis=2).clip(min=0.0)
     best = distances.argmin(axis=1)
-    return distances[np.arange(len(distances)), best], WEIGHTS[best]
+    return distances[np.arange(len(distances)), best], weights[best]
 
 
-def null_distances(reference: Reference, scans: int, weight: float, larger_only: bool) -> np.ndarray:
-    """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached per reference)."""
+def null_distances(
+    reference: Reference, scans: int, weight: float, larger_only: bool, fixed: bool = False
+) -> np.ndarray:
+    """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached).
+
+    FIXED: the distances are from the mixture at WEIGHT itself, not from the best-fitting one (`--prevalence`).
+    """
     return _null(
-        tuple(reference.counts.ravel().tolist()), tuple(reference.sizes.tolist()), scans, round(weight, 6), larger_only
+        tuple(reference.counts.ravel().tolist()),
+        tuple(reference.sizes.tolist()),
+        scans,
+        round(weight, 6),
+        larger_only,
+        fixed,
     )
 
 
 @lru_cache(maxsize=256)
 def _null(
-    counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool
+    counts: tuple[int, ...], sizes_key: tuple[int, ...], scans: int, weight: float, larger_only: bool, fixed: bool
 ) -> np.ndarray:
     rng = np.random.default_rng([SEED, scans, int(round(weight * 1000))])
     per_class = np.asarray(counts, np.int64).reshape(2, -1)
@@ -173,21 +190,28 @@ def _null(
         normal = np.cumsum(rng.multinomial(sizes[0], shares[0], draws), axis=1)[:, :-1] / sizes[0]
         pneumonia = np.cumsum(rng.multinomial(sizes[1], shares[1], draws), axis=1)[:, :-1] / sizes[1]
         batch = np.cumsum(rng.multinomial(scans, truth, draws), axis=1)[:, :-1] / scans
-        simulated.append(mixture_distance(batch, normal, pneumonia, larger_only)[0])
+        tried = np.array([weight]) if fixed else WEIGHTS
+        simulated.append(mixture_distance(batch, normal, pneumonia, larger_only, tried)[0])
     return np.sort(np.concatenate(simulated))
 
 
-def check_statistic(name: str, values: np.ndarray, reference: Reference, level: float = LEVEL) -> Finding:
-    """One statistic's distance from its reference, its p-value from the simulated null, and whether it passes LEVEL."""
+def check_statistic(
+    name: str, values: np.ndarray, reference: Reference, level: float = LEVEL, prevalence: float | None = None
+) -> Finding:
+    """One statistic's distance from its reference, its p-value from the simulated null, and whether it passes LEVEL.
+
+    PREVALENCE, when given, is the batch's pneumonia share: the mixture is fixed there instead of fitted.
+    """
     values = np.asarray(values, np.float64)
+    tried = WEIGHTS if prevalence is None else np.array([prevalence])
     larger_only = BY_NAME[name].larger_only
     sizes = reference.counts.sum(axis=1)
     normal_cdf, pneumonia_cdf = (np.cumsum(reference.counts[c])[:-1] / sizes[c] for c in (0, 1))
     distances, weights = mixture_distance(
-        binned_cdf(values, reference.edges)[None, :], normal_cdf, pneumonia_cdf, larger_only
+        binned_cdf(values, reference.edges)[None, :], normal_cdf, pneumonia_cdf, larger_only, tried
     )
     distance, weight = float(distances[0]), float(weights[0])
-    null = null_distances(reference, len(values), weight, larger_only)
+    null = null_distances(reference, len(values), weight, larger_only, prevalence is not None)
     exceed = len(null) - np.searchsorted(null, distance - 1e-12)  # simulated distances at least as large
     p_value = (1 + exceed) / (1 + len(null))
     mixture_cdf = weight * pneumonia_cdf + (1 - weight) * normal_cdf
@@ -205,10 +229,18 @@ def check_statistic(name: str, values: np.ndarray, reference: Reference, level: 
     )
 
 
-def check_batch(values: dict[str, np.ndarray], references: dict[str, Reference], alpha: float = LEVEL) -> list[Finding]:
-    """Every statistic of VALUES that has a reference, tested with Holm's step-down correction at ALPHA, in STATISTICS order."""
+def check_batch(
+    values: dict[str, np.ndarray],
+    references: dict[str, Reference],
+    alpha: float = LEVEL,
+    prevalence: float | None = None,
+) -> list[Finding]:
+    """Every statistic of VALUES that has a reference, tested with Holm's correction at ALPHA, in STATISTICS order.
+
+    PREVALENCE, when given, fixes each statistic's class mixture at that pneumonia share instead of fitting it.
+    """
     names = [statistic.name for statistic in STATISTICS if statistic.name in values and statistic.name in references]
-    findings = [check_statistic(name, values[name], references[name]) for name in names]
+    findings = [check_statistic(name, values[name], references[name], prevalence=prevalence) for name in names]
     p_values = [finding.p_value for finding in findings]
     return [
         replace(
@@ -221,6 +253,7 @@ def check_batch(values: dict[str, np.ndarray], references: dict[str, Reference],
                         finding.scans,
                         finding.pneumonia_share,
                         BY_NAME[finding.statistic].larger_only,
+                        prevalence is not None,
                     ),
                     1 - finding_level,
                 )
@@ -240,6 +273,7 @@ class DriftVerdict:
     findings: list[Finding]
     left_out: list[str]  # statistics (and header fields) not tested, each with why
     headers: list[FieldFinding] = field(default_factory=list)  # DICOM header fields against a baseline run (--baseline)
+    prevalence: float | None = None  # the site's pneumonia share the mixture was fixed at (--prevalence); None: fitted
 
     @property
     def drifted(self) -> bool:
@@ -250,17 +284,22 @@ class DriftVerdict:
         headers = f" and {len(self.headers)} DICOM header fields like the baseline's" if self.headers else ""
         if not self.drifted:
             return (
-                f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's reference"
-                f"{headers}, false alarms <= {ALPHA:.0%})"
+                f"drift: none found in {self.scans} scans ({len(self.findings)} statistics like the model card's "
+                "reference"
+                f"{headers}{self._mixture()}, false alarms <= {ALPHA:.0%})"
             )
         drifted = ", ".join(
             [finding.statistic for finding in self.findings if finding.drifted]
             + [f"DICOM {finding.field} (against the baseline)" for finding in self.headers if finding.drifted]
         )
         return (
-            f"drift: these {self.scans} scans are unlike the model card's reference in {drifted}: the card's figures and "
-            "any site calibration may not hold; check the source (X-ray unit, export, ward) and recalibrate with xscan calibrate"
+            f"drift: these {self.scans} scans are unlike the model card's reference{self._mixture()} in {drifted}: "
+            "the card's figures and any site calibration may not hold; check the source (X-ray unit, export, ward) "
+            "and recalibrate with xscan calibrate"
         )
+
+    def _mixture(self) -> str:
+        return "" if self.prevalence is None else f" at the stated {self.prevalence:.1%} pneumonia"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -274,15 +313,25 @@ class DriftVerdict:
             ],
             "headers": [{**asdict(finding), "drifted": bool(finding.drifted)} for finding in self.headers],
             "left_out": self.left_out,
+            "prevalence": self.prevalence,
         }
 
 
-def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int, level: float = LEVEL) -> DriftVerdict:
-    """The verdict on a batch of SCANS scored scans: VALUES per statistic (its scans that have it) against a card's `drift` SECTION.
+def judge(
+    values: dict[str, np.ndarray],
+    section: dict[str, Any],
+    scans: int,
+    level: float = LEVEL,
+    prevalence: float | None = None,
+) -> DriftVerdict:
+    """The verdict on a batch of SCANS scored scans against a card's `drift` SECTION.
+
+    VALUES holds, per statistic, the values of the scans that have it.
 
     A statistic with fewer than MIN_SCANS values (rows scored without the scope check, or with a
     site calibration for the model's score) is left out and named. LEVEL is Holm's family level
-    (less where another family of tests shares the promise).
+    (less where another family of tests shares the promise). PREVALENCE, the site's pneumonia share,
+    fixes each statistic's class mixture there instead of fitting it (see the module's docstring).
     """
     stored = section.get("statistics", {})
     references = {name: Reference.from_dict(stored[name]) for name in stored if name in BY_NAME}
@@ -293,4 +342,4 @@ def judge(values: dict[str, np.ndarray], section: dict[str, Any], scans: int, le
         if name in values and len(values[name]) < MIN_SCANS
     ]
     tested = {name: column for name, column in values.items() if name in references and len(column) >= MIN_SCANS}
-    return DriftVerdict(scans, check_batch(tested, references, level), left_out)
+    return DriftVerdict(scans, check_batch(tested, references, level, prevalence), left_out, prevalence=prevalence)

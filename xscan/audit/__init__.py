@@ -1,0 +1,1 @@
+"""`xscan audit`: results checked against radiologists' reads as they arrive, period by period, against a promise."""
