@@ -1,7 +1,8 @@
 """`xscan drift`'s work: the scans of a results file's last run (or every row) against the model card's drift reference.
 
-The last run is told by the `run` column (xscan.scoring.results.RUN_COLUMN): its rows are those
-with the highest run number. Rows with an error are left out; out-of-scope rows count (they are
+The run that wrote each row and its drift statistics are read from the state file beside the
+results (xscan.scoring.state; a 17-column results file has them as columns): the last run's rows
+are those with the highest run number. Rows with an error are left out; out-of-scope rows count (they are
 often the drift itself). The test is xscan.stats.drift's. Against a baseline results file, the
 DICOM headers of both runs' files are read again and compared too (xscan.stats.acquisition).
 """
@@ -15,12 +16,13 @@ from xscan.errors import UsageError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.scoring.pipeline import read_header_tags
 from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, RUN_COLUMN, drift_values, read_table
+from xscan.scoring.state import state_path
 from xscan.stats.acquisition import FIELDS, compare_headers
 from xscan.stats.drift import LEVEL, MIN_SCANS, DriftVerdict, judge
 
 
 class DriftUsageError(UsageError):
-    """Drift cannot be judged: too few scans, a results file from before the drift columns, a card without a reference."""
+    """Drift cannot be judged: too few scans, no drift statistics (no state file), a card without a reference."""
 
 
 def drift_of_results(
@@ -43,12 +45,17 @@ def drift_of_results(
         )
     table = read_table(results)
     missing = [column for column in (*MEASURE_COLUMNS, RUN_COLUMN) if column not in table.columns]
-    if missing:
+    if table.legacy and missing:
         raise DriftUsageError(
             f"{results} was written before the drift columns ({', '.join(missing)}): score the folder again "
             "into a new results file (or with --overwrite) to check it for drift"
         )
-    records = [record for record in table.records if record["probability"] and not record["error"]]
+    if not table.legacy and table.records and not any(table.states):
+        raise DriftUsageError(
+            f"{results} has no state file beside it ({state_path(results).name}), which holds each scan's drift "
+            "statistics and run: score the folder again into it to check it for drift"
+        )
+    records = [record for record in table.with_state() if record["probability"] and not record["error"]]
     if not every_row:
         runs = [int(record[RUN_COLUMN]) for record in records if record[RUN_COLUMN].isdigit()]
         last = max(runs, default=None)
@@ -70,7 +77,7 @@ def drift_of_results(
     if baseline is None:
         return judge(values, card.drift, len(records))
     verdict = judge(values, card.drift, len(records), LEVEL / 2)
-    before = [record for record in read_table(baseline).records if record["probability"] and not record["error"]]
+    before = [record for record in read_table(baseline).with_state() if record["probability"] and not record["error"]]
     headers, left_out = compare_headers(header_values(records), header_values(before), LEVEL / 2)
     return replace(verdict, headers=headers, left_out=verdict.left_out + left_out)
 

@@ -9,9 +9,9 @@ written (`RowsWritten`), each preceded by the warnings its files raised while th
 run resumes. Any other exception is a bug or a resource that ran out (MemoryError): it propagates
 too, and no file's row hides it.
 
-A results file (not `-`) is written by one run at a time (`xscan.scoring.lock`), and the files being
-decoded are recorded beside it (`xscan.scoring.journal`), so that a file that crashed the process twice
-is not opened a third time.
+A results file (not `-`) is written by one run at a time (`xscan.scoring.lock`); what a re-run needs
+is kept in the state file beside it (`xscan.scoring.state`), and so are the files being decoded
+(`xscan.scoring.journal`), so that a file that crashed the process twice is not opened a third time.
 """
 
 from __future__ import annotations
