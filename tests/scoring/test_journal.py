@@ -1,4 +1,4 @@
-"""The in-flight journal (in the state file): crash counts from what a dead run left, suspects decoded alone and first."""
+"""The in-flight journal (in the state file): crash counts from what a dead run left, suspects decoded first."""
 
 from __future__ import annotations
 

@@ -31,7 +31,9 @@ def drift_of_results(
     every_row: bool = False,
     baseline: Path | None = None,
 ) -> DriftVerdict:
-    """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR (default: the bundled model).
+    """The drift verdict on RESULTS' last run (EVERY_ROW: all its rows) against the card in WEIGHTS_DIR.
+
+    WEIGHTS_DIR defaults to the bundled model.
 
     With a BASELINE results file, the DICOM headers of the run's files are also compared with those
     of every file the baseline scored; each family of tests then gets half of the level, so the
@@ -83,6 +85,6 @@ def drift_of_results(
 
 
 def header_values(records: list[dict[str, str]]) -> dict[str, list[str]]:
-    """Per acquisition field, the value in each RECORD's file, read again from its DICOM header ("" for any other file)."""
+    """Per acquisition field, the value in each RECORD's file, read again from its DICOM header ("" for other files)."""
     tags = [read_header_tags(Path(record.get(KEY_COLUMN) or record["path"]), FIELDS) for record in records]
     return {field: [tag[field] for tag in tags] for field in FIELDS}

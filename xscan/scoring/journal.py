@@ -48,7 +48,7 @@ def journal_path(output: Path) -> Path:
 
 
 class InFlightJournal:
-    """The journal of one results file, for the run that holds its lock; opening it counts the crashes of the last run."""
+    """The journal of one results file, for the run that holds its lock; opening it counts the last run's crashes."""
 
     def __init__(self, output: Path) -> None:
         self._state = StateFile(output)
@@ -88,7 +88,7 @@ class InFlightJournal:
         return known[1] if known and known[0] == _identity(identity) else 0
 
     def skip_reason(self, identity: Mapping[str, str]) -> str:
-        """The error cell of a file not opened for its crashes: CRASHED_TWICE, or the unexpected error it last raised."""
+        """The error cell of a file not opened for its crashes: CRASHED_TWICE, or the unexpected error it raised."""
         known = self._crashes.get(identity[KEY_COLUMN])
         return RAISED_TWICE.format(error=known[2]) if known and known[2] else CRASHED_TWICE
 
@@ -98,7 +98,10 @@ class InFlightJournal:
 
     @contextmanager
     def in_flight(self, identity: Mapping[str, str]) -> Iterator[None]:
-        """Mark the file in flight for the duration: done when it ends, or is interrupted; an unexpected exception leaves it in flight."""
+        """Mark the file in flight for the duration: done when it ends or is interrupted.
+
+        An unexpected exception leaves it in flight, its error recorded.
+        """
         key = identity[KEY_COLUMN]
         self._state.execute("INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?, '')", (key, *_identity(identity)))
         try:

@@ -61,12 +61,12 @@ class Row:
     threshold: float
     model: str
     error: str = ""  # why the file was not scored: a ScanError's reason, or SKIPPED_PREFIX and the policy's
-    # By name: DICOM tags and, as scored, the drift statistics; read back, also the state file's fields (LEGACY_COLUMNS).
+    # By name: DICOM tags and, as scored, the drift statistics; read back, the state file's fields too (LEGACY_COLUMNS).
     trailing_columns: dict[str, str] = field(default_factory=dict)
     scope: str = ""  # why the scan is out of scope, with the check's score; empty when it is in scope or unchecked
 
     def __post_init__(self) -> None:
-        # The one place error and scope cells are made printable, one line and bounded, whatever a damaged file put in them.
+        # The one place error and scope cells are made printable, one bounded line, whatever a damaged file put there.
         object.__setattr__(self, "error", printable(self.error))
         object.__setattr__(self, "scope", printable(self.scope))
 
@@ -259,7 +259,7 @@ def read_table(source: Path, with_state: bool = True) -> ResultsTable:
 
 
 def _check_cells(source: Path, number: int, record: Mapping[str, str]) -> None:
-    """Raise ResultsCellError for the first cell of RECORD that no run writes: the one place results cells are checked."""
+    """Raise ResultsCellError for RECORD's first cell that no run writes: the one place results cells are checked."""
     for column in ("probability", "threshold"):
         text = record[column]
         if column == "probability" and not text:
@@ -327,7 +327,7 @@ def replace_file(output: Path, columns: Sequence[str], records: Iterable[dict[st
 
 
 def drift_values(records: Iterable[Mapping[str, str]], with_probability: bool = True) -> dict[str, np.ndarray]:
-    """Per drift statistic (xscan.stats.drift), the values of scored RECORDS that have one (blank without the scope check).
+    """Per drift statistic (xscan.stats.drift), the values of scored RECORDS that have one (none without a scope check).
 
     WITH_PROBABILITY off leaves the model's score out: a site calibration moved it away from the card's reference.
     """

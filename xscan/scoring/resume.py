@@ -192,7 +192,7 @@ class ResumableResults(StreamResults):
         return to_score
 
     def _adopt(self, folder: Path) -> None:
-        """Key every earlier row on its resolved path, check that it lies below FOLDER, and write its path as FOLDER is typed now."""
+        """Key each earlier row on its resolved path, check it is below FOLDER, give its path as FOLDER is typed now."""
         resolved = folder.resolve()
         keyed = {}
         for record in self._latest.values():
@@ -202,8 +202,8 @@ class ResumableResults(StreamResults):
         outside = [key for key in keyed if not Path(key).is_relative_to(resolved)]
         if outside:
             raise ResultsFileError(
-                f"{self.output} holds rows of files outside {folder} ({len(outside)}, e.g. {outside[0]}); a results file "
-                "records one folder: use another -o, or --overwrite to start fresh"
+                f"{self.output} holds rows of files outside {folder} ({len(outside)}, e.g. {outside[0]}); "
+                "a results file records one folder: use another -o, or --overwrite to start fresh"
             )
         self._latest = {
             key: record | {"path": str(folder / Path(key).relative_to(resolved)), KEY_COLUMN: key}
@@ -312,7 +312,7 @@ def _read_previous(output: Path, model_id: str, overwrite: bool) -> ResultsTable
     others = sorted({record["model"] for record in table.records} - {model_id})
     if others:
         raise ResultsFileError(
-            f"{output} holds rows from model {', '.join(others)}, not {model_id}; rows of different models are not mixed: "
-            "use another -o, or --overwrite to start fresh"
+            f"{output} holds rows from model {', '.join(others)}, not {model_id}; "
+            "rows of different models are not mixed: use another -o, or --overwrite to start fresh"
         )
     return table

@@ -1,4 +1,4 @@
-"""The state file beside a results CSV, `RESULTS.state.sqlite`: what a re-run and `xscan drift` need that people do not read.
+"""The state file beside a results CSV, `RESULTS.state.sqlite`: what re-runs and `xscan drift` need, not people.
 
 One SQLite database (the standard library's `sqlite3`) per results file, holding per row of the
 CSV (`files`, keyed on the resolved path): the file's identity as it was scored (size,
