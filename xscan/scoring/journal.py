@@ -28,7 +28,7 @@ from pathlib import Path
 
 from xscan.errors import one_line
 from xscan.scoring.results import KEY_COLUMN
-from xscan.scoring.state import StateFile
+from xscan.scoring.state import StateFile, loaded_path, stored_path
 
 CRASHES_TO_SKIP = 2  # in flight when this many runs died: not opened again
 CRASHED_TWICE = "crashed the decoder twice; skipped"
@@ -64,20 +64,22 @@ class InFlightJournal:
         with self._state.transaction() as connection:
             for key, (identity, count, error) in _read_crashes(legacy).items():
                 connection.execute(
-                    "INSERT OR IGNORE INTO crashes VALUES (?, ?, ?, ?, ?, ?)", (key, *_identity(identity), count, error)
+                    "INSERT OR IGNORE INTO crashes VALUES (?, ?, ?, ?, ?, ?)",
+                    (stored_path(key), *_identity(identity), count, error),
                 )
             crashes = {
-                key: (tuple(identity), count, error)
+                loaded_path(key): (tuple(identity), count, error)
                 for key, *identity, count, error in connection.execute("SELECT * FROM crashes")
             }
-            for key, *identity, raised in connection.execute("SELECT * FROM in_flight").fetchall():
+            for stored, *identity, raised in connection.execute("SELECT * FROM in_flight").fetchall():
+                key = loaded_path(stored)
                 known = crashes.get(key)
                 same = known is not None and known[0] == tuple(identity)
                 count = (known[1] if same else 0) + 1
                 error = raised or (known[2] if same else "")
                 crashes[key] = (tuple(identity), count, error)
                 connection.execute(
-                    "INSERT OR REPLACE INTO crashes VALUES (?, ?, ?, ?, ?, ?)", (key, *identity, count, error)
+                    "INSERT OR REPLACE INTO crashes VALUES (?, ?, ?, ?, ?, ?)", (stored, *identity, count, error)
                 )
             connection.execute("DELETE FROM in_flight")
         return crashes
@@ -103,12 +105,14 @@ class InFlightJournal:
         An unexpected exception leaves it in flight, its error recorded.
         """
         key = identity[KEY_COLUMN]
-        self._state.execute("INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?, '')", (key, *_identity(identity)))
+        self._state.execute(
+            "INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?, '')", (stored_path(key), *_identity(identity))
+        )
         try:
             yield
         except Exception as error:
             raised = f"{type(error).__name__}: {one_line(error, 120)}"
-            self._state.execute("UPDATE in_flight SET error = ? WHERE resolved_path = ?", (raised, key))
+            self._state.execute("UPDATE in_flight SET error = ? WHERE resolved_path = ?", (raised, stored_path(key)))
             raise
         except BaseException:
             self._done(key)
@@ -117,15 +121,15 @@ class InFlightJournal:
 
     def _done(self, key: str) -> None:
         with self._state.transaction() as connection:
-            connection.execute("DELETE FROM in_flight WHERE resolved_path = ?", (key,))
-            connection.execute("DELETE FROM crashes WHERE resolved_path = ?", (key,))
+            connection.execute("DELETE FROM in_flight WHERE resolved_path = ?", (stored_path(key),))
+            connection.execute("DELETE FROM crashes WHERE resolved_path = ?", (stored_path(key),))
             self._crashes.pop(key, None)
 
     def close(self, keep: set[str]) -> None:
         """Forget the crash counts of files not in KEEP (the resolved paths found this run), and close the journal."""
         gone = [key for key in self._crashes if key not in keep]
         with self._state.transaction() as connection:
-            connection.executemany("DELETE FROM crashes WHERE resolved_path = ?", [(key,) for key in gone])
+            connection.executemany("DELETE FROM crashes WHERE resolved_path = ?", [(stored_path(key),) for key in gone])
         for key in gone:
             del self._crashes[key]
         self._state.close()

@@ -90,7 +90,7 @@ class FileState:
     def _values(self) -> tuple[object, ...]:
         integers = [_integer(self.fingerprint.get(name, "")) for name in FINGERPRINT_FIELDS]
         measures = [self.measures.get(name) or None for name in MEASURE_FIELDS]
-        return (self.resolved_path, self.path, *integers, _integer(self.run), *measures)
+        return (stored_path(self.resolved_path), stored_path(self.path), *integers, _integer(self.run), *measures)
 
 
 class StateFile:
@@ -203,9 +203,26 @@ def _open(path: Path) -> sqlite3.Connection:
 def _files(connection: sqlite3.Connection) -> dict[str, FileState]:
     states = {}
     for values in connection.execute(f"SELECT {', '.join(_FILE_FIELDS)} FROM files"):
-        fields = {name: "" if value is None else str(value) for name, value in zip(_FILE_FIELDS, values, strict=True)}
+        fields = {
+            name: "" if value is None else loaded_path(value) if isinstance(value, bytes) else str(value)
+            for name, value in zip(_FILE_FIELDS, values, strict=True)
+        }
         states[fields["path"]] = FileState.from_fields(fields)
     return states
+
+
+def stored_path(path: str) -> str | bytes:
+    """PATH as SQLite stores it: text, or, for a file name that is not UTF-8 (kept as surrogates), its bytes."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return path.encode(errors="surrogateescape")
+    return path
+
+
+def loaded_path(value: str | bytes) -> str:
+    """A path as `stored_path` stored it."""
+    return value.decode(errors="surrogateescape") if isinstance(value, bytes) else value
 
 
 def _integer(text: str) -> int | None:
