@@ -250,7 +250,16 @@ class ResumableResults(StreamResults):
         )
 
     def write(self, rows: list[Row]) -> list[dict[str, str]]:
-        """Append the rows of a batch to the CSV, then record their files in the state file (one transaction)."""
+        """Append the rows of a batch to the CSV, then record their files in the state file (one transaction).
+
+        A file scored again first loses its state entry: killed before the new entry is committed,
+        its new row is then one the state does not know (scored again next run), never one that an
+        entry of its earlier row would vouch for.
+        """
+        replaced = [self._identities[row.path][KEY_COLUMN] for row in rows]
+        replaced = [key for key in replaced if key in self._latest]
+        if replaced:
+            self._state.forget_files(replaced)
         records = super().write(rows)
         self._state.save_files(FileState.from_fields(record) for record in records)
         self._latest.update((record[KEY_COLUMN], record) for record in records)

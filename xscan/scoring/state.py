@@ -131,6 +131,13 @@ class StateFile:
         with self.transaction() as connection:
             connection.executemany(_INSERT_FILE, [state._values() for state in states])
 
+    def forget_files(self, resolved_paths: Iterable[str]) -> None:
+        """Remove the entries of RESOLVED_PATHS (files about to get a new row), in one transaction."""
+        with self.transaction() as connection:
+            connection.executemany(
+                "DELETE FROM files WHERE resolved_path = ?", [(stored_path(key),) for key in resolved_paths]
+            )
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction on the connection, committed when the block ends, rolled back if it raises."""
