@@ -153,6 +153,7 @@ class ResumableResults(StreamResults):
             self._state.close()
             raise
         self._previous = previous
+        self._known = known  # the state file's entries as found, by path
         self._columns = results_columns((*tag_columns, *previous.tag_columns))
         self._new_tags = tuple(tag for tag in tag_columns if tag not in previous.columns)  # blank in every earlier row
         # Each earlier record with what is known of its file: a 17-column file's own columns, else the state file's
@@ -228,8 +229,10 @@ class ResumableResults(StreamResults):
         (a 17-column file's identities are then safe in the state file before its columns go).
         """
         records = in_walk_order(self._latest.values())
+        states = [FileState.from_fields(record) for record in records]
         try:
-            self._state.replace_files(FileState.from_fields(record) for record in records)
+            if len(states) != len(self._known) or any(self._known.get(state.path) != state for state in states):
+                self._state.replace_files(states)
             if not self._is_written(records):
                 replace_file(self.output, self._columns, records)
             self._in_order = True

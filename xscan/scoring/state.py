@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,16 +174,14 @@ def read_files(output: Path) -> dict[str, FileState] | None:
     path = state_path(output)
     if not path.is_file():
         return None
-    try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        return _files(connection)
-    except sqlite3.Error:
-        return None
-    finally:
-        connection.close()
+    # Read-only; on a read-only folder, where SQLite cannot make the write-ahead log's index file, as immutable.
+    for mode in ("mode=ro", "immutable=1"):
+        try:
+            with closing(sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)) as connection:
+                return _files(connection)
+        except sqlite3.Error:
+            continue
+    return None
 
 
 _INSERT_FILE = f"INSERT OR REPLACE INTO files ({', '.join(_FILE_FIELDS)}) VALUES ({', '.join('?' * len(_FILE_FIELDS))})"
