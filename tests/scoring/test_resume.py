@@ -277,3 +277,12 @@ def test_a_rerun_with_nothing_new_leaves_the_file_alone_and_one_new_file_is_chea
     shutil.copy(real_scans("PNEUMONIA", 31)[-1], folder / "PNEUMONIA" / "received.jpeg")
     summary = _run(folder, out, scorer)
     assert (summary.scored, summary.unchanged) == (1, 60) and len(_paths(out)) == 61 and _state_rows(out) == 61
+
+
+def test_a_damaged_state_file_is_refused_naming_it_and_overwrite_starts_afresh(folder, tmp_path, scorer):
+    out = tmp_path / "results.csv"
+    _run(folder, out, scorer)
+    state_path(out).write_bytes(b"not a database, whatever wrote it" * 100)
+    with pytest.raises(ResultsFileError, match=r"results.csv.state.sqlite \(the state file of .*\) is damaged"):
+        _run(folder, out, scorer)
+    assert _run(folder, out, scorer, overwrite=True).scored == 60 and _state_rows(out) == 60

@@ -105,13 +105,16 @@ class StateFile:
         self._lock = threading.Lock()  # decoding threads write the journal through this connection too
         try:
             self._connection = _open(self.path)
+        except sqlite3.OperationalError as error:  # cannot open, or in use: not the file's fault
+            raise ResultsFileError(f"cannot write the state file {self.path}: {error}") from None
         except sqlite3.DatabaseError as error:
             if not fresh:
                 raise ResultsFileError(
                     f"{self.path} (the state file of {output}) is damaged: {error}; remove it (its rows are then "
                     "scored again), or use --overwrite to start fresh"
                 ) from None
-            self.path.unlink(missing_ok=True)
+            for leftover in ("", "-wal", "-shm"):  # a write-ahead log of the damaged file must not meet the new one
+                self.path.with_name(self.path.name + leftover).unlink(missing_ok=True)
             self._connection = _open(self.path)
         except OSError as error:
             raise ResultsFileError(f"cannot write the state file {self.path}: {error.strerror or error}") from None
