@@ -120,6 +120,9 @@ class InFlightJournal:
         self._done(key)
 
     def _done(self, key: str) -> None:
+        if key not in self._crashes:  # the common case: one statement, one commit
+            self._state.execute("DELETE FROM in_flight WHERE resolved_path = ?", (stored_path(key),))
+            return
         with self._state.transaction() as connection:
             connection.execute("DELETE FROM in_flight WHERE resolved_path = ?", (stored_path(key),))
             connection.execute("DELETE FROM crashes WHERE resolved_path = ?", (stored_path(key),))
