@@ -1,4 +1,4 @@
-"""The drift check: its test on synthetic batches, the per-scan columns through resume, and `xscan drift`'s exit codes."""
+"""The drift check: its test on synthetic batches, the per-scan statistics through resume, `drift`'s exit codes."""
 
 import csv
 import json
@@ -83,7 +83,7 @@ def test_effective_size_counts_a_patients_films_as_one_draw():
 
 def test_a_reference_of_patients_with_several_films_keeps_false_alarms_at_the_promise():
     # A reference of 60 patients per class with 5 alike films each (one draw per patient, a little jitter), and batches
-    # of new patients: simulated as 300 independent films, the reference's error is understated and new batches alarm far
+    # of new patients: simulated as 300 independent films, the reference's error is understated, new batches alarm far
     # more often than the promised 5 %; at its effective size they do not.
     rng = np.random.default_rng(4)
     per_patient = np.r_[rng.normal(*NORMAL, 60), rng.normal(*PNEUMONIA, 60)]
