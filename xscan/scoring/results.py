@@ -96,9 +96,8 @@ class ResultsWriter:
 
     COLUMNS are the six standard ones followed by any trailing ones; a record's other fields are not
     written. With `append`, rows go after those already in the file, whose header must be COLUMNS,
-    and no header is written. The header goes
-    out with the first rows (or `write_header`), so that a run that fails before it scores anything
-    leaves nothing on standard output.
+    and no header is written. The header goes out with the first rows (or `write_header`), so that
+    a run that fails before it scores anything leaves nothing on standard output.
     """
 
     def __init__(self, destination: Path | str, columns: Sequence[str] = COLUMNS, append: bool = False) -> None:
@@ -200,7 +199,7 @@ class ResultsTable:
 
     @property
     def legacy(self) -> bool:
-        """Whether this is a results file in the layout before the state file (17 columns, `scope` last)."""
+        """Whether this is a results file from before the state file (bookkeeping columns; 17 of them, `scope` last)."""
         return any(column in LEGACY_COLUMNS for column in self.columns)
 
     @property
