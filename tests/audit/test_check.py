@@ -123,7 +123,7 @@ def test_reads_keyed_by_study_judge_the_study_s_highest_score(tmp_path):
         write_dicom(tmp_path / "b.dcm", pixels, StudyInstanceUID="1.2.4", AccessionNumber="ACC-B"),
     ]
     rows = [
-        Row(str(path), p, 0.5, "m", trailing_columns={"run": "1"})
+        Row(str(path), p, 0.5, "m")
         for path, p in zip(files, [0.2, 0.9, 0.1], strict=True)
     ]
     with ResultsWriter(tmp_path / "results.csv", results_columns()) as writer:

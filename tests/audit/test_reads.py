@@ -8,6 +8,7 @@ import pytest
 
 from xscan.audit.reads import ReadsError, match_reads, parse_read_at, read_reads
 from xscan.scoring.results import ResultsWriter, Row, results_columns
+from xscan.scoring.state import FileState, StateFile
 
 
 def write(path: Path, text: str) -> Path:
@@ -18,12 +19,17 @@ def write(path: Path, text: str) -> Path:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     rows = [
-        Row("scans/a.png", 0.9, 0.5, "m", trailing_columns={"run": "1"}),
-        Row("scans/b.png", 0.1, 0.5, "m", trailing_columns={"run": "1"}),
-        Row("scans/broken.png", None, 0.5, "m", "not an image", {"run": "2"}),
+        Row("scans/a.png", 0.9, 0.5, "m"),
+        Row("scans/b.png", 0.1, 0.5, "m"),
+        Row("scans/broken.png", None, 0.5, "m", "not an image"),
     ]
     with ResultsWriter(tmp_path / "results.csv", results_columns()) as writer:
         writer.write(rows)
+    with StateFile(tmp_path / "results.csv") as state:  # the runs live in the state file beside the CSV
+        state.replace_files(
+            FileState.from_fields({"path": row.path, "resolved_path": row.path, "run": run})
+            for row, run in zip(rows, ("1", "1", "2"), strict=True)
+        )
     return tmp_path / "results.csv"
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from xscan.cli import app
 from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
 from xscan.explain.overlay import BAR_PANEL, LINE_HEIGHT
-from xscan.scoring.results import COLUMNS, FINGERPRINT_COLUMNS
+from xscan.scoring.results import COLUMNS, FINGERPRINT_COLUMNS, read_table
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTION_BAND = 3 * LINE_HEIGHT + 12  # three caption lines and a margin
@@ -42,7 +42,8 @@ def explained(tmp_path_factory):
     )
     scored = CliRunner().invoke(app, ["score", str(folder), "-o", str(base / "scores.csv"), "--quiet"])
     assert scored.exit_code == EXIT_SOME_FAILED, scored.output
-    return folder, base / "out", result, _records(base / "scores.csv")
+    # The score rows with their files' identities, which the state file beside the CSV holds.
+    return folder, base / "out", result, read_table(base / "scores.csv").with_state()
 
 
 def test_one_overlay_per_scan_below_the_output_folder(explained):

@@ -17,8 +17,9 @@ from xscan.model.card import default_weights_dir, read_card
 from xscan.reporting.report import build_report, read_results
 from xscan.reporting.review_page import write_review_page
 from xscan.scoring.options import ScoreOptions
-from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table, results_columns
+from xscan.scoring.results import LEGACY_COLUMNS, MEASURE_COLUMNS, RUN_COLUMN, read_table, results_columns
 from xscan.scoring.run import score_folder
+from xscan.scoring.state import FileState, StateFile, state_path
 from xscan.stats.acquisition import age_in_years, compare_headers
 from xscan.stats.drift import Reference, build_reference, check_batch, effective_size
 
@@ -127,7 +128,7 @@ def test_the_reference_round_trips_through_the_card_format(synthetic_reference):
 # --- the results file --------------------------------------------------------------------------------
 
 
-def test_the_new_columns_are_written_and_round_trip_through_resume(tmp_path, scorer):
+def test_the_drift_statistics_and_runs_are_kept_in_the_state_file_and_round_trip_through_resume(tmp_path, scorer):
     folder = tmp_path / "scans"
     folder.mkdir()
     for path in real_scans("NORMAL", 3) + real_scans("PNEUMONIA", 3):
@@ -135,39 +136,45 @@ def test_the_new_columns_are_written_and_round_trip_through_resume(tmp_path, sco
     out = tmp_path / "r.csv"
     score_folder(folder, out, ScoreOptions(batch_size=4, workers=1), scorer=scorer)
     first = read_table(out)
-    assert first.columns == results_columns() and first.columns[-1] == "scope"
-    assert all(record[column] for record in first.records for column in MEASURE_COLUMNS)
-    assert {record[RUN_COLUMN] for record in first.records} == {"1"}
+    assert first.columns == results_columns() and not set(first.columns) & {*MEASURE_COLUMNS, RUN_COLUMN}
+    first = first.with_state()  # the CSV's rows with what the state file beside it holds of each
+    assert all(record[column] for record in first for column in MEASURE_COLUMNS)
+    assert {record[RUN_COLUMN] for record in first} == {"1"}
     shutil.copy2(real_scans("PNEUMONIA", 4)[-1], folder / "new.jpeg")
     again = score_folder(folder, out, ScoreOptions(batch_size=4, workers=1), scorer=scorer)
-    second = {record["path"]: record for record in read_table(out).records}
+    second = {record["path"]: record for record in read_table(out).with_state()}
     assert (again.scored, again.unchanged) == (1, 6)
     assert second[str(folder / "new.jpeg")][RUN_COLUMN] == "2"
-    for record in first.records:  # unchanged rows keep their run and figures
+    for record in first:  # unchanged rows keep their run and figures
         assert second[record["path"]] == record
 
 
-def _write_rows(path, card, rows, runs=None, files=None):
-    """A results file with ROWS of drift statistics (dicts by column), as xscan score writes them (of FILES if any)."""
-    columns = results_columns()
+# The header of a results file before the state file: bookkeeping columns between `error` and `scope`.
+LAYOUT_17 = (*results_columns()[:6], *LEGACY_COLUMNS, "scope")
+
+
+def _write_rows(path, card, rows, runs=None, files=None, layout="state"):
+    """A results file with ROWS of drift statistics (dicts by name), as xscan score writes them (for FILES, if given).
+
+    LAYOUT "state": the CSV and its state file; "17": the 17-column layout from before the state file.
+    """
+    columns = results_columns() if layout == "state" else LAYOUT_17
+    records = []
+    for number, row in enumerate(rows):
+        file = str(files[number]) if files else f"/scans/{number}.jpeg"
+        records.append(
+            dict.fromkeys(LAYOUT_17, "")
+            | {"path": file, "threshold": f"{card.threshold:.6f}", "model": card.model_id}
+            | {RUN_COLUMN: str(runs[number] if runs else 1), "resolved_path": file}
+            | {name: f"{value:.6g}" for name, value in row.items()}
+        )
     with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        for number, row in enumerate(rows):
-            run = runs[number] if runs else 1
-            file = str(files[number]) if files else f"/scans/{number}.jpeg"
-            writer.writerow(
-                {column: "" for column in columns}
-                | {
-                    "path": file,
-                    "label": "",
-                    "threshold": f"{card.threshold:.6f}",
-                    "model": card.model_id,
-                    RUN_COLUMN: str(run),
-                    "resolved_path": file,
-                }
-                | {name: f"{value:.6g}" for name, value in row.items()}
-            )
+        writer.writerows(records)
+    if layout == "state":
+        with StateFile(path) as state:
+            state.replace_files(FileState.from_fields(record) for record in records)
 
 
 def _like_the_reference(card, count, seed, shift=None):
@@ -196,10 +203,11 @@ def card():
     return read_card(default_weights_dir())
 
 
-def test_drift_exits_5_naming_the_statistic_and_0_on_scans_like_the_reference(tmp_path, card):
+@pytest.mark.parametrize("layout", ["state", "17"])
+def test_drift_exits_5_naming_the_statistic_and_0_on_scans_like_the_reference(tmp_path, card, layout):
     drifted, alike = tmp_path / "drifted.csv", tmp_path / "alike.csv"
-    _write_rows(drifted, card, _like_the_reference(card, 150, 4, shift={"feature_distance": 25.0}))
-    _write_rows(alike, card, _like_the_reference(card, 150, 5))
+    _write_rows(drifted, card, _like_the_reference(card, 150, 4, shift={"feature_distance": 25.0}), layout=layout)
+    _write_rows(alike, card, _like_the_reference(card, 150, 5), layout=layout)
     done = _drift(drifted)
     assert done.returncode == EXIT_DRIFT, done.stderr
     assert (
@@ -225,10 +233,11 @@ def test_with_prevalence_more_pneumonia_than_the_site_states_is_drift(tmp_path, 
     assert "reference at the stated 10.0% pneumonia in" in fewer.stderr.splitlines()[0]
 
 
-def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card):
+@pytest.mark.parametrize("layout", ["state", "17"])
+def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card, layout):
     out = tmp_path / "r.csv"
     rows = _like_the_reference(card, 150, 6, shift={"scope_score": 0.5}) + _like_the_reference(card, 150, 7)
-    _write_rows(out, card, rows, runs=[1] * 150 + [2] * 150)
+    _write_rows(out, card, rows, runs=[1] * 150 + [2] * 150, layout=layout)
     assert _drift(out).returncode == EXIT_OK
     assert _drift(out, "--all").returncode == EXIT_DRIFT
 
@@ -249,6 +258,9 @@ def test_too_few_scans_and_an_older_results_file_exit_2_with_a_message(tmp_path,
         and "written before the drift columns" in done.stderr
         and "Traceback" not in done.stderr
     )
+    state_path(few).unlink()  # the CSV alone: no run numbers, no drift statistics
+    done = _drift(few)
+    assert done.returncode == EXIT_USAGE and "no state file beside it (few.csv.state.sqlite)" in done.stderr
 
 
 def test_the_review_page_shows_the_verdict_or_why_there_is_none(tmp_path, card):
@@ -302,7 +314,8 @@ def test_header_fields_are_compared_with_holm_and_a_missing_field_is_named():
 
 def test_a_new_manufacturer_against_the_baseline_run_exits_5_naming_the_field(tmp_path, card):
     old, same, new = tmp_path / "old.csv", tmp_path / "same.csv", tmp_path / "new.csv"
-    _write_rows(old, card, _like_the_reference(card, 120, 9), files=_dicom_folder(tmp_path / "old", 120, "Acme"))
+    baseline = _like_the_reference(card, 120, 9)  # a baseline in the layout before the state file still serves
+    _write_rows(old, card, baseline, files=_dicom_folder(tmp_path / "old", 120, "Acme"), layout="17")
     _write_rows(same, card, _like_the_reference(card, 120, 10), files=_dicom_folder(tmp_path / "same", 120, "Acme"))
     _write_rows(new, card, _like_the_reference(card, 120, 10), files=_dicom_folder(tmp_path / "new", 120, "Other Corp"))
     quiet = _drift(same, "--baseline", old, "--json")

@@ -240,7 +240,7 @@ def test_not_an_xscan_csv_names_the_missing_columns(tmp_path: Path) -> None:
 
 def test_a_bad_number_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("path,probability,label,threshold,model,error\na.jpeg,high,,0.5,m,\n")
-    with pytest.raises(ReportError, match="bad.csv: could not convert string to float: 'high'"):
+    with pytest.raises(ReportError, match="bad.csv, row 2, column probability: 'high' is not a number between 0 and 1"):
         report_from_csv(tmp_path / "bad.csv")
 
 

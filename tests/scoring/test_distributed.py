@@ -7,7 +7,6 @@ is a failure.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -38,7 +37,7 @@ from xscan.model.classes import OUT_OF_SCOPE
 from xscan.model.site_calibration import load_site
 from xscan.reporting.labels import FolderLabels
 from xscan.scoring.options import DicomOptions, ScoreOptions
-from xscan.scoring.results import RUN_COLUMN
+from xscan.scoring.results import RUN_COLUMN, read_table
 from xscan.scoring.run import RowsWritten, Warned, score_folder
 from xscan.site.calibrate import fit_site_calibration, select_rows
 
@@ -82,9 +81,9 @@ def _said(stderr: str, out: Path) -> list[str]:
 
 
 def _records(out: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as stream:
-        reader = csv.DictReader(stream)
-        return list(reader.fieldnames or []), list(reader)
+    """The CSV's columns, and its rows with what the state file beside it holds of each (identity, run, statistics)."""
+    table = read_table(out)
+    return list(table.columns), table.with_state()
 
 
 def assert_same_rows(distributed: Path, local: Path, ignore: tuple[str, ...] = ()) -> list[dict[str, str]]:

@@ -1,11 +1,13 @@
-"""The in-flight journal: crash counts from what a dead run left, suspects decoded alone and first, then forgotten."""
+"""The in-flight journal (in the state file): crash counts from what a dead run left, suspects decoded first."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE, InFlightJournal, 
 from xscan.scoring.options import ScoreOptions
 from xscan.scoring.resume import fingerprint
 from xscan.scoring.run import score_folder
+from xscan.scoring.state import state_path
 
 IDENTITY = {"resolved_path": "/data/export/a.jpeg", "size": "10", "mtime_ns": "5", "inode": "7", "ctime_ns": "9"}
 
@@ -72,25 +75,38 @@ def test_an_unexpected_exception_counts_as_a_crash_and_names_itself_in_the_skip_
     assert InFlightJournal(tmp_path / "other.csv").skip_reason(IDENTITY) == CRASHED_TWICE
 
 
-def test_close_keeps_the_counts_of_files_still_there_and_removes_an_empty_journal(tmp_path: Path) -> None:
+def _crashes_table(out: Path) -> list[tuple]:
+    with closing(sqlite3.connect(state_path(out))) as connection:
+        return connection.execute("SELECT * FROM crashes").fetchall()
+
+
+def test_close_keeps_the_counts_of_files_still_there_and_forgets_the_others(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
     other = IDENTITY | {"resolved_path": "/data/export/gone.jpeg"}
     died_while_decoding(out, IDENTITY, other)
-    InFlightJournal(out).close(keep={IDENTITY["resolved_path"]})
-    lines = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
-    assert lines == [{"crashed": IDENTITY["resolved_path"], "identity": ["10", "5", "7"], "count": 1}]
-    with InFlightJournal(out) as journal, journal.in_flight(IDENTITY):
+    journal = InFlightJournal(out)
+    assert journal.recorded() == {IDENTITY["resolved_path"]: 1, other["resolved_path"]: 1}
+    journal.close(keep={IDENTITY["resolved_path"]})
+    assert _crashes_table(out) == [(IDENTITY["resolved_path"], 10, 5, 7, 1, "")]
+    journal = InFlightJournal(out)
+    with journal.in_flight(IDENTITY):
         pass
     journal.close(keep={IDENTITY["resolved_path"]})
-    assert not journal_path(out).exists()
+    assert _crashes_table(out) == [] and InFlightJournal(out).recorded() == {}
 
 
-def test_a_line_cut_short_by_the_crash_is_passed_over(tmp_path: Path) -> None:
+def test_a_journal_file_from_before_the_state_file_is_taken_in_once_a_cut_line_passed_over(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
-    died_while_decoding(out, IDENTITY)
-    with open(journal_path(out), "a") as stream:
-        stream.write('{"start": "/data/exp')
-    assert InFlightJournal(out).crashes(IDENTITY) == 1
+    other = IDENTITY | {"resolved_path": "/data/export/b.jpeg"}
+    lines = [
+        {"crashed": other["resolved_path"], "identity": ["10", "5", "7"], "count": 1},
+        {"start": IDENTITY["resolved_path"], "identity": ["10", "5", "7"]},
+    ]
+    journal_path(out).write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"start": "/data/exp')
+    journal = InFlightJournal(out)
+    assert (journal.crashes(IDENTITY), journal.crashes(other)) == (1, 1) and not journal_path(out).exists()
+    journal.__exit__(None, None, None)
+    assert InFlightJournal(out).crashes(IDENTITY) == 1  # counted once, not again at the next opening
 
 
 def test_suspects_are_decoded_first_and_alone_and_twice_crashed_files_not_at_all(tmp_path: Path, monkeypatch) -> None:
@@ -121,4 +137,4 @@ def test_suspects_are_decoded_first_and_alone_and_twice_crashed_files_not_at_all
     assert sorted(name for name, _ in loads[2:]) == ["a.jpeg", "c.jpeg", "d.jpeg"]
     assert (summary.scored, summary.failed) == (5, 1)
     assert CRASHED_TWICE in out.read_text()
-    assert json.loads(journal_path(out).read_text())["crashed"] == str(folder / "f.jpeg")
+    assert InFlightJournal(out).recorded() == {str(folder / "f.jpeg"): 2}  # the others decoded: forgotten

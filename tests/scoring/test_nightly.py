@@ -15,9 +15,11 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import cv2
@@ -34,6 +36,7 @@ from xscan.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from xscan.input.limits import MAX_FILE_BYTES
 from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE
 from xscan.scoring.results import escape_cell, read_table
+from xscan.scoring.state import state_path
 
 STAND_IN = """
 import sys
@@ -325,7 +328,7 @@ def test_one_row_per_file_whichever_way_the_folder_is_typed(tmp_path: Path) -> N
         assert again.returncode == EXIT_OK and "scored 0, failed 0" in again.stderr and "3 unchanged" in again.stderr, (
             again.stderr
         )
-        records = read_table(out).records
+        records = read_table(out).with_state()  # the resolved paths are in the state file
         assert [record["path"] for record in records] == [
             str(typed / "a" / "1.jpeg"),
             str(typed / "a" / "2.jpeg"),
@@ -437,14 +440,24 @@ def test_a_file_in_flight_when_two_runs_died_is_an_error_row_and_not_opened_agai
     for _ in range(2):
         died = xscan("score", folder, "-o", out, "--workers", "2", "--batch-size", "1", extra=CRASH_AT_POISON)
         assert died.returncode == -signal.SIGKILL, died.stderr
-        assert str(folder / "poison.jpeg") in (tmp_path / "r.csv.journal").read_text()
+        assert str(folder / "poison.jpeg") in _in_flight(out)  # left in flight in the state file by the kill
     third = xscan(
         "score", folder, "-o", out, "--workers", "2", extra=CRASH_AT_POISON
     )  # would die, were the file opened
     assert third.returncode == EXIT_SOME_FAILED, third.stderr
     errors = {name: row["error"] for name, row in rows(out).items()}
     assert errors == {"a.jpeg": "", "b.jpeg": "", "poison.jpeg": CRASHED_TWICE, "y.jpeg": "", "z.jpeg": ""}
-    assert "poison.jpeg" in (tmp_path / "r.csv.journal").read_text()  # remembered until the file changes
+    assert _crashes(out) == [(str(folder / "poison.jpeg"), 2)]  # remembered until the file changes
+
+
+def _in_flight(out: Path) -> list[str]:
+    with closing(sqlite3.connect(state_path(out))) as connection:
+        return [key for (key,) in connection.execute("SELECT resolved_path FROM in_flight")]
+
+
+def _crashes(out: Path) -> list[tuple[str, int]]:
+    with closing(sqlite3.connect(state_path(out))) as connection:
+        return connection.execute("SELECT resolved_path, count FROM crashes").fetchall()
 
 
 # ---- two runs, one results file

@@ -5,14 +5,23 @@ from pathlib import Path
 import pytest
 
 from xscan.errors import CELL_LIMIT
-from xscan.scoring.results import COLUMNS, NotResultsError, ResultsWriter, Row, escape_cell, read_rows, unescape_cell
+from xscan.scoring.results import (
+    COLUMNS,
+    RESULT_COLUMNS,
+    NotResultsError,
+    ResultsWriter,
+    Row,
+    escape_cell,
+    read_rows,
+    unescape_cell,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_columns_are_the_ones_the_readme_documents_in_order():
-    table = README.read_text().split("The CSV starts with these six columns", 1)[1].split("\n\n", 2)[1]
-    assert tuple(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)) == COLUMNS
+    table = README.read_text().split("The CSV has these columns, in this order", 1)[1].split("\n\n", 2)[1]
+    assert tuple(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)) == RESULT_COLUMNS == (*COLUMNS, "scope")
 
 
 def test_label_follows_threshold_inclusive():
@@ -30,7 +39,7 @@ def test_round_trip_with_awkward_names(tmp_path):
     assert back[0].probability == pytest.approx(0.123457)
     assert back[1].probability is None and back[1].error == "empty file"
     with open(tmp_path / "r.csv", newline="") as stream:
-        assert next(csv.reader(stream)) == list(COLUMNS)
+        assert next(csv.reader(stream)) == list(COLUMNS)  # a writer given no columns writes the six standard ones
 
 
 def test_foreign_csv_is_refused_naming_missing_columns(tmp_path):

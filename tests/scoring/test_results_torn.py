@@ -6,14 +6,16 @@ import pytest
 
 from xscan.scoring.results import (
     COLUMNS,
-    FINGERPRINT_COLUMNS,
     DamagedResultsError,
     NotResultsError,
     ResultsWriter,
     Row,
     read_rows,
     read_table,
+    results_columns,
 )
+
+TAGS = ("PatientID", "AccessionNumber", "StudyDate", "SeriesNumber")
 
 AWKWARD = [
     "scans/with, comma.png",
@@ -34,10 +36,10 @@ def _rows():
             0.5,
             "m",
             trailing_columns={
-                "size": str(1000 + i),
-                "mtime_ns": str(10**18 + i),
-                "inode": str(77 + i),
-                "ctime_ns": str(10**18 + 2 * i),
+                "PatientID": str(1000 + i),
+                "AccessionNumber": str(10**18 + i),
+                "StudyDate": str(77 + i),
+                "SeriesNumber": str(10**18 + 2 * i),
             },
         )
         for i, path in enumerate(AWKWARD)
@@ -45,7 +47,7 @@ def _rows():
 
 
 def _write(path, rows):
-    with ResultsWriter(path, COLUMNS + FINGERPRINT_COLUMNS) as writer:
+    with ResultsWriter(path, results_columns(TAGS)) as writer:
         writer.write(rows)
 
 
@@ -57,13 +59,18 @@ def test_awkward_names_round_trip_exactly(tmp_path):
     assert b"latin1-\xe9.png" in (tmp_path / "r.csv").read_bytes()  # the original bytes, not a replacement
 
 
-def test_report_readers_see_the_six_columns_and_the_trailing_ones(tmp_path):
+def test_report_readers_see_the_six_columns_scope_and_the_tags(tmp_path):
     _write(tmp_path / "r.csv", _rows()[:1])
     with open(tmp_path / "r.csv", newline="") as stream:
-        assert next(csv.reader(stream)) == [*COLUMNS, "size", "mtime_ns", "inode", "ctime_ns"]
+        assert next(csv.reader(stream)) == [*COLUMNS, "scope", *TAGS]
     (row,) = read_rows(tmp_path / "r.csv")
     assert row.probability == 0.25 and row.label == "NORMAL"
-    assert row.trailing_columns == {"size": "1000", "mtime_ns": str(10**18), "inode": "77", "ctime_ns": str(10**18)}
+    assert row.trailing_columns == {
+        "PatientID": "1000",
+        "AccessionNumber": str(10**18),
+        "StudyDate": "77",
+        "SeriesNumber": str(10**18),
+    }
 
 
 @pytest.mark.parametrize("last", range(len(AWKWARD)))

@@ -1,11 +1,18 @@
-"""Resuming a results file: unchanged files not read again, changed ones replaced, kills repaired, other files refused."""
+"""Resuming a results file: unchanged files not read again, changed ones replaced, kills repaired, other files refused.
 
+Also the state file beside it (xscan.scoring.state): a 17-column results file upgraded with nothing scored
+again, a deleted state file or CSV, and the run numbers drift reads.
+"""
+
+import csv
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -14,9 +21,13 @@ from support.data import REPO, real_scans
 from xscan.errors import EXIT_SOME_FAILED, ResultsFileError
 from xscan.input.walk import find_scans
 from xscan.scoring.options import ScoreOptions
-from xscan.scoring.results import MEASURE_COLUMNS, RUN_COLUMN, read_table
+from xscan.scoring.results import LEGACY_COLUMNS, MEASURE_COLUMNS, RESULT_COLUMNS, RUN_COLUMN, read_table
 from xscan.scoring.resume import ResumableResults
 from xscan.scoring.run import Repaired, score_folder
+from xscan.scoring.state import state_path
+
+# The header of a results file before the state file: bookkeeping between `error` and `scope`, which came last.
+LAYOUT_17 = ["path", "probability", "label", "threshold", "model", "error", *LEGACY_COLUMNS, "scope"]
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +47,17 @@ def folder(sixty, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reference(sixty, tmp_path_factory, scorer):
-    """The CSV of one uninterrupted run over `sixty`, as bytes."""
+def reference_file(sixty, tmp_path_factory, scorer):
+    """The results file of one uninterrupted run over `sixty`, its state file beside it."""
     out = tmp_path_factory.mktemp("reference") / "results.csv"
     assert score_folder(sixty, out, scorer=scorer).exit_code == 0
-    return out.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_file):
+    """The CSV of one uninterrupted run over `sixty`, as bytes."""
+    return reference_file.read_bytes()
 
 
 def _run(folder, out, scorer, overwrite=False):
@@ -48,12 +65,22 @@ def _run(folder, out, scorer, overwrite=False):
 
 
 def _without(results, *columns):
-    """The records of a results file (a path, or its bytes) without COLUMNS."""
+    """The records of a results file (a path, or its bytes) without COLUMNS: the CSV's cells alone."""
     if isinstance(results, bytes):
         path = Path(tempfile.mkdtemp()) / "results.csv"
         path.write_bytes(results)
         results = path
     return [{k: v for k, v in record.items() if k not in columns} for record in read_table(results).records]
+
+
+def _runs(out):
+    """The run that wrote each row, from the state file, by file name."""
+    return {Path(record["path"]).name: record[RUN_COLUMN] for record in read_table(out).with_state()}
+
+
+def _state_rows(out):
+    with closing(sqlite3.connect(state_path(out))) as connection:
+        return connection.execute("SELECT count(*) FROM files").fetchone()[0]
 
 
 def _paths(out):
@@ -82,9 +109,9 @@ def test_new_and_changed_files_are_scored_and_replace_their_rows(folder, tmp_pat
     assert len(paths) == 61 and paths == [str(p) for p in find_scans(folder).scans]
     fresh = tmp_path / "fresh.csv"
     _run(folder, fresh, scorer)
-    assert _without(out, RUN_COLUMN) == _without(
-        fresh, RUN_COLUMN
-    )  # the two replaced rows are of run 2, the rest of run 1
+    assert _without(out) == _without(fresh)
+    runs = _runs(out)
+    assert (runs.pop(changed.name), runs.pop("new.jpeg")) == ("2", "2") and set(runs.values()) == {"1"}
 
 
 def test_files_with_errors_are_tried_again(folder, tmp_path, scorer):
@@ -125,7 +152,7 @@ def test_a_foreign_file_is_refused_even_with_overwrite(folder, tmp_path, scorer)
 def test_torn_last_line_is_repaired(folder, tmp_path, scorer, reference):
     out = tmp_path / "results.csv"
     head = reference[: reference.index(b"\r\n", len(reference) // 2) + 2]
-    torn_line = reference[len(head) : reference.index(b"\r\n", len(head))][:-7]  # cut inside mtime_ns
+    torn_line = reference[len(head) : reference.index(b"\r\n", len(head))][:-7]  # cut inside the model
     out.write_bytes(head + torn_line)
     results = ResumableResults(out, scorer.card.model_id, scorer.card.threshold)
     results.finish()
@@ -173,8 +200,9 @@ def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(sixty, tmp_path, 
     events = []
     rerun = score_folder(sixty, out, scorer=scorer, on_event=events.append)
     assert Repaired(str(out)) in events and (rerun.unchanged, rerun.scored, rerun.exit_code) == (3, 57, 0)
-    assert _without(out, RUN_COLUMN) == _without(reference, RUN_COLUMN)  # the rows scored after the kill are of run 2
-    assert not (tmp_path / "results.csv.tmp").exists()
+    assert out.read_bytes() == reference
+    assert sorted(_runs(out).values()) == ["1"] * 3 + ["2"] * 57  # the rows scored after the kill are of run 2
+    assert not (tmp_path / "results.csv.tmp").exists() and _state_rows(out) == 60
 
 
 def test_another_threshold_scores_again_rather_than_mixing_labels(folder, tmp_path, scorer):
@@ -187,26 +215,74 @@ def test_another_threshold_scores_again_rather_than_mixing_labels(folder, tmp_pa
         assert results.plan(scans, folder) == []
 
 
-def test_a_results_file_from_before_the_inode_ctime_and_resolved_path_columns_resumes(
-    sixty, tmp_path, reference, scorer
-):
-    import csv
-    import io
-
-    records = list(csv.DictReader(io.StringIO(reference.decode(), newline="")))
-    out = tmp_path / "results.csv"
+def _write_layout(out, columns, records):
     with open(out, "w", newline="") as stream:
-        writer = csv.DictWriter(
-            stream,
-            fieldnames=["path", "probability", "label", "threshold", "model", "error", "size", "mtime_ns"],
-            extrasaction="ignore",
-        )
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(records)
+
+
+def test_a_17_column_results_file_is_upgraded_on_its_next_run_with_nothing_scored_again(
+    sixty, tmp_path, reference_file, scorer
+):
+    out = tmp_path / "results.csv"
+    old = read_table(reference_file).with_state()  # what the 17-column layout held, run 1 of each file
+    _write_layout(out, LAYOUT_17, old)
+    assert read_table(out).legacy and read_table(out).with_state() == old  # readers take it as it is
     again = score_folder(sixty, out, scorer=scorer)
     assert (again.scored, again.unchanged, again.exit_code) == (0, 60, 0)
-    # The fingerprint and key columns filled in; the drift columns and run stay blank: the files were not read again.
-    assert _without(out, *MEASURE_COLUMNS, RUN_COLUMN) == _without(reference, *MEASURE_COLUMNS, RUN_COLUMN)
+    assert out.read_bytes() == reference_file.read_bytes()  # the new layout, the same rows
+    assert read_table(out).with_state() == old  # identities, runs and drift statistics now in the state file
+    assert not read_table(out).legacy and _state_rows(out) == 60
+
+
+def test_a_results_file_from_before_the_inode_ctime_and_resolved_path_columns_resumes(
+    sixty, tmp_path, reference_file, scorer
+):
+    out = tmp_path / "results.csv"
+    _write_layout(out, [*RESULT_COLUMNS[:6], "size", "mtime_ns"], read_table(reference_file).with_state())
+    again = score_folder(sixty, out, scorer=scorer)
+    assert (again.scored, again.unchanged, again.exit_code) == (0, 60, 0)
+    # The scope column added blank (these rows are in scope); the drift statistics and run stay blank: not read again.
+    assert out.read_bytes() == reference_file.read_bytes()
     assert {
-        column: record[column] for record in read_table(out).records for column in (*MEASURE_COLUMNS, RUN_COLUMN)
+        column: record[column] for record in read_table(out).with_state() for column in (*MEASURE_COLUMNS, RUN_COLUMN)
     } == dict.fromkeys((*MEASURE_COLUMNS, RUN_COLUMN), "")
+
+
+def test_a_deleted_state_file_scores_every_file_again_and_loses_no_row(sixty, tmp_path, reference_file, scorer):
+    out = tmp_path / "results.csv"
+    shutil.copy(reference_file, out)  # the CSV alone: nothing tells that its files are unchanged since
+    again = score_folder(sixty, out, scorer=scorer)
+    assert (again.scored, again.unchanged, again.exit_code) == (60, 0, 0)
+    assert out.read_bytes() == reference_file.read_bytes() and set(_runs(out).values()) == {"1"}
+
+
+def test_a_deleted_csv_leaves_no_row_claimed_by_the_state_file(folder, tmp_path, scorer):
+    out = tmp_path / "results.csv"
+    _run(folder, out, scorer)
+    out.unlink()
+    scans = find_scans(folder).scans
+    with ResumableResults(out, scorer.card.model_id, scorer.card.threshold) as results:
+        assert results.plan(scans, folder) == scans  # the CSV is the truth for rows: every file scored again
+        assert _state_rows(out) == 0 and read_table(out).records == []
+    assert _run(folder, out, scorer).scored == 60 and _state_rows(out) == 60
+
+
+def test_a_rerun_with_nothing_new_leaves_the_file_alone_and_one_new_file_is_cheap(folder, tmp_path, scorer):
+    out = tmp_path / "results.csv"
+    _run(folder, out, scorer)
+    inode = out.stat().st_ino
+    assert _run(folder, out, scorer).unchanged == 60 and out.stat().st_ino == inode  # not even rewritten
+    shutil.copy(real_scans("PNEUMONIA", 31)[-1], folder / "PNEUMONIA" / "received.jpeg")
+    summary = _run(folder, out, scorer)
+    assert (summary.scored, summary.unchanged) == (1, 60) and len(_paths(out)) == 61 and _state_rows(out) == 61
+
+
+def test_a_damaged_state_file_is_refused_naming_it_and_overwrite_starts_afresh(folder, tmp_path, scorer):
+    out = tmp_path / "results.csv"
+    _run(folder, out, scorer)
+    state_path(out).write_bytes(b"not a database, whatever wrote it" * 100)
+    with pytest.raises(ResultsFileError, match=r"results.csv.state.sqlite \(the state file of .*\) is damaged"):
+        _run(folder, out, scorer)
+    assert _run(folder, out, scorer, overwrite=True).scored == 60 and _state_rows(out) == 60

@@ -104,25 +104,26 @@ def score(
     """Score every scan below FOLDER and write one CSV row per file.
 
     Columns: path (as FOLDER was typed), probability (of pneumonia), label, threshold, model,
-    error, then size, mtime_ns, inode and ctime_ns (the file as it was scored) and
-    resolved_path (FOLDER's symbolic links resolved). Rows are written as each batch finishes.
-    A file that cannot be scored is a row with a short reason in `error`, and the run goes on.
-    Cells a spreadsheet would run as a formula (= + - @ tab CR first) start with a quote. The
-    last column, scope, is empty unless the scan is one the model was not built for (a
-    photograph, a rotated or inverted film, an adult film): then the label is OUT_OF_SCOPE,
-    never NORMAL or PNEUMONIA, and scope gives the reason and the check's score; it is not a
-    failure.
+    error, scope, then the --dicom-tags columns. scope is empty unless the scan is one the
+    model was not built for (a photograph, a rotated or inverted film, an adult film): then the
+    label is OUT_OF_SCOPE, never NORMAL or PNEUMONIA, and scope gives the reason and the
+    check's score; it is not a failure. Rows are written as each batch finishes. A file that
+    cannot be scored is a row with a short reason in `error`, and the run goes on. Cells a
+    spreadsheet would run as a formula (= + - @ tab CR first) start with a quote. Each file's
+    identity as scored, its resolved path, the run and the drift statistics go to the state
+    file RESULTS.state.sqlite beside the CSV (SQLite); a results file from an older xscan is
+    upgraded, nothing scored again.
     Warnings raised while files are read (pydicom's remarks on odd DICOMs) are printed once per
     kind, with a count, and logged once per file with --log-file.
 
-    Run again with the same -o, the run resumes: rows are matched on resolved_path, so
+    Run again with the same -o, the run resumes: rows are matched on the resolved path, so
     ./export and /data/export are one folder. Files scored (or skipped by the DICOM policy)
     before by the same model and threshold, unchanged since, are not read again; new,
     changed and failed ones are scored. The file ends with one row per file, in walk order,
     even after a run was killed. A results file holds one folder's rows: another folder is
     refused (exit 2). --overwrite starts afresh. One run at a time per results file: the lock
     RESULTS.lock beside it; a second run exits 2 at once, or with --wait waits. A file that
-    was being decoded when two runs died (RESULTS.journal) is not opened again.
+    was being decoded when two runs died (the state file's journal) is not opened again.
 
     \b
     Exit codes:

@@ -1,7 +1,8 @@
 """`xscan drift`'s work: the scans of a results file's last run (or every row) against the model card's drift reference.
 
-The last run is told by the `run` column (xscan.scoring.results.RUN_COLUMN): its rows are those
-with the highest run number. Rows with an error are left out; out-of-scope rows count (they are
+The run that wrote each row and its drift statistics are read from the state file beside the
+results (xscan.scoring.state; a 17-column results file has them as columns): the last run's rows
+are those with the highest run number. Rows with an error are left out; out-of-scope rows count (they are
 often the drift itself). The test is xscan.stats.drift's. Against a baseline results file, the
 DICOM headers of both runs' files are read again and compared too (xscan.stats.acquisition).
 """
@@ -16,12 +17,13 @@ from xscan.errors import UsageError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.scoring.pipeline import read_header_tags
 from xscan.scoring.results import KEY_COLUMN, MEASURE_COLUMNS, RUN_COLUMN, Row, drift_values, read_rows, read_table
+from xscan.scoring.state import state_path
 from xscan.stats.acquisition import FIELDS, compare_headers
 from xscan.stats.drift import LEVEL, MIN_SCANS, DriftVerdict, judge
 
 
 class DriftUsageError(UsageError):
-    """Drift cannot be judged: too few scans, results from before the drift columns, a card without a reference."""
+    """Drift cannot be judged: too few scans, no drift statistics (none in the file, no state file), no reference."""
 
 
 def drift_of_results(
@@ -85,8 +87,14 @@ def drift_of_rows(
             f"the model card of {card.model_id} has no drift reference: run xscan train DATA --out WEIGHTS "
             "--reference-only"
         )
-    written = rows[0].as_record() if rows else {}
-    missing = [column for column in (*MEASURE_COLUMNS, RUN_COLUMN) if rows and column not in written]
+    written = [row.as_record() for row in rows]
+    # Every row xscan has scored since the drift statistics has a run number: none at all means none are kept.
+    missing = [] if any(record.get(RUN_COLUMN) for record in written) or not rows else [*MEASURE_COLUMNS, RUN_COLUMN]
+    if missing and not any(KEY_COLUMN in record for record in written):  # today's layout, no state file beside it
+        raise DriftUsageError(
+            f"{results} has no state file beside it ({state_path(results).name}), which holds each scan's drift "
+            "statistics and run: score the folder again into it to check it for drift"
+        )
     if missing:
         raise DriftUsageError(
             f"{results} was written before the drift columns ({', '.join(missing)}): score the folder again "
@@ -113,7 +121,7 @@ def drift_of_rows(
     if baseline is None:
         return judge(values, card.drift, len(records), prevalence=prevalence)
     verdict = judge(values, card.drift, len(records), LEVEL / 2, prevalence)
-    before = [record for record in read_table(baseline).records if record["probability"] and not record["error"]]
+    before = [record for record in read_table(baseline).with_state() if record["probability"] and not record["error"]]
     headers, left_out = compare_headers(header_values(records), header_values(before), LEVEL / 2)
     return replace(verdict, headers=headers, left_out=verdict.left_out + left_out)
 

@@ -1,35 +1,34 @@
-"""The in-flight journal, `RESULTS.journal` beside the results file: no file may kill the nightly run every night.
+"""The in-flight journal, in the state file beside the results file: no file may kill the nightly run every night.
 
-Before a file is opened for decoding, a line says it is in flight; once it is decoded (or refused
-with a reason) a line says it is done. A run that dies while decoding (the OOM killer, a crash in
-a native decoder) leaves the files it was decoding in flight, and the next run counts one crash
-against each. A file counted once is decoded alone, so that a crash names it and no neighbour;
-a file counted twice is not opened again while it is unchanged: its row says
-CRASHED_TWICE. A crash is counted only against the same file: a changed size, modification time
-or inode starts afresh.
+Before a file is opened for decoding, an entry says it is in flight (table `in_flight` of
+xscan.scoring.state); once it is decoded (or refused with a reason) the entry goes. A run that
+dies while decoding (the OOM killer, a crash in a native decoder) leaves the files it was decoding
+in flight, and the next run counts one crash against each (table `crashes`). A file counted once
+is decoded alone, so that a crash names it and no neighbour; a file counted twice is not opened
+again while it is unchanged: its row says CRASHED_TWICE. A crash is counted only against the same
+file: a changed size, modification time or inode starts afresh.
 
 An unexpected exception raised while a file is decoded (a bug, a MemoryError: not the file's
 ScanError, which is a row) ends the run with exit 3: it counts as a crash too, so that a file
 which ends two runs that way is not opened a third time either; its row then names the exception
 (`skip_reason`). Ctrl-C and SIGTERM (not Exceptions) do not count.
 
-One JSON object a line, appended with single `write` calls, so a line is on disk as soon as the
-process dies; the file is rewritten, compacted to the crash counts, when a run starts and ends,
-and removed when there is nothing to remember. Only the run holding the results file's lock
-touches it.
+Each entry is its own SQLite commit, on disk for the next process as soon as it returns, even if
+this one is killed the next instant. Crash counts survive `--overwrite` and a deleted results
+file: they are about files, not rows. A journal from before the state file (`RESULTS.journal`,
+JSON lines) is taken in once and removed. Only the run holding the results file's lock touches it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from xscan.errors import one_line
 from xscan.scoring.results import KEY_COLUMN
+from xscan.scoring.state import StateFile, loaded_path, stored_path
 
 CRASHES_TO_SKIP = 2  # in flight when this many runs died: not opened again
 CRASHED_TWICE = "crashed the decoder twice; skipped"
@@ -40,23 +39,50 @@ IDENTITY_COLUMNS = (
     "inode",
 )  # what makes "the same file" for a crash count (ctime moves on a chmod)
 
+Identity = tuple[int | None, ...]
+
 
 def journal_path(output: Path) -> Path:
-    """The journal of the results file OUTPUT."""
+    """The journal file of the results file OUTPUT before the state file held it (taken in and removed on opening)."""
     return output.with_name(output.name + ".journal")
 
 
 class InFlightJournal:
-    """The journal of one results file, for the run that holds its lock."""
+    """The journal of one results file, for the run that holds its lock; opening it counts the last run's crashes."""
 
     def __init__(self, output: Path) -> None:
-        self.path = journal_path(output)
-        self._lock = threading.Lock()
-        self._crashes = _read_crashes(
-            self.path
-        )  # resolved path -> (identity, crashes, the last unexpected error or "")
-        self._rewrite()
-        self._descriptor: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._state = StateFile(output)
+        try:
+            self._crashes = self._count_crashes(journal_path(output))
+        except BaseException:
+            self._state.close()
+            raise
+        journal_path(output).unlink(missing_ok=True)
+
+    def _count_crashes(self, legacy: Path) -> dict[str, tuple[Identity, int, str]]:
+        """One more crash for each file left in flight; the counts by resolved path: (identity, crashes, last error)."""
+        with self._state.transaction() as connection:
+            for key, (identity, count, error) in _read_crashes(legacy).items():
+                connection.execute(
+                    "INSERT OR IGNORE INTO crashes VALUES (?, ?, ?, ?, ?, ?)",
+                    (stored_path(key), *_identity(identity), count, error),
+                )
+            crashes = {
+                loaded_path(key): (tuple(identity), count, error)
+                for key, *identity, count, error in connection.execute("SELECT * FROM crashes")
+            }
+            for stored, *identity, raised in connection.execute("SELECT * FROM in_flight").fetchall():
+                key = loaded_path(stored)
+                known = crashes.get(key)
+                same = known is not None and known[0] == tuple(identity)
+                count = (known[1] if same else 0) + 1
+                error = raised or (known[2] if same else "")
+                crashes[key] = (tuple(identity), count, error)
+                connection.execute(
+                    "INSERT OR REPLACE INTO crashes VALUES (?, ?, ?, ?, ?, ?)", (stored, *identity, count, error)
+                )
+            connection.execute("DELETE FROM in_flight")
+        return crashes
 
     def crashes(self, identity: Mapping[str, str]) -> int:
         """How many runs died while this file (IDENTITY: its resolved path and fingerprint) was being decoded."""
@@ -64,19 +90,29 @@ class InFlightJournal:
         return known[1] if known and known[0] == _identity(identity) else 0
 
     def skip_reason(self, identity: Mapping[str, str]) -> str:
-        """The error cell of a file not opened for its crashes: CRASHED_TWICE, or the unexpected error it last raised."""
+        """The error cell of a file not opened for its crashes: CRASHED_TWICE, or the unexpected error it raised."""
         known = self._crashes.get(identity[KEY_COLUMN])
         return RAISED_TWICE.format(error=known[2]) if known and known[2] else CRASHED_TWICE
 
+    def recorded(self) -> dict[str, int]:
+        """The crash counts as this run found them (or left them, after `close`), by resolved path."""
+        return {key: count for key, (_, count, _) in self._crashes.items()}
+
     @contextmanager
     def in_flight(self, identity: Mapping[str, str]) -> Iterator[None]:
-        """Mark the file in flight for the duration: done when it ends, or is interrupted; an unexpected exception leaves it in flight."""
+        """Mark the file in flight for the duration: done when it ends or is interrupted.
+
+        An unexpected exception leaves it in flight, its error recorded.
+        """
         key = identity[KEY_COLUMN]
-        self._append({"start": key, "identity": _identity(identity)})
+        self._state.execute(
+            "INSERT OR REPLACE INTO in_flight VALUES (?, ?, ?, ?, '')", (stored_path(key), *_identity(identity))
+        )
         try:
             yield
         except Exception as error:
-            self._append({"raised": key, "error": f"{type(error).__name__}: {one_line(error, 120)}"})
+            raised = f"{type(error).__name__}: {one_line(error, 120)}"
+            self._state.execute("UPDATE in_flight SET error = ? WHERE resolved_path = ?", (raised, stored_path(key)))
             raise
         except BaseException:
             self._done(key)
@@ -84,50 +120,37 @@ class InFlightJournal:
         self._done(key)
 
     def _done(self, key: str) -> None:
-        self._append({"done": key})
-        with self._lock:
+        if key not in self._crashes:  # the common case: one statement, one commit
+            self._state.execute("DELETE FROM in_flight WHERE resolved_path = ?", (stored_path(key),))
+            return
+        with self._state.transaction() as connection:
+            connection.execute("DELETE FROM in_flight WHERE resolved_path = ?", (stored_path(key),))
+            connection.execute("DELETE FROM crashes WHERE resolved_path = ?", (stored_path(key),))
             self._crashes.pop(key, None)
 
     def close(self, keep: set[str]) -> None:
-        """Compact the journal to the crash counts of files in KEEP (the resolved paths found this run)."""
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
-        self._crashes = {key: entry for key, entry in self._crashes.items() if key in keep}
-        self._rewrite()
+        """Forget the crash counts of files not in KEEP (the resolved paths found this run), and close the journal."""
+        gone = [key for key in self._crashes if key not in keep]
+        with self._state.transaction() as connection:
+            connection.executemany("DELETE FROM crashes WHERE resolved_path = ?", [(stored_path(key),) for key in gone])
+        for key in gone:
+            del self._crashes[key]
+        self._state.close()
 
     def __enter__(self) -> InFlightJournal:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._descriptor is not None:  # stopped early: what is in the file tells the next run
-            os.close(self._descriptor)
-            self._descriptor = None
-
-    def _append(self, entry: dict[str, object]) -> None:
-        line = (json.dumps(entry) + "\n").encode()
-        with self._lock:
-            os.write(self._descriptor, line)
-
-    def _rewrite(self) -> None:
-        if not self._crashes:
-            self.path.unlink(missing_ok=True)
-            return
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        lines = [
-            json.dumps({"crashed": key, "identity": identity, "count": count} | ({"error": error} if error else {}))
-            for key, (identity, count, error) in self._crashes.items()
-        ]
-        temporary.write_text("\n".join(lines) + "\n")
-        os.replace(temporary, self.path)
+        self._state.close()  # stopped early: what is in flight tells the next run
 
 
-def _identity(fingerprint: Mapping[str, str]) -> list[str]:
-    return [fingerprint.get(column, "") for column in IDENTITY_COLUMNS]
+def _identity(fingerprint: Mapping[str, str] | list[str]) -> Identity:
+    texts = fingerprint if isinstance(fingerprint, list) else [fingerprint.get(c, "") for c in IDENTITY_COLUMNS]
+    return tuple(int(text) if text.isdigit() else None for text in texts)
 
 
 def _read_crashes(path: Path) -> dict[str, tuple[list[str], int, str]]:
-    """Crash counts from a journal: those recorded, plus one for each file still in flight when its run died (or raised)."""
+    """Crash counts from a journal file of the JSON-lines era: those recorded, plus one per file left in flight."""
     try:
         lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except FileNotFoundError:

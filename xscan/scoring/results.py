@@ -1,12 +1,11 @@
-"""The results CSV: its columns, one row per scanned file, streaming writer and reader.
+"""The results CSV: its columns, one row per scanned file, streaming writer and the one reader, which checks every cell.
 
-A results file starts with the six standard COLUMNS; the columns after them are trailing columns,
-by name: `size`, `mtime_ns`, `inode` and `ctime_ns` record each file as it was scored, so that a
-re-run can skip it, `resolved_path` is the file's path with the scored folder's symbolic links
-resolved (what a re-run matches rows on), then MEASURE_COLUMNS (what the drift check compares
-with the model card's reference) and `run` (which run into the file wrote the row); DICOM tags asked
-for with `--dicom-tags` follow, and `scope` is always last.
-Readers that know only the six standard columns ignore the rest.
+A results file is for people: the six standard COLUMNS, then `scope`, then the DICOM tags asked
+for with `--dicom-tags`. What a re-run and `xscan drift` need besides (each file's identity as
+scored, its resolved path, the run that wrote its row, the drift statistics) lives in the state
+file beside it (xscan.scoring.state). Results files written before (the 17-column layout: the
+bookkeeping LEGACY_COLUMNS between `error` and the tags, `scope` last) are read as they are, their
+bookkeeping columns standing for the state file; `xscan score` upgrades one on its next run.
 
 Cells are spreadsheet-safe: one that a spreadsheet would run as a formula (it begins with `=`, `+`,
 `-`, `@`, a tab or a carriage return) is written with a leading single quote, which spreadsheets
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 import shutil
@@ -30,28 +30,26 @@ import numpy as np
 
 from xscan.errors import UsageError, printable
 from xscan.model.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
+from xscan.scoring.state import FINGERPRINT_FIELDS, KEY_FIELD, MEASURE_FIELDS, RUN_FIELD, FileState, read_files
 
 COLUMNS = ("path", "probability", "label", "threshold", "model", "error")
-# The file as it was when scored: size in bytes, modification time in nanoseconds, and the inode and
-# status-change time, which tell a file replaced by another of the same size and modification time.
-FINGERPRINT_COLUMNS = ("size", "mtime_ns", "inode", "ctime_ns")
-# The file's path below the scored folder, that folder's symbolic links resolved: one row per file
-# whichever way the folder is typed (`./export`, `/data/export`, a link to it).
-KEY_COLUMN = "resolved_path"
-# Per scan, what the drift check (xscan.reporting.drift) compares with the model card's reference: the scope check's
-# feature distance and its network's out-of-scope score (blank without a scope check), and the film's grey-level
-# mean and spread before equalization. Blank for a file not scored, and in rows written before these columns existed.
-MEASURE_COLUMNS = ("feature_distance", "scope_score", "grey_mean", "grey_std")
-# Which run of `xscan score` into the file wrote the row: 1, then one more for each later run, so that the
-# rows of the last run are those with the highest number. Blank in rows written before this column existed.
-RUN_COLUMN = "run"
+# Why a scan is out of scope, with the check's score; empty for every other row. Right after the six.
+SCOPE_COLUMN = "scope"
 # What `xscan score` writes, before any DICOM tag columns.
-RESULT_COLUMNS = COLUMNS + FINGERPRINT_COLUMNS + (KEY_COLUMN,) + MEASURE_COLUMNS + (RUN_COLUMN,)
+RESULT_COLUMNS = COLUMNS + (SCOPE_COLUMN,)
+# The state file's fields by name (xscan.scoring.state): a file's identity as scored, its resolved path (what a
+# re-run matches rows on), its drift statistics and the run that wrote its row. Readers add them to the records
+# and rows they give (blank where not known); a 17-column results file has them as columns.
+FINGERPRINT_COLUMNS = FINGERPRINT_FIELDS
+KEY_COLUMN = KEY_FIELD
+MEASURE_COLUMNS = MEASURE_FIELDS
+RUN_COLUMN = RUN_FIELD
+LEGACY_COLUMNS = FINGERPRINT_COLUMNS + (KEY_COLUMN,) + MEASURE_COLUMNS + (RUN_COLUMN,)
 # A cell starting with one of these is a formula to a spreadsheet (OWASP's list: tab and carriage return too).
 FORMULA_STARTS = "=+-@\t\r"
 _ESCAPED = re.compile(f"'*[{re.escape(FORMULA_STARTS)}]")
-# Why a scan is out of scope, with the check's score; empty for every other row. Always the last column.
-SCOPE_COLUMN = "scope"
+# What a label cell may hold: a class, out of scope, or nothing (a file not scored).
+LABELS = frozenset((NEGATIVE, POSITIVE, OUT_OF_SCOPE, ""))
 # The error cell of a file not scored by policy (a DICOM that is not a frontal radiograph) starts with this.
 SKIPPED_PREFIX = "skipped: "
 
@@ -63,13 +61,12 @@ class Row:
     threshold: float
     model: str
     error: str = ""  # why the file was not scored: a ScanError's reason, or SKIPPED_PREFIX and the policy's
-    trailing_columns: dict[str, str] = field(
-        default_factory=dict
-    )  # by name: DICOM tags; size and mtime_ns when read back
+    # By name: DICOM tags and, as scored, the drift statistics; read back, the state file's fields too (LEGACY_COLUMNS).
+    trailing_columns: dict[str, str] = field(default_factory=dict)
     scope: str = ""  # why the scan is out of scope, with the check's score; empty when it is in scope or unchecked
 
     def __post_init__(self) -> None:
-        # The one place error and scope cells are made printable, one line and bounded, whatever a damaged file put in them.
+        # The one place error and scope cells are made printable, one bounded line, whatever a damaged file put there.
         object.__setattr__(self, "error", printable(self.error))
         object.__setattr__(self, "scope", printable(self.scope))
 
@@ -90,17 +87,17 @@ class Row:
         return [self.path, probability, self.label, f"{self.threshold:.6f}", self.model, self.error]
 
     def as_record(self) -> dict[str, str]:
-        """Every column of this row by name: the six standard ones, then the trailing ones."""
+        """Every column of this row by name: the six standard ones, the trailing ones, then `scope`."""
         return dict(zip(COLUMNS, self.as_csv(), strict=True)) | self.trailing_columns | {SCOPE_COLUMN: self.scope}
 
 
 class ResultsWriter:
     """Writes the header, then rows as they come, flushed after each batch. `-` is stdout.
 
-    COLUMNS are the six standard ones followed by any trailing ones; with `append`, rows go after those
-    already in the file, whose header must be COLUMNS, and no header is written. The header goes
-    out with the first rows (or `write_header`), so that a run that fails before it scores anything
-    leaves nothing on standard output.
+    COLUMNS are the six standard ones followed by any trailing ones; a record's other fields are not
+    written. With `append`, rows go after those already in the file, whose header must be COLUMNS,
+    and no header is written. The header goes out with the first rows (or `write_header`), so that
+    a run that fails before it scores anything leaves nothing on standard output.
     """
 
     def __init__(self, destination: Path | str, columns: Sequence[str] = COLUMNS, append: bool = False) -> None:
@@ -176,26 +173,66 @@ class DamagedResultsError(NotResultsError):
     """An xscan results file damaged other than by a torn last line (which readers repair)."""
 
 
+class ResultsCellError(DamagedResultsError):
+    """A cell that no xscan run writes: a probability or threshold not a number in [0, 1], an unknown label.
+
+    The message names the file, the row (as a spreadsheet numbers it: the header is row 1) and the column.
+    """
+
+    def __init__(self, source: Path, row: int, column: str, problem: str) -> None:
+        super().__init__(f"{source}, row {row}, column {column}: {problem}")
+        self.source, self.row, self.column = source, row, column
+
+
 @dataclass
 class ResultsTable:
-    """A results file as read: its columns, its complete records, and whether a torn last line was left out."""
+    """A results file as read: its columns, its complete records, and whether a torn last line was left out.
+
+    STATES holds, per record, what the state file beside it knew of its file (for a 17-column file,
+    its own bookkeeping columns); None where nothing is known (no state file, a row it does not know).
+    """
 
     columns: tuple[str, ...]
     records: list[dict[str, str]]
     torn: bool = False
+    states: list[FileState | None] = field(default_factory=list)
+
+    @property
+    def legacy(self) -> bool:
+        """Whether this is a results file from before the state file (bookkeeping columns; 17 of them, `scope` last)."""
+        return any(column in LEGACY_COLUMNS for column in self.columns)
+
+    @property
+    def tag_columns(self) -> tuple[str, ...]:
+        """The DICOM tag columns, in file order."""
+        return tuple(c for c in self.columns if c not in RESULT_COLUMNS and c not in LEGACY_COLUMNS)
+
+    def with_state(self) -> list[dict[str, str]]:
+        """Each record with its state's fields by name (LEGACY_COLUMNS), blank where not known."""
+        blank = dict.fromkeys(LEGACY_COLUMNS, "")
+        return [
+            record | (state.as_fields() if state else {} if self.legacy else blank)
+            for record, state in zip(self.records, self.states, strict=True)
+        ]
 
 
-def read_table(source: Path) -> ResultsTable:
-    """Every complete record of an xscan results CSV, checking its header first.
+def read_table(source: Path, with_state: bool = True) -> ResultsTable:
+    """Every complete record of an xscan results CSV, checking its header and cells first.
 
     A run killed mid-write leaves its last record cut short: that record is left out (and `torn`
     set), never parsed as data. The cut is seen as a file that does not end with a line break,
     or as a quoted field still open at the end of the file. An empty file is an empty table.
+    WITH_STATE reads the state file beside SOURCE too (xscan.scoring.state), if there is one.
+
+    Raises:
+        NotResultsError: the header lacks a standard column.
+        DamagedResultsError: a record other than the last is cut, or (ResultsCellError) a cell
+            holds what no run writes.
     """
     with open(source, newline="", encoding="utf-8", errors="surrogateescape") as stream:
         text = stream.read()
     if not text:
-        return ResultsTable(COLUMNS, [])
+        return ResultsTable(RESULT_COLUMNS, [])
     fields, torn = _parse(text, source)
     columns = tuple(fields[0])
     missing = [c for c in COLUMNS if c not in columns]
@@ -209,7 +246,34 @@ def read_table(source: Path) -> ResultsTable:
                 f"{source} is damaged: record {number} has {len(record)} fields, the header {len(columns)}"
             )
     records = [dict(zip(columns, map(unescape_cell, record), strict=True)) for record in fields[1:]]
-    return ResultsTable(columns, records, torn)
+    for number, record in enumerate(records, start=2):
+        _check_cells(source, number, record)
+    table = ResultsTable(columns, records, torn)
+    if table.legacy:
+        table.states = [FileState.from_fields(record) for record in records]
+    else:
+        known = (read_files(source) if with_state else None) or {}
+        table.states = [known.get(record["path"]) for record in records]
+    return table
+
+
+def _check_cells(source: Path, number: int, record: Mapping[str, str]) -> None:
+    """Raise ResultsCellError for RECORD's first cell that no run writes: the one place results cells are checked."""
+    for column in ("probability", "threshold"):
+        text = record[column]
+        if column == "probability" and not text:
+            continue  # a file not scored
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # nan fails too
+            raise ResultsCellError(source, number, column, f"{printable(text, 40)!r} is not a number between 0 and 1")
+    if record["label"] not in LABELS:
+        allowed = ", ".join(sorted(LABELS - {""}))
+        raise ResultsCellError(
+            source, number, "label", f"{printable(record['label'], 40)!r} is not one of {allowed} or empty"
+        )
 
 
 def _parse(text: str, source: Path) -> tuple[list[list[str]], bool]:
@@ -226,24 +290,26 @@ def _parse(text: str, source: Path) -> tuple[list[list[str]], bool]:
 
 
 def results_columns(tag_columns: Sequence[str] = ()) -> tuple[str, ...]:
-    """The header of a results file: RESULT_COLUMNS, the DICOM tag columns asked for, then `scope`."""
-    tags = tuple(dict.fromkeys(c for c in tag_columns if c not in RESULT_COLUMNS and c != SCOPE_COLUMN))
-    return RESULT_COLUMNS + tags + (SCOPE_COLUMN,)
+    """The header of a results file: RESULT_COLUMNS (the six standard ones and `scope`), then the DICOM tag columns."""
+    known = set(RESULT_COLUMNS) | set(LEGACY_COLUMNS)
+    return RESULT_COLUMNS + tuple(dict.fromkeys(c for c in tag_columns if c not in known))
 
 
 def read_rows(source: Path) -> Iterator[Row]:
-    """The rows of an xscan results CSV, checking its header first; a torn last line is left out."""
+    """The rows of an xscan results CSV, its header and cells checked first (read_table); a torn last line is left out.
+
+    Each row's trailing columns are its DICOM tags and, where known, the state file's fields (LEGACY_COLUMNS).
+    """
     table = read_table(source)
-    for record in table.records:
+    for record, state in zip(table.records, table.states, strict=True):
         yield Row(
             path=record["path"],
             probability=float(record["probability"]) if record["probability"] else None,
             threshold=float(record["threshold"]),
             model=record["model"],
             error=record["error"],
-            trailing_columns={
-                column: record[column] for column in table.columns[len(COLUMNS) :] if column != SCOPE_COLUMN
-            },
+            trailing_columns={column: record[column] for column in table.tag_columns}
+            | (state.as_fields() if state else {}),
             scope=record.get(SCOPE_COLUMN, ""),
         )
 
@@ -260,7 +326,7 @@ def replace_file(output: Path, columns: Sequence[str], records: Iterable[dict[st
 
 
 def drift_values(records: Iterable[Mapping[str, str]], with_probability: bool = True) -> dict[str, np.ndarray]:
-    """Per drift statistic (xscan.stats.drift), the values of scored RECORDS that have one (blank without the scope check).
+    """Per drift statistic (xscan.stats.drift), the values of scored RECORDS that have one (none without a scope check).
 
     WITH_PROBABILITY off leaves the model's score out: a site calibration moved it away from the card's reference.
     """

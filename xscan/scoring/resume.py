@@ -1,10 +1,18 @@
 """Resumable results files: which scans are unchanged since they were scored, and one row per file in the end.
 
-A run appends its rows to `-o` as each batch finishes; on opening and on finishing it rewrites the
-file atomically (a temporary file beside it, then `os.replace`) with the latest row of each file in
-walk order. So a run killed at any moment leaves a file that the next run reads and repairs: a torn
-last line is dropped, a file scored twice keeps its latest row. Rows are matched on the resolved
-path (KEY_COLUMN), not on the path as typed.
+A run appends its rows to `-o` as each batch finishes, then records their files (identity, run,
+drift statistics) in the state file beside it (xscan.scoring.state), one transaction per batch:
+the CSV first, so the state never describes a row the CSV lacks. On opening, the state is made to
+describe exactly the CSV's rows, then the CSV is rewritten atomically (a temporary file beside it,
+then `os.replace`) with the latest row of each file in walk order, in the current layout; on
+finishing, it is rewritten so again if the run wrote rows. So a run killed at any moment leaves a
+file that the next run reads and repairs: a torn last line is dropped, a file scored twice keeps
+its latest row. Rows are matched on the resolved path (KEY_COLUMN), not on the path as typed.
+
+A 17-column results file (the layout before the state file) is upgraded by the same opening: its
+bookkeeping columns go into the state file first, then the CSV is rewritten; nothing is scored
+again. A row the state file does not know (the state file deleted, say) is scored again: without
+its file's identity as scored, nothing tells that the file is unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from xscan.scoring.results import (
     replace_file,
     results_columns,
 )
+from xscan.scoring.state import FileState, StateFile
 
 # Tag values of one file by keyword, read from its header only: fills tag columns added to a results file.
 TagReader = Callable[[Path, Sequence[str]], dict[str, str]]
@@ -137,14 +146,29 @@ class ResumableResults(StreamResults):
         self._threshold = f"{threshold:.6f}"
         self._rescore_skipped = rescore_skipped
         previous = _read_previous(output, model_id, overwrite)
-        self._columns = results_columns((*tag_columns, *previous.columns))
+        self._state = StateFile(output, fresh=overwrite)
+        try:
+            known = self._state.files()
+        except BaseException:
+            self._state.close()
+            raise
+        self._previous = previous
+        self._known = known  # the state file's entries as found, by path
+        self._columns = results_columns((*tag_columns, *previous.tag_columns))
         self._new_tags = tuple(tag for tag in tag_columns if tag not in previous.columns)  # blank in every earlier row
-        self._latest = {
-            record.get(KEY_COLUMN) or record["path"]: record for record in previous.records
-        }  # later rows win
+        # Each earlier record with what is known of its file: a 17-column file's own columns, else the state file's
+        # entry for its path (one under its resolved path is matched in _adopt).
+        self._latest = {}
+        self._by_key = {} if previous.legacy else {state.resolved_path: state for state in known.values()}
+        self._overwrite = overwrite
+        self._in_order = False  # whether the CSV holds one row per file in walk order: else `finish` rewrites it
+        for record, state in zip(previous.records, previous.states, strict=True):
+            state = state if previous.legacy else known.get(record["path"])
+            merged = record | (state.as_fields() if state else {})
+            self._latest[merged.get(KEY_COLUMN) or record["path"]] = merged  # later rows win
         self.repaired = previous.torn
         # One more than the file's last run; rows from before the run column count as run 0.
-        runs = [record.get(RUN_COLUMN, "") for record in previous.records]
+        runs = [record.get(RUN_COLUMN, "") for record in self._latest.values()]
         self.run = 1 + max((int(run) for run in runs if run.isdigit()), default=0)
 
     def plan(self, scans: Sequence[Path], folder: Path, read_tags: TagReader | None = None) -> list[Path]:
@@ -169,17 +193,18 @@ class ResumableResults(StreamResults):
         return to_score
 
     def _adopt(self, folder: Path) -> None:
-        """Key every earlier row on its resolved path, check that it lies below FOLDER, and write its path as FOLDER is typed now."""
+        """Key each earlier row on its resolved path, check it is below FOLDER, give its path as FOLDER is typed now."""
         resolved = folder.resolve()
-        keyed = {
-            record.get(KEY_COLUMN) or _key_of_older_row(record["path"], folder, resolved): record
-            for record in self._latest.values()
-        }
+        keyed = {}
+        for record in self._latest.values():
+            key = record.get(KEY_COLUMN) or _key_of_older_row(record["path"], folder, resolved)
+            state = self._by_key.get(key) if not record.get(KEY_COLUMN) else None
+            keyed[key] = record | (state.as_fields() if state else {})  # its state under another path as typed
         outside = [key for key in keyed if not Path(key).is_relative_to(resolved)]
         if outside:
             raise ResultsFileError(
-                f"{self.output} holds rows of files outside {folder} ({len(outside)}, e.g. {outside[0]}); a results file "
-                "records one folder: use another -o, or --overwrite to start fresh"
+                f"{self.output} holds rows of files outside {folder} ({len(outside)}, e.g. {outside[0]}); "
+                "a results file records one folder: use another -o, or --overwrite to start fresh"
             )
         self._latest = {
             key: record | {"path": str(folder / Path(key).relative_to(resolved)), KEY_COLUMN: key}
@@ -198,22 +223,63 @@ class ResumableResults(StreamResults):
         return {"size", "mtime_ns"} <= set(compared) and all(previous[column] == current[column] for column in compared)
 
     def _start(self) -> None:
+        """The state file made to describe exactly the rows to come, then the CSV rewritten with them if it differs.
+
+        State first: until the CSV is replaced, the old one still holds every row the state describes
+        (a 17-column file's identities are then safe in the state file before its columns go).
+        """
+        records = in_walk_order(self._latest.values())
+        states = [FileState.from_fields(record) for record in records]
         try:
-            replace_file(self.output, self._columns, in_walk_order(self._latest.values()))
+            if len(states) != len(self._known) or any(self._known.get(state.path) != state for state in states):
+                self._state.replace_files(states)
+            if not self._is_written(records):
+                replace_file(self.output, self._columns, records)
+            self._in_order = True
             self._writer = ResultsWriter(self.output, self._columns, append=True)
         except OSError as error:
             raise ResultsFileError(f"cannot write results file {self.output}: {error.strerror or error}") from None
 
+    def _is_written(self, records: list[dict[str, str]]) -> bool:
+        """Whether the file on disk holds RECORDS already, in this layout: the common re-run with nothing to repair."""
+        before = self._previous
+        if self._overwrite or before.torn or before.legacy or before.columns != self._columns:
+            return False
+        if len(before.records) != len(records) or not self.output.is_file() or not self.output.stat().st_size:
+            return False
+        return all(
+            all(old.get(column, "") == new.get(column, "") for column in self._columns)
+            for old, new in zip(before.records, records, strict=True)
+        )
+
     def write(self, rows: list[Row]) -> list[dict[str, str]]:
+        """Append the rows of a batch to the CSV, then record their files in the state file (one transaction).
+
+        A file scored again first loses its state entry: killed before the new entry is committed,
+        its new row is then one the state does not know (scored again next run), never one that an
+        entry of its earlier row would vouch for.
+        """
+        replaced = [self._identities[row.path][KEY_COLUMN] for row in rows]
+        replaced = [key for key in replaced if key in self._latest]
+        if replaced:
+            self._state.forget_files(replaced)
         records = super().write(rows)
+        self._state.save_files(FileState.from_fields(record) for record in records)
         self._latest.update((record[KEY_COLUMN], record) for record in records)
+        self._in_order = False
         return records
 
     def finish(self) -> None:
-        """Rewrite the file with one row per file, the latest, in walk order."""
+        """Rewrite the file with one row per file, the latest, in walk order (unless it is so already)."""
         if self._writer is not None:
             self._writer.close()
-        replace_file(self.output, self._columns, in_walk_order(self._latest.values()))
+        if not self._in_order:
+            replace_file(self.output, self._columns, in_walk_order(self._latest.values()))
+        self._state.close()
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self._state.close()
 
 
 def open_results(
@@ -244,7 +310,7 @@ def _read_previous(output: Path, model_id: str, overwrite: bool) -> ResultsTable
     if not output.exists():
         return ResultsTable(RESULT_COLUMNS, [])
     try:
-        table = read_table(output)
+        table = read_table(output, with_state=False)  # the state file is read by its writer
     except DamagedResultsError as error:
         if overwrite:
             return ResultsTable(RESULT_COLUMNS, [])
@@ -258,7 +324,7 @@ def _read_previous(output: Path, model_id: str, overwrite: bool) -> ResultsTable
     others = sorted({record["model"] for record in table.records} - {model_id})
     if others:
         raise ResultsFileError(
-            f"{output} holds rows from model {', '.join(others)}, not {model_id}; rows of different models are not mixed: "
-            "use another -o, or --overwrite to start fresh"
+            f"{output} holds rows from model {', '.join(others)}, not {model_id}; "
+            "rows of different models are not mixed: use another -o, or --overwrite to start fresh"
         )
     return table

@@ -1,4 +1,4 @@
-"""`score_folder`: everything `xscan score` does, as one library call (walk, resume, score, write, summary); it prints nothing.
+"""`score_folder`: all `xscan score` does, as one library call (walk, resume, score, write, summary); it prints nothing.
 
 What happens along the way is told to an optional callback as events, in this order: each path
 the walk passed over (`NotScanned`), a wait for another run's lock (`Waiting`, with `wait` only),
@@ -9,9 +9,9 @@ written (`RowsWritten`), each preceded by the warnings its files raised while th
 run resumes. Any other exception is a bug or a resource that ran out (MemoryError): it propagates
 too, and no file's row hides it.
 
-A results file (not `-`) is written by one run at a time (`xscan.scoring.lock`), and the files being
-decoded are recorded beside it (`xscan.scoring.journal`), so that a file that crashed the process twice
-is not opened a third time.
+A results file (not `-`) is written by one run at a time (`xscan.scoring.lock`); what a re-run needs
+is kept in the state file beside it (`xscan.scoring.state`), and so are the files being decoded
+(`xscan.scoring.journal`), so that a file that crashed the process twice is not opened a third time.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Repaired:
-    """The results file ended in a torn line, left by an interrupted run; it was dropped and its file is scored again."""
+    """The results file ended in a torn line, left by an interrupted run; it was dropped, its file scored again."""
 
     output: str
 
@@ -82,7 +82,7 @@ class Planned:
 
 @dataclass(frozen=True)
 class Warned:
-    """A warning raised while a file was read (pydicom's remarks on an odd file; `warning.path` names it), or by the run."""
+    """A warning raised by the run or while a file was read (pydicom on an odd file; `warning.path` names it)."""
 
     warning: FileWarning
 
@@ -244,7 +244,7 @@ RowSource = Callable[[Sequence[Path], ScoreOptions, Watch | None], Iterator[list
 
 
 def _row_source(options: ScoreOptions, site: LoadedSite | None, scorer: Scorer | None) -> tuple[RowSource, list[str]]:
-    """What scores the planned files, and its notes for the user: the model in this process, or on a Ray cluster (options.ray)."""
+    """What scores the planned files, and its notes for the user: the model here, or on a Ray cluster (options.ray)."""
     if options.ray:
         from xscan.scoring.ray_driver import RayScoring  # Ray is imported there, and only with options.ray
 
@@ -279,9 +279,9 @@ def _score_rows(
 ) -> Iterator[list[Row]]:
     """The rows of TO_SCORE, batch by batch; with a journal, files that crashed a run are treated apart.
 
-    A file in flight when two runs died (or ended with an unexpected exception) is not opened: its row says so. One in flight when one run
-    died is decoded alone, before the others, so that if it crashes again no other file shares
-    the blame. (On a Ray cluster the workers' files are not watched: a crash there is Ray's to retry.)
+    A file in flight when two runs died (or ended with an unexpected exception) is not opened: its row says so.
+    One in flight when one run died is decoded alone, before the others, so that if it crashes again no other
+    file shares the blame. (On a Ray cluster the workers' files are not watched: a crash there is Ray's to retry.)
     """
     if journal is None:
         yield from score(to_score, options, None)
@@ -310,7 +310,7 @@ def _score_rows(
 
 
 def _summary(folder: Path, output: str, found: int, tally: Tally, seconds: float, workers: int) -> ScoreSummary:
-    # Files skipped by policy (a CT, a lateral film) are what the policy asks for, not a failure; nor are out-of-scope scans.
+    # Files skipped by policy (a CT, a lateral film) are what the policy asks for, not a failure; nor are out-of-scope.
     code = EXIT_SOME_FAILED if tally.failed else EXIT_OK
     return ScoreSummary(
         folder,
