@@ -68,8 +68,8 @@ def drift_of_results(
         records, with_probability=not foreign
     )  # a site calibration moved the score away from the reference
     if baseline is None:
-        return judge(values, card.drift, len(records))
-    verdict = judge(values, card.drift, len(records), LEVEL / 2)
+        return judge(values, card.drift.statistics, len(records))
+    verdict = judge(values, card.drift.statistics, len(records), LEVEL / 2)
     before = [record for record in read_table(baseline).records if record["probability"] and not record["error"]]
     headers, left_out = compare_headers(header_values(records), header_values(before), LEVEL / 2)
     return replace(verdict, headers=headers, left_out=verdict.left_out + left_out)
