@@ -1,4 +1,4 @@
-"""Write the bundled model card's tables into README.md and docs/model.md (tests/model/test_model_tables.py checks them).
+"""Write the bundled model card's tables into README.md and docs/model.md (tests/model/test_model_tables.py checks).
 
 Run after `xscan train ... --out weights`: python docs/update_tables.py
 """
@@ -37,11 +37,10 @@ def tables(card: ModelCard) -> str:
     ]
     for external in card.external:
         lines.append(
-            _figure_row(
-                f"{external.name}: all (out of population)", external.all, f"{external.out_of_scope_rate:.3f}"
-            )
+            _figure_row(f"{external.name}: all (out of population)", external.all, f"{external.out_of_scope_rate:.3f}")
         )
-        for subset, figures in (("PA films", external.pa_films), ("kept by the scope check", external.kept_by_scope_check)):
+        subsets = (("PA films", external.pa_films), ("kept by the scope check", external.kept_by_scope_check))
+        for subset, figures in subsets:
             if figures:
                 lines.append(_figure_row(f"{external.name}: {subset}", figures))
     lines.append(_figure_row("validation, selection part (chose epoch, calibration, threshold)", card.selection))
@@ -54,9 +53,7 @@ def tables(card: ModelCard) -> str:
         lines += ["", "| out-of-scope check on | judged out of scope |", "| --- | --- |"]
         lines += [f"| {name} | {rate:.3f} |" for name, rate in card.scope.rates.items()]
     lines += ["", "| shift (report part) | AUC | sensitivity | specificity |", "| --- | --- | --- | --- |"]
-    lines += [
-        f"| {r.shift} | {r.auc:.4f} | {r.sensitivity:.3f} | {r.specificity:.3f} |" for r in card.robustness
-    ]
+    lines += [f"| {r.shift} | {r.auc:.4f} | {r.sensitivity:.3f} | {r.specificity:.3f} |" for r in card.robustness]
     worst = min(card.robustness, key=lambda r: r.specificity)
     lines.append(
         f"\nWorst specificity: {worst.shift}, {worst.specificity:.3f}; "

@@ -1,4 +1,4 @@
-"""`xscan train`: the training recipe's options, with their defaults read from the recipe itself; the work is xscan.training's."""
+"""`xscan train`: the recipe's options, their defaults read from the recipe itself; the work is xscan.training's."""
 
 from __future__ import annotations
 

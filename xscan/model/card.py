@@ -1,4 +1,4 @@
-"""The model card and the weights folder it travels in: what the weights are, how they were made, reading and writing both."""
+"""The model card and the weights folder it travels in: what the weights are, how they were made; reading, writing."""
 
 from __future__ import annotations
 
@@ -269,7 +269,8 @@ _Section = TypeVar("_Section")
 
 def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
     """The card's calibration: sigmoid(logit / temperature + bias)."""
-    # numpy's own logistic, not scipy's expit (the same numbers): importing scipy.special cost scoring a quarter second of start-up.
+    # numpy's own logistic, not scipy's expit (the same numbers): importing scipy.special cost scoring a quarter
+    # second of start-up.
     with np.errstate(over="ignore"):  # exp overflows to inf far below zero: the probability is then 0, as expit gives
         return 1.0 / (1.0 + np.exp(-(np.asarray(logits, np.float64) / temperature + bias)))
 
@@ -314,7 +315,7 @@ def sha256_of(path: Path) -> str:
 
 
 def load_network(weights_dir: Path, card: ModelCard) -> Any:
-    """The Keras network of WEIGHTS_DIR, rebuilt from the card's config with the weights file's weights (checked against the card).
+    """The Keras network of WEIGHTS_DIR, rebuilt from the card's config with the weights file's weights (checked).
 
     For training, Grad-CAM and the conversion to LiteRT: this imports TensorFlow, scoring never does.
     """
@@ -331,7 +332,7 @@ def load_network(weights_dir: Path, card: ModelCard) -> Any:
 
 
 def checked_file(path: Path, sha256: str, what: str) -> Path:
-    """PATH, present, readable and (when the card gives one) of the card's SHA256; else a WeightsError naming WHAT it is."""
+    """PATH, present, readable and (when the card gives one) of the card's SHA256; else a WeightsError naming WHAT."""
     if not path.exists():
         raise WeightsError(f"no {what} {path}")
     try:

@@ -1,4 +1,4 @@
-"""The `train` extra (TensorFlow and Keras): what training, Grad-CAM and the conversion to LiteRT need, and scoring does not.
+"""The `train` extra, TensorFlow and Keras: what training, Grad-CAM and the LiteRT conversion need; scoring does not.
 
 `pip install xscan` leaves them out (about 600 MB); a command that needs them checks first, so that
 their absence is one clear message naming the extra instead of a traceback. A usage error (exit 2),

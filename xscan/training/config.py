@@ -1,4 +1,4 @@
-"""The training recipe (`TrainConfig`), recorded whole in the model card, and the split a trained model's card records."""
+"""The training recipe (`TrainConfig`), recorded whole in the model card; the split a trained model's card records."""
 
 from __future__ import annotations
 

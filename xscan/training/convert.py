@@ -1,4 +1,4 @@
-"""`xscan train --litert-only`: write a weights folder's LiteRT file from its Keras weights and scope check; nothing is trained."""
+"""`xscan train --litert-only`: a weights folder's LiteRT file from its Keras weights and scope check; no training."""
 
 from __future__ import annotations
 

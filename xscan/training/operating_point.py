@@ -1,4 +1,4 @@
-"""The model's operating point: Platt calibration and the threshold, chosen on the selection part; the card's figures."""
+"""The operating point: Platt calibration and the threshold, chosen on the selection part; the card's figures."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from xscan.training.dataset import LabelledScan, split_by_patient
 
 
 class Split(NamedTuple):
-    """Three patient-disjoint parts: TRAIN fits, SELECT chooses epoch, calibration and thresholds, REPORT only reports."""
+    """Three patient-disjoint parts: TRAIN fits, SELECT chooses epoch, calibration, thresholds; REPORT only reports."""
 
     train: list[LabelledScan]
     select: list[LabelledScan]

@@ -1,4 +1,4 @@
-"""What a model was trained on, for its card: the folder as given, scans and patients per class, a content hash, the source.
+"""What a model was trained on, for its card: the folder as given, scans and patients per class, content hash, source.
 
 The content hash is sha256 over the sorted lines "relative path TAB label TAB file sha256", one per
 scan used: it names the files and labels, not where the folder lies. The Kermany attribution (and

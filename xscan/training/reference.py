@@ -1,4 +1,4 @@
-"""The drift check's reference in the model card: its statistics on the validation patients, who chose nothing of the drift check.
+"""The drift check's reference in the model card: its statistics on the validation patients, who chose nothing of it.
 
 Both parts of validation count: the selection part chose the model's epoch, calibration and
 thresholds, none of which the drift statistics' distributions depend on much, and with it the
@@ -43,7 +43,7 @@ def scan_statistics(scorer: Scorer, greys: Sequence[np.ndarray]) -> dict[str, np
 def drift_section(
     statistics: dict[str, np.ndarray], labels: np.ndarray, patients: np.ndarray, source: str
 ) -> DriftSection:
-    """The card's `drift` section: per statistic, the reference bins, each class's counts in them and its effective size."""
+    """The card's `drift` section: per statistic, the reference bins, each class's counts in them and size."""
     return DriftSection(
         method="per statistic, the batch against the best-fitting mixture of the reference's normal and pneumonia "
         "distributions (Kolmogorov-Smirnov distance, mixture weight fitted to the batch), null simulated from the "
@@ -58,7 +58,7 @@ def drift_section(
 def store_reference(
     weights_dir: Path, card: ModelCard, validation: Sequence[LabelledScan], greys: Sequence[np.ndarray]
 ) -> None:
-    """Put the drift reference of the model in WEIGHTS_DIR (as saved there) into CARD: VALIDATION's films, GREYS decoded."""
+    """Put the drift reference of the model in WEIGHTS_DIR (as saved) into CARD: VALIDATION's films, GREYS decoded."""
     scorer = load_scorer(weights_dir, threads=0)
     labels = np.array([scan.label for scan in validation])
     patients = np.array([scan.patient_id for scan in validation])

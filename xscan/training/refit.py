@@ -1,4 +1,4 @@
-"""`xscan train`'s refit modes, which keep the trained classifier: the out-of-scope check again, the drift reference again.
+"""`xscan train`'s refit modes, which keep the trained classifier: the out-of-scope check, the drift reference, again.
 
 Both read the folder the model was trained on, split it as the card records, and refuse another
 folder (by content hash, or by the split's counts for a card from before the hash); both record
@@ -46,7 +46,7 @@ def refit_scope(
     labels_file: Path | None = None,
     data_source: str | None = None,
 ) -> ModelCard:
-    """Fit the out-of-scope check again for the trained model in WEIGHTS_DIR, with CONFIG's scope recipe; the classifier stays.
+    """Fit the out-of-scope check again for the model in WEIGHTS_DIR, with CONFIG's scope recipe; the classifier stays.
 
     The split is the card's own (its fractions and seed), so the check is fitted, thresholded and
     reported on the same three parts the classifier was. The LiteRT file is written again with the
@@ -99,7 +99,7 @@ def refit_reference(
     labels_file: Path | None = None,
     data_source: str | None = None,
 ) -> ModelCard:
-    """Compute the drift reference of the model in WEIGHTS_DIR again, on the validation patients of the card's own split.
+    """Compute the drift reference of the model in WEIGHTS_DIR again, on the validation patients of the card's split.
 
     Re-runnable, and needs no TensorFlow: the model stays; the card's `drift` section, its data
     provenance (`training.data`), the population and site guidance that follow from it, and

@@ -1,4 +1,4 @@
-"""Fitting the out-of-scope check for a trained classifier: its scope network, feature statistics, thresholds and rates."""
+"""Fitting the out-of-scope check for a trained classifier: its scope network, feature statistics, thresholds, rates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`xscan train`'s full mode: split a labelled folder by patient, fit the ensemble, calibrate, measure, fit the scope check.
+"""`xscan train`'s full mode: split a folder by patient, fit the ensemble, calibrate, measure, fit the scope check.
 
 Each stage is its own module (parts, fit, operating_point, robustness, scope_fit, provenance);
 this one runs them in order and builds the card. The other modes, which keep a trained model,
