@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -30,7 +31,7 @@ def info(
     table.add_column(style="bold")
     table.add_column()
     table.add_row("model id", card.model_id)
-    table.add_row("architecture", ", ".join(f"{k}={v}" for k, v in card.config.items()))
+    table.add_row("architecture", ", ".join(f"{k}={v}" for k, v in asdict(card.config).items()))
     table.add_row("preprocessing", card.preprocessing.steps)
     table.add_row("input size", f"{card.image_size} x {card.image_size}")
     table.add_row("threshold", f"{card.threshold:.4f} ({card.threshold_rule})")

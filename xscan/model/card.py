@@ -196,7 +196,7 @@ class ModelCard:
 
     name: str
     version: str
-    config: dict[str, Any]  # ModelConfig's fields: the network is rebuilt from these (model_config_from_card)
+    config: ModelConfig  # the network's shape: it is rebuilt from this
     preprocessing: Preprocessing
     temperature: float
     threshold: float
@@ -216,6 +216,8 @@ class ModelCard:
 
     def __post_init__(self) -> None:
         # Sections given as the JSON has them (a dict, or {} for "none" in older cards) become their dataclasses.
+        if isinstance(self.config, dict):
+            self.config = ModelConfig(**{**self.config, "widths": tuple(self.config["widths"])})
         self.preprocessing = _section(Preprocessing, self.preprocessing)
         self.training = _section(TrainingRecord, self.training)
         self.validation = _section(Figures, self.validation)
@@ -277,7 +279,7 @@ def calibrated_probability(logits: np.ndarray, temperature: float, bias: float =
 
 def model_config_from_card(card: ModelCard) -> ModelConfig:
     """The network's shape as the card records it."""
-    return ModelConfig(**{**card.config, "widths": tuple(card.config["widths"])})
+    return card.config
 
 
 def default_weights_dir() -> Path:

@@ -107,7 +107,7 @@ def train(
     card = ModelCard(
         name=MODEL_NAME,
         version=__version__,
-        config=asdict(config.model),
+        config=config.model,
         preprocessing=Preprocessing(image_size=size),
         temperature=point.temperature,
         bias=point.bias,
