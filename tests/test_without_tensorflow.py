@@ -106,6 +106,7 @@ def test_info_without_tensorflow(blocked_path: str) -> None:
     assert "xscan-cnn-0.1.0-d3d49a7b" in shown.stdout
 
 
+@pytest.mark.slow  # a process each, importing xscan's training modules
 @pytest.mark.parametrize(
     "command",
     [

@@ -25,6 +25,7 @@ def tiny_dataset(tmp_path):
     return tmp_path / "data"
 
 
+@pytest.mark.slow
 def test_one_epoch_through_the_cli_writes_loadable_weights_and_card(tiny_dataset, tmp_path):
     out = tmp_path / "weights"
     result = CliRunner().invoke(
@@ -121,6 +122,7 @@ def _without_litert(tmp_path):
     return weights
 
 
+@pytest.mark.slow
 def test_converting_an_older_weights_folder_gives_the_bundled_file_and_numbers(tmp_path, scorer):
     from xscan.training.convert import convert_to_litert
 
@@ -134,6 +136,7 @@ def test_converting_an_older_weights_folder_gives_the_bundled_file_and_numbers(t
     assert np.array_equal(load_scorer(weights).assess(batch).probabilities, scorer.assess(batch).probabilities)
 
 
+@pytest.mark.slow
 def test_litert_only_through_the_cli_records_its_command(tmp_path):
     weights = _without_litert(tmp_path)
     result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(weights), "--litert-only"])

@@ -77,7 +77,7 @@ def refit_scope(
     keras.utils.set_random_seed(config.seed)
     card = read_card(weights_dir)
     config = replace(card_split(card, config), model=model_config_from_card(card))  # the trained model's shape
-    split = _checked_split(card, data_dir, config, labels_file, data_source, external)
+    split = _checked_split(card, data_dir, config, labels_file, data_source, external)  # this check's --external
     network = load_network(weights_dir, card)
     parts = load_parts(split, card.image_size)
     point = OperatingPoint(card.temperature, card.bias, card.threshold)
@@ -119,10 +119,12 @@ def refit_reference(
         TrainingDataError: DATA_DIR is not the data the model was trained on.
     """
     card = read_card(weights_dir)
-    split = _checked_split(card, data_dir, card_split(card), labels_file, data_source, None)
+    training = _training(card)
+    external = Path(training.data.external) if training.data.external else None  # the scope check's, kept
+    split = _checked_split(card, data_dir, card_split(card), labels_file, data_source, external)
     validation = split.select + split.report
     store_reference(weights_dir, card, validation, load_images(validation))
-    _training(card).reference_command = command
+    training.reference_command = command
     write_card(weights_dir, card)
     return card
 
@@ -143,7 +145,7 @@ def _checked_split(
         data_dir,
         scans,
         split,
-        external=external or _path(training.data.external),
+        external=external,
         labels_file=labels_file,
         data_source=data_source,
     )
@@ -162,7 +164,3 @@ def _training(card: ModelCard) -> TrainingRecord:
     if card.training is None:
         raise WeightsError(f"the model card of {card.model_id} records no training run: nothing to refit")
     return card.training
-
-
-def _path(text: str | None) -> Path | None:
-    return Path(text) if text else None
