@@ -157,7 +157,7 @@ class ScopeCheck:
         return verdicts
 
     def flags(self, scope_logits: np.ndarray, features: np.ndarray, distances: np.ndarray | None = None) -> np.ndarray:
-        """Boolean mask of the scans out of scope: in-scope probability below its threshold, or feature distance above its own."""
+        """Mask of the scans out of scope: in-scope probability below its threshold; or distance above its own."""
         distances = self.stats.distance(features) if distances is None else distances
         return (softmax(scope_logits)[:, IN_SCOPE] < self.in_scope_threshold) | (distances > self.distance_threshold)
 
@@ -217,7 +217,7 @@ def scope_files(
 
 
 def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
-    """The fitted check of CARD's scope section: its thresholds, and the feature statistics from WEIGHTS_DIR (numpy only)."""
+    """The fitted check of CARD's scope section: its thresholds, the feature statistics from WEIGHTS_DIR (numpy)."""
     card_scope = card.scope
     if card_scope is None:
         raise ScopeFilesError("the model card has no out-of-scope check")
@@ -226,7 +226,7 @@ def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
 
 
 def load_scope_network(weights_dir: Path, card: ModelCard) -> Any:
-    """The scope network of CARD, its Keras weights loaded from WEIGHTS_DIR (for training and the conversion to LiteRT)."""
+    """The scope network of CARD, its Keras weights loaded from WEIGHTS_DIR (for training, the conversion to LiteRT)."""
     if card.scope is None:
         raise ScopeFilesError("the model card has no out-of-scope check")
     path = scope_files(weights_dir, card.scope, ("weights",))["weights"]
