@@ -51,7 +51,7 @@ def collect(cache: Path) -> dict[str, np.ndarray]:
         with np.load(cache) as stored:
             return dict(stored)
     scorer = load_scorer(threads=0)
-    recipe = scorer.card.training["recipe"]
+    recipe = scorer.card.training.recipe
     config = replace(
         TrainConfig(),
         val_fraction=recipe["val_fraction"],

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +43,11 @@ MEAN_TARGET = 0.94  # issue 23: the mean sensitivity of ten draws judged on the 
 
 def report_part() -> dict[Path, str]:
     """Path -> patient of the bundled model's report part, re-derived from the card's recipe."""
+    from xscan.training.config import card_split
     from xscan.training.dataset import find_labelled_scans
-    from xscan.training.train import TrainConfig, split_for_training
+    from xscan.training.parts import split_for_training
 
-    recipe = read_card(default_weights_dir()).training["recipe"]
-    config = replace(
-        TrainConfig(),
-        val_fraction=recipe["val_fraction"],
-        report_fraction=recipe["report_fraction"],
-        seed=recipe["seed"],
-    )
+    config = card_split(read_card(default_weights_dir()))
     _, _, report = split_for_training(find_labelled_scans(DATA / "chest_xray" / "train"), config)
     return {scan.path: scan.patient_id for scan in report}
 

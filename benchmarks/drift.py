@@ -33,10 +33,11 @@ import numpy as np
 
 from xscan.model.scorer import load_scorer
 from xscan.stats.drift import STATISTICS, build_reference, check_batch
+from xscan.training.config import TrainConfig
 from xscan.training.dataset import find_labelled_scans, split_by_patient
+from xscan.training.parts import load_images, split_for_training
 from xscan.training.reference import scan_statistics
 from xscan.training.robustness import SHIFTS
-from xscan.training.train import TrainConfig, load_images, split_for_training
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCH = 200

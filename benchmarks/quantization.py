@@ -27,16 +27,11 @@ FULLRES = REPO.parent / "shared" / "data" / "fullres"
 
 def report_part(card) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs and labels of the card's report part."""
+    from xscan.training.config import card_split
     from xscan.training.dataset import find_labelled_scans
-    from xscan.training.train import TrainConfig, load_images, preprocess_all, split_for_training
+    from xscan.training.parts import load_images, preprocess_all, split_for_training
 
-    recipe = card.training["recipe"]
-    config = replace(
-        TrainConfig(),
-        val_fraction=recipe["val_fraction"],
-        report_fraction=recipe["report_fraction"],
-        seed=recipe["seed"],
-    )
+    config = card_split(card)
     _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
     return preprocess_all(load_images(report), card.image_size), np.array([scan.label for scan in report])
 

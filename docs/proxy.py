@@ -22,8 +22,9 @@ from sklearn.metrics import roc_auc_score
 from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.model.scorer import load_scorer
+from xscan.training.config import TrainConfig
 from xscan.training.dataset import _patient_fraction, find_labelled_scans
-from xscan.training.train import TrainConfig, split_for_training
+from xscan.training.parts import split_for_training
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "train"
 

@@ -1,4 +1,4 @@
-"""Write the bundled model card's tables into README.md and docs/model.md (tests/model/test_model_tables.py checks them).
+"""Write the bundled model card's tables into README.md and docs/model.md (tests/model/test_model_tables.py checks).
 
 Run after `xscan train ... --out weights`: python docs/update_tables.py
 """
@@ -6,21 +6,21 @@ Run after `xscan train ... --out weights`: python docs/update_tables.py
 import re
 from pathlib import Path
 
-from xscan.model.card import ModelCard, default_weights_dir, read_card
+from xscan.model.card import Figures, ModelCard, default_weights_dir, read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKED = re.compile(r"<!-- model-tables -->\n(.*?)\n<!-- /model-tables -->", re.S)
 
 
-def _ci(figures: dict, name: str, digits: int = 3) -> str:
-    value = figures[name]
-    low, high = figures.get("intervals", {}).get(name, (None, None))
+def _ci(figures: Figures, name: str, digits: int = 3) -> str:
+    value = getattr(figures, name)
+    low, high = figures.intervals.get(name, (None, None))
     return f"{value:.{digits}f}" if low is None else f"{value:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
-def _figure_row(name: str, figures: dict, out_of_scope: str = "") -> str:
+def _figure_row(name: str, figures: Figures, out_of_scope: str = "") -> str:
     return (
-        f"| {name} | {figures['n']} | {_ci(figures, 'auc')} | {_ci(figures, 'sensitivity')} | "
+        f"| {name} | {figures.n} | {_ci(figures, 'auc')} | {_ci(figures, 'sensitivity')} | "
         f"{_ci(figures, 'specificity')} | {_ci(figures, 'precision')} | {out_of_scope} |"
     )
 
@@ -32,35 +32,32 @@ def tables(card: ModelCard) -> str:
         _figure_row(
             "validation, report part (chose nothing)",
             card.validation,
-            f"{card.scope['rates']['validation (report part), in scope']:.3f}" if card.scope else "",
+            f"{card.scope.rates['validation (report part), in scope']:.3f}" if card.scope else "",
         ),
     ]
     for external in card.external:
         lines.append(
-            _figure_row(
-                f"{external['name']}: all (out of population)", external["all"], f"{external['out_of_scope_rate']:.3f}"
-            )
+            _figure_row(f"{external.name}: all (out of population)", external.all, f"{external.out_of_scope_rate:.3f}")
         )
-        for subset in ("PA films", "kept by the scope check"):
-            if subset in external:
-                lines.append(_figure_row(f"{external['name']}: {subset}", external[subset]))
+        subsets = (("PA films", external.pa_films), ("kept by the scope check", external.kept_by_scope_check))
+        for subset, figures in subsets:
+            if figures:
+                lines.append(_figure_row(f"{external.name}: {subset}", figures))
     lines.append(_figure_row("validation, selection part (chose epoch, calibration, threshold)", card.selection))
     lines += [
         "",
         f"Threshold {card.threshold:.4f} ({card.threshold_rule}); calibration sigmoid(logit / {card.temperature:.3f} "
-        f"+ {card.bias:.3f}). Brier {card.validation['brier']:.4f}, ECE {card.validation['ece']:.4f} on the report part.",
+        f"+ {card.bias:.3f}). Brier {card.validation.brier:.4f}, ECE {card.validation.ece:.4f} on the report part.",
     ]
     if card.scope:
         lines += ["", "| out-of-scope check on | judged out of scope |", "| --- | --- |"]
-        lines += [f"| {name} | {rate:.3f} |" for name, rate in card.scope["rates"].items()]
+        lines += [f"| {name} | {rate:.3f} |" for name, rate in card.scope.rates.items()]
     lines += ["", "| shift (report part) | AUC | sensitivity | specificity |", "| --- | --- | --- | --- |"]
-    lines += [
-        f"| {r['shift']} | {r['auc']:.4f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |" for r in card.robustness
-    ]
-    worst = min(card.robustness, key=lambda r: r["specificity"])
+    lines += [f"| {r.shift} | {r.auc:.4f} | {r.sensitivity:.3f} | {r.specificity:.3f} |" for r in card.robustness]
+    worst = min(card.robustness, key=lambda r: r.specificity)
     lines.append(
-        f"\nWorst specificity: {worst['shift']}, {worst['specificity']:.3f}; "
-        f"worst AUC: {min(r['auc'] for r in card.robustness):.4f}."
+        f"\nWorst specificity: {worst.shift}, {worst.specificity:.3f}; "
+        f"worst AUC: {min(r.auc for r in card.robustness):.4f}."
     )
     return "\n".join(lines)
 

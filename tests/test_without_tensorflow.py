@@ -1,5 +1,7 @@
 """`xscan score`, `report`, `calibrate`, `drift`, `audit`, `studies`, `info`: no TensorFlow or Keras needed (issue 25).
 
+`train` and `explain`, which need them (the `train` extra), say so and which extra to install (issue 29).
+
 Each command runs as a real process with a `tensorflow` and a `keras` package first on its path
 that raise ImportError when imported: a command that imported either, however late or lazily,
 would crash or fail, which the exit code and output show (typer's CliRunner would hide a crash).
@@ -118,3 +120,24 @@ def test_info_without_tensorflow(blocked_path: str) -> None:
     shown = xscan(blocked_path, "info")
     assert shown.returncode == EXIT_OK, shown.stderr
     assert "xscan-cnn-0.1.0-d3d49a7b" in shown.stdout
+
+
+@pytest.mark.slow  # a process each, importing xscan's training modules
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "{data}", "--out", "{out}", "--epochs", "1"],
+        ["train", "{data}", "--out", "{out}", "--litert-only"],
+        ["explain", str(SAMPLES), "-o", "{out}"],
+    ],
+    ids=["train", "litert-only", "explain"],
+)
+def test_training_and_explain_name_the_train_extra(blocked_path: str, tmp_path: Path, command: list[str]) -> None:
+    """Without TensorFlow, a command that needs it says which extra to install (a usage error), before any work."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (data / label).mkdir(parents=True)
+    done = xscan(blocked_path, *(part.format(data=data, out=out) for part in command))
+    assert done.returncode == EXIT_USAGE, done.stdout + done.stderr
+    assert "pip install 'xscan[train]'" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()  # nothing written

@@ -92,7 +92,7 @@ def test_by_run_orders_reads_by_run_and_names_each():
 def test_the_options_then_the_site_calibration_then_the_card_state_the_promise(tmp_path):
     card = read_card(default_weights_dir())
     from_card = promises(card)
-    assert [p.value for p in from_card] == [card.validation["sensitivity"], card.validation["specificity"]]
+    assert [p.value for p in from_card] == [card.validation.sensitivity, card.validation.specificity]
     assert "model card" in from_card[0].source
     site = SiteCalibration(
         base_model=card.model_id,

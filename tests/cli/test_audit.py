@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_data]
 CARD = read_card(default_weights_dir())
 # Reads of each class that the card's figures need before the audit can tell (a 10-point drop, 80 % power, 2.5 %).
 NEEDED = {
-    label: cusum.reads_needed(cusum.chart_for(CARD.validation[figure]), 0.025)
+    label: cusum.reads_needed(cusum.chart_for(getattr(CARD.validation, figure)), 0.025)
     for label, figure in (("NORMAL", "specificity"), ("PNEUMONIA", "sensitivity"))
 }
 
@@ -87,7 +87,7 @@ def test_validation_films_keep_the_card_s_promise_exit_0(scored, tmp_path):
     done = audit_process(scored["results"][0], reads_file(tmp_path / "reads.csv", reads))
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
     assert "audit: the promise holds" in done.stdout
-    assert f"specificity >= {CARD.validation['specificity']:.3f} (model card of {CARD.model_id}" in done.stdout
+    assert f"specificity >= {CARD.validation.specificity:.3f} (model card of {CARD.model_id}" in done.stdout
     assert "2026-W10" in done.stdout and "2026-W11" in done.stdout
 
 

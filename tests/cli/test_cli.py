@@ -122,7 +122,7 @@ def test_top_level_help_says_it_is_not_a_diagnostic_device():
 
 
 def test_train_options_default_to_the_recorded_recipe():
-    from xscan.training.train import TrainConfig
+    from xscan.training.config import TrainConfig
 
     recipe = TrainConfig()
     result = CliRunner().invoke(app, ["train", "--help"])

@@ -10,7 +10,7 @@ from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.model.card import default_weights_dir, read_card
 from xscan.scoring.pipeline import load_scan
-from xscan.training import train
+from xscan.training import parts
 from xscan.training.dataset import LabelledScan
 from xscan.training.robustness import SHIFTS
 
@@ -51,7 +51,7 @@ def test_rejects_colour_or_float_input(grey):
 
 def _as_trained(paths: list[Path]) -> np.ndarray:
     """Model inputs the way `xscan train` makes them: a full decode, then preprocess."""
-    return train.preprocess_all(train.load_images([LabelledScan(path, 0, path.name) for path in paths]), IMAGE_SIZE)
+    return parts.preprocess_all(parts.load_images([LabelledScan(path, 0, path.name) for path in paths]), IMAGE_SIZE)
 
 
 def _as_scored(paths: list[Path]) -> np.ndarray:

@@ -69,12 +69,9 @@ def test_a_card_without_a_litert_file_says_how_to_make_one(tmp_path):
 
 def test_the_bundled_litert_file_is_the_cards_and_was_made_by_xscan_train():
     card = read_card(default_weights_dir())
-    assert card.litert["file"] == LITERT_FILE and card.litert["quantization"] == "none"
-    assert card.litert["outputs"] == {"logit": 1, "features": 3 * 128, "scope_logits": 4}
-    assert (
-        card.training["litert_command"].startswith("xscan train ")
-        and "--litert-only" in card.training["litert_command"]
-    )
+    assert card.litert.file == LITERT_FILE and card.litert.quantization == "none"
+    assert card.litert.outputs == {"logit": 1, "features": 3 * 128, "scope_logits": 4}
+    assert card.training.litert_command.startswith("xscan train ") and "--litert-only" in card.training.litert_command
     assert (default_weights_dir() / LITERT_FILE).stat().st_size < 8_000_000
 
 
@@ -101,12 +98,66 @@ def test_missing_card_is_a_weights_error(tmp_path):
 def test_bundled_card_is_complete():
     card = read_card(default_weights_dir())
     assert (default_weights_dir() / WEIGHTS_FILE).exists()
-    assert card.training["command"].startswith("xscan train ")
-    assert {"auc", "accuracy", "sensitivity", "specificity", "precision", "brier", "ece"} <= set(card.validation)
-    assert card.training["data"]["train"]["NORMAL"] > 0 and card.training["data"]["report"]["PNEUMONIA"] > 0
+    assert card.training.command.startswith("xscan train ")
+    assert 0.5 < card.validation.auc <= 1 and card.validation.brier > 0 and card.validation.ece > 0
+    assert card.training.data.train["NORMAL"] > 0 and card.training.data.report["PNEUMONIA"] > 0
     assert 0.0 < card.threshold < 1.0 and card.temperature > 0
-    assert {"keras_version", "xscan_version", "started"} <= set(card.training)
+    assert card.training.keras_version and card.training.xscan_version and card.training.started
     assert len(card.robustness) >= 10
+
+
+def test_the_bundled_card_says_what_made_it():
+    """The data the bundled model was trained on, recorded by `xscan train --reference-only` (which checked it)."""
+    from xscan.training.provenance import KERMANY_SOURCE, KERMANY_TRAIN_SHA256
+
+    card = read_card(default_weights_dir())
+    data = card.training.data
+    assert data.content_sha256 == KERMANY_TRAIN_SHA256 and data.source == KERMANY_SOURCE
+    assert data.scans == {"NORMAL": 1341, "PNEUMONIA": 3875}  # the Kermany training split: 5,216 films
+    assert sum(data.scans.values()) == sum(sum(part.values()) for part in (data.train, data.selection, data.report))
+    assert data.patients == data.train_patients + data.selection_patients + data.report_patients  # patient-disjoint
+    assert card.training.reference_command.startswith("xscan train ") and "--reference-only" in (
+        card.training.reference_command
+    )
+    assert "Kermany" in card.intended_population
+
+
+def test_a_card_in_the_shape_before_issue_29_still_loads_with_its_model_id(tmp_path):
+    """Class weights by index, external subsets by phrase, no data hash: read as today's typed card, same model id."""
+    import shutil
+
+    from xscan.model.card import DriftSection, ExternalFigures, ScopeSection, TrainingData
+
+    shutil.copytree(default_weights_dir(), tmp_path / "w")
+    stored = json.loads((tmp_path / "w" / CARD_FILE).read_text())
+    data = stored["training"]["data"]
+    for key in ("scans", "patients", "train_patients", "content_sha256", "labels_file"):
+        data.pop(key, None)
+    stored["training"]["class_weights"] = {"0": 1.9, "1": 0.7}
+    stored["external"][0]["PA films"] = stored["external"][0].pop("pa_films")
+    stored["external"][0]["kept by the scope check"] = stored["external"][0].pop("kept_by_scope_check")
+    (tmp_path / "w" / CARD_FILE).write_text(json.dumps(stored))
+    card = read_card(tmp_path / "w")
+    assert card.model_id == read_card(default_weights_dir()).model_id
+    assert isinstance(card.training.data, TrainingData) and card.training.data.content_sha256 == ""
+    assert card.training.class_weights == {"NORMAL": 1.9, "PNEUMONIA": 0.7}
+    assert isinstance(card.external[0], ExternalFigures) and card.external[0].pa_films.n > 0
+    assert isinstance(card.scope, ScopeSection) and isinstance(card.drift, DriftSection)
+    written = json.loads(card.to_json())  # written in today's shape
+    assert (
+        written["training"]["class_weights"] == {"NORMAL": 1.9, "PNEUMONIA": 0.7}
+        and "pa_films" in written["external"][0]
+    )
+
+
+def test_a_card_with_an_unknown_field_is_refused_not_trimmed(tmp_path):
+    config = ModelConfig(image_size=32, widths=(4,))
+    save_bundle(build_model(config), _card(config), tmp_path)
+    card = json.loads((tmp_path / CARD_FILE).read_text())
+    card["litert"]["heat"] = 1
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="not valid"):
+        read_card(tmp_path)
 
 
 def test_an_ensemble_outputs_the_mean_of_its_members_logits():

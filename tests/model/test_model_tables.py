@@ -31,10 +31,10 @@ def test_model_tables_match_the_card(document):
 
 def test_card_figures_come_from_scans_that_chose_nothing():
     card = read_card(default_weights_dir())
-    data = card.training["data"]
-    assert card.validation["n"] == sum(data["report"].values())
-    assert card.selection["n"] == sum(data["selection"].values())
+    data = card.training.data
+    assert card.validation.n == sum(data.report.values())
+    assert card.selection.n == sum(data.selection.values())
     assert "selection part" in card.threshold_rule
     for name in ("auc", "sensitivity", "specificity"):
-        low, high = card.validation["intervals"][name]
-        assert low <= card.validation[name] <= high
+        low, high = card.validation.intervals[name]
+        assert low <= getattr(card.validation, name) <= high

@@ -44,7 +44,7 @@ def test_probabilities_are_calibrated_not_saturated(scorer, validation_scores):
     """
     labels, probabilities = validation_scores
     assert np.all((probabilities > 0) & (probabilities < 1))  # a logit beyond about 37 would give exactly 1.0
-    report = scorer.card.training["data"]["report"]
+    report = scorer.card.training.data.report
     prevalence = report["PNEUMONIA"] / (report["PNEUMONIA"] + report["NORMAL"])
     weighted_mean = (1 - prevalence) * probabilities[labels == 0].mean() + prevalence * probabilities[
         labels == 1

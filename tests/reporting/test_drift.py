@@ -181,8 +181,7 @@ def _like_the_reference(card, count, seed, shift=None):
     """COUNT rows whose statistics are drawn from the card's own reference bins (half normal, half pneumonia)."""
     rng = np.random.default_rng(seed)
     rows = [{} for _ in range(count)]
-    for name, stored in card.drift["statistics"].items():
-        reference = Reference.from_dict(stored)
+    for name, reference in card.drift.statistics.items():
         for number, row in enumerate(rows):
             counts = reference.counts[number % 2][1:-1]  # interior bins: between two edges
             chosen = rng.choice(len(counts), p=counts / counts.sum())

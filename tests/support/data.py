@@ -46,19 +46,12 @@ def real_scans(label: str, count: int, root: Path = TRAIN) -> list[Path]:
 
 @cache
 def _validation_paths() -> frozenset[Path]:
-    from dataclasses import replace
-
     from xscan.model.card import default_weights_dir, read_card
+    from xscan.training.config import card_split
     from xscan.training.dataset import find_labelled_scans
-    from xscan.training.train import TrainConfig, split_for_training
+    from xscan.training.parts import split_for_training
 
-    recipe = read_card(default_weights_dir()).training["recipe"]
-    config = replace(
-        TrainConfig(),
-        val_fraction=recipe["val_fraction"],
-        report_fraction=recipe["report_fraction"],
-        seed=recipe["seed"],
-    )
+    config = card_split(read_card(default_weights_dir()))
     _, _, report = split_for_training(find_labelled_scans(TRAIN), config)
     return frozenset(scan.path for scan in report)
 

@@ -6,8 +6,9 @@ from support.data import TRAIN, needs_data
 from xscan.errors import TrainingDataError
 from xscan.model.card import default_weights_dir, read_card
 from xscan.model.classes import CLASS_NAMES
+from xscan.training.config import card_split
 from xscan.training.dataset import find_labelled_scans, patient_id, split_by_patient
-from xscan.training.train import TrainConfig, split_for_training
+from xscan.training.parts import split_for_training
 
 
 @pytest.mark.parametrize(
@@ -51,18 +52,11 @@ def test_every_real_file_name_names_its_patient():
 @needs_data
 def test_the_split_is_the_one_the_bundled_model_card_records():
     """Tests that use validation scans, and the card's validation numbers, rely on this split."""
-    training = read_card(default_weights_dir()).training
-    recipe, recorded = training["recipe"], training["data"]
-    config = TrainConfig(
-        val_fraction=recipe["val_fraction"], report_fraction=recipe["report_fraction"], seed=recipe["seed"]
-    )
-    train, select, report = split_for_training(find_labelled_scans(TRAIN), config)
-    assert (_counts(train), _counts(select), _counts(report)) == (
-        recorded["train"],
-        recorded["selection"],
-        recorded["report"],
-    )
-    assert len({s.patient_id for s in report}) == recorded["report_patients"]
+    card = read_card(default_weights_dir())
+    recorded = card.training.data
+    train, select, report = split_for_training(find_labelled_scans(TRAIN), card_split(card))
+    assert (_counts(train), _counts(select), _counts(report)) == (recorded.train, recorded.selection, recorded.report)
+    assert len({s.patient_id for s in report}) == recorded.report_patients
 
 
 def _counts(scans):

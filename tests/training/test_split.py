@@ -6,8 +6,9 @@ import numpy as np
 from support.data import TRAIN, needs_data
 from support.dicom import write_dicom
 
+from xscan.training.config import TrainConfig
 from xscan.training.dataset import find_labelled_scans, per_file_share
-from xscan.training.train import TrainConfig, split_for_training
+from xscan.training.parts import split_for_training
 
 
 @needs_data

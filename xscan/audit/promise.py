@@ -72,7 +72,7 @@ def _site_figure(site: SiteCalibration, figure: str) -> tuple[float, str] | None
 
 
 def _card_figure(card: ModelCard, figure: str) -> Promised:
-    value = card.validation.get(figure)
+    value = getattr(card.validation, figure, None) if card.validation else None
     if value is None:
         raise UsageError(f"the model card of {card.model_id} states no {figure}: give --promise-{figure}")
     where = f"model card of {card.model_id}: the report part of validation at threshold {card.threshold:.4f}"

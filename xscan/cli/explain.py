@@ -45,6 +45,7 @@ def explain(
         xscan explain scan1.jpeg scan2.dcm -o heatmaps/ --size 1024 --log-file explain.log
     """
     from xscan.explain.run import ExplainOptions, explain_paths
+    from xscan.model.train_extra import require_train_extra
 
     options = ExplainOptions(
         threshold=threshold, workers=workers, weights=weights, **({"long_side": size} if size else {})
@@ -52,6 +53,7 @@ def explain(
     log = open_log(log_file)
     view = ScoreView(log, quiet, keep_rows=False)
     with log, view, sigterm_raises(), exit_codes(debug, log):
+        require_train_extra("xscan explain (Grad-CAM)")  # before any file is read or written
         summary = explain_paths(paths, output, options, on_event=view)
         view.close()
         log.line(

@@ -1,4 +1,4 @@
-"""`xscan train`: the training recipe's options, with their defaults read from the recipe itself; the work is xscan.training's."""
+"""`xscan train`: the recipe's options, their defaults read from the recipe itself; the work is xscan.training's."""
 
 from __future__ import annotations
 
@@ -10,23 +10,26 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from xscan.cli.app import exit_codes, say
+from xscan.errors import UsageError
 
 if TYPE_CHECKING:
-    from xscan.training.train import TrainConfig
+    from xscan.training.config import TrainConfig
+
+ONLY_FLAGS = ("--scope-only", "--litert-only", "--reference-only")  # modes that keep the trained model: one at a time
 
 
 class _RecipeDefault:
     """An option's default read from the training recipe (TrainConfig, and ModelConfig inside it).
 
-    Click calls it for the value and shows str() of it in --help, so xscan.training.train, which imports
-    scikit-learn, is imported only by `xscan train` and `xscan train --help`.
+    Click calls it for the value and shows str() of it in --help, so the training recipe (xscan.training.config)
+    is imported only by `xscan train` and `xscan train --help`.
     """
 
     def __init__(self, read: Callable[[TrainConfig], Any]) -> None:
         self._read = read
 
     def __call__(self) -> Any:
-        from xscan.training.train import TrainConfig
+        from xscan.training.config import TrainConfig
 
         return self._read(TrainConfig())
 
@@ -92,6 +95,13 @@ def train(
         help="Keep the trained model in --out and compute only the "
         "drift check's reference again (the validation patients of the card's own split).",
     ),
+    data_source: str = typer.Option(
+        None,
+        "--data-source",
+        help="Where the scans came from (data set, site, period, licence), recorded in the model card. Without it "
+        "the card names the Kermany et al. 2018 training split only when the folder's content is that split "
+        "(by its sha256), and says 'not stated' for any other folder.",
+    ),
 ) -> None:
     """Train the CNN ensemble on a labelled folder and write weights plus a model card.
 
@@ -102,7 +112,9 @@ def train(
     a scan with none of these is its own patient, and a warning says how many there are. The
     members train side by side and their logits are averaged; a small scope network and feature
     statistics make the out-of-scope check; the validation patients' statistics are the drift check's
-    reference (xscan drift).
+    reference (xscan drift). The card records the folder, its scans and patients per class and a
+    sha256 of its files and labels. --scope-only, --litert-only and --reference-only keep the trained
+    model and take one at a time. Training needs TensorFlow: pip install 'xscan[train]'.
 
     Example:
 
@@ -111,8 +123,7 @@ def train(
     from dataclasses import replace
 
     from xscan.model.card import WEIGHTS_FILE
-    from xscan.training.train import TrainConfig, convert_to_litert, refit_reference, refit_scope
-    from xscan.training.train import train as run_training
+    from xscan.training.config import TrainConfig
 
     recipe = TrainConfig()
     config = replace(
@@ -125,17 +136,35 @@ def train(
     )
     base = ["xscan", "train", str(data_dir), "--out", str(out)]
     labelled = ["--labels-file", str(labels_file)] if labels_file else []
+    labelled += ["--data-source", data_source] if data_source else []
     with exit_codes():
+        chosen = [flag for flag, on in zip(ONLY_FLAGS, (scope_only, litert_only, reference_only), strict=True) if on]
+        if len(chosen) > 1:
+            raise UsageError(
+                f"{chosen[0]} and {chosen[1]} cannot be used together: each keeps the trained model and does one "
+                "thing; run one, then the other"
+            )
         if litert_only:
+            from xscan.training.convert import convert_to_litert
+
             card = convert_to_litert(out, shlex.join([*base, "--litert-only"]), say)
         elif reference_only:
-            card = refit_reference(data_dir, out, shlex.join([*base, "--reference-only", *labelled]), labels_file)
+            from xscan.training.refit import refit_reference
+
+            command = shlex.join([*base, "--reference-only", *labelled])
+            card = refit_reference(data_dir, out, command, labels_file, data_source)
         elif scope_only:
+            from xscan.training.refit import refit_scope
+
             command = shlex.join(
                 [*base, "--scope-only", *(["--external", str(external)] if external else []), *labelled]
             )
-            card = refit_scope(data_dir, out, config, command, say, external=external, labels_file=labels_file)
+            card = refit_scope(
+                data_dir, out, config, command, say, external=external, labels_file=labels_file, data_source=data_source
+            )
         else:
+            from xscan.training.train import train as run_training
+
             # Every option spelled out, so the card's command reproduces the run whatever the defaults become.
             command = shlex.join(
                 [
@@ -156,5 +185,7 @@ def train(
                     *labelled,
                 ]
             )
-            card = run_training(data_dir, out, config, command, say, external=external, labels_file=labels_file)
+            card = run_training(
+                data_dir, out, config, command, say, external=external, labels_file=labels_file, data_source=data_source
+            )
     say(f"wrote {out / WEIGHTS_FILE} and its model card; model id {card.model_id}")

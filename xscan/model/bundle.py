@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from xscan.input.native_stderr import native_stderr_without
-from xscan.model.card import CARD_FILE, LITERT_FILE, WEIGHTS_FILE, ModelCard, model_config_from_card, sha256_of
+from xscan.model.card import (
+    LITERT_FILE,
+    WEIGHTS_FILE,
+    LiteRTSection,
+    ModelCard,
+    model_config_from_card,
+    sha256_of,
+    write_card,
+)
 from xscan.model.native_notes import CONVERTER_NOTES, import_keras_quietly
 from xscan.model.network import build_model, ensemble_features, fold_batch_norms
 from xscan.model.scorer import MODEL_BATCH, Scorer
@@ -70,21 +78,21 @@ def convert(model: Any, batch: int = MODEL_BATCH, quantization: str = "none") ->
 
 def write_litert(
     weights_dir: Path, card: ModelCard, network: Any, scope_network: Any = None, quantization: str = "none"
-) -> dict[str, Any]:
+) -> LiteRTSection:
     """Convert NETWORK (and SCOPE_NETWORK) to WEIGHTS_DIR/LITERT_FILE; return the card's `litert` section for it."""
     import tensorflow as tf
 
     model, outputs = scoring_model(network, card, scope_network)
     path = weights_dir / LITERT_FILE
     path.write_bytes(convert(model, MODEL_BATCH, quantization))
-    return {
-        "file": LITERT_FILE,
-        "sha256": sha256_of(path),
-        "batch": MODEL_BATCH,
-        "outputs": outputs,
-        "quantization": quantization,
-        "tensorflow_version": tf.__version__,
-    }
+    return LiteRTSection(
+        file=LITERT_FILE,
+        sha256=sha256_of(path),
+        batch=MODEL_BATCH,
+        outputs=outputs,
+        quantization=quantization,
+        tensorflow_version=tf.__version__,
+    )
 
 
 def save_bundle(network: Any, card: ModelCard, weights_dir: Path, scope_network: Any = None) -> ModelCard:
@@ -102,12 +110,12 @@ def save_bundle(network: Any, card: ModelCard, weights_dir: Path, scope_network:
     clean.save_weights(weights_path)
     card.weights_sha256 = sha256_of(weights_path)
     card.litert = write_litert(weights_dir, card, clean, scope_network)
-    (weights_dir / CARD_FILE).write_text(card.to_json())
+    write_card(weights_dir, card)
     return card
 
 
 def scorer_of(network: Any, card: ModelCard) -> Scorer:
     """A Scorer of a Keras NETWORK held in memory (no scope check), converted as `xscan train` converts it; for tests and tools."""
     model, outputs = scoring_model(network, card)
-    card.litert = {"file": "", "sha256": "", "batch": MODEL_BATCH, "outputs": outputs, "quantization": "none"}
+    card.litert = LiteRTSection(file="", sha256="", batch=MODEL_BATCH, outputs=outputs)
     return Scorer(card, convert(model), keras_network=network)

@@ -16,14 +16,14 @@ in scope, so that about 0.5 % of ordinary films are flagged; they are stored in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xscan.errors import XscanError
-from xscan.model.card import ModelCard, sha256_of
+from xscan.model.card import ModelCard, ScopeSection, sha256_of
 
 # The scope network's classes, by index. The reason strings are written into the `scope` column.
 IN_SCOPE = 0
@@ -127,7 +127,6 @@ class ScopeCheck:
     in_scope_threshold: float  # a scan whose in-scope probability is below this is out of scope
     distance_threshold: float  # or whose feature distance exceeds this
     stats: FeatureStats
-    info: dict[str, Any] = field(default_factory=dict)
 
     def describe(self, scope_logits: np.ndarray, features: np.ndarray) -> list[str]:
         """The `scope` cell of each scan: empty in scope, else the reason with the check's score."""
@@ -158,7 +157,7 @@ class ScopeCheck:
         return verdicts
 
     def flags(self, scope_logits: np.ndarray, features: np.ndarray, distances: np.ndarray | None = None) -> np.ndarray:
-        """Boolean mask of the scans out of scope: in-scope probability below its threshold, or feature distance above its own."""
+        """Mask of the scans out of scope: in-scope probability below its threshold; or distance above its own."""
         distances = self.stats.distance(features) if distances is None else distances
         return (softmax(scope_logits)[:, IN_SCOPE] < self.in_scope_threshold) | (distances > self.distance_threshold)
 
@@ -190,38 +189,46 @@ class ScopeFilesError(XscanError):
 
 def scope_config_from_card(card: ModelCard) -> ScopeConfig:
     """The scope network's recipe as the card records it."""
-    recipe = card.training["recipe"]["scope"]
+    if card.training is None:
+        raise ScopeFilesError("the model card records no training recipe, so no scope network")
+    recipe = card.training.recipe["scope"]  # the recipe is recorded whole, as a dict; here it becomes typed again
     return ScopeConfig(**{**recipe, "widths": tuple(recipe["widths"]), "crop_side": tuple(recipe["crop_side"])})
 
 
 def scope_files(
-    weights_dir: Path, card_scope: dict[str, Any], names: tuple[str, ...] = ("weights", "features")
+    weights_dir: Path, card_scope: ScopeSection, names: tuple[str, ...] = ("weights", "features")
 ) -> dict[str, Path]:
     """The files NAMES of a card's scope section in WEIGHTS_DIR, each present and matching the card.
 
     "weights" is the scope network's Keras weights (training, and the conversion to LiteRT), "features" the
     feature statistics (scoring).
     """
-    paths = {name: weights_dir / card_scope[f"{name}_file"] for name in names}
+    files = {
+        "weights": (card_scope.weights_file, card_scope.weights_sha256),
+        "features": (card_scope.features_file, card_scope.features_sha256),
+    }
+    paths = {name: weights_dir / files[name][0] for name in names}
     for name, path in paths.items():
         if not path.exists():
             raise ScopeFilesError(f"no {path} (the model card's out-of-scope check needs it)")
-        if sha256_of(path) != card_scope.get(f"{name}_sha256"):
+        if sha256_of(path) != files[name][1]:
             raise ScopeFilesError(f"{path} does not match its model card")
     return paths
 
 
 def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
-    """The fitted check of CARD's scope section: its thresholds, and the feature statistics from WEIGHTS_DIR (numpy only)."""
+    """The fitted check of CARD's scope section: its thresholds, the feature statistics from WEIGHTS_DIR (numpy)."""
     card_scope = card.scope
+    if card_scope is None:
+        raise ScopeFilesError("the model card has no out-of-scope check")
     features = scope_files(weights_dir, card_scope, ("features",))["features"]
-    return ScopeCheck(
-        card_scope["in_scope_threshold"], card_scope["distance_threshold"], FeatureStats.load(features), card_scope
-    )
+    return ScopeCheck(card_scope.in_scope_threshold, card_scope.distance_threshold, FeatureStats.load(features))
 
 
 def load_scope_network(weights_dir: Path, card: ModelCard) -> Any:
-    """The scope network of CARD, its Keras weights loaded from WEIGHTS_DIR (for training and the conversion to LiteRT)."""
+    """The scope network of CARD, its Keras weights loaded from WEIGHTS_DIR (for training, the conversion to LiteRT)."""
+    if card.scope is None:
+        raise ScopeFilesError("the model card has no out-of-scope check")
     path = scope_files(weights_dir, card.scope, ("weights",))["weights"]
     network = build_scope_model(scope_config_from_card(card), card.image_size)
     network.load_weights(path)

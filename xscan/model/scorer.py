@@ -97,7 +97,7 @@ class Scorer:
     @cached_property
     def _network(self) -> CompiledNetwork:
         """The interpreter, started on first use, so that a Scorer travels (to Ray actors) as bytes."""
-        return CompiledNetwork(self.flatbuffer, self.card.litert["outputs"], self.threads)
+        return CompiledNetwork(self.flatbuffer, self.card.litert.outputs, self.threads)
 
     @property
     def network(self) -> Any:
@@ -194,7 +194,7 @@ def load_scorer(
 
 
 def litert_command(weights_dir: Path) -> str:
-    """The command that writes WEIGHTS_DIR's LiteRT file for a card that has none (see xscan.training.train.convert_to_litert)."""
+    """The command that writes WEIGHTS_DIR's LiteRT file for a card that has none (see xscan.training.convert.convert_to_litert)."""
     return f"xscan train DATA --out {weights_dir} --litert-only"
 
 
@@ -211,7 +211,7 @@ def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True)
             f"(the folder was written before there was one); write it from its weights with: "
             f"{litert_command(weights_dir)}"
         )
-    litert_path = checked_file(weights_dir / card.litert["file"], card.litert["sha256"], "LiteRT file")
+    litert_path = checked_file(weights_dir / card.litert.file, card.litert.sha256, "LiteRT file")
     if not (scope_check and card.scope):
         return [litert_path]
     from xscan.model.scope import ScopeFilesError, scope_files

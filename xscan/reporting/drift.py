@@ -119,8 +119,8 @@ def drift_of_rows(
     # A site calibration moved the score away from the reference: its probability is left out.
     values = drift_values(records, with_probability=not foreign)
     if baseline is None:
-        return judge(values, card.drift, len(records), prevalence=prevalence)
-    verdict = judge(values, card.drift, len(records), LEVEL / 2, prevalence)
+        return judge(values, card.drift.statistics, len(records), prevalence=prevalence)
+    verdict = judge(values, card.drift.statistics, len(records), LEVEL / 2, prevalence)
     before = [record for record in read_table(baseline).with_state() if record["probability"] and not record["error"]]
     headers, left_out = compare_headers(header_values(records), header_values(before), LEVEL / 2)
     return replace(verdict, headers=headers, left_out=verdict.left_out + left_out)

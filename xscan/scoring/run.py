@@ -201,7 +201,7 @@ def score_folder(
     if card.drift and measured.scans >= MIN_SCANS:
         # A site calibration moves the model's score away from the card's reference: that statistic is left out.
         summary = replace(
-            summary, drift=judge(measured.values(with_probability=site is None), card.drift, measured.scans)
+            summary, drift=judge(measured.values(with_probability=site is None), card.drift.statistics, measured.scans)
         )
     return summary
 

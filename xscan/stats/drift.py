@@ -16,6 +16,7 @@ of any false alarm on a batch at ALPHA (Rabanser et al. 2019, "Failing Loudly"; 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -319,22 +320,21 @@ class DriftVerdict:
 
 def judge(
     values: dict[str, np.ndarray],
-    section: dict[str, Any],
+    stored: Mapping[str, Reference],
     scans: int,
     level: float = LEVEL,
     prevalence: float | None = None,
 ) -> DriftVerdict:
-    """The verdict on a batch of SCANS scored scans against a card's `drift` SECTION.
+    """The verdict on a batch of SCANS scored scans: VALUES per statistic (its scans that have it) against STORED.
 
-    VALUES holds, per statistic, the values of the scans that have it.
+    STORED is a card's drift references by statistic (`card.drift.statistics`).
 
     A statistic with fewer than MIN_SCANS values (rows scored without the scope check, or with a
     site calibration for the model's score) is left out and named. LEVEL is Holm's family level
     (less where another family of tests shares the promise). PREVALENCE, the site's pneumonia share,
     fixes each statistic's class mixture there instead of fitting it (see the module's docstring).
     """
-    stored = section.get("statistics", {})
-    references = {name: Reference.from_dict(stored[name]) for name in stored if name in BY_NAME}
+    references = {name: reference for name, reference in stored.items() if name in BY_NAME}
     left_out = [f"{name}: no reference in the model card" for name in values if name not in references]
     left_out += [
         f"{name}: {len(values[name])} values, fewer than {MIN_SCANS}"

@@ -1,4 +1,4 @@
-"""The drift check's reference in the model card: its statistics on the validation patients, who chose nothing of the drift check.
+"""The drift check's reference in the model card: its statistics on the validation patients, who chose nothing of it.
 
 Both parts of validation count: the selection part chose the model's epoch, calibration and
 thresholds, none of which the drift statistics' distributions depend on much, and with it the
@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from xscan.input.preprocess import preprocess_with_statistics
-from xscan.model.card import ModelCard
+from xscan.model.card import DriftSection, ModelCard
+from xscan.model.classes import CLASS_NAMES
 from xscan.model.scorer import Scorer, load_scorer
 from xscan.stats.drift import LEVEL, MIN_SCANS, STATISTICS, build_reference
 from xscan.training.dataset import LabelledScan
@@ -42,25 +42,23 @@ def scan_statistics(scorer: Scorer, greys: Sequence[np.ndarray]) -> dict[str, np
 
 def drift_section(
     statistics: dict[str, np.ndarray], labels: np.ndarray, patients: np.ndarray, source: str
-) -> dict[str, Any]:
-    """The card's `drift` section: per statistic, the reference bins, each class's counts in them and its effective size."""
-    return {
-        "method": "per statistic, the batch against the best-fitting mixture of the reference's normal and pneumonia "
+) -> DriftSection:
+    """The card's `drift` section: per statistic, the reference bins, each class's counts in them and size."""
+    return DriftSection(
+        method="per statistic, the batch against the best-fitting mixture of the reference's normal and pneumonia "
         "distributions (Kolmogorov-Smirnov distance, mixture weight fitted to the batch), null simulated from the "
         "reference at its effective size (films of one patient counted as one draw, Kish), Holm's correction across "
         f"statistics at {LEVEL}; at least {MIN_SCANS} scans (xscan.stats.drift)",
-        "source": source,
-        "scans": {"NORMAL": int((labels == 0).sum()), "PNEUMONIA": int((labels == 1).sum())},
-        "statistics": {
-            name: build_reference(values, labels, patients).to_dict() for name, values in statistics.items()
-        },
-    }
+        source=source,
+        scans={name: int((labels == index).sum()) for index, name in enumerate(CLASS_NAMES)},
+        statistics={name: build_reference(values, labels, patients) for name, values in statistics.items()},
+    )
 
 
 def store_reference(
     weights_dir: Path, card: ModelCard, validation: Sequence[LabelledScan], greys: Sequence[np.ndarray]
 ) -> None:
-    """Put the drift reference of the model in WEIGHTS_DIR (as saved there) into CARD: VALIDATION's films, GREYS decoded."""
+    """Put the drift reference of the model in WEIGHTS_DIR (as saved) into CARD: VALIDATION's films, GREYS decoded."""
     scorer = load_scorer(weights_dir, threads=0)
     labels = np.array([scan.label for scan in validation])
     patients = np.array([scan.patient_id for scan in validation])

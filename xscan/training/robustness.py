@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+from xscan.model.card import ShiftFigures
+from xscan.stats.metrics import binary_metrics
+from xscan.training.fit import logits
+from xscan.training.parts import preprocess_all
+
+if TYPE_CHECKING:
+    from xscan.training.operating_point import OperatingPoint
 
 Shift = Callable[[np.ndarray], np.ndarray]  # uint8 grey -> uint8 grey
 
@@ -93,3 +102,32 @@ SHIFTS: dict[str, Shift] = {
     "black border 10%": _border(0.10),
     "rotate 7 deg": _rotate(7.0),
 }
+
+
+def evaluate_shifts(
+    network: Any,
+    greys: list[np.ndarray],
+    labels: np.ndarray,
+    image_size: int,
+    operating_point: OperatingPoint,
+    shifts: dict[str, Shift] = SHIFTS,
+) -> list[ShiftFigures]:
+    """AUC, sensitivity and specificity of NETWORK on GREYS after each acquisition shift, at the operating point.
+
+    Args:
+        network: the Keras ensemble.
+        greys: the report part's decoded films.
+        labels: their labels.
+        image_size: the model input's side.
+        operating_point: the card's calibration and threshold.
+        shifts: the shifts by name.
+
+    Returns:
+        One row of figures per shift, in SHIFTS' order.
+    """
+    rows = []
+    for name, shift in shifts.items():
+        x = preprocess_all((shift(grey) for grey in greys), image_size)
+        metrics = binary_metrics(labels, operating_point.probability(logits(network, x)), operating_point.threshold)
+        rows.append(ShiftFigures(name, *(metrics[key] for key in ("auc", "sensitivity", "specificity", "accuracy"))))
+    return rows
