@@ -54,6 +54,7 @@ def test_loading_and_running_the_model_does_not_import_tensorflow() -> None:
     assert heavy_modules_after(code) == []
 
 
+@pytest.mark.slow
 def test_the_keras_network_for_grad_cam_does_import_tensorflow() -> None:
     """The probe can see TensorFlow when it is there, so the tests above can fail."""
     assert "tensorflow" in heavy_modules_after("from xscan.model.scorer import load_scorer\nload_scorer().network")

@@ -287,6 +287,7 @@ def test_every_bundled_pydicom_file_decodes_or_fails_for_its_own_reason(path: Pa
         assert "\n" not in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_truncated_file_is_refused_for_where_it_was_cut_or_is_whole(tmp_path: Path) -> None:
     """Cut after every few bytes: never a crash and never a partial image; the reason follows the cut."""
     whole = (PYDICOM_FILES / "MR_small_RLE.dcm").read_bytes()

@@ -145,6 +145,7 @@ def quiet_run(
     return done, rows, (out / "xscan.log").read_text()
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing_and_exits_as_documented(quiet_run) -> None:
     done, _, _ = quiet_run
     assert (done.stdout, done.stderr) == ("", "")

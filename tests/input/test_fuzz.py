@@ -57,6 +57,7 @@ def test_every_fuzzed_file_becomes_one_loaded_scan_and_none_raises(corpus, front
     assert outcomes["scored"] > CORPUS_SIZE // 10 and outcomes["error"] > CORPUS_SIZE // 4, outcomes
 
 
+@pytest.mark.slow
 def test_a_real_run_over_a_sample_exits_0_or_4_one_row_each_nothing_on_stderr_and_a_rerun_agrees(
     tmp_path: Path, corpus
 ) -> None:

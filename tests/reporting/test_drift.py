@@ -203,6 +203,7 @@ def card():
 
 
 @pytest.mark.parametrize("layout", ["state", "17"])
+@pytest.mark.slow
 def test_drift_exits_5_naming_the_statistic_and_0_on_scans_like_the_reference(tmp_path, card, layout):
     drifted, alike = tmp_path / "drifted.csv", tmp_path / "alike.csv"
     _write_rows(drifted, card, _like_the_reference(card, 150, 4, shift={"feature_distance": 25.0}), layout=layout)
@@ -233,6 +234,7 @@ def test_with_prevalence_more_pneumonia_than_the_site_states_is_drift(tmp_path, 
 
 
 @pytest.mark.parametrize("layout", ["state", "17"])
+@pytest.mark.slow
 def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card, layout):
     out = tmp_path / "r.csv"
     rows = _like_the_reference(card, 150, 6, shift={"scope_score": 0.5}) + _like_the_reference(card, 150, 7)
@@ -241,6 +243,7 @@ def test_drift_judges_the_last_run_unless_asked_for_every_row(tmp_path, card, la
     assert _drift(out, "--all").returncode == EXIT_DRIFT
 
 
+@pytest.mark.slow
 def test_too_few_scans_and_an_older_results_file_exit_2_with_a_message(tmp_path, card):
     few = tmp_path / "few.csv"
     _write_rows(few, card, _like_the_reference(card, 60, 8))
@@ -311,6 +314,7 @@ def test_header_fields_are_compared_with_holm_and_a_missing_field_is_named():
     assert [f.field for f in findings if f.drifted] == ["PatientAge"] and findings[1].common == "45 years"
 
 
+@pytest.mark.slow
 def test_a_new_manufacturer_against_the_baseline_run_exits_5_naming_the_field(tmp_path, card):
     old, same, new = tmp_path / "old.csv", tmp_path / "same.csv", tmp_path / "new.csv"
     baseline = _like_the_reference(card, 120, 9)  # a baseline in the layout before the state file still serves

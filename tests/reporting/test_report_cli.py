@@ -67,6 +67,7 @@ def test_json_agrees_with_the_tables_on_real_scans(scored: Path) -> None:
     assert "not a diagnostic device" in out
 
 
+@pytest.mark.slow
 def test_score_with_labels_prints_the_report(scan_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
     result = CliRunner().invoke(app, ["score", str(scan_folder), "-o", str(out), "--labels"])
@@ -77,6 +78,7 @@ def test_score_with_labels_prints_the_report(scan_folder: Path, tmp_path: Path) 
     assert _table_row(result.stdout, "actual PNEUMONIA") == _table_row(report.stdout, "actual PNEUMONIA")
 
 
+@pytest.mark.slow
 def test_score_to_stdout_with_labels_reports_on_stderr(scan_folder: Path) -> None:
     result = CliRunner().invoke(app, ["score", str(scan_folder), "-o", "-", "--labels", "--quiet"])
     assert result.exit_code == 0, result.output

@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 from support.data import TRAIN, needs_data, real_scans
 from support.processes import RUN_CLI, heavy_modules_after
 from support.review import REVIEW_GALLERY, expected_galleries
@@ -45,6 +46,7 @@ def _parsed(page: Path) -> _Links:
     return parser
 
 
+@pytest.mark.slow
 def test_the_page_and_everything_it_links_to_are_in_its_folder(review_run):
     _, page, reported = review_run
     assert reported.exit_code == 0, reported.output
@@ -145,6 +147,7 @@ def test_a_large_results_file_gets_heatmaps_for_the_shown_scans_only(tmp_path):
     assert sum(gallery.total for gallery in written.galleries) > 3_000
 
 
+@pytest.mark.slow
 def test_without_galleries_no_model_is_loaded(review_run, tmp_path):
     results, _, _ = review_run
     page = tmp_path / "page"

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from support.review import REVIEW_GALLERY, expected_galleries
 
+pytestmark = [pytest.mark.slow, pytest.mark.real_component]  # Chromium, started by the tests
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # A bare, quiet browser: no GPU, no sandbox (CI runs as root), and none of Chromium's own calls home.
 CHROMIUM_ARGS = [

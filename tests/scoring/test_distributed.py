@@ -42,7 +42,11 @@ from xscan.scoring.run import RowsWritten, Warned, score_folder
 from xscan.site.calibrate import fit_site_calibration, select_rows
 
 # Ray Data reads its own deprecated settings when it copies its context: not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    pytest.mark.slow,
+    pytest.mark.real_component,  # a local Ray cluster
+]
 
 REPO = Path(__file__).resolve().parents[2]
 ACTOR_NAME = "ScoringActor"  # in the process title of each scoring actor: ray::MapWorker(MapBatches(ScoringActor))
