@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +18,22 @@ class Delivered:
 
 
 def report_studies(
-    results: Path, folder: Path, node: Node | None = None, calling_ae_title: str = CALLING_AE_TITLE
+    results: Path,
+    folder: Path,
+    node: Node | None = None,
+    calling_ae_title: str = CALLING_AE_TITLE,
+    *,
+    studies: Collection[str] | None = None,
 ) -> Delivered:
-    """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS, then store on NODE those it does not hold yet.
+    """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS, then store on NODE those it lacks.
 
-    The sent log is FOLDER/sent.csv. A DeliveryError leaves every report in FOLDER and the log
-    saying which were stored, so that the same command, run again, sends only the rest.
+    STUDIES, when given, are the study keys to report (`xscan listen` reports a study once it is
+    complete, while others are still arriving); the rest are left alone. The sent log is
+    FOLDER/sent.csv. A DeliveryError leaves every report in FOLDER and the log saying which were
+    stored, so that the same command, run again, sends only the rest.
     """
-    written = write_reports(studies_from_results(results), folder)
+    found = studies_from_results(results)
+    written = write_reports([study for study in found if studies is None or study.key in studies], folder)
     if node is None:
         return Delivered(written, None)
     return Delivered(written, send_reports(written.paths, node, folder / SENT_LOG, calling_ae_title))
