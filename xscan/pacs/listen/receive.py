@@ -179,6 +179,7 @@ class Reception:
         record.ae_title = printable(str(requestor.primitive.calling_ae_title or "").strip(), 16)
         if self.allowed and not any(rule.admits(record.ae_title, requestor.address) for rule in self.allowed):
             event.assoc.acse.send_reject(*REJECT_CALLING_AE)
+            event.assoc.kill()  # as pynetdicom's own check does: the reject goes out before the socket closes
 
     def on_store(self, event: object) -> int:
         record = self._association(event)
