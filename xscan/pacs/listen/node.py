@@ -152,7 +152,7 @@ class Listener:
         self.store: Store | None = None
 
     def start(self) -> None:
-        """Open the store (StoreError: exit 3), load the model, listen (UsageError on a port in use), start the work."""
+        """Open the store (StoreError: exit 3), listen (UsageError on a port in use), load the model, start the work."""
         from xscan.model.scorer import load_scorer
 
         context = self.options.ssl_context()
@@ -165,16 +165,20 @@ class Listener:
             (self.folder / OUTBOX).mkdir(exist_ok=True)
         except OSError as error:
             raise StoreError(f"cannot use {self.folder} as the listener's store: {error.strerror or error}") from None
-        if self._scorer is None:
-            self._scorer = load_scorer()
-        if self.options.calibration is not None:
-            from xscan.model.site_calibration import load_site
-
-            load_site(self.options.calibration, self._scorer.card.model_id)  # a bad file is refused now, not per study
         self._server = start_server(
             self.reception, self.options.ae_title, self.options.port, self.options.host, context
         )
         self.port = self._server.server_address[1]
+        try:  # reception runs already; scoring needs the model
+            if self._scorer is None:
+                self._scorer = load_scorer()
+            if self.options.calibration is not None:
+                from xscan.model.site_calibration import load_site
+
+                load_site(self.options.calibration, self._scorer.card.model_id)  # refused now, not at the first study
+        except BaseException:
+            self._server.shutdown()
+            raise
         for target, name in ((self._process, "xscan-listen-score"), (self._send, "xscan-listen-send")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
