@@ -176,10 +176,8 @@ def test_port_in_use_bad_options_and_no_store_exit_with_their_codes(listener: Li
 
     busy = run("--store", str(tmp_path / "other"), "--port", str(listener.port))
     assert busy.returncode == EXIT_USAGE and f"port {listener.port} is already in use" in busy.stderr
-    for options in (["--send", "pacs:4242"], ["--allow", "A" * 17], ["--tls-ca", str(tmp_path)]):
-        bad = run("--store", str(tmp_path / "other"), *options)
-        assert bad.returncode == EXIT_USAGE, (options, bad.stderr)
-    assert run("--store", str(tmp_path / "nothing"), "--status").returncode == EXIT_FATAL
+    bad = run("--store", str(tmp_path / "other"), "--send", "pacs:4242")
+    assert bad.returncode == EXIT_USAGE and "AET@HOST:PORT" in bad.stderr
     (tmp_path / "file").write_text("not a folder")
     unusable = run("--store", str(tmp_path / "file" / "below"), "--port", str(free_port()))
     assert unusable.returncode == EXIT_FATAL and "listener" in unusable.stderr

@@ -209,11 +209,14 @@ def status(store: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def store_files(ae_title: str, port: int, datasets: list[Dataset], on_status=None) -> list[int]:
+def store_files(
+    ae_title: str, port: int, datasets: list[Dataset], on_status=None, timeout: float = 30
+) -> list[int | None]:
     """C-STORE DATASETS on 127.0.0.1:PORT in one association, calling as AE_TITLE: each status (None: no answer)."""
     from pynetdicom import AE
 
     ae = AE(ae_title=ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for sop_class in {str(ds.SOPClassUID) for ds in datasets}:
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian])
     association = ae.associate("127.0.0.1", port, ae_title="XSCAN")

@@ -286,6 +286,7 @@ def start_server(
     ae = AE(ae_title=ae_title)
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = TIMEOUT_S
     ae.maximum_associations = MAX_ASSOCIATIONS
+    ae.maximum_pdu_size = 0
     syntaxes = decodable_transfer_syntaxes()
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, syntaxes)

@@ -122,8 +122,6 @@ class Store:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a kill
             self._check_format()
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot use {self.path} as the listener's state: {error}") from None
@@ -132,6 +130,8 @@ class Store:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "meta" not in tables:
             raise StoreError(f"{self.path} is not an xscan listener's state file; left untouched")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a kill
         self._db.executescript(SCHEMA)  # CREATE ... IF NOT EXISTS: a no-op on a store of this format
         with self._transaction() as db:
             found = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
