@@ -1,0 +1,188 @@
+"""`xscan listen` benchmark: films received and scored a second against `xscan score`; latency, memory.
+
+Builds N DICOM films (DX copies of ../shared/data/fullres, cycled) in S studies, then in the same run:
+
+1. `xscan score FOLDER -o CSV --quiet` as a process: films per second, process start to exit;
+2. `xscan listen` as a process with `--send` to a pynetdicom storage SCP run here, and S dcmtk
+   `storescu` processes sending one study each at the same time: films per second from the
+   first send to the moment the results hold every film; for each study, the time from its last
+   instance acknowledged (its storescu exits) to its report stored on the SCP; the listener's
+   peak resident memory (VmHWM) over the whole run.
+
+    python benchmarks/listen.py --films 300 --studies 3 --quiet-period 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+
+REPO = Path(__file__).resolve().parents[1]
+FULLRES = REPO.parent / "shared" / "data" / "fullres"
+STORESCU = "/usr/bin/storescu"  # dcmtk's; a pip `storescu` may come first on PATH
+
+
+def build_films(folder: Path, films: int, studies: int) -> list[Path]:
+    """FILMS DX films of real full-resolution scans, in STUDIES study folders; returns the study folders."""
+    sources = sorted(p for p in FULLRES.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    if not sources:
+        sys.exit(f"no full-resolution scans found in {FULLRES}")
+    greys = {}
+    folders = [folder / f"study-{s}" for s in range(studies)]
+    for path in folders:
+        path.mkdir(parents=True)
+    for index in range(films):
+        study = index % studies
+        source = sources[index % len(sources)]
+        grey = greys.setdefault(source, cv2.imread(str(source), cv2.IMREAD_GRAYSCALE))
+        study_uid = generate_uid(entropy_srcs=["xscan listen benchmark", str(study)])
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[study_uid, str(index)])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid(entropy_srcs=[study_uid, "series"])
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Bench^{study}", f"B{study}", "", ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", str(study), f"B{study}"
+        ds.ReferringPhysicianName = ""
+        ds.Modality, ds.ViewPosition, ds.SeriesNumber, ds.InstanceNumber = "DX", "PA", 1, index + 1
+        ds.set_pixel_data(grey, "MONOCHROME2", 8)
+        ds.save_as(folders[study] / f"{index:05d}.dcm", enforce_file_format=True)
+    return folders
+
+
+def time_score(folder: Path, output: Path) -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "xscan.cli", "score", str(folder), "-o", str(output), "--quiet"], check=True)
+    return time.monotonic() - started
+
+
+class Destination:
+    """A pynetdicom storage SCP that records when each study's report arrived."""
+
+    def __init__(self) -> None:
+        from pynetdicom import AE, evt
+        from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
+
+        self.arrived: dict[str, float] = {}
+        ae = AE(ae_title="DEST")
+        ae.add_supported_context(Comprehensive3DSRStorage)
+        ae.add_supported_context(SecondaryCaptureImageStorage)
+        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        self.port = self.server.server_address[1]
+
+    def _store(self, event: object) -> int:
+        if event.request.AffectedSOPClassUID.endswith(".88.34"):  # the SR, not a heatmap
+            self.arrived[str(event.dataset.StudyInstanceUID)] = time.monotonic()
+        return 0x0000
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_listener(root: Path, studies: list[Path], films: int, quiet_period: float) -> dict[str, float]:
+    import pydicom
+
+    from xscan.scoring.results import read_rows
+
+    destination = Destination()
+    store, log = root / "store", root / "listen.log"
+    port_probe = __import__("socket").socket()
+    port_probe.bind(("127.0.0.1", 0))
+    port = port_probe.getsockname()[1]
+    port_probe.close()
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "xscan.cli", "listen", "--store", str(store), "--port", str(port)]
+        + ["--quiet-period", str(quiet_period), "--send", f"DEST@127.0.0.1:{destination.port}"]
+        + ["--log-file", str(log), "--quiet"]
+    )
+    while "listening on port" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    uids = {
+        str(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).StudyInstanceUID): folder
+        for folder in studies
+    }
+    acknowledged: dict[str, float] = {}
+
+    def send(uid: str, folder: Path) -> None:
+        subprocess.run([STORESCU, "127.0.0.1", str(port), *sorted(map(str, folder.iterdir()))], check=True)
+        acknowledged[uid] = time.monotonic()
+
+    started = time.monotonic()
+    senders = [threading.Thread(target=send, args=item) for item in uids.items()]
+    for sender in senders:
+        sender.start()
+    results = store / "results.csv"
+    while True:  # every film has its row: received and scored
+        try:
+            if results.exists() and sum(1 for _ in read_rows(results)) >= films:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    scored = time.monotonic() - started
+    for sender in senders:
+        sender.join()
+    while len(destination.arrived) < len(uids):
+        time.sleep(0.1)
+    peak = peak_rss_mb(listener.pid)
+    listener.terminate()
+    listener.wait(timeout=120)
+    destination.server.shutdown()
+    latencies = [destination.arrived[uid] - acknowledged[uid] for uid in uids]
+    return {
+        "seconds": scored,
+        "latency_median": statistics.median(latencies),
+        "latency_max": max(latencies),
+        "rss": peak,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--films", type=int, default=300)
+    parser.add_argument("--studies", type=int, default=3)
+    parser.add_argument("--quiet-period", type=float, default=5.0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="xscan-listen-bench-"))
+    try:
+        films = root / "films"
+        studies = build_films(films, args.films, args.studies)
+        score_seconds = time_score(films, root / "score.csv")
+        listened = run_listener(root, studies, args.films, args.quiet_period)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    score_rate, listen_rate = args.films / score_seconds, args.films / listened["seconds"]
+    print(
+        f"{args.films} films in {args.studies} studies, sent by {args.studies} storescu at once; "
+        f"quiet period {args.quiet_period:g} s\n"
+    )
+    print("| measure | value | goal |")
+    print("| --- | --- | --- |")
+    print(f"| `xscan score` (process start to exit) | {score_rate:.1f} films/s | |")
+    print(f"| `xscan listen`: first send to every film scored | {listen_rate:.1f} films/s | |")
+    print(f"| ratio | {listen_rate / score_rate:.2f} | >= 0.8 |")
+    print(
+        f"| last instance to report stored, median (max) | {listened['latency_median']:.1f} s "
+        f"({listened['latency_max']:.1f} s) | <= {args.quiet_period + 5:g} s |"
+    )
+    print(f"| listener peak RSS | {listened['rss']:.0f} MB | <= 300 MB |")
+
+
+if __name__ == "__main__":
+    main()
