@@ -1,15 +1,15 @@
 """`xscan listen` benchmark: films received and scored a second against `xscan score`; latency, memory.
 
-Builds N DICOM films (DX copies of ../shared/data/fullres, cycled) in S studies, then in the same run:
+Builds N DICOM films (DX copies of ../shared/data/fullres, cycled) in studies of F films, then in the same run:
 
 1. `xscan score FOLDER -o CSV --quiet` as a process: films per second, process start to exit;
-2. `xscan listen` as a process with `--send` to a pynetdicom storage SCP run here, and S dcmtk
-   `storescu` processes sending one study each at the same time: films per second from the
-   first send to the moment the results hold every film; for each study, the time from its last
-   instance acknowledged (its storescu exits) to its report stored on the SCP; the listener's
-   peak resident memory (VmHWM) over the whole run.
+2. `xscan listen` as a process with `--send` to a pynetdicom storage SCP run here, while A
+   senders each send their share of the studies, one dcmtk `storescu` association per study (so
+   A associations send at any moment): films per second from the first send to the moment the
+   results hold every film; for each study, the time from its last instance acknowledged (its
+   storescu exits) to its report stored on the SCP; the listener's peak resident memory (VmHWM).
 
-    python benchmarks/listen.py --films 300 --studies 3 --quiet-period 5
+    python benchmarks/listen.py --films 300 --per-study 3 --associations 3 --quiet-period 5
 """
 
 from __future__ import annotations
@@ -33,17 +33,18 @@ FULLRES = REPO.parent / "shared" / "data" / "fullres"
 STORESCU = "/usr/bin/storescu"  # dcmtk's; a pip `storescu` may come first on PATH
 
 
-def build_films(folder: Path, films: int, studies: int) -> list[Path]:
-    """FILMS DX films of real full-resolution scans, in STUDIES study folders; returns the study folders."""
+def build_films(folder: Path, films: int, per_study: int) -> list[Path]:
+    """FILMS DX films of real full-resolution scans, PER_STUDY to a study folder; returns the study folders."""
     sources = sorted(p for p in FULLRES.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
     if not sources:
         sys.exit(f"no full-resolution scans found in {FULLRES}")
     greys = {}
-    folders = [folder / f"study-{s}" for s in range(studies)]
+    studies = -(-films // per_study)
+    folders = [folder / f"study-{s:04d}" for s in range(studies)]
     for path in folders:
         path.mkdir(parents=True)
     for index in range(films):
-        study = index % studies
+        study = index // per_study
         source = sources[index % len(sources)]
         grey = greys.setdefault(source, cv2.imread(str(source), cv2.IMREAD_GRAYSCALE))
         study_uid = generate_uid(entropy_srcs=["xscan listen benchmark", str(study)])
@@ -95,7 +96,9 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_listener(root: Path, studies: list[Path], films: int, quiet_period: float) -> dict[str, float]:
+def run_listener(
+    root: Path, studies: list[Path], films: int, associations: int, quiet_period: float
+) -> dict[str, float]:
     import pydicom
 
     from xscan.scoring.results import read_rows
@@ -119,12 +122,14 @@ def run_listener(root: Path, studies: list[Path], films: int, quiet_period: floa
     }
     acknowledged: dict[str, float] = {}
 
-    def send(uid: str, folder: Path) -> None:
-        subprocess.run([STORESCU, "127.0.0.1", str(port), *sorted(map(str, folder.iterdir()))], check=True)
-        acknowledged[uid] = time.monotonic()
+    def send(share: list[tuple[str, Path]]) -> None:
+        for uid, folder in share:  # one association per study, as a PACS routes them
+            subprocess.run([STORESCU, "127.0.0.1", str(port), *sorted(map(str, folder.iterdir()))], check=True)
+            acknowledged[uid] = time.monotonic()
 
     started = time.monotonic()
-    senders = [threading.Thread(target=send, args=item) for item in uids.items()]
+    items = list(uids.items())
+    senders = [threading.Thread(target=send, args=(items[a::associations],)) for a in range(associations)]
     for sender in senders:
         sender.start()
     results = store / "results.csv"
@@ -156,20 +161,21 @@ def run_listener(root: Path, studies: list[Path], films: int, quiet_period: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--films", type=int, default=300)
-    parser.add_argument("--studies", type=int, default=3)
+    parser.add_argument("--per-study", type=int, default=3, help="films per study")
+    parser.add_argument("--associations", type=int, default=3, help="senders at once")
     parser.add_argument("--quiet-period", type=float, default=5.0)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="xscan-listen-bench-"))
     try:
         films = root / "films"
-        studies = build_films(films, args.films, args.studies)
+        studies = build_films(films, args.films, args.per_study)
         score_seconds = time_score(films, root / "score.csv")
-        listened = run_listener(root, studies, args.films, args.quiet_period)
+        listened = run_listener(root, studies, args.films, args.associations, args.quiet_period)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     score_rate, listen_rate = args.films / score_seconds, args.films / listened["seconds"]
     print(
-        f"{args.films} films in {args.studies} studies, sent by {args.studies} storescu at once; "
+        f"{args.films} films in studies of {args.per_study}, one association per study, {args.associations} at once; "
         f"quiet period {args.quiet_period:g} s\n"
     )
     print("| measure | value | goal |")

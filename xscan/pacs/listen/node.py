@@ -16,7 +16,7 @@ import os
 import shutil
 import ssl
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -267,9 +267,10 @@ class Listener:
         from xscan.pacs.run import report_studies
 
         results = self.folder / RESULTS
-        report_studies(results, self.folder / REPORTS, studies={uid for uid, _ in quiet})
+        members = {uid: self.store.instance_paths(uid) for uid, _ in quiet}
+        report_studies(results, self.folder / REPORTS, files={path for paths in members.values() for path in paths})
         changed = self._changed_reports()
-        verdicts = self._verdicts(results, [uid for uid, _ in quiet])
+        verdicts = self._verdicts(results, members)
         for uid, last_arrival in quiet:
             reports = [report for report in changed if report.study_uid == uid]
             queue = [self._queue(report, node) for report in reports for node in self.options.send]
@@ -282,6 +283,7 @@ class Listener:
     def _changed_reports(self) -> list[ReportFile]:
         """The report files that the report writer made or changed since the store last looked."""
         import pydicom
+        from pydicom.errors import InvalidDicomError
 
         seen = self.store.report_fingerprints()
         found = []
@@ -290,9 +292,14 @@ class Listener:
             fingerprint = f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}"
             if seen.get(str(path)) == fingerprint:
                 continue
-            header = pydicom.dcmread(
-                path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"]
-            )
+            try:
+                header = pydicom.dcmread(
+                    path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+                )
+            except (InvalidDicomError, ValueError, EOFError):
+                continue  # not a report the writer made (a stray file): nothing to send
+            if not {"StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"} <= set(header.dir()):
+                continue
             found.append(
                 ReportFile(
                     path, fingerprint, str(header.StudyInstanceUID), str(header.SOPInstanceUID), str(header.SOPClassUID)
@@ -311,22 +318,21 @@ class Listener:
                 os.fsync(stream.fileno())
         return Queued(str(node), report.sop_instance_uid, report.sop_class_uid, report.study_uid, link, 0)
 
-    def _verdicts(self, results: Path, study_uids: Collection[str]) -> dict[str, tuple[int, str]]:
+    def _verdicts(self, results: Path, members: Mapping[str, Sequence[Path]]) -> dict[str, tuple[int, str]]:
         """Each study's instance count and verdict in words, from its rows of the results."""
         from xscan.pacs.studies import file_of, group_studies
         from xscan.scoring.results import read_rows
 
-        paths = {uid: {str(path) for path in self.store.instance_paths(uid)} for uid in study_uids}
-        owner = {path: uid for uid, members in paths.items() for path in members}
-        rows: dict[str, list] = {uid: [] for uid in study_uids}
+        owner = {path: uid for uid, paths in members.items() for path in paths}
+        rows: dict[str, list[Row]] = {uid: [] for uid in members}
         for row in read_rows(results):
-            uid = owner.get(str(file_of(row)))
+            uid = owner.get(file_of(row))
             if uid is not None:
                 rows[uid].append(row)
         verdicts = {}
-        for uid in study_uids:
+        for uid, paths in members.items():
             studies = group_studies(rows[uid])
-            verdicts[uid] = (len(paths[uid]), _in_words(studies[0].verdict()) if studies else "no row in the results")
+            verdicts[uid] = (len(paths), _in_words(studies[0].verdict()) if studies else "no row in the results")
         return verdicts
 
     # --- the sending thread

@@ -100,6 +100,7 @@ class Association:
     stored: int = 0
     refused: int = 0
     reasons: list[str] = field(default_factory=list)
+    not_allowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,15 +144,20 @@ class Reception:
     def adopt_orphans(self) -> int:
         """Record instance files that a kill left renamed into place but not yet recorded; how many there were."""
         import pydicom
+        from pydicom.errors import InvalidDicomError
 
         known = self.store.known_paths()
         adopted = 0
         for path in sorted(self.instances.glob("*/*.dcm")):
             if str(path) in known:
                 continue
-            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+            try:
+                header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+                sop_class = str(header.get("SOPClassUID", ""))
+            except (InvalidDicomError, ValueError, EOFError):
+                sop_class = ""  # scoring gives it its error row
             self.store.add_instance(
-                Instance(path.stem, path.parent.name, str(header.get("SOPClassUID", "")), path, ""),
+                Instance(path.stem, path.parent.name, sop_class, path, ""),
                 path.stat().st_mtime,
             )
             adopted += 1
@@ -178,6 +184,7 @@ class Reception:
         requestor = event.assoc.requestor
         record.ae_title = printable(str(requestor.primitive.calling_ae_title or "").strip(), 16)
         if self.allowed and not any(rule.admits(record.ae_title, requestor.address) for rule in self.allowed):
+            record.not_allowed = True
             event.assoc.acse.send_reject(*REJECT_CALLING_AE)
             event.assoc.kill()  # as pynetdicom's own check does: the reject goes out before the socket closes
 
@@ -227,8 +234,10 @@ class Reception:
             record = self._associations.pop(id(assoc), None)
         if record is None:
             return
-        if assoc.is_rejected:
+        if record.not_allowed:
             outcome = "rejected (calling AE title or host not allowed)"
+        elif assoc.is_rejected:
+            outcome = "rejected (too many associations at once, or no common presentation context)"
         elif assoc.is_aborted:
             outcome = "aborted"
         elif assoc.is_released:
