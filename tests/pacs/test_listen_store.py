@@ -24,7 +24,7 @@ def test_an_instance_is_awaiting_until_its_study_is_reported_and_a_late_one_reop
     store.add_instance(instance(tmp_path, "1.2"), received_at=101.0)
     assert store.quiet_studies(last_arrival_before=200.0) == []  # nothing scored yet
     store.mark_scored(received_before=101.0, scored_at=102.0)
-    assert store.unscored() == 1  # 1.2 arrived as the pass began: the next pass scores it
+    assert store.unscored() == (1, 101.0)  # 1.2 arrived as the pass began: the next pass scores it
     store.mark_scored(received_before=150.0, scored_at=151.0)
     assert store.quiet_studies(last_arrival_before=100.5) == []  # its last instance is not quiet yet
     assert store.quiet_studies(last_arrival_before=200.0) == [("1.2.3", 101.0)]

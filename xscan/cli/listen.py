@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import signal
 import threading
@@ -12,6 +14,8 @@ import typer
 
 from xscan.about import DISCLAIMER
 from xscan.cli.app import exit_codes, open_log, say
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
 if TYPE_CHECKING:
     from xscan.pacs.listen.node import Event
@@ -112,6 +116,7 @@ def listen(
             tls_ca=tls_ca,
         )
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # xscan's own lines say what happened, once
+        _return_freed_memory()
         listener = Listener(options, on_event=_teller(log, quiet))
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: listener.request_stop())
         try:
@@ -124,6 +129,20 @@ def listen(
             signal.signal(signal.SIGTERM, previous)
     _tell(log, quiet, "stopped", "stopped: every association in progress finished")
     log.close()
+
+
+def _return_freed_memory() -> None:
+    """Have glibc give every freed buffer over 128 KB (a film, its pixels) back to the system at once.
+
+    By default it raises that threshold as large buffers are freed and keeps them in per-thread
+    arenas; a service with a thread per association then holds hundreds of MB it no longer uses
+    (benchmarks/README.md). The process is this command's own: this is set once for its life.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: its allocator keeps its own policy
 
 
 def _teller(log: RunLog, quiet: bool):

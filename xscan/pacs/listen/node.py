@@ -43,6 +43,8 @@ RESULTS = "results.csv"
 REPORTS = "reports"
 OUTBOX = "outbox"  # the queue's own links to report files: a later report never changes what is queued
 RETRY_S = 5.0  # after a scoring or reporting pass failed (a full disk, the results locked by another run)
+GATHER_FILMS = 32  # a scoring pass starts once this many films wait (a batch), ...
+GATHER_S = 1.0  # ... or the first of them has waited this long
 JOIN_S = 30.0  # how long a stop waits for the scoring pass or the send in progress
 
 
@@ -238,17 +240,28 @@ class Listener:
         self._guarded(self._process_once, self._work, self._process_wait)
 
     def _process_wait(self) -> float:
+        waits = [3600.0]
         oldest = self.store.next_quiet_time()
-        if oldest is None:
-            return 3600.0
-        return max(0.05, oldest + self.options.quiet_period - now())
+        if oldest is not None:
+            waits.append(oldest + self.options.quiet_period - now())
+        _, first_unscored = self.store.unscored()
+        if first_unscored is not None:
+            waits.append(first_unscored + GATHER_S - now())
+        return max(0.05, min(waits))
 
     def _process_once(self) -> None:
-        if self.store.unscored():
+        count, first = self.store.unscored()
+        # A pass has a cost of its own (walk, results rewritten): gather a batch while films stream in.
+        if count and (count >= GATHER_FILMS or first + GATHER_S <= now() or self._quiet_soon()):
             self._score_pass()
         quiet = self.store.quiet_studies(now() - self.options.quiet_period)
         if quiet:
             self._complete(quiet)
+
+    def _quiet_soon(self) -> bool:
+        """Whether an open study falls quiet now: its last films are scored at once, not after GATHER_S."""
+        oldest = self.store.next_quiet_time()
+        return oldest is not None and oldest + self.options.quiet_period <= now()
 
     def _score_pass(self) -> None:
         from xscan.scoring.options import ScoreOptions

@@ -185,9 +185,13 @@ class Store:
 
     # --- scoring
 
-    def unscored(self) -> int:
+    def unscored(self) -> tuple[int, float | None]:
+        """How many instances wait for a scoring pass, and when the first of them arrived."""
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM instances WHERE scored_at IS NULL").fetchone()[0]
+            count, first = self._db.execute(
+                "SELECT count(*), min(received_at) FROM instances WHERE scored_at IS NULL"
+            ).fetchone()
+            return count, first
 
     def mark_scored(self, received_before: float, scored_at: float) -> None:
         """Every instance received before RECEIVED_BEFORE has its row in the results now."""
