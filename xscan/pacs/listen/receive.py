@@ -37,6 +37,9 @@ CANNOT_UNDERSTAND = 0xC000  # the data set's UIDs are missing or not UIDs
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognized (PS3.8 9.3.4).
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 TIMEOUT_S = 60  # per network step: a peer silent for this long is dropped
+# Largest PDU a peer may send: 1 MiB takes a 2 MB film in 2 PDUs rather than 128 at pynetdicom's 16 KB default
+# (1.4 x the films a second, benchmarks/README.md), and bounds what one PDU may ask this process to hold.
+MAX_PDU = 1 << 20
 MAX_ASSOCIATIONS = 10  # at once; more are rejected as busy (transient), so the peer retries
 _ALLOW = re.compile(r"^([^@\\]{1,16})(?:@(\[[0-9a-fA-F:]+\]|[^@\s]+))?$")
 
@@ -295,7 +298,7 @@ def start_server(
     ae = AE(ae_title=ae_title)
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = TIMEOUT_S
     ae.maximum_associations = MAX_ASSOCIATIONS
-    ae.maximum_pdu_size = 0
+    ae.maximum_pdu_size = MAX_PDU
     syntaxes = decodable_transfer_syntaxes()
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, syntaxes)
