@@ -153,11 +153,11 @@ def test_kill_9_while_three_associations_send_loses_nothing_acknowledged(orthanc
     for sender in senders:
         sender.start()
     with progress:
-        assert progress.wait_for(lambda: len(acknowledged) >= FILMS_PER_STUDY, timeout=120)
+        assert progress.wait_for(lambda: len(acknowledged) >= FILMS_PER_STUDY // 2, timeout=120)
     first.kill()
     for sender in senders:
         sender.join(timeout=120)
-    assert FILMS_PER_STUDY <= len(acknowledged) < 3 * FILMS_PER_STUDY  # killed mid-transfer
+    assert FILMS_PER_STUDY // 2 <= len(acknowledged) < 3 * FILMS_PER_STUDY  # killed mid-transfer
     on_disk = {path.stem for path in (store / "instances").rglob("*.dcm")}
     assert acknowledged <= on_disk  # durable before the success status went back
 
@@ -168,7 +168,8 @@ def test_kill_9_while_three_associations_send_loses_nothing_acknowledged(orthanc
             assert set(store_files("STORESCU", second.port, rest)) <= {0x0000}
         for uid in KILLED_STUDIES:
             second.wait_for(rf"study {uid}: {FILMS_PER_STUDY} instances, ", timeout=180)
-            second.wait_for(rf"study {uid}: 1 report files stored on {destination}", timeout=180)
+            reports = len(second.wait_for(rf"study {uid}: \d+ instances, "))  # a part may have been reported first
+            second.wait_for(rf"study {uid}: 1 report files stored on {destination}", count=reports, timeout=180)
     finally:
         second.close()
     rows = list(read_rows(store / "results.csv"))

@@ -1,10 +1,11 @@
-"""The listener as a service: reception, scoring and sending on their own threads around one state store.
+"""The listener as a service: reception, scoring, reporting and sending on their own threads around one state store.
 
-Reception (pynetdicom's threads, `receive`) only stores and acknowledges. A processing thread
-scores what has arrived with `score_folder` into DIR/results.csv (the model loaded once for the
-life of the listener; a file already scored and unchanged is not read again) and, once a study
-has had no new instance for the quiet period, writes its report with `report_studies` into
-DIR/reports/ and queues every file that call made for each destination. A sending thread stores
+Reception (pynetdicom's threads, `receive`) only stores and acknowledges. A scoring thread scores
+what has arrived with `score_folder` into DIR/results.csv, in batches (the model loaded once for
+the life of the listener; a file already scored and unchanged is not read again). A reporting
+thread, once a study has had no new instance for the quiet period and all of it is scored,
+writes its report with `report_studies` into DIR/reports/ and queues every file that call made
+for each destination. A sending thread stores
 the queue on the destinations (`forward`). None of them blocks another; a restart finds each
 instance and report where the store says it is. The library call prints nothing: what happens is
 told to `on_event`, from any of these threads.
@@ -147,6 +148,7 @@ class Listener:
         self._stop_requested = threading.Event()
         self._halt = threading.Event()
         self._work = threading.Event()  # an instance arrived: scoring has work
+        self._scored = threading.Event()  # a scoring pass ended: a quiet study may be complete now
         self._outgoing = threading.Event()  # reports were queued: sending has work
         self._failure: BaseException | None = None
         self._threads: list[threading.Thread] = []
@@ -181,7 +183,11 @@ class Listener:
         except BaseException:
             self._server.shutdown()
             raise
-        for target, name in ((self._process, "xscan-listen-score"), (self._send, "xscan-listen-send")):
+        for target, name in (
+            (self._scoring, "xscan-listen-score"),
+            (self._reporting, "xscan-listen-report"),
+            (self._send, "xscan-listen-send"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -221,6 +227,7 @@ class Listener:
             self._server = None
         self._halt.set()
         self._work.set()
+        self._scored.set()
         self._outgoing.set()
         for thread in self._threads:
             thread.join(JOIN_S)  # past that, a pass is cut as a kill would cut it: the next start completes it
@@ -234,34 +241,21 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # --- the processing thread: scoring, then the reports of complete studies
+    # --- the scoring thread: what has arrived, in batches
 
-    def _process(self) -> None:
-        self._guarded(self._process_once, self._work, self._process_wait)
+    def _scoring(self) -> None:
+        self._guarded(self._score_once, self._work, self._score_wait)
 
-    def _process_wait(self) -> float:
-        waits = [3600.0]
-        oldest = self.store.next_quiet_time()
-        if oldest is not None:
-            waits.append(oldest + self.options.quiet_period - now())
+    def _score_wait(self) -> float:
         _, first_unscored = self.store.unscored()
-        if first_unscored is not None:
-            waits.append(first_unscored + GATHER_S - now())
-        return max(0.05, min(waits))
+        return 3600.0 if first_unscored is None else max(0.05, first_unscored + GATHER_S - now())
 
-    def _process_once(self) -> None:
+    def _score_once(self) -> None:
         count, first = self.store.unscored()
         # A pass has a cost of its own (walk, results rewritten): gather a batch while films stream in.
-        if count and (count >= GATHER_FILMS or first + GATHER_S <= now() or self._quiet_soon()):
+        if count and (count >= GATHER_FILMS or first + GATHER_S <= now()):
             self._score_pass()
-        quiet = self.store.quiet_studies(now() - self.options.quiet_period)
-        if quiet:
-            self._complete(quiet)
-
-    def _quiet_soon(self) -> bool:
-        """Whether an open study falls quiet now: its last films are scored at once, not after GATHER_S."""
-        oldest = self.store.next_quiet_time()
-        return oldest is not None and oldest + self.options.quiet_period <= now()
+            self._scored.set()
 
     def _score_pass(self) -> None:
         from xscan.scoring.options import ScoreOptions
@@ -275,6 +269,20 @@ class Listener:
             scorer=self._scorer,
         )
         self.store.mark_scored(received_before=started, scored_at=now())
+
+    # --- the reporting thread: the reports of complete studies, queued for sending
+
+    def _reporting(self) -> None:
+        self._guarded(self._report_once, self._scored, self._report_wait)
+
+    def _report_wait(self) -> float:
+        oldest = self.store.next_quiet_time()
+        return 3600.0 if oldest is None else max(0.05, oldest + self.options.quiet_period - now())
+
+    def _report_once(self) -> None:
+        quiet = self.store.quiet_studies(now() - self.options.quiet_period)
+        if quiet:
+            self._complete(quiet)
 
     def _complete(self, quiet: Sequence[tuple[str, float]]) -> None:
         from xscan.pacs.run import report_studies
