@@ -44,7 +44,7 @@ def films(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Destination:
     """A pynetdicom storage SCP standing in for the PACS that takes the reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         from pynetdicom import AE, evt
         from pynetdicom.sop_class import Comprehensive3DSRStorage
 
@@ -53,7 +53,7 @@ class Destination:
         ae = AE(ae_title="DEST")
         ae.add_supported_context(Comprehensive3DSRStorage)
         ae.add_supported_context(SecondaryCaptureImageStorage)
-        self.port = free_port()
+        self.port = port or free_port()
         self.server = ae.start_server(
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
         )
@@ -338,5 +338,30 @@ def test_sigterm_refuses_new_associations_lets_the_one_in_progress_finish_and_ex
         listener.wait_for(r"stopped: every association in progress finished")
         counted = status(tmp_path / "store")
         assert "received: 1 instances" in counted.stdout and "awaiting the quiet period: 1 instances" in counted.stdout
+    finally:
+        listener.close()
+
+
+def test_a_destination_that_is_down_is_retried_with_backoff_and_listed_until_it_takes_the_report(
+    films: Path, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there yet
+    node = f"DEST@127.0.0.1:{port}"
+    listener = ListenerProcess(tmp_path / "store", "--send", node)
+    try:
+        (stored,) = store_files("PYSCU", listener.port, [pydicom.dcmread(films / "a1.dcm")])
+        assert stored == 0x0000  # reception does not wait for the destination
+        listener.wait_for(rf"could not store 1 files on {node} \(no association.*\); next try in 5 s")
+        waiting = status(tmp_path / "store")
+        assert "waiting to be resent: 1 report files" in waiting.stdout
+        assert f"{node}: 1 files; last error: {node}: no association" in waiting.stdout
+        destination = Destination(port)
+        try:
+            listener.wait_for(rf"study {STUDY}: 1 report files stored on {node}", timeout=60)
+            assert [report.StudyInstanceUID for report in destination.received] == [STUDY]
+        finally:
+            destination.server.shutdown()
+        assert "sent: 1 report files" in status(tmp_path / "store").stdout
+        assert listener.terminate() == EXIT_OK
     finally:
         listener.close()
