@@ -147,6 +147,47 @@ def test_a_study_from_storescu_is_scored_reported_and_sent(
     assert "sent: 1 report files" in counted.stdout and "waiting to be resent: 0" in counted.stdout
 
 
+COMPRESSED = "1.2.826.0.1.3680043.10.543.31.2"
+
+
+def test_compressed_transfer_syntaxes_are_received_and_scored(listener: ListenerProcess, films: Path) -> None:
+    """RLE, JPEG-LS and JPEG 2000 films, sent in their own transfer syntax, are stored as they came and scored."""
+    from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+    from xscan.pacs.studies import file_of
+    from xscan.scoring.results import read_rows
+
+    folder = films.parent / "compressed"
+    folder.mkdir(exist_ok=True)
+    source = sorted((TRAIN / "NORMAL").iterdir())[0]
+    proposals = {RLELossless: "-xr", JPEGLSLossless: "-xt", JPEG2000Lossless: "-xv"}  # storescu's flag for each
+    for number, (syntax, flag) in enumerate(proposals.items(), start=1):
+        film = pydicom.dcmread(write_film(folder / f"c{number}.dcm", source, "P2", COMPRESSED, number))
+        film.compress(syntax)
+        film.save_as(folder / f"c{number}.dcm", enforce_file_format=True)
+        done = subprocess.run(
+            [
+                dcmtk("storescu"),
+                flag,
+                "-R",
+                "-aet",
+                "STORESCU",
+                "127.0.0.1",
+                str(listener.port),
+                folder / f"c{number}.dcm",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    listener.wait_for(rf"study {COMPRESSED}: 3 instances, NORMAL")
+    rows = [row for row in read_rows(listener.store / "results.csv") if file_of(row).parent.name == COMPRESSED]
+    assert len(rows) == 3 and all(row.probability is not None and not row.error for row in rows)
+    syntaxes = {str(pydicom.dcmread(file_of(row), stop_before_pixels=True).file_meta.TransferSyntaxUID) for row in rows}
+    assert syntaxes == {RLELossless, JPEGLSLossless, JPEG2000Lossless}  # stored as they came
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 @pytest.mark.parametrize(
     ("keyword", "uid"),
