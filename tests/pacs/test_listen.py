@@ -406,3 +406,34 @@ def test_a_destination_that_is_down_is_retried_with_backoff_and_listed_until_it_
         assert listener.terminate() == EXIT_OK
     finally:
         listener.close()
+
+
+def test_the_library_listener_scores_with_the_site_calibration_and_a_preloaded_model(
+    films: Path, tmp_path: Path, scorer
+) -> None:
+    from support.site import site_sample
+
+    from xscan.model.site_calibration import load_site
+    from xscan.pacs.listen.node import Listener, ListenOptions, StudyReported
+    from xscan.reporting.labels import FolderLabels
+    from xscan.scoring.results import read_rows
+    from xscan.site.calibrate import fit_site_calibration, select_rows
+
+    site = fit_site_calibration(select_rows(site_sample(30), FolderLabels()))
+    site_file = tmp_path / "site.json"
+    site_file.write_text(type(site)(**{**site.__dict__, "base_model": scorer.card.model_id}).to_json())
+    reported = threading.Event()
+    options = ListenOptions(store=tmp_path / "store", port=0, host="127.0.0.1", quiet_period=0.5, calibration=site_file)
+    listener = Listener(
+        options, on_event=lambda event: isinstance(event, StudyReported) and reported.set(), scorer=scorer
+    )
+    listener.start()
+    try:
+        assert store_files("PYSCU", listener.port, [pydicom.dcmread(films / "a1.dcm")]) == [0x0000]
+        assert reported.wait(timeout=60)
+    finally:
+        listener.request_stop()
+        listener.serve()
+    (row,) = read_rows(tmp_path / "store" / "results.csv")
+    assert row.model == load_site(site_file, scorer.card.model_id).model_id()
+    assert row.threshold == pytest.approx(site.threshold, abs=1e-6)
