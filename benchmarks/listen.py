@@ -4,10 +4,11 @@ Builds N DICOM films (DX copies of ../shared/data/fullres, cycled) in studies of
 
 1. `xscan score FOLDER -o CSV --quiet` as a process: films per second, process start to exit;
 2. `xscan listen` as a process with `--send` to a pynetdicom storage SCP run here, while A
-   senders each send their share of the studies, one dcmtk `storescu` association per study (so
-   A associations send at any moment): films per second from the first send to the moment the
-   results hold every film; for each study, the time from its last instance acknowledged (its
-   storescu exits) to its report stored on the SCP; the listener's peak resident memory (VmHWM).
+   dcmtk `storescu` senders each send their share of the studies, in one association each (with
+   --association-per-study, one per study: A associations at any moment): films per second from
+   the first send to the moment the results hold every film; for each study, the time from its
+   last instance acknowledged to its report stored on the SCP; the listener's peak resident
+   memory (VmHWM).
 
     python benchmarks/listen.py --films 300 --per-study 3 --associations 3 --quiet-period 5
 """
@@ -89,6 +90,23 @@ class Destination:
         return 0x0000
 
 
+def storescu(port: int, paths: list[str], study_of: dict[str, str]) -> dict[str, float]:
+    """Send PATHS in one association; when each study's last instance was acknowledged (from `storescu -v`)."""
+    last: dict[str, float] = {}
+    sending = ""
+    with subprocess.Popen(
+        [STORESCU, "-v", "127.0.0.1", str(port), *paths], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        for line in process.stdout:
+            if "Sending file: " in line:
+                sending = line.split("Sending file: ", 1)[1].strip()
+            elif "Received Store Response (Success)" in line:
+                last[study_of[sending]] = time.monotonic()
+    if process.returncode:
+        sys.exit(f"storescu failed ({process.returncode})")
+    return last
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -97,7 +115,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def run_listener(
-    root: Path, studies: list[Path], films: int, associations: int, quiet_period: float
+    root: Path, studies: list[Path], films: int, associations: int, quiet_period: float, per_study: bool
 ) -> dict[str, float]:
     import pydicom
 
@@ -123,9 +141,10 @@ def run_listener(
     acknowledged: dict[str, float] = {}
 
     def send(share: list[tuple[str, Path]]) -> None:
-        for uid, folder in share:  # one association per study, as a PACS routes them
-            subprocess.run([STORESCU, "127.0.0.1", str(port), *sorted(map(str, folder.iterdir()))], check=True)
-            acknowledged[uid] = time.monotonic()
+        batches = [[item] for item in share] if per_study else [share]
+        for batch in batches:
+            study_of = {str(path): uid for uid, folder in batch for path in sorted(folder.iterdir())}
+            acknowledged.update(storescu(port, list(study_of), study_of))
 
     started = time.monotonic()
     items = list(uids.items())
@@ -163,6 +182,7 @@ def main() -> None:
     parser.add_argument("--films", type=int, default=300)
     parser.add_argument("--per-study", type=int, default=3, help="films per study")
     parser.add_argument("--associations", type=int, default=3, help="senders at once")
+    parser.add_argument("--association-per-study", action="store_true", help="one association per study")
     parser.add_argument("--quiet-period", type=float, default=5.0)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="xscan-listen-bench-"))
@@ -170,12 +190,15 @@ def main() -> None:
         films = root / "films"
         studies = build_films(films, args.films, args.per_study)
         score_seconds = time_score(films, root / "score.csv")
-        listened = run_listener(root, studies, args.films, args.associations, args.quiet_period)
+        listened = run_listener(
+            root, studies, args.films, args.associations, args.quiet_period, args.association_per_study
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     score_rate, listen_rate = args.films / score_seconds, args.films / listened["seconds"]
     print(
-        f"{args.films} films in studies of {args.per_study}, one association per study, {args.associations} at once; "
+        f"{args.films} films in studies of {args.per_study}, {args.associations} associations at once"
+        f"{' (one per study)' if args.association_per_study else ''}; "
         f"quiet period {args.quiet_period:g} s\n"
     )
     print("| measure | value | goal |")
