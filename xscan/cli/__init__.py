@@ -4,7 +4,7 @@ Nothing here computes: every command calls one library function and formats what
 `app.exit_codes` is the one place an error becomes an exit code.
 """
 
-from xscan.cli import audit, calibrate, drift, explain, info, report, score, sr, studies, train
+from xscan.cli import audit, calibrate, drift, explain, info, listen, report, score, sr, studies, train
 from xscan.cli.app import app
 
 # The order of `xscan --help`.
@@ -19,6 +19,7 @@ for command in (
     train.train,
     studies.studies,
     sr.sr,
+    listen.listen,
 ):
     app.command()(command)
 

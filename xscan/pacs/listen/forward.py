@@ -1,0 +1,118 @@
+"""Sending the queued reports to each destination by C-STORE, with capped exponential backoff after a failure.
+
+What a destination acknowledges is marked sent in the state store at once (the sent log), so a
+restart sends only the rest; a refused association, a rejected report or silence sets the item's
+next try to BASE x 2^(attempts - 1), capped, and records the reason for `--status`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+from xscan.errors import printable
+from xscan.pacs.listen.store import Queued, Store, now
+from xscan.pacs.send import STORED, TIMEOUT_S, Node
+
+BACKOFF_BASE_S = 5.0
+BACKOFF_CAP_S = 600.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long a failed send waits before its next try: BASE, then doubled each time, never longer than CAP."""
+
+    base: float = BACKOFF_BASE_S
+    cap: float = BACKOFF_CAP_S
+
+    def delay(self, attempts: int) -> float:
+        """The wait after the ATTEMPTS-th failed try (1 for the first)."""
+        return min(self.cap, self.base * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True)
+class StudySent:
+    """Every report file of a study is stored on a destination."""
+
+    study_uid: str
+    destination: str
+    files: int
+
+
+@dataclass(frozen=True)
+class SendFailed:
+    """Files could not be stored on a destination; they wait RETRY_IN seconds for their next try."""
+
+    destination: str
+    files: int
+    reason: str
+    retry_in: float
+
+
+def send_due(
+    store: Store,
+    calling_ae_title: str,
+    backoff: Backoff,
+    notify: Callable[[StudySent | SendFailed], None],
+) -> None:
+    """Try every queued file whose time has come, one association per destination."""
+    for destination, items in groupby(store.due(now()), key=lambda item: item.destination):
+        _send(store, Node.parse(destination), list(items), calling_ae_title, backoff, notify)
+
+
+def _send(
+    store: Store,
+    node: Node,
+    items: Sequence[Queued],
+    calling_ae_title: str,
+    backoff: Backoff,
+    notify: Callable[[StudySent | SendFailed], None],
+) -> None:
+    import pydicom
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = TIMEOUT_S
+    for sop_class in sorted({item.sop_class_uid for item in items}):
+        ae.add_requested_context(sop_class)
+    failed: list[tuple[Queued, str]] = []
+    association = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    if not association.is_established:
+        reason = "association rejected" if association.is_rejected else "no association (nothing answers, or aborted)"
+        failed = [(item, reason) for item in items]
+    else:
+        try:
+            for index, item in enumerate(items):
+                if not association.is_established:
+                    failed.extend((rest, "association lost") for rest in items[index:])
+                    break
+                try:
+                    dataset = pydicom.dcmread(item.file)
+                except OSError as error:
+                    failed.append((item, f"cannot read {item.file.name}: {error.strerror or error}"))
+                    continue
+                code = getattr(association.send_c_store(dataset), "Status", None)
+                if code in STORED:
+                    store.mark_sent(item, now())
+                    if not store.still_queued(item.file):
+                        item.file.unlink(missing_ok=True)  # the queue's own link: the report itself stays in reports/
+                    _tell_if_study_done(store, item, items, notify)
+                else:
+                    failed.append((item, "no answer" if code is None else f"status 0x{code:04X}"))
+        finally:
+            if association.is_established:
+                association.release()
+    for item, reason in failed:
+        store.mark_failed(item, printable(f"{node}: {reason}", 200), now() + backoff.delay(item.attempts + 1))
+    if failed:
+        first = failed[0]
+        notify(SendFailed(str(node), len(failed), first[1], backoff.delay(first[0].attempts + 1)))
+
+
+def _tell_if_study_done(
+    store: Store, item: Queued, items: Sequence[Queued], notify: Callable[[StudySent | SendFailed], None]
+) -> None:
+    if store.pending_for(item.study_uid, item.destination) == 0:
+        files = sum(other.study_uid == item.study_uid for other in items)
+        notify(StudySent(item.study_uid, item.destination, files))
