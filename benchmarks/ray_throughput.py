@@ -151,9 +151,8 @@ def tables(count: int, runs: dict[str, list[Run]], cpus: int) -> str:
             f"| {m.driver_mb:.0f} | {m.all_mb:.0f} |"
         )
 
-    def ratio(
-        figure, method: str
-    ) -> str:  # the median of the per-repeat ratios: a repeat's runs shared the machine's mood
+    # The median of the per-repeat ratios: a repeat's runs shared the machine's mood.
+    def ratio(figure, method: str) -> str:
         ratios = (figure(here, there) for here, there in zip(runs["local"], runs[method], strict=True))
         return f"{100 * statistics.median(ratios):.0f} %"
 
