@@ -86,7 +86,10 @@ def halves(rows: list[Row], patients: dict[Path, str], seed: int) -> tuple[Label
 
 
 def judged(threshold_of, calibrate_on: LabelledRows, judge_on: LabelledRows) -> tuple[float, float]:
-    """Sensitivity and specificity on JUDGE_ON of the threshold THRESHOLD_OF chooses on CALIBRATE_ON (both on the base probability)."""
+    """Sensitivity and specificity on JUDGE_ON of the threshold THRESHOLD_OF chooses on CALIBRATE_ON.
+
+    Both are on the base probability.
+    """
     threshold = threshold_of(calibrate_on)
     flagged = judge_on.probabilities >= threshold
     return float(flagged[judge_on.truth == 1].mean()), float(1 - flagged[judge_on.truth == 0].mean())
@@ -95,7 +98,8 @@ def judged(threshold_of, calibrate_on: LabelledRows, judge_on: LabelledRows) -> 
 def site_threshold(confidence: float | None = None):
     def choose(labelled: LabelledRows) -> float:
         site = fit_site_calibration(labelled, TARGET, confidence=confidence)
-        # The site threshold is on the site-calibrated probability; flagging base p >= t' is the same as site(p) >= threshold.
+        # The site threshold is on the site-calibrated probability; flagging base p >= t' is the same as
+        # site(p) >= threshold.
         return float(np.min(labelled.probabilities[site.probability(labelled.probabilities) >= site.threshold]))
 
     return choose
@@ -149,7 +153,8 @@ def main() -> None:
                 sets = sensitivity[: count - count % args.draws].reshape(-1, args.draws).mean(axis=1)
                 print(
                     f"| {source} | {sizes[0]} | {sizes[1]} | {name} | {count} | {sensitivity.mean():.3f} | "
-                    f"{sensitivity.min():.3f}-{sensitivity.max():.3f} | {np.mean(sets >= MEAN_TARGET):.0%} of {sets.size} | "
+                    f"{sensitivity.min():.3f}-{sensitivity.max():.3f} | "
+                    f"{np.mean(sets >= MEAN_TARGET):.0%} of {sets.size} | "
                     f"{specificity.mean():.3f} |"
                 )
         for calibrate_on, judge_on, direction in ((half_a, half_b, "A -> B"), (half_b, half_a, "B -> A")):
@@ -167,16 +172,19 @@ def main() -> None:
         ]
         over_splits.append(f"| {source} | {args.splits} | {np.mean(reached):.0%} of {len(reached)} |")
     print(
-        "\nAll of one half with --confidence 0.95 (sensitivity >= 0.95 with probability >= 0.95), judged on the other half:\n"
+        "\nAll of one half with --confidence 0.95 (sensitivity >= 0.95 with probability >= 0.95), "
+        "judged on the other half:\n"
     )
     print(
-        "| source | calibrated -> judged | pneumonia scans | rank | 5-95 % range promised | sensitivity on the other half | "
+        "| source | calibrated -> judged | pneumonia scans | rank | 5-95 % range promised | "
+        "sensitivity on the other half | "
         "specificity on the other half |"
     )
     print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
     print("\n".join(confident))
     print(
-        f"\nThe same over {args.splits} patient splits, both ways (the judging half is finite: its noise counts against the rule):\n"
+        f"\nThe same over {args.splits} patient splits, both ways "
+        "(the judging half is finite: its noise counts against the rule):\n"
     )
     print("| source | splits | sensitivity >= 0.95 on the other half |")
     print("| --- | ---: | ---: |")

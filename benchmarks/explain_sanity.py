@@ -26,7 +26,10 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def scans(count: int) -> np.ndarray:
-    """COUNT real scans, half of each class, spread over the two sets the model meets (training split and full resolution)."""
+    """COUNT real scans, half of each class, spread over the two sets the model meets.
+
+    The two sets are the training split and full resolution.
+    """
     paths = []
     for label in ("NORMAL", "PNEUMONIA"):
         for root in (DATA / "chest_xray" / "train", DATA / "fullres"):

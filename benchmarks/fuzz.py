@@ -76,7 +76,10 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[object, ...]]) -
 
 
 def peak_rss_mib(mode: str, count: int, seed: int, workers: int) -> float:
-    """Peak RSS of a child process that decodes COUNT files: MODE 'fuzzed' (the corpus) or 'ordinary' (unmutated seeds)."""
+    """Peak RSS of a child process that decodes COUNT files.
+
+    MODE is 'fuzzed' (the corpus) or 'ordinary' (unmutated seeds).
+    """
     child = subprocess.Popen(
         [
             sys.executable,

@@ -100,7 +100,8 @@ def main() -> None:
         largest = max(np.abs(a.probabilities - b.probabilities).max() for a, b in pairs)
         size = len(variants[name].flatbuffer) / 1e6
         print(
-            f"| {name} | {size:.1f} | {auc:.4f} | {auc - base_auc:+.4f} | {agree[0]:.2%} | {agree[1]:.2%} | {scope[0]:.2%} "
+            f"| {name} | {size:.1f} | {auc:.4f} | {auc - base_auc:+.4f} | {agree[0]:.2%} | {agree[1]:.2%} | "
+            f"{scope[0]:.2%} "
             f"| {scope[1]:.2%} | {largest:.4f} | {cpu[name]:.2f} |"
         )
 

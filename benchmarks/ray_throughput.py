@@ -116,7 +116,8 @@ def run_cli(method: str, folder: Path, count: int, out: Path, tmp: Path) -> Run:
     rows = out.read_bytes().count(b"\r\n") - 1 if out.exists() else -1
     if process.returncode != 0 or rows != count:
         sys.exit(
-            f"xscan score ({method}) failed: exit code {process.returncode}, {rows} rows\n{process.stderr.read().decode()}"
+            f"xscan score ({method}) failed: exit code {process.returncode}, {rows} rows\n"
+            f"{process.stderr.read().decode()}"
         )
     first_row = next((at for at, so_far, _ in samples if so_far > 0), wall)
     begin = next(sample for sample in samples if sample[1] >= 0.2 * count)
@@ -150,10 +151,10 @@ def tables(count: int, runs: dict[str, list[Run]], cpus: int) -> str:
             f"| {m.driver_mb:.0f} | {m.all_mb:.0f} |"
         )
 
-    def ratio(
-        figure, method: str
-    ) -> str:  # the median of the per-repeat ratios: a repeat's runs shared the machine's mood
-        return f"{100 * statistics.median(figure(here, there) for here, there in zip(runs['local'], runs[method], strict=True)):.0f} %"
+    # The median of the per-repeat ratios: a repeat's runs shared the machine's mood.
+    def ratio(figure, method: str) -> str:
+        ratios = (figure(here, there) for here, there in zip(runs["local"], runs[method], strict=True))
+        return f"{100 * statistics.median(ratios):.0f} %"
 
     lines += [
         "",
@@ -164,7 +165,8 @@ def tables(count: int, runs: dict[str, list[Run]], cpus: int) -> str:
         f"| {ratio(lambda here, there: here.cpu_ms / there.cpu_ms, 'ray-steady')} |",
         f"| end-to-end rate | {ratio(lambda here, there: here.wall / there.wall, 'ray')} | |",
         "",
-        f"Per CPU, steady: local {medians['local'].steady / cpus:.1f}, ray-steady {medians['ray-steady'].steady / cpus:.1f} "
+        f"Per CPU, steady: local {medians['local'].steady / cpus:.1f}, "
+        f"ray-steady {medians['ray-steady'].steady / cpus:.1f} "
         f"images/s; from CPU time: local {1000 / medians['local'].cpu_ms:.1f}, ray-steady "
         f"{1000 / medians['ray-steady'].cpu_ms:.1f} images/s.",
     ]
@@ -190,7 +192,8 @@ def main() -> None:
                 )
     cpus = os.cpu_count() or 1
     print(
-        f"\nN = {args.count}, {cpus} CPUs; --ray starts a local cluster of {cpus} CPUs each run; median of {args.repeats} runs\n"
+        f"\nN = {args.count}, {cpus} CPUs; --ray starts a local cluster of {cpus} CPUs each run; "
+        f"median of {args.repeats} runs\n"
     )
     print(tables(args.count, runs, cpus))
 

@@ -78,7 +78,8 @@ def main() -> None:
     print(
         f"{args.rows} rows, --gallery {args.gallery}: {wall:.1f} s from process start to exit; "
         f"{scans} scans drawn with heatmaps in {heatmaps:.1f} s (model loading included); "
-        f"{wall - heatmaps:.1f} s for everything else (start-up, reading, metrics with 1000 bootstrap resamples, plots, page)"
+        f"{wall - heatmaps:.1f} s for everything else "
+        "(start-up, reading, metrics with 1000 bootstrap resamples, plots, page)"
     )
 
 

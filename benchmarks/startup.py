@@ -1,4 +1,4 @@
-"""Start-up benchmark: `xscan score` on the 8 bundled sample scans, as a real process, this code against a baseline checkout.
+"""Start-up benchmark: `xscan score` on the 8 bundled sample scans as a real process, this checkout against a baseline.
 
 Each run is a fresh process (nothing imported beforehand, files in the page cache after the first
 run); the runs of the two codes alternate, so a noisy neighbour slows both. Prints a Markdown table
@@ -46,7 +46,8 @@ def main() -> None:
     print("| code | first row s | end to end s | peak RSS MB |\n| --- | ---: | ---: | ---: |")
     for name, done in runs.items():
         print(
-            f"| {name} | {statistics.median(r.first_row for r in done):.2f} | {statistics.median(r.wall for r in done):.2f} "
+            f"| {name} | {statistics.median(r.first_row for r in done):.2f} | "
+            f"{statistics.median(r.wall for r in done):.2f} "
             f"| {statistics.median(r.peak_rss_mb for r in done):.0f} |"
         )
     if args.baseline:

@@ -92,7 +92,7 @@ def load_everything(paths: list[Path], weights: Path) -> float:
 
 
 def decode_only(paths: list[Path], weights: Path, workers: int) -> float:
-    """xscan's own decode + preprocess pipeline on WORKERS threads, no model; returns work seconds."""
+    """The decode + preprocess pipeline of xscan itself on WORKERS threads, no model; returns work seconds."""
     from xscan.model.card import read_card
     from xscan.scoring.pipeline import load_in_order
 

@@ -1,4 +1,6 @@
-"""Write what `xscan score` makes of pydicom's own test files into docs/dicom.md (tests/input/test_dicom_corpus.py checks it).
+"""Write what `xscan score` makes of pydicom's own test files into docs/dicom.md.
+
+tests/input/test_dicom_corpus.py checks that the page is current.
 
 The tables come from a real run: `xscan score` on pydicom's bundled test files with --no-dicom-filter,
 then each file's transfer syntax and photometric interpretation read from its header.
@@ -39,7 +41,8 @@ class Outcome:
     """What became of one corpus file, and what its header says it is."""
 
     name: str  # below the corpus folder
-    syntax: str  # transfer syntax name and UID, ", no Part 10 header" added for a bare data set; "not DICOM" where xscan saw none
+    # Transfer syntax name and UID, ", no Part 10 header" added for a bare data set; "not DICOM" where xscan saw none.
+    syntax: str
     photometric: str
     error: str
 
@@ -77,7 +80,8 @@ def _header(path: Path) -> tuple[str, str]:
 def markdown(found: list[Outcome]) -> str:
     counts = Counter(outcome.status for outcome in found)
     lines = [
-        f"{len(found)} DICOM files found in pydicom {pydicom.__version__}'s test files, scored with `--no-dicom-filter`: "
+        f"{len(found)} DICOM files found in pydicom {pydicom.__version__}'s test files, "
+        "scored with `--no-dicom-filter`: "
         f"{counts['scored']} scored, {counts['too small']} decoded but too small to be a radiograph (under 64 pixels a "
         f"side), {counts['no image']} skipped as holding no image, {counts['refused']} refused.",
         "",

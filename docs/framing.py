@@ -51,7 +51,8 @@ def main() -> None:
     for name, group in films.items():
         sizes = np.array([thorax_size(f, template) for f in group])
         print(
-            f"| {name} | {len(sizes)} | {np.median(sizes):.3f} | {np.percentile(sizes, 25):.3f}-{np.percentile(sizes, 75):.3f} |"
+            f"| {name} | {len(sizes)} | {np.median(sizes):.3f} | "
+            f"{np.percentile(sizes, 25):.3f}-{np.percentile(sizes, 75):.3f} |"
         )
 
 

@@ -78,7 +78,8 @@ def main() -> None:
             p = scorer.probabilities(x)
             called = p >= scorer.card.threshold
             print(
-                f"| {scorer.card.model_id} | {name} | {roc_auc_score(labels, p):.4f} | {called[labels == 1].mean():.3f} | "
+                f"| {scorer.card.model_id} | {name} | {roc_auc_score(labels, p):.4f} | "
+                f"{called[labels == 1].mean():.3f} | "
                 f"{1 - called[labels == 0].mean():.3f} | {called[labels == 0].sum()} of {(labels == 0).sum()} |"
             )
 

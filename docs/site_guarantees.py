@@ -1,4 +1,6 @@
-"""Write README's table of what a labelled sample buys with `xscan calibrate` (tests/site/test_site.py checks it is current).
+"""Write README's table of what a labelled sample buys with `xscan calibrate`.
+
+tests/site/test_site.py checks that the table is current.
 
 The numbers come from xscan.stats.conformal, the functions calibrate itself uses.
 

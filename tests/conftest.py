@@ -1,4 +1,7 @@
-"""Shared fixtures: small folders of real scans from ../shared/data, the bundled model, a review page; helpers live in support/."""
+"""Shared fixtures: small folders of real scans from ../shared/data, the bundled model, a review page.
+
+Helpers live in support/.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked needs_data skips without the real data set (fails, under XSCAN_REQUIRE_DATA=1) before its fixtures run."""
+    """A test marked needs_data skips without the real data set before its fixtures run.
+
+    Under XSCAN_REQUIRE_DATA=1 it fails instead.
+    """
     if item.get_closest_marker("needs_data"):
         require_data()
 
@@ -44,7 +50,9 @@ def scorer():
 
 @pytest.fixture(scope="session")
 def review_run(tmp_path_factory):
-    """`xscan score` then `xscan report --labels --html` on real scans: results CSV, page folder and the report's CliRunner result.
+    """`xscan score` then `xscan report --labels --html` on real scans.
+
+    Gives the results CSV, the page folder and the report's CliRunner result.
 
     Three training scans of each class and five adult films of each from another hospital (the
     model flags normals there), a normal training film filed under PNEUMONIA (a labelling error: a

@@ -1,4 +1,7 @@
-"""README's code-layout table is the tree: every module of xscan named in its folder's row, and nothing named that is not there."""
+"""README's code-layout table is the tree.
+
+Every module of xscan is named in its folder's row, and nothing is named that is not there.
+"""
 
 from __future__ import annotations
 

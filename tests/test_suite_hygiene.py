@@ -1,5 +1,8 @@
-"""The test suite's own rules: helpers in tests/support/, never a test module importing another; the stand-in scorer
-stands in for the real one; a missing data set skips (or, under XSCAN_REQUIRE_DATA=1, fails) the tests that need it."""
+"""The test suite's own rules.
+
+Helpers in tests/support/, never a test module importing another; the stand-in scorer stands in for the
+real one; a missing data set skips (or, under XSCAN_REQUIRE_DATA=1, fails) the tests that need it.
+"""
 
 from __future__ import annotations
 

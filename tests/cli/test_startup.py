@@ -1,4 +1,4 @@
-"""Lean start-up: no command but train and explain imports TensorFlow; scoring runs the LiteRT file with LiteRT alone."""
+"""Lean start-up: only train and explain import TensorFlow; scoring runs the LiteRT file with LiteRT alone."""
 
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ def test_command_does_not_import_tensorflow(args: list[str], heavy_after_each: d
 
 def test_loading_and_running_the_model_does_not_import_tensorflow() -> None:
     """Scoring runs the LiteRT file with LiteRT alone (issue 25)."""
-    code = "import numpy as np\nfrom xscan.model.scorer import load_scorer\nload_scorer().assess(np.zeros((2, 160, 160, 1), np.float32))"
+    code = (
+        "import numpy as np\nfrom xscan.model.scorer import load_scorer\n"
+        "load_scorer().assess(np.zeros((2, 160, 160, 1), np.float32))"
+    )
     assert heavy_modules_after(code) == []
 
 

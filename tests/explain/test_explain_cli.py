@@ -1,4 +1,7 @@
-"""`xscan explain` end to end on real scans: one PNG per input, explain.csv as score's rows plus the overlay, errors, exit codes."""
+"""`xscan explain` end to end on real scans.
+
+One PNG per input, explain.csv as score's rows plus the overlay, errors, exit codes.
+"""
 
 import csv
 import shutil
@@ -100,7 +103,10 @@ def test_explain_csv_is_scores_rows_plus_the_overlay(explained):
 
 
 def _assert_drawn_at(overlay_path: Path, source: Path, long_side: int) -> None:
-    """The overlay holds the scan with LONG_SIDE pixels on its longer side, the bar panel right of it and the caption below."""
+    """The overlay holds the scan with LONG_SIDE pixels on its longer side.
+
+    The bar panel is right of it and the caption below.
+    """
     height, width = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE).shape
     overlay = cv2.imread(str(overlay_path))
     assert overlay.shape[1] - BAR_PANEL == round(long_side * width / max(height, width))

@@ -70,7 +70,8 @@ def test_a_shifted_batch_is_drift_and_the_shifted_statistic_is_named(synthetic_r
 
 def test_with_the_site_s_prevalence_normals_that_look_like_pneumonia_are_drift(synthetic_reference):
     # 20 % pneumonia; the normal films' grey_mean moved 0.4 toward pneumonia's (1.5 away). Fitted, the mixture takes
-    # them for more pneumonia; fixed at the stated 20 %, the batch is unlike it. At the stated share unshifted: no alarm.
+    # them for more pneumonia; fixed at the stated 20 %, the batch is unlike it.
+    # At the stated share unshifted: no alarm.
     rng = np.random.default_rng(4)
     fitted = fixed = unshifted = 0
     for _ in range(20):

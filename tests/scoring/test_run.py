@@ -84,7 +84,10 @@ def test_score_folder_prints_nothing(mixed: Path, tmp_path: Path, capfd: pytest.
 
 
 def process_state() -> dict[str, object]:
-    """What a library call must leave as it found it: thread pools, warning filters and hook, loggers, the environment."""
+    """What a library call must leave as it found it.
+
+    Thread pools, warning filters and hook, loggers, the environment.
+    """
     from threadpoolctl import threadpool_info
 
     pydicom_log, root = logging.getLogger("pydicom"), logging.getLogger()
@@ -99,7 +102,10 @@ def process_state() -> dict[str, object]:
 
 
 def test_a_run_leaves_the_process_as_it_found_it(tmp_path: Path) -> None:
-    """The weights loaded by the run itself, and a DICOM that pydicom warns of, so that every piece of state is touched."""
+    """The weights loaded by the run itself, and a DICOM that pydicom warns of.
+
+    So every piece of state is touched.
+    """
     import keras  # noqa: F401  TensorFlow and Keras set environment variables as they are imported: theirs, not the run's
     import tensorflow  # noqa: F401
     from threadpoolctl import threadpool_limits
@@ -114,7 +120,8 @@ def test_a_run_leaves_the_process_as_it_found_it(tmp_path: Path) -> None:
             folder, tmp_path / "r.csv", ScoreOptions(dicom=DicomOptions(frontal_only=False)), on_event=events.append
         )
         after = process_state()
-    # A library the run loaded first (scikit-learn's OpenMP) starts at its own default: only the pools there before count.
+    # A library the run loaded first (scikit-learn's OpenMP) starts at its own default:
+    # only the pools there before count.
     after["thread pools"] = {
         path: threads for path, threads in after["thread pools"].items() if path in before["thread pools"]
     }

@@ -21,7 +21,8 @@ NIH = DATA / "nih_adult"
 SAMPLES = REPO / "tests" / "data" / "scans"  # bundled with the repository: tests on these need no data set
 
 MISSING = f"the real data set is missing at {DATA} (see README)"
-# pytest.mark.needs_data on a test that reads the data set other than through the helpers below (conftest.py acts on it).
+# pytest.mark.needs_data on a test that reads the data set other than through the helpers below
+# (conftest.py acts on it).
 needs_data = pytest.mark.needs_data
 
 

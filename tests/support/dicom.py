@@ -1,5 +1,7 @@
-"""DICOM files as tests build them: a PACS export of a grey image, the same data set without its Part 10 header;
-pydicom's own test files."""
+"""DICOM files as tests build them.
+
+A PACS export of a grey image, the same data set without its Part 10 header; pydicom's own test files.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ def write_dicom(
 def without_part10_header(
     part10: Path, path: Path, implicit_vr: bool, little_endian: bool, keep_meta: bool = False
 ) -> Path:
-    """The data set of PART10 as older archives write it: no preamble, no DICM marker, no file meta (or meta, unmarked)."""
+    """The data set of PART10 as older archives write it.
+
+    No preamble, no DICM marker, no file meta (or meta, unmarked).
+    """
     ds = pydicom.dcmread(part10)
     ds.preamble = None
     if keep_meta:

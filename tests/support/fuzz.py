@@ -111,7 +111,10 @@ def seeds(data: Path, fullres: bool = False) -> list[Seed]:
 
 
 def _film_dicoms(film: np.ndarray) -> list[Seed]:
-    """A real film as three DX DICOMs: 8-bit explicit VR, 16-bit MONOCHROME1 implicit VR with rescale and window, JPEG baseline."""
+    """A real film as three DX DICOMs.
+
+    8-bit explicit VR, 16-bit MONOCHROME1 implicit VR with rescale and window, JPEG baseline.
+    """
     made = []
     stored = (film.astype(np.uint16) * 16 + 7).astype(np.uint16)
     for name, pixels, photometric, bits, extra in (
@@ -234,7 +237,10 @@ def _png_header(data: bytes, rng: random.Random) -> bytearray:
 
 
 def _jpeg_header(data: bytes, rng: random.Random) -> bytearray:
-    """A byte of one marker segment before the image data (SOF, DHT, DQT, SOS, APPn) changed, or SOF's size set to an extreme."""
+    """A byte of one marker segment before the image data changed, or SOF's size set to an extreme.
+
+    The segments: SOF, DHT, DQT, SOS, APPn.
+    """
     out = bytearray(data)
     segments = []
     at = 2
@@ -261,7 +267,10 @@ def _jpeg_header(data: bytes, rng: random.Random) -> bytearray:
 def write_corpus(
     folder: Path, count: int, seed: int = 0, sources: list[Seed] | None = None, data: Path | None = None
 ) -> list[FuzzFile]:
-    """Write COUNT mutated files into FOLDER, mutation kinds in turn, seeds drawn at random; the same arguments give the same files."""
+    """Write COUNT mutated files into FOLDER, mutation kinds in turn, seeds drawn at random.
+
+    The same arguments give the same files.
+    """
     sources = (
         sources
         if sources is not None

@@ -1,4 +1,7 @@
-"""A folder of what an export holds besides good scans: awkward names, broken and foreign files, links that are not files."""
+"""A folder of what an export holds besides good scans.
+
+Awkward names, broken and foreign files, links that are not files.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 def with_trained_batch_norms(network, rng):
-    """NETWORK with trained-looking batch norm statistics, not the identity a fresh batch norm holds (to test folding)."""
+    """NETWORK with trained-looking batch norm statistics, not the identity a fresh batch norm holds.
+
+    To test folding.
+    """
     for layer in network.layers:
         if layer.name.endswith("_bn"):
             width = layer.gamma.shape[0]

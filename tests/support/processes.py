@@ -1,4 +1,7 @@
-"""Processes the tests start: the environment that finds this checkout's xscan (and this package), fresh interpreters, process trees."""
+"""Processes the tests start.
+
+The environment that finds this checkout's xscan (and this package), fresh interpreters, process trees.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """A small corpus of inputs the model was not built for, made from what packages ship and from real scans.
 
-Used by tests/model/test_scope.py; run it to look at the corpus: `PYTHONPATH=tests python -m support.scope_corpus OUT_DIR`.
+Used by tests/model/test_scope.py; run it to look at the corpus:
+`PYTHONPATH=tests python -m support.scope_corpus OUT_DIR`.
 Each kind is a folder of PNGs:
 
 - photographs, documents, microscopy and other pictures: scikit-image's sample images;
@@ -112,7 +113,10 @@ def broken_renderings(chest_films: list[Path]) -> dict[str, np.ndarray]:
 
 
 def crops(full_resolution_films: list[Path]) -> dict[str, np.ndarray]:
-    """A fifth of each side from the middle of full-resolution films: big enough to decode, too little to be a chest film."""
+    """A fifth of each side from the middle of full-resolution films.
+
+    Big enough to decode, too little to be a chest film.
+    """
     made = {}
     for path in full_resolution_films:
         grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)

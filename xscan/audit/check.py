@@ -37,6 +37,8 @@ CLASS_WORDS = {1: "pneumonia", 0: "normal"}
 
 @dataclass(frozen=True)
 class Proportion:
+    """A figure of one period as a proportion of reads, with its 95 % Wilson interval."""
+
     successes: int
     trials: int
     value: float | None  # None without trials
@@ -45,12 +47,14 @@ class Proportion:
 
     @classmethod
     def of(cls, successes: int, trials: int) -> Proportion:
+        """The proportion of successes in trials, with its interval; no value without trials."""
         if trials == 0:
             return cls(successes, trials, None, None, None)
         low, high = wilson_interval(successes, trials)
         return cls(successes, trials, successes / trials, low, high)
 
     def describe(self) -> str:
+        """The value and its interval, as the audit's table prints it ("-" without trials)."""
         if self.value is None:
             return "-"
         return f"{self.value:.3f} ({self.low:.3f}-{self.high:.3f})"
@@ -58,6 +62,8 @@ class Proportion:
 
 @dataclass(frozen=True)
 class Period:
+    """The reads of one period, the figures they give, and whether a chart reached its limit there."""
+
     name: str  # 2026-W09, 2026-03, 2026-03-01 or "run 3"
     normal: int
     pneumonia: int
@@ -88,6 +94,8 @@ class FigureTest:
 
 @dataclass(frozen=True)
 class Audit:
+    """An audit of results against reads: periods, the figure tests, and every read left out, by why."""
+
     results: str
     reads_source: str
     key: str
@@ -104,6 +112,7 @@ class Audit:
 
     @property
     def verdict(self) -> str:
+        """BROKEN, TOO_FEW or HOLDS (see the module's docstring)."""
         if any(test.broken for test in self.tests):
             return BROKEN
         return TOO_FEW if any(test.reads < test.reads_needed for test in self.tests) else HOLDS
@@ -131,11 +140,23 @@ class Audit:
         return f"audit: the promise holds on {reads} reads (false alarms <= {self.alpha:.0%} while it holds)"
 
     def as_dict(self) -> dict[str, Any]:
+        """The audit as JSON-ready values, with its verdict and summary line."""
         return asdict(self) | {"verdict": self.verdict, "summary": self.summary()}
 
 
 def period_of(judged: Judged, by: str) -> str:
-    """The period a judged read falls in: its read's day, ISO week or month, or the results' run."""
+    """Give the period a judged read falls in: its read's day, ISO week or month, or the results' run.
+
+    Args:
+        judged: The read with the result it judges.
+        by: One of PERIODS.
+
+    Returns:
+        The period's name.
+
+    Raises:
+        ValueError: `by` is not one of PERIODS.
+    """
     moment = judged.read.read_at
     if by == "day":
         return moment.date().isoformat()
@@ -157,7 +178,7 @@ def audit(
     results: str = "",
     alpha: float = ALPHA,
 ) -> Audit:
-    """The audit of MATCHED reads (of READS, matched to RESULTS) against the PROMISED figures, period by period.
+    """Audit matched reads against the promised figures, period by period.
 
     Args:
         matched: the reads with the results they judge (xscan.audit.reads.match_reads).
@@ -293,7 +314,7 @@ def audit_results(
     specificity: float | None = None,
     weights_dir: Path | None = None,
 ) -> Audit:
-    """The audit of RESULTS against the reads in READS_FILE, per BY, against the promise (see xscan.audit.promise).
+    """Audit a results file against a reads file, period by period, against the promise (see xscan.audit.promise).
 
     Args:
         results: a results CSV written by xscan score.
@@ -309,7 +330,7 @@ def audit_results(
 
     Raises:
         ReadsError: the reads file is empty or not a reads file.
-        UsageError: BY is not a period, the results are not a results file, the promise cannot be found.
+        UsageError: `by` is not a period, the results are not a results file, the promise cannot be found.
     """
     if by not in PERIODS:
         raise UsageError(f"--by is one of {', '.join(PERIODS)}, not {by!r}")

@@ -14,19 +14,20 @@ from xscan.errors import UsageError
 from xscan.model.card import ModelCard
 from xscan.model.site_calibration import SiteCalibration, load_site
 
-FIGURES = (
-    "sensitivity",
-    "specificity",
-)  # the promised figures; PPV is shown, never promised (it moves with prevalence)
+# The promised figures; PPV is shown, never promised (it moves with prevalence).
+FIGURES = ("sensitivity", "specificity")
 
 
 @dataclass(frozen=True)
 class Promised:
+    """One promised figure and where it was stated."""
+
     figure: str  # "sensitivity" or "specificity"
     value: float
     source: str  # where it was stated, in words
 
     def describe(self) -> str:
+        """The promise in words: the figure, its value and its source."""
         return f"{self.figure} >= {self.value:.3f} ({self.source})"
 
 
@@ -36,11 +37,20 @@ def promises(
     specificity: float | None = None,
     calibration: Path | None = None,
 ) -> tuple[Promised, Promised]:
-    """The promised sensitivity and specificity: each from the options, else CALIBRATION (SITE.json), else CARD.
+    """Find the promised sensitivity and specificity: each from the options, else the site calibration, else the card.
+
+    Args:
+        card: The model card.
+        sensitivity: The promised sensitivity, over any other.
+        specificity: The promised specificity, over any other.
+        calibration: A SITE.json whose stated figures are the promise (after the options).
+
+    Returns:
+        The promised sensitivity and specificity.
 
     Raises:
-        SiteCalibrationError: CALIBRATION is not a site calibration of CARD's model.
-        UsageError: a promised figure is not in (0, 1], or the card holds no figures for its report part.
+        SiteCalibrationError: The calibration is not a site calibration of the card's model.
+        UsageError: A promised figure is not in (0, 1], or the card holds no figures for its report part.
     """
     given = {"sensitivity": sensitivity, "specificity": specificity}
     site = load_site(calibration, card.model_id).calibration if calibration is not None else None

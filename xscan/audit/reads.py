@@ -31,6 +31,8 @@ class ReadsError(UsageError, ValueError):
 
 @dataclass(frozen=True)
 class Read:
+    """One read of a reads file: what the physician called a key's film or study, and when."""
+
     key: str
     label: int  # 1 pneumonia, 0 normal
     read_at: datetime  # naive, in UTC where the file gave a time zone
@@ -64,16 +66,24 @@ class Judged:
 
 @dataclass(frozen=True)
 class Matched:
+    """The reads matched to results: those judged, and those left out, by why."""
+
     judged: list[Judged]
     unmatched: list[Read]  # reads whose key names no result
     not_scored: list[Read]  # reads of a file (or study) that could not be scored: no call to judge
 
 
 def read_reads(source: Path) -> Reads:
-    """The reads of SOURCE, one per key: the latest read of a key counts (the earlier is said to be replaced).
+    """Read a reads file, one read per key: the latest read of a key counts (the earlier is said to be replaced).
+
+    Args:
+        source: The reads CSV.
+
+    Returns:
+        The reads, and what was said about contradicting and duplicated ones.
 
     Raises:
-        ReadsError: the file cannot be read, lacks `label`, `read_at` or a key column, has a bad
+        ReadsError: The file cannot be read, lacks `label`, `read_at` or a key column, has a bad
             label or date (the line is named), or holds no reads.
     """
     try:
@@ -107,7 +117,18 @@ def _read(record: dict[str, str], key: str, source: Path, line: int) -> Read:
 
 
 def parse_read_at(text: str, where: str) -> datetime:
-    """An ISO date or date and time as a naive UTC datetime (a date is its midnight)."""
+    """Parse an ISO date or date and time as a naive UTC datetime (a date is its midnight).
+
+    Args:
+        text: The cell.
+        where: The file and line, for the error message.
+
+    Returns:
+        The moment.
+
+    Raises:
+        ReadsError: The text is not an ISO date or date and time.
+    """
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -144,7 +165,15 @@ def _latest(reads: list[Read], source: str, key: str) -> Reads:
 
 
 def match_reads(reads: Reads, results: Path) -> Matched:
-    """Each read with the result it judges: by path as `report`'s labels file matches, else per study."""
+    """Match each read with the result it judges: by path as `report`'s labels file matches, else per study.
+
+    Args:
+        reads: The reads.
+        results: The results CSV.
+
+    Returns:
+        The reads judged, and those unmatched or of files not scored.
+    """
     if reads.key == "path":
         items = _by_place(read_rows(results))
         keyed = {read.key: items.get(place(read.key)) for read in reads.reads}

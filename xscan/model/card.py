@@ -79,6 +79,7 @@ class ExternalFigures:
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> ExternalFigures:
+        """The section from the card's JSON, in today's shape or an earlier one."""
         # Cards before issue 29 named the subsets "PA films" and "kept by the scope check".
         renamed = {"PA films": "pa_films", "kept by the scope check": "kept_by_scope_check"}
         stored = {renamed.get(key, key): value for key, value in stored.items()}
@@ -126,10 +127,12 @@ class DriftSection:
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> DriftSection:
+        """The section from the card's JSON, each statistic's reference typed."""
         statistics = {name: Reference.from_dict(value) for name, value in stored["statistics"].items()}
         return _build(cls, {**stored, "statistics": statistics})
 
     def to_dict(self) -> dict[str, Any]:
+        """The section as the card's JSON holds it."""
         return {**asdict(self), "statistics": {name: ref.to_dict() for name, ref in self.statistics.items()}}
 
 
@@ -178,6 +181,7 @@ class TrainingRecord:
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> TrainingRecord:
+        """The section from the card's JSON, in today's shape or an earlier one."""
         # Cards before issue 29 keyed the class weights by class index ("0", "1").
         weights = {
             CLASS_NAMES[int(name)] if name.isdigit() else name: float(weight)
@@ -215,6 +219,7 @@ class ModelCard:
     drift: DriftSection | None = None  # the drift check's reference (xscan.training.reference); None in older cards
 
     def __post_init__(self) -> None:
+        """Turn sections given as dicts into their dataclasses."""
         # Sections given as the JSON has them (a dict, or {} for "none" in older cards) become their dataclasses.
         if isinstance(self.config, dict):
             self.config = ModelConfig(**{**self.config, "widths": tuple(self.config["widths"])})
@@ -230,10 +235,12 @@ class ModelCard:
 
     @property
     def model_id(self) -> str:
+        """The model's identity in results files: name, version and the weights' hash prefix."""
         return f"{self.name}-{self.version}-{self.weights_sha256[:8]}"
 
     @property
     def image_size(self) -> int:
+        """The square input's side in pixels."""
         return int(self.preprocessing.image_size)
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,10 +249,12 @@ class ModelCard:
         return stored | {"drift": self.drift.to_dict() if self.drift else None}
 
     def to_json(self) -> str:
+        """The card as the JSON file holds it."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
+        """The card from its JSON file's text."""
         return cls(**json.loads(text))
 
 
@@ -270,7 +279,16 @@ _Section = TypeVar("_Section")
 
 
 def calibrated_probability(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
-    """The card's calibration: sigmoid(logit / temperature + bias)."""
+    """Apply the card's calibration: sigmoid(logit / temperature + bias).
+
+    Args:
+        logits: The network's logits.
+        temperature: The card's temperature.
+        bias: The card's bias.
+
+    Returns:
+        The probabilities of pneumonia.
+    """
     # numpy's own logistic, not scipy's expit (the same numbers): importing scipy.special cost scoring a quarter
     # second of start-up.
     with np.errstate(over="ignore"):  # exp overflows to inf far below zero: the probability is then 0, as expit gives
@@ -290,10 +308,18 @@ def default_weights_dir() -> Path:
 
 
 def read_card(weights_dir: Path) -> ModelCard:
-    """The model card of WEIGHTS_DIR, in today's shape or any earlier one (sections missing or keyed as they were).
+    """Read the model card of a weights folder, in today's shape or any earlier one.
+
+    Sections may be missing or keyed as they were.
+
+    Args:
+        weights_dir: The weights folder.
+
+    Returns:
+        The card.
 
     Raises:
-        WeightsError: the card is missing, unreadable, or not a model card.
+        WeightsError: The card is missing, unreadable, or not a model card.
     """
     card_path = weights_dir / CARD_FILE
     try:
@@ -305,7 +331,12 @@ def read_card(weights_dir: Path) -> ModelCard:
 
 
 def write_card(weights_dir: Path, card: ModelCard) -> None:
-    """Write CARD into WEIGHTS_DIR, replacing the card there whole: the one place a model card is written."""
+    """Write a card into a weights folder, replacing the card there whole: the one place a model card is written.
+
+    Args:
+        weights_dir: The weights folder.
+        card: The card.
+    """
     path = weights_dir / CARD_FILE
     temporary = path.with_name(f".{CARD_FILE}.tmp")
     temporary.write_text(card.to_json())
@@ -313,13 +344,24 @@ def write_card(weights_dir: Path, card: ModelCard) -> None:
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_network(weights_dir: Path, card: ModelCard) -> Any:
-    """The Keras network of WEIGHTS_DIR, rebuilt from the card's config with the weights file's weights (checked).
+    """Rebuild the Keras network from the card's config and load the weights file's weights (checked).
 
     For training, Grad-CAM and the conversion to LiteRT: this imports TensorFlow, scoring never does.
+
+    Args:
+        weights_dir: The weights folder.
+        card: Its model card.
+
+    Returns:
+        The Keras network.
+
+    Raises:
+        WeightsError: The weights file is missing, unreadable, not the card's, or cannot be loaded.
     """
     from xscan.model.native_notes import import_keras_quietly
 
@@ -334,7 +376,19 @@ def load_network(weights_dir: Path, card: ModelCard) -> Any:
 
 
 def checked_file(path: Path, sha256: str, what: str) -> Path:
-    """PATH, present, readable and (when the card gives one) of the card's SHA256; else a WeightsError naming WHAT."""
+    """Check a file is present, readable and (when the card gives one) of the card's hash.
+
+    Args:
+        path: The file.
+        sha256: The card's hash of it; empty: not checked.
+        what: What the file is, for the error message.
+
+    Returns:
+        The path.
+
+    Raises:
+        WeightsError: The file is missing, unreadable, or of another hash.
+    """
     if not path.exists():
         raise WeightsError(f"no {what} {path}")
     try:

@@ -44,13 +44,21 @@ class ScopeConfig:
     synthetic_per_kind: int = 1500  # generated rotated/inverted and not-a-radiograph examples each
     external_report_fraction: float = 0.4  # share of the out-of-population patients kept for reporting only
     target_in_scope_rate: float = 0.995  # each threshold keeps this share of in-scope selection scans
-    crop_side: tuple[float, float] = (0.12, 0.3)  # crops this share of a side are not chest films; tight collimation is
+    # A not-a-radiograph crop's side, as a share of the film's: too little of a film to be a chest film.
+    crop_side: tuple[float, float] = (0.12, 0.3)
 
 
 def build_scope_model(config: ScopeConfig, image_size: int, batch_norm: bool = True) -> Any:
-    """A small CNN on the model input, downsampled 2x inside the network, with four class logits.
+    """Build a small CNN on the model input, downsampled 2x inside the network, with four class logits.
 
-    Without BATCH_NORM the convs carry a bias instead: the inference form `fold_scope_batch_norms` fills.
+    Args:
+        config: The scope network's recipe.
+        image_size: The model input's side in pixels.
+        batch_norm: Give each conv a batch norm; off, the convs carry a bias instead: the inference
+            form `fold_scope_batch_norms` fills.
+
+    Returns:
+        The Keras network.
     """
     import keras
     from keras import layers
@@ -68,7 +76,18 @@ def build_scope_model(config: ScopeConfig, image_size: int, batch_norm: bool = T
 
 
 def fold_scope_batch_norms(network: Any, config: ScopeConfig, image_size: int) -> Any:
-    """The scope network for inference: each batch norm folded into the conv before it (as `model.fold_batch_norms`)."""
+    """Give the scope network for inference: each batch norm folded into the conv before it.
+
+    As `model.fold_batch_norms` does for the classifier.
+
+    Args:
+        network: The trained scope network, with batch norms.
+        config: Its recipe.
+        image_size: The model input's side in pixels.
+
+    Returns:
+        The folded network.
+    """
     from xscan.model.network import fill_folded
 
     folded = build_scope_model(config, image_size, batch_norm=False)
@@ -91,13 +110,14 @@ class FeatureStats:
 
     @classmethod
     def fit(cls, features: np.ndarray) -> FeatureStats:
+        """Fit the statistics to the training scans' features, one row per scan."""
         from sklearn.covariance import LedoitWolf
 
         fitted = LedoitWolf().fit(np.asarray(features, np.float64))
         return cls(fitted.location_.astype(np.float32), fitted.precision_.astype(np.float32))
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each row of FEATURES."""
+        """Give the Mahalanobis distance of each row of features, one row per scan."""
         # In float64: in float32 the last digits moved with a scan's place in the batch, and the distance is
         # written to the results (feature_distance), which a resumed run must write as an uninterrupted one does.
         centred = np.asarray(features, np.float64) - self.mean
@@ -105,16 +125,20 @@ class FeatureStats:
         return np.sqrt(np.maximum(((centred @ self.precision.astype(np.float64)) * centred).sum(axis=1), 0.0))
 
     def save(self, path: Path) -> None:
+        """Write the statistics as a numpy .npz file."""
         np.savez(path, mean=self.mean, precision=self.precision)
 
     @classmethod
     def load(cls, path: Path) -> FeatureStats:
+        """Read the statistics that `save` wrote."""
         with np.load(path) as stored:
             return cls(stored["mean"], stored["precision"])
 
 
 @dataclass(frozen=True)
 class ScopeVerdict:
+    """The check's verdict on one scan."""
+
     reason: str  # empty when in scope
     score: float  # the scope network's out-of-scope probability (1 - in-scope)
     distance: float  # feature distance from the training scans
@@ -141,6 +165,15 @@ class ScopeCheck:
         return f"{verdict.reason} (distance {verdict.distance:.1f} > {self.distance_threshold:.1f})"
 
     def judge(self, scope_logits: np.ndarray, features: np.ndarray) -> list[ScopeVerdict]:
+        """Judge each scan of a batch.
+
+        Args:
+            scope_logits: The scope network's logits, one row per scan.
+            features: The ensemble's pooled features, one row per scan.
+
+        Returns:
+            Each scan's verdict: why it is out of scope (empty when in scope), its score and distance.
+        """
         probabilities = softmax(scope_logits)
         distances = self.stats.distance(features)
         flagged = self.flags(scope_logits, features, distances)
@@ -165,7 +198,18 @@ class ScopeCheck:
 def save_scope(
     weights_dir: Path, network: Any, stats: FeatureStats, config: ScopeConfig, image_size: int
 ) -> dict[str, str]:
-    """Write the scope network's weights (without optimizer state) and the feature statistics; return their sha256s."""
+    """Write the scope network's weights (without optimizer state) and the feature statistics.
+
+    Args:
+        weights_dir: The weights folder.
+        network: The trained scope network.
+        stats: The feature statistics.
+        config: The network's recipe.
+        image_size: The model input's side in pixels.
+
+    Returns:
+        Their SHA-256s, as the card's scope section names them.
+    """
     weights_dir.mkdir(parents=True, exist_ok=True)
     clean = build_scope_model(config, image_size)
     clean.set_weights(network.get_weights())
@@ -178,6 +222,7 @@ def save_scope(
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """The softmax of each row of logits, in float64."""
     shifted = np.asarray(logits, np.float64) - np.max(logits, axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -188,7 +233,17 @@ class ScopeFilesError(XscanError):
 
 
 def scope_config_from_card(card: ModelCard) -> ScopeConfig:
-    """The scope network's recipe as the card records it."""
+    """Give the scope network's recipe as the card records it.
+
+    Args:
+        card: The model card.
+
+    Returns:
+        The recipe, typed.
+
+    Raises:
+        ScopeFilesError: The card records no training recipe.
+    """
     if card.training is None:
         raise ScopeFilesError("the model card records no training recipe, so no scope network")
     recipe = card.training.recipe["scope"]  # the recipe is recorded whole, as a dict; here it becomes typed again
@@ -198,10 +253,19 @@ def scope_config_from_card(card: ModelCard) -> ScopeConfig:
 def scope_files(
     weights_dir: Path, card_scope: ScopeSection, names: tuple[str, ...] = ("weights", "features")
 ) -> dict[str, Path]:
-    """The files NAMES of a card's scope section in WEIGHTS_DIR, each present and matching the card.
+    """Find the files of a card's scope section in a weights folder, each present and matching the card.
 
-    "weights" is the scope network's Keras weights (training, and the conversion to LiteRT), "features" the
-    feature statistics (scoring).
+    Args:
+        weights_dir: The weights folder.
+        card_scope: The card's scope section.
+        names: Which files: "weights" is the scope network's Keras weights (training, and the
+            conversion to LiteRT), "features" the feature statistics (scoring).
+
+    Returns:
+        Each file's path by name.
+
+    Raises:
+        ScopeFilesError: A file is missing or does not match the card.
     """
     files = {
         "weights": (card_scope.weights_file, card_scope.weights_sha256),
@@ -217,7 +281,18 @@ def scope_files(
 
 
 def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
-    """The fitted check of CARD's scope section: its thresholds, the feature statistics from WEIGHTS_DIR (numpy)."""
+    """Load the fitted check of a card's scope section: its thresholds, the feature statistics (numpy).
+
+    Args:
+        weights_dir: The weights folder.
+        card: Its model card.
+
+    Returns:
+        The check.
+
+    Raises:
+        ScopeFilesError: The card has no scope check, or its files are missing or do not match it.
+    """
     card_scope = card.scope
     if card_scope is None:
         raise ScopeFilesError("the model card has no out-of-scope check")
@@ -226,7 +301,18 @@ def load_scope_check(weights_dir: Path, card: ModelCard) -> ScopeCheck:
 
 
 def load_scope_network(weights_dir: Path, card: ModelCard) -> Any:
-    """The scope network of CARD, its Keras weights loaded from WEIGHTS_DIR (for training, the conversion to LiteRT)."""
+    """Load the scope network of a card with its Keras weights (for training, the conversion to LiteRT).
+
+    Args:
+        weights_dir: The weights folder.
+        card: Its model card.
+
+    Returns:
+        The Keras network.
+
+    Raises:
+        ScopeFilesError: The card has no scope check, or its weights are missing or do not match it.
+    """
     if card.scope is None:
         raise ScopeFilesError("the model card has no out-of-scope check")
     path = scope_files(weights_dir, card.scope, ("weights",))["weights"]

@@ -33,17 +33,21 @@ from xscan.scoring.state import StateFile, loaded_path, stored_path
 CRASHES_TO_SKIP = 2  # in flight when this many runs died: not opened again
 CRASHED_TWICE = "crashed the decoder twice; skipped"
 RAISED_TWICE = "ended two runs with an unexpected error ({error}); skipped"
-IDENTITY_COLUMNS = (
-    "size",
-    "mtime_ns",
-    "inode",
-)  # what makes "the same file" for a crash count (ctime moves on a chmod)
+# What makes "the same file" for a crash count (ctime moves on a chmod).
+IDENTITY_COLUMNS = ("size", "mtime_ns", "inode")
 
 Identity = tuple[int | None, ...]
 
 
 def journal_path(output: Path) -> Path:
-    """The journal file of the results file OUTPUT before the state file held it (taken in and removed on opening)."""
+    """Give the journal file of a results file from before the state file held it (taken in and removed on opening).
+
+    Args:
+        output: The results file.
+
+    Returns:
+        The journal file's path beside it.
+    """
     return output.with_name(output.name + ".journal")
 
 
@@ -51,6 +55,14 @@ class InFlightJournal:
     """The journal of one results file, for the run that holds its lock; opening it counts the last run's crashes."""
 
     def __init__(self, output: Path) -> None:
+        """Open the journal in the state file and count the crashes the last run left.
+
+        Args:
+            output: The results file.
+
+        Raises:
+            ResultsFileError: The state file cannot be opened.
+        """
         self._state = StateFile(output)
         try:
             self._crashes = self._count_crashes(journal_path(output))
@@ -85,12 +97,26 @@ class InFlightJournal:
         return crashes
 
     def crashes(self, identity: Mapping[str, str]) -> int:
-        """How many runs died while this file (IDENTITY: its resolved path and fingerprint) was being decoded."""
+        """Count the runs that died while a file was being decoded.
+
+        Args:
+            identity: The file's resolved path and fingerprint.
+
+        Returns:
+            How many runs died; 0 for a file changed since.
+        """
         known = self._crashes.get(identity[KEY_COLUMN])
         return known[1] if known and known[0] == _identity(identity) else 0
 
     def skip_reason(self, identity: Mapping[str, str]) -> str:
-        """The error cell of a file not opened for its crashes: CRASHED_TWICE, or the unexpected error it raised."""
+        """Give the error cell of a file not opened for its crashes.
+
+        Args:
+            identity: The file's resolved path and fingerprint.
+
+        Returns:
+            CRASHED_TWICE, or RAISED_TWICE with the unexpected error it raised.
+        """
         known = self._crashes.get(identity[KEY_COLUMN])
         return RAISED_TWICE.format(error=known[2]) if known and known[2] else CRASHED_TWICE
 
@@ -100,9 +126,15 @@ class InFlightJournal:
 
     @contextmanager
     def in_flight(self, identity: Mapping[str, str]) -> Iterator[None]:
-        """Mark the file in flight for the duration: done when it ends or is interrupted.
+        """Mark a file in flight for the duration: done when it ends or is interrupted.
 
         An unexpected exception leaves it in flight, its error recorded.
+
+        Args:
+            identity: The file's resolved path and fingerprint.
+
+        Yields:
+            Nothing; the file is in flight while the block runs.
         """
         key = identity[KEY_COLUMN]
         self._state.execute(
@@ -129,7 +161,11 @@ class InFlightJournal:
             self._crashes.pop(key, None)
 
     def close(self, keep: set[str]) -> None:
-        """Forget the crash counts of files not in KEEP (the resolved paths found this run), and close the journal."""
+        """Forget the crash counts of files not found this run, and close the journal.
+
+        Args:
+            keep: The resolved paths found this run.
+        """
         gone = [key for key in self._crashes if key not in keep]
         with self._state.transaction() as connection:
             connection.executemany("DELETE FROM crashes WHERE resolved_path = ?", [(stored_path(key),) for key in gone])
@@ -138,9 +174,11 @@ class InFlightJournal:
         self._state.close()
 
     def __enter__(self) -> InFlightJournal:
+        """Return the journal itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the state file, leaving what is in flight."""
         self._state.close()  # stopped early: what is in flight tells the next run
 
 

@@ -33,12 +33,12 @@ class ScoreOptions:
     dicom: DicomOptions = field(default_factory=DicomOptions)
     scope_check: bool = True  # label scans the model was not built for OUT_OF_SCOPE; off only for research use
     calibration: Path | None = None  # a site calibration file (SITE.json from `xscan calibrate`) for this model
-    ray: bool = (
-        False  # decode and score on a Ray cluster's workers (xscan.scoring.ray_driver); `workers` then does not apply
-    )
+    # Decode and score on a Ray cluster's workers (xscan.scoring.ray_driver); `workers` then does not apply.
+    ray: bool = False
     ray_address: str | None = None  # with ray: the cluster to join; None: RAY_ADDRESS, else one on this machine
 
     def __post_init__(self) -> None:
+        """Refuse settings that cannot work, before anything is read."""
         if self.batch_size < 1:
             raise OptionError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:

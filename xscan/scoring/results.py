@@ -56,6 +56,8 @@ SKIPPED_PREFIX = "skipped: "
 
 @dataclass(frozen=True)
 class Row:
+    """One scanned file as a results row: its score, or why it has none."""
+
     path: str
     probability: float | None  # of pneumonia; None when the file could not be scored
     threshold: float
@@ -66,16 +68,19 @@ class Row:
     scope: str = ""  # why the scan is out of scope, with the check's score; empty when it is in scope or unchecked
 
     def __post_init__(self) -> None:
+        """Make the error and scope cells printable."""
         # The one place error and scope cells are made printable, one bounded line, whatever a damaged file put there.
         object.__setattr__(self, "error", printable(self.error))
         object.__setattr__(self, "scope", printable(self.scope))
 
     @property
     def skipped_by_policy(self) -> bool:
+        """Whether the file was not scored by policy (a DICOM that is not a frontal radiograph)."""
         return self.error.startswith(SKIPPED_PREFIX)
 
     @property
     def label(self) -> str:
+        """The label cell: a class by the threshold, out of scope, or empty for a file not scored."""
         if self.probability is None:
             return ""
         if self.scope:
@@ -83,6 +88,7 @@ class Row:
         return POSITIVE if self.probability >= self.threshold else NEGATIVE
 
     def as_csv(self) -> list[str]:
+        """The six standard cells, in COLUMNS order, as the CSV holds them."""
         probability = "" if self.probability is None else f"{self.probability:.6f}"
         return [self.path, probability, self.label, f"{self.threshold:.6f}", self.model, self.error]
 
@@ -101,6 +107,13 @@ class ResultsWriter:
     """
 
     def __init__(self, destination: Path | str, columns: Sequence[str] = COLUMNS, append: bool = False) -> None:
+        """Open the destination; nothing is written until the first rows or `write_header`.
+
+        Args:
+            destination: The CSV file, or `-` for standard output.
+            columns: The header, in order.
+            append: Add rows after those already in the file, without a header.
+        """
         self._owned = str(destination) != "-"
         self._stream: IO[str] = (
             open(destination, "a" if append else "w", newline="", encoding="utf-8", errors="surrogateescape")
@@ -112,9 +125,15 @@ class ResultsWriter:
         self._header_due = not append
 
     def write(self, rows: list[Row]) -> None:
+        """Write rows (after the header, if it is due) and flush."""
         self.write_records(row.as_record() for row in rows)
 
     def write_records(self, records: Iterator[dict[str, str]] | list[dict[str, str]]) -> None:
+        """Write records by column name (after the header, if it is due), cells escaped, and flush.
+
+        Args:
+            records: Cells by column name; a missing column is written empty, an unknown one left out.
+        """
         self.write_header()
         self._csv.writerows([escape_cell(record.get(column, "")) for column in self.columns] for record in records)
         self._stream.flush()
@@ -132,23 +151,33 @@ class ResultsWriter:
         os.fsync(self._stream.fileno())
 
     def close(self) -> None:
+        """Close the file, or only flush standard output, which is not this writer's to close."""
         if self._owned:
             self._stream.close()
         else:
             self._stream.flush()
 
     def __enter__(self) -> ResultsWriter:
+        """Return the writer itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the writer."""
         self.close()
 
 
 def escape_cell(text: str) -> str:
-    """TEXT as a spreadsheet shows it as text, not as a formula: a single quote before a formula's first character.
+    """Escape a cell so that a spreadsheet shows it as text, not as a formula.
 
-    Quotes already before such a character get one more, so that `unescape_cell` gives back
-    exactly TEXT: `=A1` is written `'=A1`, `'=A1` is written `''=A1`; `'quoted'` stays as it is.
+    A single quote goes before a formula's first character. Quotes already before such a character
+    get one more, so that `unescape_cell` gives back exactly the text: `=A1` is written `'=A1`,
+    `'=A1` is written `''=A1`; `'quoted'` stays as it is.
+
+    Args:
+        text: The cell's value.
+
+    Returns:
+        The cell as written.
     """
     return "'" + text if _ESCAPED.match(text) else text
 
@@ -180,6 +209,14 @@ class ResultsCellError(DamagedResultsError):
     """
 
     def __init__(self, source: Path, row: int, column: str, problem: str) -> None:
+        """Name the cell and what is wrong with it.
+
+        Args:
+            source: The results file.
+            row: The row as a spreadsheet numbers it (the header is row 1).
+            column: The column's name.
+            problem: What is wrong with the cell.
+        """
         super().__init__(f"{source}, row {row}, column {column}: {problem}")
         self.source, self.row, self.column = source, row, column
 
@@ -188,8 +225,13 @@ class ResultsCellError(DamagedResultsError):
 class ResultsTable:
     """A results file as read: its columns, its complete records, and whether a torn last line was left out.
 
-    STATES holds, per record, what the state file beside it knew of its file (for a 17-column file,
-    its own bookkeeping columns); None where nothing is known (no state file, a row it does not know).
+    Attributes:
+        columns: The header.
+        records: The complete records, cells by column name.
+        torn: Whether a torn last line was left out.
+        states: Per record, what the state file beside it knew of its file (for a 17-column file,
+            its own bookkeeping columns); None where nothing is known (no state file, a row it does
+            not know).
     """
 
     columns: tuple[str, ...]
@@ -222,11 +264,17 @@ def read_table(source: Path, with_state: bool = True) -> ResultsTable:
     A run killed mid-write leaves its last record cut short: that record is left out (and `torn`
     set), never parsed as data. The cut is seen as a file that does not end with a line break,
     or as a quoted field still open at the end of the file. An empty file is an empty table.
-    WITH_STATE reads the state file beside SOURCE too (xscan.scoring.state), if there is one.
+
+    Args:
+        source: The results CSV.
+        with_state: Read the state file beside it too (xscan.scoring.state), if there is one.
+
+    Returns:
+        The table.
 
     Raises:
-        NotResultsError: the header lacks a standard column.
-        DamagedResultsError: a record other than the last is cut, or (ResultsCellError) a cell
+        NotResultsError: The header lacks a standard column.
+        DamagedResultsError: A record other than the last is cut, or (ResultsCellError) a cell
             holds what no run writes.
     """
     with open(source, newline="", encoding="utf-8", errors="surrogateescape") as stream:
@@ -296,9 +344,19 @@ def results_columns(tag_columns: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 def read_rows(source: Path) -> Iterator[Row]:
-    """The rows of an xscan results CSV, its header and cells checked first (read_table); a torn last line is left out.
+    """Read the rows of an xscan results CSV, its header and cells checked first (read_table).
 
-    Each row's trailing columns are its DICOM tags and, where known, the state file's fields (LEGACY_COLUMNS).
+    A torn last line is left out.
+
+    Args:
+        source: The results CSV.
+
+    Yields:
+        Each row; its trailing columns are its DICOM tags and, where known, the state file's fields
+        (LEGACY_COLUMNS).
+
+    Raises:
+        NotResultsError: As `read_table` raises it.
     """
     table = read_table(source)
     for record, state in zip(table.records, table.states, strict=True):
@@ -315,7 +373,13 @@ def read_rows(source: Path) -> Iterator[Row]:
 
 
 def replace_file(output: Path, columns: Sequence[str], records: Iterable[dict[str, str]]) -> None:
-    """Write the whole file beside OUTPUT, then swap it in: a kill leaves the old file or the new one."""
+    """Write a whole results file beside the output, then swap it in: a kill leaves the old file or the new one.
+
+    Args:
+        output: The results file to replace (or create).
+        columns: Its header.
+        records: Its records, cells by column name.
+    """
     temporary = output.with_name(output.name + ".tmp")
     with ResultsWriter(temporary, columns) as writer:
         writer.write_records(records)
@@ -326,9 +390,15 @@ def replace_file(output: Path, columns: Sequence[str], records: Iterable[dict[st
 
 
 def drift_values(records: Iterable[Mapping[str, str]], with_probability: bool = True) -> dict[str, np.ndarray]:
-    """Per drift statistic (xscan.stats.drift), the values of scored RECORDS that have one (none without a scope check).
+    """Gather the values of each drift statistic (xscan.stats.drift) from the records that have one.
 
-    WITH_PROBABILITY off leaves the model's score out: a site calibration moved it away from the card's reference.
+    Args:
+        records: Results records with the state file's fields; a record without a scope check has none.
+        with_probability: Include the model's score; off where a site calibration moved it away from
+            the card's reference.
+
+    Returns:
+        Per statistic's column, its values.
     """
     columns = ("probability", *MEASURE_COLUMNS) if with_probability else MEASURE_COLUMNS
     return {column: np.array([float(record[column]) for record in records if record.get(column)]) for column in columns}

@@ -59,7 +59,14 @@ class Tally:
 
 
 def fingerprint(path: Path) -> dict[str, str]:
-    """Size, modification time, inode and status-change time of PATH as CSV fields; empty when it cannot be read."""
+    """Tell a file's identity: its size, modification time, inode and status-change time.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The four as CSV fields by name; empty when the file cannot be read.
+    """
     try:
         status = path.stat()
     except OSError:
@@ -81,6 +88,7 @@ class StreamResults:
     """Rows to a fresh file or standard output, every file scored; the base of ResumableResults."""
 
     def __init__(self, writer: ResultsWriter | None) -> None:
+        """Start a run that writes through a writer (None: a subclass opens one when it knows the rows)."""
         self._writer = writer
         self._identities: dict[str, dict[str, str]] = {}  # by path as walked: fingerprint and resolved path
         self.tally = Tally()
@@ -88,9 +96,15 @@ class StreamResults:
         self.run = 1  # written in the RUN_COLUMN of each row this run scores
 
     def plan(self, scans: Sequence[Path], folder: Path, read_tags: TagReader | None = None) -> list[Path]:
-        """The scans to score, fingerprinted now: before they are read, so a later change shows next run.
+        """Give the scans to score, fingerprinted now: before they are read, so a later change shows next run.
 
-        SCANS lie below FOLDER, as the walk found them; READ_TAGS is for resumed files only.
+        Args:
+            scans: The scans below the folder, as the walk found them.
+            folder: The folder scored.
+            read_tags: Reads DICOM tags without scoring; for resumed files only.
+
+        Returns:
+            The scans to score: all of them.
         """
         resolved = folder.resolve()
         self._identities = {
@@ -99,10 +113,18 @@ class StreamResults:
         return list(scans)
 
     def identity(self, scan: Path) -> dict[str, str]:
-        """SCAN's fingerprint as planned, and its resolved path (KEY_COLUMN)."""
+        """Give a planned scan's fingerprint and its resolved path (KEY_COLUMN)."""
         return self._identities[str(scan)]
 
     def write(self, rows: list[Row]) -> list[dict[str, str]]:
+        """Write the rows of a batch, each with its file's identity and this run's number, and count them.
+
+        Args:
+            rows: The batch's rows.
+
+        Returns:
+            The records written.
+        """
         records = [row.as_record() | self._identities[row.path] | {RUN_COLUMN: str(self.run)} for row in rows]
         self._writer.write_records(records)
         self.tally.scored += sum(not row.error for row in rows)
@@ -112,13 +134,16 @@ class StreamResults:
         return records
 
     def finish(self) -> None:
+        """Write the header if no row came, and close."""
         self._writer.write_header()  # no rows at all (an empty folder) is still a results file
         self._writer.close()
 
     def __enter__(self) -> StreamResults:
+        """Return the results themselves."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the writer."""
         if self._writer is not None:
             self._writer.close()
 
@@ -128,8 +153,7 @@ class ResumableResults(StreamResults):
 
     Rows are matched on KEY_COLUMN, the resolved path, so the folder may be typed differently from
     one run to the next; the `path` column then takes this run's form. Every row must lie below the
-    folder scored: a results file is one folder's record. With RESCORE_SKIPPED (the DICOM policy is
-    off), rows skipped by the policy are scored again.
+    folder scored: a results file is one folder's record.
     """
 
     def __init__(
@@ -141,6 +165,19 @@ class ResumableResults(StreamResults):
         tag_columns: Sequence[str] = (),
         rescore_skipped: bool = False,
     ) -> None:
+        """Read the earlier results and the state file beside them.
+
+        Args:
+            output: The results file.
+            model_id: The model scoring now; rows of another model are not mixed in.
+            threshold: The threshold now; a row with another is scored again.
+            overwrite: Start fresh, whatever the file holds.
+            tag_columns: The DICOM tag columns asked for now.
+            rescore_skipped: Score rows skipped by the DICOM policy again (the policy is off).
+
+        Raises:
+            ResultsFileError: The file cannot be read, is damaged, or holds another model's rows.
+        """
         super().__init__(None)
         self.output = output
         self._threshold = f"{threshold:.6f}"
@@ -172,10 +209,20 @@ class ResumableResults(StreamResults):
         self.run = 1 + max((int(run) for run in runs if run.isdigit()), default=0)
 
     def plan(self, scans: Sequence[Path], folder: Path, read_tags: TagReader | None = None) -> list[Path]:
-        """New and changed scans, and those that failed last time (the cause may have gone away).
+        """Give the new and changed scans, and those that failed last time (the cause may have gone away).
 
-        Tag columns new to the file are filled for unchanged files from READ_TAGS (a header read, no
-        scoring). Then the file is rewritten, one row per file in walk order, ready for new rows.
+        Then the file is rewritten, one row per file in walk order, ready for new rows.
+
+        Args:
+            scans: The scans below the folder, as the walk found them.
+            folder: The folder scored.
+            read_tags: Fills tag columns new to the file for unchanged files (a header read, no scoring).
+
+        Returns:
+            The scans to score.
+
+        Raises:
+            ResultsFileError: A row lies outside the folder, or the file cannot be written.
         """
         super().plan(scans, folder)
         self._adopt(folder)
@@ -258,6 +305,12 @@ class ResumableResults(StreamResults):
         A file scored again first loses its state entry: killed before the new entry is committed,
         its new row is then one the state does not know (scored again next run), never one that an
         entry of its earlier row would vouch for.
+
+        Args:
+            rows: The batch's rows.
+
+        Returns:
+            The records written.
         """
         replaced = [self._identities[row.path][KEY_COLUMN] for row in rows]
         replaced = [key for key in replaced if key in self._latest]
@@ -278,6 +331,7 @@ class ResumableResults(StreamResults):
         self._state.close()
 
     def __exit__(self, *exc: object) -> None:
+        """Close the writer and the state file."""
         super().__exit__(*exc)
         self._state.close()
 
@@ -290,7 +344,22 @@ def open_results(
     tag_columns: Sequence[str] = (),
     rescore_skipped: bool = False,
 ) -> StreamResults:
-    """Results for `-o OUTPUT`: resumable for a file, a plain stream for `-` (standard output)."""
+    """Open the results of a run: resumable for a file, a plain stream for `-` (standard output).
+
+    Args:
+        output: What `-o` names.
+        model_id: The model scoring.
+        threshold: The threshold the rows are labelled at.
+        overwrite: Start a results file fresh.
+        tag_columns: The DICOM tag columns asked for.
+        rescore_skipped: Score rows skipped by the DICOM policy again.
+
+    Returns:
+        The results to plan and write through.
+
+    Raises:
+        ResultsFileError: As `ResumableResults` raises it.
+    """
     if output == "-":
         return StreamResults(ResultsWriter("-", results_columns(tag_columns)))
     return ResumableResults(Path(output), model_id, threshold, overwrite, tag_columns, rescore_skipped)

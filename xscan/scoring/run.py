@@ -130,11 +130,25 @@ def score_folder(
     on_event: Callable[[Event], None] | None = None,
     scorer: Scorer | None = None,
 ) -> ScoreSummary:
-    """Score every scan below FOLDER into the results CSV OUTPUT ('-': standard output), resuming it if it exists.
+    """Score every scan below a folder into a results CSV, resuming it if it exists.
 
-    SCORER is a model already loaded, to score several folders without loading it again; by
-    default the weights of `options.weights` are loaded. No warning is printed: each is told as a
-    `Warned` event, every time it occurs.
+    No warning is printed: each is told as a `Warned` event, every time it occurs.
+
+    Args:
+        folder: The folder to score.
+        output: The results CSV; `-` is standard output.
+        options: How to score.
+        on_event: Told each event of the run as it happens (files not scanned, rows written, warnings).
+        scorer: A model already loaded, to score several folders without loading it again; by default
+            the weights of `options.weights` are loaded.
+
+    Returns:
+        The run's summary.
+
+    Raises:
+        UsageError: The folder, the options, the results file or the calibration cannot be used
+            (OptionError, ResultsFileError, ResultsLockedError among them).
+        RunError: The run cannot start or go on (ResultsWriteError, WeightsError).
     """
     if scorer is not None and options.weights is not None:
         raise OptionError("give score_folder a scorer or options.weights, not both")
@@ -210,10 +224,12 @@ class Measured:
     """The drift statistics of the rows a run scored (xscan.stats.drift), gathered as they are written."""
 
     def __init__(self) -> None:
+        """Start with no rows."""
         self.scans = 0
         self._records: list[dict[str, str]] = []
 
     def add(self, rows: list[Row]) -> None:
+        """Gather the statistics of the scored rows of a batch (those with an error have none)."""
         for row in rows:
             if row.probability is not None and not row.error:
                 self.scans += 1
@@ -221,6 +237,14 @@ class Measured:
                 self._records.append({name: record.get(name, "") for name in ("probability", *MEASURE_COLUMNS)})
 
     def values(self, with_probability: bool = True) -> dict[str, np.ndarray]:
+        """Give each statistic's values so far, as `xscan.scoring.results.drift_values` does.
+
+        Args:
+            with_probability: Include the model's score (off under a site calibration).
+
+        Returns:
+            Per statistic's column, its values.
+        """
         return drift_values(self._records, with_probability)
 
 

@@ -53,7 +53,14 @@ _FILE_FIELDS = (KEY_FIELD, "path", *FINGERPRINT_FIELDS, RUN_FIELD, *MEASURE_FIEL
 
 
 def state_path(output: Path) -> Path:
-    """The state file of the results file OUTPUT."""
+    """Give the state file of a results file.
+
+    Args:
+        output: The results file.
+
+    Returns:
+        The state file's path beside it.
+    """
     return output.with_name(output.name + STATE_SUFFIX)
 
 
@@ -94,13 +101,18 @@ class FileState:
 
 
 class StateFile:
-    """The state file of one results file, open for writing by the run that holds the results file's lock.
-
-    Raises ResultsFileError when it cannot be opened or is not an xscan state file; with FRESH
-    (`--overwrite`), a damaged one is replaced.
-    """
+    """The state file of one results file, open for writing by the run that holds the results file's lock."""
 
     def __init__(self, output: Path, fresh: bool = False) -> None:
+        """Open (or create) the state file beside a results file.
+
+        Args:
+            output: The results file.
+            fresh: Replace a damaged state file (`--overwrite`).
+
+        Raises:
+            ResultsFileError: It cannot be opened or is not an xscan state file.
+        """
         self.path = state_path(output)
         self._lock = threading.Lock()  # decoding threads write the journal through this connection too
         try:
@@ -124,18 +136,30 @@ class StateFile:
         return _files(self._connection)
 
     def replace_files(self, states: Iterable[FileState]) -> None:
-        """Make STATES the whole `files` table, in one transaction (the rows of a results file just rewritten)."""
+        """Make the states the whole `files` table, in one transaction.
+
+        Args:
+            states: The rows of a results file just rewritten.
+        """
         with self.transaction() as connection:
             connection.execute("DELETE FROM files")
             connection.executemany(_INSERT_FILE, [state._values() for state in states])
 
     def save_files(self, states: Iterable[FileState]) -> None:
-        """Add or replace the entries of STATES (the rows of one batch), in one transaction."""
+        """Add or replace entries, in one transaction.
+
+        Args:
+            states: The rows of one batch.
+        """
         with self.transaction() as connection:
             connection.executemany(_INSERT_FILE, [state._values() for state in states])
 
     def forget_files(self, resolved_paths: Iterable[str]) -> None:
-        """Remove the entries of RESOLVED_PATHS (files about to get a new row), in one transaction."""
+        """Remove entries, in one transaction.
+
+        Args:
+            resolved_paths: The files about to get a new row.
+        """
         with self.transaction() as connection:
             connection.executemany(
                 "DELETE FROM files WHERE resolved_path = ?", [(stored_path(key),) for key in resolved_paths]
@@ -159,20 +183,29 @@ class StateFile:
             self._connection.execute(statement, parameters)
 
     def close(self) -> None:
+        """Close the connection."""
         with self._lock:
             self._connection.close()
 
     def __enter__(self) -> StateFile:
+        """Return the state file itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the connection."""
         self.close()
 
 
 def read_files(output: Path) -> dict[str, FileState] | None:
-    """The `files` entries of OUTPUT's state file by path, read-only; None when there is none or it cannot be read.
+    """Read the `files` entries of a results file's state file, read-only.
 
     A reader never creates nor repairs a state file: without one, a results file is its rows alone.
+
+    Args:
+        output: The results file.
+
+    Returns:
+        The entries by path as the CSV writes it; None when there is no state file or it cannot be read.
     """
     path = state_path(output)
     if not path.is_file():
@@ -220,7 +253,14 @@ def _files(connection: sqlite3.Connection) -> dict[str, FileState]:
 
 
 def stored_path(path: str) -> str | bytes:
-    """PATH as SQLite stores it: text, or, for a file name that is not UTF-8 (kept as surrogates), its bytes."""
+    """Give a path as SQLite stores it.
+
+    Args:
+        path: The path, a file name that is not UTF-8 kept as surrogates.
+
+    Returns:
+        The path as text, or its bytes where it is not UTF-8.
+    """
     try:
         path.encode()
     except UnicodeEncodeError:

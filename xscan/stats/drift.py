@@ -28,9 +28,8 @@ from xscan.stats.multiple import holm, holm_levels
 
 ALPHA = 0.05  # the promised chance that a batch like the reference raises an alarm on any statistic
 # Holm's family level, half of ALPHA: a card holds one reference, and the false-alarm rate of batches judged against
-# one reference varies around the average over references that the simulation stands for (benchmarks/drift.py, five
-# references of a quarter of validation: at ALPHA, batches of 90 % normals alarmed 3 % of the time on average but 15 %
-# against one of them; at ALPHA / 2, never).
+# one reference varies around the average over references that the simulation stands for (at ALPHA, one reference
+# alarmed well above it in benchmarks/drift.py; figures in docs/drift.md, "Multiplicity").
 LEVEL = ALPHA / 2
 MIN_SCANS = 100  # fewer scans than this do not tell drift from chance
 BINS = 64  # per statistic, cut at the pooled reference's quantiles
@@ -41,6 +40,8 @@ SEED = 23  # the simulation is seeded: the same batch always gets the same verdi
 
 @dataclass(frozen=True)
 class Statistic:
+    """A statistic the drift test compares with the reference, and how."""
+
     name: str  # the results column it is read from
     larger_only: bool  # only a shift to larger values is drift (further from the training scans)
     meaning: str
@@ -58,8 +59,13 @@ BY_NAME = {statistic.name: statistic for statistic in STATISTICS}
 
 @dataclass(frozen=True)
 class Reference:
-    """One statistic's reference: interior bin edges, the count of reference scans per class (normal, pneumonia) per
-    bin, and each class's effective size (fewer than its scans where a patient has several films)."""
+    """One statistic's reference, binned per class.
+
+    Attributes:
+        edges: The interior bin edges.
+        counts: The count of reference scans per class (normal, pneumonia) per bin.
+        effective: Each class's effective size (fewer than its scans where a patient has several films).
+    """
 
     edges: np.ndarray
     counts: np.ndarray  # shape (2, len(edges) + 1)
@@ -71,32 +77,46 @@ class Reference:
         return np.asarray(self.effective if self.effective else self.counts.sum(axis=1), np.int64)
 
     def to_dict(self) -> dict[str, Any]:
+        """The reference as the model card stores it (JSON), edges rounded to 6 significant digits."""
         stored = {"edges": [float(f"{edge:.6g}") for edge in self.edges], "counts": self.counts.tolist()}
         return stored | ({"effective": list(self.effective)} if self.effective else {})
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> Reference:
+        """The reference from what `to_dict` stored."""
         effective = tuple(int(size) for size in stored["effective"]) if "effective" in stored else None
         return cls(np.asarray(stored["edges"], np.float64), np.asarray(stored["counts"], np.int64), effective)
 
 
 def effective_size(patients: np.ndarray) -> int:
-    """The effective number of independent scans among films grouped by PATIENTS.
+    """Give the effective number of independent scans among films grouped by patient.
 
     A patient's films are alike (the same child, often the same unit and settings), so a class of
     395 films from 175 patients varies more than 395 independent films would: Kish's effective size
     of a cluster sample, (sum m)^2 / sum m^2 over the patients' film counts m, the cautious case in
     which a patient's films agree entirely. Simulating the reference at its film count made the
     test alarm about twice as often as promised on batches of new patients (benchmarks/drift.py).
+
+    Args:
+        patients: Each film's patient.
+
+    Returns:
+        The effective size.
     """
     films = np.unique(np.asarray(patients), return_counts=True)[1].astype(np.float64)
     return int(films.sum() ** 2 / (films**2).sum())
 
 
 def build_reference(values: np.ndarray, labels: np.ndarray, patients: np.ndarray | None = None) -> Reference:
-    """The reference of one statistic from the VALUES of labelled scans (LABELS 0 normal, 1 pneumonia).
+    """Build the reference of one statistic from labelled scans.
 
-    PATIENTS name each scan's patient (default: one each).
+    Args:
+        values: The statistic per scan.
+        labels: Per scan, 0 normal or 1 pneumonia.
+        patients: Each scan's patient (default: one each).
+
+    Returns:
+        The reference.
     """
     values, labels = np.asarray(values, np.float64), np.asarray(labels)
     # Rounded as the card stores them, so that the counts are those of the stored edges.
@@ -123,6 +143,7 @@ class Finding:
     drifted: bool = False
 
     def describe(self) -> str:
+        """One line: the statistic, its distance, where it alarms, and which way the batch moved."""
         direction = "higher" if self.median > self.reference_median else "lower"
         return (
             f"{BY_NAME[self.statistic].meaning} ({self.statistic}): distance {self.distance:.3f} from the reference, "
@@ -132,7 +153,15 @@ class Finding:
 
 
 def binned_cdf(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The empirical distribution function of VALUES at each edge."""
+    """Give the empirical distribution function of values at each edge.
+
+    Args:
+        values: The values.
+        edges: The bin edges.
+
+    Returns:
+        The share of values at or below each edge.
+    """
     counts = np.bincount(np.searchsorted(edges, values, "right"), minlength=len(edges) + 1)
     return np.cumsum(counts)[:-1] / len(values)
 
@@ -144,11 +173,19 @@ def mixture_distance(
     larger_only: bool,
     weights: np.ndarray = WEIGHTS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The distance of each batch from the best mixture of the two class distributions, and that mixture's weight.
+    """Measure each batch's distance from the best mixture of the two class distributions.
 
-    Arrays hold distribution functions at the bin edges, batches along the first axis (the class
-    distributions: one, or one per batch). With LARGER_ONLY only a batch shifted to larger values is far.
-    WEIGHTS are the pneumonia shares tried (one: the mixture is fixed).
+    Arrays hold distribution functions at the bin edges, batches along the first axis.
+
+    Args:
+        batch_cdf: The batches' distribution functions.
+        normal_cdf: The normal class's distribution function: one, or one per batch.
+        pneumonia_cdf: The pneumonia class's, likewise.
+        larger_only: Only a batch shifted to larger values is far.
+        weights: The pneumonia shares tried (one: the mixture is fixed).
+
+    Returns:
+        Per batch, the distance from the best mixture and that mixture's weight.
     """
     mixture = (
         weights[None, :, None] * pneumonia_cdf[..., None, :] + (1 - weights[None, :, None]) * normal_cdf[..., None, :]
@@ -162,9 +199,17 @@ def mixture_distance(
 def null_distances(
     reference: Reference, scans: int, weight: float, larger_only: bool, fixed: bool = False
 ) -> np.ndarray:
-    """Sorted simulated distances of batches of SCANS drawn from the reference's mixture at WEIGHT (cached).
+    """Simulate the distances of batches drawn from the reference's mixture (cached).
 
-    FIXED: the distances are from the mixture at WEIGHT itself, not from the best-fitting one (`--prevalence`).
+    Args:
+        reference: The statistic's reference.
+        scans: The batch size.
+        weight: The mixture's pneumonia share the batches are drawn at.
+        larger_only: Only a shift to larger values counts.
+        fixed: Measure from the mixture at the weight itself, not from the best-fitting one (`--prevalence`).
+
+    Returns:
+        The simulated distances, sorted.
     """
     return _null(
         tuple(reference.counts.ravel().tolist()),
@@ -199,9 +244,17 @@ def _null(
 def check_statistic(
     name: str, values: np.ndarray, reference: Reference, level: float = LEVEL, prevalence: float | None = None
 ) -> Finding:
-    """One statistic's distance from its reference, its p-value from the simulated null, and whether it passes LEVEL.
+    """Test one statistic: its distance from its reference, its p-value from the simulated null.
 
-    PREVALENCE, when given, is the batch's pneumonia share: the mixture is fixed there instead of fitted.
+    Args:
+        name: The statistic's name.
+        values: Its values in the batch.
+        reference: Its reference.
+        level: The level it is tested at.
+        prevalence: The batch's pneumonia share, when known: the mixture is fixed there instead of fitted.
+
+    Returns:
+        The finding, drifted when the p-value is at most the level.
     """
     values = np.asarray(values, np.float64)
     tried = WEIGHTS if prevalence is None else np.array([prevalence])
@@ -236,9 +289,16 @@ def check_batch(
     alpha: float = LEVEL,
     prevalence: float | None = None,
 ) -> list[Finding]:
-    """Every statistic of VALUES that has a reference, tested with Holm's correction at ALPHA, in STATISTICS order.
+    """Test every statistic that has a reference with Holm's correction.
 
-    PREVALENCE, when given, fixes each statistic's class mixture at that pneumonia share instead of fitting it.
+    Args:
+        values: The batch's values per statistic.
+        references: The references per statistic.
+        alpha: Holm's family level.
+        prevalence: When given, fixes each statistic's class mixture at that pneumonia share instead of fitting it.
+
+    Returns:
+        The findings, in STATISTICS order.
     """
     names = [statistic.name for statistic in STATISTICS if statistic.name in values and statistic.name in references]
     findings = [check_statistic(name, values[name], references[name], prevalence=prevalence) for name in names]
@@ -278,6 +338,7 @@ class DriftVerdict:
 
     @property
     def drifted(self) -> bool:
+        """Whether any statistic or DICOM header field drifted."""
         return any(finding.drifted for finding in self.findings) or any(finding.drifted for finding in self.headers)
 
     def summary(self) -> str:
@@ -303,6 +364,7 @@ class DriftVerdict:
         return "" if self.prevalence is None else f" at the stated {self.prevalence:.1%} pneumonia"
 
     def as_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-ready values, with its summary line."""
         return {
             "drifted": self.drifted,
             "scans": self.scans,
@@ -325,14 +387,21 @@ def judge(
     level: float = LEVEL,
     prevalence: float | None = None,
 ) -> DriftVerdict:
-    """The verdict on a batch of SCANS scored scans: VALUES per statistic (its scans that have it) against STORED.
-
-    STORED is a card's drift references by statistic (`card.drift.statistics`).
+    """Judge a batch of scored scans against a card's drift references.
 
     A statistic with fewer than MIN_SCANS values (rows scored without the scope check, or with a
-    site calibration for the model's score) is left out and named. LEVEL is Holm's family level
-    (less where another family of tests shares the promise). PREVALENCE, the site's pneumonia share,
-    fixes each statistic's class mixture there instead of fitting it (see the module's docstring).
+    site calibration for the model's score) is left out and named.
+
+    Args:
+        values: Per statistic, the values of the scans that have it.
+        stored: A card's drift references by statistic (`card.drift.statistics`).
+        scans: How many scans were scored.
+        level: Holm's family level (less where another family of tests shares the promise).
+        prevalence: The site's pneumonia share: fixes each statistic's class mixture there instead of
+            fitting it (see the module's docstring).
+
+    Returns:
+        The verdict.
     """
     references = {name: reference for name, reference in stored.items() if name in BY_NAME}
     left_out = [f"{name}: no reference in the model card" for name in values if name not in references]
