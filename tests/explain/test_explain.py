@@ -10,7 +10,8 @@ import tensorflow as tf
 from scipy.stats import spearmanr
 from support.data import FULLRES, real_scans
 
-from xscan.explain.gradcam import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
+from xscan.explain.cam import Explainer
+from xscan.explain.gradcam import GradCam, grid_of, last_stage_layer, randomized_copy
 from xscan.explain.overlay import Grid, heat_on_scan
 from xscan.model.bundle import scorer_of
 from xscan.model.card import ModelCard, model_config_from_card

@@ -1,6 +1,6 @@
 """Drawing a heatmap over a scan: the cell map laid back on the scan's own geometry, blended, with a colour bar and a caption.
 
-Pure numpy and OpenCV, no TensorFlow: xscan.explain.gradcam computes the maps, this module only draws them.
+Pure numpy and OpenCV, no TensorFlow: the scoring network computes the maps (xscan.explain.cam), this module draws them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class CompiledNetwork:
     """A LiteRT flatbuffer of one input and one joined output, for batches of its fixed batch size, on THREADS threads.
 
     OUTPUTS names the parts of the joined output in order with the width of each (the card's
-    `litert.outputs`); `run` returns them as numpy arrays of shape (batch, width).
+    `litert.outputs`); `run` returns them by name as numpy arrays of shape (batch, width).
     """
 
     def __init__(self, flatbuffer: bytes, outputs: Mapping[str, int], threads: int = 1) -> None:
@@ -29,21 +29,26 @@ class CompiledNetwork:
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]["index"]
-        self._widths = list(outputs.values())
+        self._widths = dict(outputs)
         self.batch = int(self._input["shape"][0])
-        if int(self._interpreter.get_output_details()[0]["shape"][1]) != sum(self._widths):
+        if int(self._interpreter.get_output_details()[0]["shape"][1]) != sum(self._widths.values()):
             raise ValueError(
                 f"the LiteRT file's output has {self._interpreter.get_output_details()[0]['shape'][1]} values "
-                f"a scan, its card says {sum(self._widths)}"
+                f"a scan, its card says {sum(self._widths.values())}"
             )
 
-    def run(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """The network's outputs for exactly `batch` INPUTS, in the card's order."""
+    @property
+    def outputs(self) -> list[str]:
+        """The names of the network's outputs, in the card's order."""
+        return list(self._widths)
+
+    def run(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's outputs for exactly `batch` INPUTS, by the card's names (views of one array: no copy)."""
         self._interpreter.set_tensor(self._input["index"], np.ascontiguousarray(inputs, np.float32))
         self._interpreter.invoke()
         joined = self._interpreter.get_tensor(self._output)
-        outputs, start = [], 0
-        for width in self._widths:
-            outputs.append(joined[:, start : start + width])
+        outputs, start = {}, 0
+        for name, width in self._widths.items():
+            outputs[name] = joined[:, start : start + width]
             start += width
         return outputs
