@@ -1,4 +1,4 @@
-"""Options several commands share: where ground truth comes from (report, calibrate)."""
+"""Options several commands share: --debug (every command), where ground truth comes from (report, calibrate)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from xscan.errors import UsageError
 
 if TYPE_CHECKING:
     from xscan.reporting.labels import GroundTruth
+
+
+def debug_option() -> bool:
+    """--debug, on every command: an unexpected error (a bug) shows its Python traceback instead of one line."""
+    return typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error (a bug: exit 70).")
 
 
 def labels_option() -> bool:

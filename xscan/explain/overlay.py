@@ -1,4 +1,4 @@
-"""Drawing a heatmap over a scan: the cell map laid back on the scan's own geometry, blended, with a colour bar and a caption.
+"""Drawing a heatmap over a scan: the cell map laid on the scan's own geometry, blended, with a colour bar and caption.
 
 Pure numpy and OpenCV, no TensorFlow: the scoring network computes the maps (xscan.explain.cam), this module draws them.
 """
@@ -83,15 +83,20 @@ def colour_scale(heat: np.ndarray) -> float:
 def blend(grey: np.ndarray, heat: np.ndarray | None, scale: float = 1.0) -> np.ndarray:
     """BGR image: GREY with HEAT (>= 0, same shape) in colour, clear where it is 0, MOST_OPAQUE at SCALE.
 
-    Without a heat map it is the grey scan alone (in BGR).
+    Without a heat map it is the grey scan alone (in BGR). Computed in float32 with OpenCV's
+    vectorised arithmetic: a 2,048-pixel film (`xscan sr`'s images) blends in a few milliseconds.
     """
     base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     if heat is None:
         return base
-    level = np.clip(heat / scale, 0.0, 1.0)
-    colour = cv2.applyColorMap(np.round(level * 255).astype(np.uint8), COLOUR_MAP)
-    alpha = (MOST_OPAQUE * level)[..., np.newaxis]
-    return np.round(base * (1.0 - alpha) + colour * alpha).astype(np.uint8)
+    level = np.clip(np.asarray(heat, np.float32) / np.float32(scale), 0.0, 1.0)
+    colour = cv2.applyColorMap(cv2.convertScaleAbs(level, alpha=255.0), COLOUR_MAP)
+    alpha = cv2.merge([level * np.float32(MOST_OPAQUE)] * 3)
+    shown, change = base.astype(np.float32), colour.astype(np.float32)
+    cv2.subtract(change, shown, dst=change)  # in place: a film's worth of fresh arrays costs more than the arithmetic
+    cv2.multiply(change, alpha, dst=change)
+    cv2.add(shown, change, dst=shown)
+    return cv2.convertScaleAbs(shown)
 
 
 def annotate(blended: np.ndarray, scale: float, caption: list[str]) -> np.ndarray:
