@@ -82,10 +82,10 @@ def sr(
             weights=weights,
         )
     written = done.written
+    amended = f", {written.amended} of them amending an earlier report" if written.amended else ""
     say(
-        f"{len(written.paths)} reports in {output} ({written.new} new or changed, {written.amended} of them amending "
-        f"an earlier report); no report for {written.not_dicom} non-DICOM files and "
-        f"{written.studies_without_report} DICOM studies without a scored image"
+        f"{len(written.paths)} reports in {output} ({written.new} new or changed{amended}); no report for "
+        f"{written.not_dicom} non-DICOM files and {written.studies_without_report} DICOM studies without a scored image"
     )
     if written.all_skipped:
         say(f"{written.all_skipped} DICOM studies got no report: the DICOM policy skipped every image of them")
