@@ -6,6 +6,7 @@ Nothing here computes: every command calls one library function and formats what
 
 from xscan.cli import calibrate, drift, explain, info, report, score, sr, studies, train
 from xscan.cli.app import app
+from xscan.cli.options import debug_option
 
 # The order of `xscan --help`.
 for command in (
@@ -19,6 +20,6 @@ for command in (
     studies.studies,
     sr.sr,
 ):
-    app.command()(command)
+    app.command()(debug_option(command))  # --debug on every command, one decorator
 
 __all__ = ["app"]

@@ -23,7 +23,6 @@ def explain(
         None, "--log-file", help="Append a line per failed file and a summary per run to this file."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
-    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
 ) -> None:
     """Show where the model looked: a Grad-CAM heatmap over each scan, one PNG per scan.
 
@@ -51,7 +50,7 @@ def explain(
     )
     log = open_log(log_file)
     view = ScoreView(log, quiet, keep_rows=False)
-    with log, view, sigterm_raises(), exit_codes(debug, log):
+    with log, view, sigterm_raises(), exit_codes(log=log):
         summary = explain_paths(paths, output, options, on_event=view)
         view.close()
         log.line(

@@ -8,7 +8,6 @@ import typer
 
 from xscan.about import DISCLAIMER
 from xscan.cli.app import exit_codes, say
-from xscan.cli.options import debug_option
 from xscan.errors import UsageError
 
 
@@ -30,7 +29,6 @@ def sr(
     weights: Path = typer.Option(
         None, help="Weights folder of the results' model, for the heatmaps; default: bundled."
     ),
-    debug: bool = debug_option(),
 ) -> None:
     """DICOM Structured Reports of the results, one per study, optionally sent to a PACS (needs xscan[pacs]).
 
@@ -64,7 +62,7 @@ def sr(
     """
     from xscan.pacs.extra import require_pacs_extra
 
-    with exit_codes(debug):
+    with exit_codes():
         require_pacs_extra()
         from xscan.pacs.run import report_studies
         from xscan.pacs.send import Node
