@@ -1,4 +1,4 @@
-"""`xscan score`, `report` (heatmaps too), `explain`, `calibrate`, `drift`, `studies`, `sr` and `info` work without TensorFlow.
+"""`xscan score`, `report` (with heatmaps), `explain`, `calibrate`, `drift`, `studies`, `sr` and `info` run without TensorFlow.
 
 Issues 25 and 30.
 
@@ -87,6 +87,32 @@ def test_report_html_and_explain_draw_heatmaps_without_tensorflow(blocked_path: 
     explained = xscan(blocked_path, "explain", str(SAMPLES), "-o", str(tmp_path / "heatmaps"), "--quiet")
     assert explained.returncode == EXIT_OK, explained.stderr
     assert len(list((tmp_path / "heatmaps").rglob("*.png"))) == 8
+
+
+def test_sr_draws_its_heatmap_images_without_tensorflow(
+    blocked_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("highdicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+
+    film = sorted(SAMPLES.rglob("*.jpeg"))[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.ViewPosition = generate_uid(), generate_uid(), "DX", "PA"
+    ds.PatientID = "P"
+    ds.set_pixel_data(cv2.imread(str(film), cv2.IMREAD_GRAYSCALE), "MONOCHROME2", 8)
+    (tmp_path / "export").mkdir()
+    ds.save_as(tmp_path / "export" / "film.dcm", enforce_file_format=True)
+    results = tmp_path / "results.csv"
+    assert xscan(blocked_path, "score", str(tmp_path / "export"), "-o", str(results), "--quiet").returncode == EXIT_OK
+    monkeypatch.setenv("XSCAN_STATE_DIR", str(tmp_path / "state"))  # this test's install, not the user's
+    done = xscan(blocked_path, "sr", str(results), "-o", str(tmp_path / "sr"))
+    assert done.returncode == EXIT_OK, done.stderr
+    assert len(list((tmp_path / "sr" / "heatmaps").glob("*.dcm"))) == 1
 
 
 def _coloured(image: np.ndarray) -> bool:

@@ -43,8 +43,12 @@ HEATMAP_SERIES_DESCRIPTION = "xscan heatmaps (unverified)"
 HEATMAP_FOLDER = "heatmaps"  # below the reports' folder: one <film's SOP Instance UID>.dcm each
 LONG_SIDE = 2048  # at most this many pixels on the image's longer side, banner included
 MIN_LONG_SIDE = 1024  # a smaller film is enlarged to this, so that the banner's text stays legible
+# Films drawn per network call: the call costs as much for one as for MODEL_BATCH (it is padded), and each
+# film waits as a picture of up to 4 MB; half the batch keeps `xscan sr` under 300 MB on full-size films.
+FILMS_AT_ONCE = MODEL_BATCH // 2
 EM_DASH = "\u2014"
 UNVERIFIED = f"UNVERIFIED {EM_DASH} {DISCLAIMER.removesuffix('.')}"
+BANNER_LINES = 3  # verdict, model, UNVERIFIED (`banner_lines`)
 BANNER_BACKGROUND = (16, 16, 16)  # RGB: a near-black band, told apart from any film by the text on it
 BANNER_TEXT = (255, 255, 255)
 BANNER_WARNING = (255, 196, 0)  # the UNVERIFIED line, in amber
@@ -107,10 +111,14 @@ def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, ro
     explainer = Explainer(scorer)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for batch in _batches(pending, MODEL_BATCH):
-            greys = [_decoded(film) for film, _ in batch]
-            stack = np.stack([preprocess(grey, scorer.card.image_size) for grey in greys])
-            _, cams = explainer.cells(stack)
+        for batch in _batches(pending, FILMS_AT_ONCE):
+            greys, inputs = [], []
+            for film, _ in batch:  # each film decoded once; kept only at the size it is drawn
+                grey = _decoded(film)
+                inputs.append(preprocess(grey, scorer.card.image_size))
+                greys.append(fitted(grey))
+                del grey
+            _, cams = explainer.cells(np.stack(inputs))
             for (film, path), grey, cells in zip(batch, greys, cams, strict=True):
                 picture = heatmap_picture(grey, None if film.image.row.scope else cells, film.image.row, explainer)
                 _save(heatmap_dataset(film, picture, root), path)
@@ -119,17 +127,24 @@ def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, ro
     return paths, len(pending)
 
 
+def fitted(grey: np.ndarray) -> np.ndarray:
+    """GREY (the film as shown) resized so that it and the banner below it have MIN_LONG_SIDE to LONG_SIDE pixels."""
+    height, width = grey.shape
+    band = _banner_height(BANNER_LINES, _font_size(min(max(height, width, MIN_LONG_SIDE), LONG_SIDE)))
+    factor = min(max(1.0, MIN_LONG_SIDE / max(height, width)), LONG_SIDE / width, (LONG_SIDE - band) / height)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if size == (width, height):
+        return grey
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+
+
 def heatmap_picture(grey: np.ndarray, cells: np.ndarray | None, row: Row, explainer: Explainer) -> np.ndarray:
-    """The RGB picture: GREY (the film as shown) with the heat of CELLS (None: no heatmap) and the banner below."""
+    """The RGB picture: GREY (the film as shown, `fitted`) with the heat of CELLS (None: none) and the banner below."""
     lines = banner_lines(row)
+    grey = fitted(grey)
     height, width = grey.shape
     font_size = _font_size(min(max(height, width, MIN_LONG_SIDE), LONG_SIDE))
     band = _banner_height(len(lines), font_size)
-    factor = min(max(1.0, MIN_LONG_SIDE / max(height, width)), LONG_SIDE / width, (LONG_SIDE - band) / height)
-    if factor != 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
-        height, width = grey.shape
     if cells is None:
         shown = blend(grey, None)
     else:
