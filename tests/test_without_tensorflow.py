@@ -1,4 +1,4 @@
-"""`xscan score`, `report` (with heatmaps), `explain`, `calibrate`, `drift`, `studies`, `sr` and `info` run without TensorFlow.
+"""`score`, `report` (with heatmaps), `explain`, `calibrate`, `drift`, `studies`, `sr`, `info` run without TensorFlow.
 
 Issues 25 and 30.
 
