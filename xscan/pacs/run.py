@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xscan.pacs.identity import device_uid, uid_root
 from xscan.pacs.send import CALLING_AE_TITLE, SENT_LOG, Node, Sent, send_reports
 from xscan.pacs.sr import Identity, Written, scored_images, write_reports
 from xscan.pacs.studies import BY_STUDY, check_sources, studies_from_results
+
+if TYPE_CHECKING:
+    from xscan.model.scorer import Scorer
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ def report_studies(
     uid_root_text: str | None = None,
     weights: Path | None = None,
     state_dir: Path | None = None,
+    scorer: Scorer | None = None,
 ) -> Delivered:
     """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS and, with IMAGES, a heatmap image per film
     in FOLDER/heatmaps/; then store on NODE those it does not hold yet.
@@ -43,8 +48,9 @@ def report_studies(
     Called again for the same FOLDER (a re-run, or `xscan listen` for a study that gained images),
     an unchanged report stays and a changed one amends the one in FOLDER (see xscan.pacs.sr).
     UID_ROOT_TEXT is --uid-root (None: xscan's default root); the device UID is this install's,
-    kept in STATE_DIR (default: the user's state folder). The heatmaps come from WEIGHTS (default:
-    the bundled model), which must be the results' model. The sent log is FOLDER/sent.csv. A
+    kept in STATE_DIR (default: the user's state folder). The heatmaps come from SCORER, else one
+    loaded from WEIGHTS (default: the bundled model), which must be the results' model (a service
+    calling this for each study passes its loaded scorer). The sent log is FOLDER/sent.csv. A
     scored file gone since scoring is a SourceChangedError naming it (exit 2) before anything is
     written; a DeliveryError leaves every file in FOLDER and the log saying which were stored, so
     that the same command, run again, sends only the rest.
@@ -53,7 +59,6 @@ def report_studies(
     studies = studies_from_results(results)
     check_sources(studies)
     identity = Identity(root, device_uid(state_dir))
-    scorer = None
     if images:
         from xscan.model.scorer import load_scorer
         from xscan.pacs.images import check_model, films_of
@@ -61,7 +66,7 @@ def report_studies(
         reported = [s for s in studies if s.grouped_by == BY_STUDY]
         films = films_of(reported, [scored_images(s) for s in reported])
         if films:
-            scorer = load_scorer(weights)
+            scorer = scorer or load_scorer(weights)
             check_model(films, scorer)
     written = write_reports(studies, folder, identity)
     drawn = None
@@ -69,7 +74,7 @@ def report_studies(
         from xscan.pacs.images import HEATMAP_FOLDER, write_heatmap_images
 
         drawn = HeatmapsWritten()
-        if scorer is not None:
+        if films:
             drawn = HeatmapsWritten(*write_heatmap_images(films, folder / HEATMAP_FOLDER, scorer, root))
     if node is None:
         return Delivered(written, None, drawn)
