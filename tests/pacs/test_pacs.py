@@ -293,6 +293,10 @@ def test_a_rerun_writes_the_same_reports(export: dict[str, Path], reports: Path)
     assert {path.name: pydicom.dcmread(path).SOPInstanceUID for path in sr_files(reports)} == before
 
 
+WEB_VIEWER = Path("/usr/share/orthanc/plugins/libOrthancWebViewer.so")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -313,7 +317,7 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowStore": True,
-            "Plugins": [],
+            "Plugins": [str(WEB_VIEWER)] if WEB_VIEWER.is_file() else [],  # Debian's orthanc-webviewer, if there
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "w")
@@ -468,6 +472,54 @@ def test_orthancs_preview_shows_the_heatmap_over_the_lungs_and_the_banner(
     turned_uid = str(pydicom.dcmread(export["folder"] / "c1.dcm", stop_before_pixels=True).SOPInstanceUID)
     out_of_scope = preview(orthanc, str(pydicom.dcmread(reports / "heatmaps" / f"{turned_uid}.dcm").SOPInstanceUID))
     assert np.percentile(colourfulness(out_of_scope[: out_of_scope.shape[0] * 8 // 10]), 99) < 10  # no heatmap
+
+
+def test_orthancs_web_viewer_shows_the_heatmap_image_in_chromium(
+    export: dict[str, Path], reports: Path, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """The image in a real viewer: Orthanc's web viewer plugin, in headless Chromium driven by Playwright."""
+    required = os.environ.get("XSCAN_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("playwright is not installed (pip install '.[test]')")
+    for what, present, install in (
+        ("Chromium", Path(CHROMIUM).is_file(), "chromium"),
+        ("the web viewer", WEB_VIEWER.is_file(), "orthanc-webviewer"),
+    ):
+        if not present:
+            if required:
+                pytest.fail(f"{what} is missing: apt-get install {install}")
+            pytest.skip(f"{what} is not installed (apt-get install {install})")
+    node = f"ORTHANC@127.0.0.1:{orthanc.dicom}"
+    assert xscan("sr", export["results"], "-o", reports, "--send", node).returncode == 0
+    found = orthanc.post(
+        "/tools/find",
+        json.dumps({"Level": "Series", "Query": {"StudyInstanceUID": PNEUMONIA_STUDY, "Modality": "OT"}}).encode(),
+    )
+    assert len(found) == 1
+    shot = tmp_path / "viewer.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.goto(
+                f"http://127.0.0.1:{orthanc.http}/web-viewer/app/viewer.html?series={found[0]}",
+                wait_until="networkidle",
+            )
+            page.wait_for_function("document.querySelectorAll('canvas').length > 0", timeout=30_000)
+            page.wait_for_timeout(2000)  # the viewer draws the first instance after its pixels arrive
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    shown = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
+    assert (colourfulness(shown) > 60).sum() > 5000  # the heatmap's colour, drawn by the viewer
+    amber = (shown[..., 0] > 180) & (shown[..., 1] > 120) & (shown[..., 2] < 90)
+    assert amber.sum() > 30  # the banner's UNVERIFIED line
 
 
 def test_an_unreachable_node_exits_3_could_not_deliver_and_keeps_the_files(
