@@ -238,7 +238,7 @@ def content_items(dataset: Dataset) -> list[Dataset]:
 
 
 def image_groups(report: Dataset) -> dict[str, float | None]:
-    """The probability of each image the report refers to (None: none written), by SOP Instance UID, read with pydicom."""
+    """The probability of each image the report refers to by SOP Instance UID (None: none written), read by pydicom."""
     found: dict[str, float | None] = {}
     for group in report.ContentSequence[-2].ContentSequence:  # Imaging Measurements, then Qualitative Evaluations
         items = group.ContentSequence
