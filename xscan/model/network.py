@@ -99,7 +99,8 @@ def class_activation_map(network: Any, config: ModelConfig) -> Any:
 
     maps = []
     for member in range(config.members):
-        features = network.get_layer(last_stage_layer(config, member)).output
+        # What the member pools: its last stage's feature maps, however the stages were built (a shared stem too).
+        features = network.get_layer(member_features_layer(member)).input
         cells = int(features.shape[1]) * int(features.shape[2])
         weigh = layers.Conv2D(1, 1, use_bias=False, name=f"m{member}_{CAM}")
         maps.append(weigh(features))
