@@ -285,8 +285,13 @@ def _stretch(values: np.ndarray, black: float, white: float) -> np.ndarray:
     """Map BLACK to 0 and WHITE to 255 linearly (BLACK may exceed WHITE), clipping outside."""
     if black == white:
         return np.zeros(values.shape, np.uint8)
-    scaled = (values.astype(np.float32) - black) * (255.0 / (white - black))
-    return np.clip(scaled, 0.0, 255.0).round().astype(np.uint8)
+    # In place on one float32 copy: a 2,900-pixel film's four temporaries took some 100 MB at once.
+    scaled = values.astype(np.float32)
+    scaled -= np.float32(black)
+    scaled *= np.float32(255.0 / (white - black))
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def _colour_to_grey(frame: np.ndarray, ds: Dataset) -> np.ndarray:
