@@ -139,9 +139,8 @@ def fitted(grey: np.ndarray) -> np.ndarray:
 
 
 def heatmap_picture(grey: np.ndarray, cells: np.ndarray | None, row: Row, explainer: Explainer) -> np.ndarray:
-    """The RGB picture: GREY (the film as shown, `fitted`) with the heat of CELLS (None: none) and the banner below."""
+    """The RGB picture: GREY (the film as shown, already `fitted`) with the heat of CELLS (None: none), banner below."""
     lines = banner_lines(row)
-    grey = fitted(grey)
     height, width = grey.shape
     font_size = _font_size(min(max(height, width, MIN_LONG_SIDE), LONG_SIDE))
     band = _banner_height(len(lines), font_size)
