@@ -583,11 +583,12 @@ def edited_results(source: Path, target: Path, edit) -> Path:
 
 
 def test_changed_results_amend_the_report_with_its_predecessor(
-    export: dict[str, Path], reports: Path, tmp_path: Path
+    export: dict[str, Path], reports: Path, orthanc: Orthanc, tmp_path: Path
 ) -> None:
     folder = tmp_path / "sr"
     shutil.copytree(reports, folder, ignore=shutil.ignore_patterns("sent.csv"))
     first = pydicom.dcmread(folder / f"{PNEUMONIA_STUDY}.dcm")
+    orthanc.post("/instances", (folder / f"{PNEUMONIA_STUDY}.dcm").read_bytes())  # the PACS holds the first report
 
     def lower_a1(row: dict[str, str]) -> dict[str, str]:
         if row["path"].endswith("a2.dcm"):
@@ -610,6 +611,16 @@ def test_changed_results_amend_the_report_with_its_predecessor(
     again = xscan("sr", changed, "-o", folder, "--no-images")  # the same changed results: nothing more
     assert again.returncode == 0 and "(0 new or changed" in again.stderr, again.stderr
     assert pydicom.dcmread(folder / f"{PNEUMONIA_STUDY}.dcm").SOPInstanceUID == amended.SOPInstanceUID
+    # What a PACS shows (README): both reports, instances 1 and 2 of the one series, the second naming the first.
+    sent = xscan("sr", changed, "-o", folder, "--no-images", "--send", f"ORTHANC@127.0.0.1:{orthanc.dicom}")
+    assert sent.returncode == 0, sent.stderr
+    held = orthanc.post(
+        "/tools/find",
+        json.dumps(
+            {"Level": "Instance", "Query": {"SeriesInstanceUID": first.SeriesInstanceUID}, "Expand": True}
+        ).encode(),
+    )
+    assert sorted(int(instance["MainDicomTags"]["InstanceNumber"]) for instance in held) == [1, 2]
 
 
 def test_bad_inputs_exit_2_naming_what_is_wrong(export: dict[str, Path], tmp_path: Path) -> None:
