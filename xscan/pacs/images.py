@@ -95,9 +95,9 @@ def check_model(films: Sequence[Film], scorer: Scorer) -> None:
 def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, root: str) -> tuple[list[Path], int]:
     """FOLDER/<film's SOP Instance UID>.dcm for each of FILMS; a file already holding its UID stays.
 
-    The films are decoded once each, a model batch at a time: the model input (for the map) and
-    the picture come from the same decoded pixels. A film that cannot be read any more is a
-    ScanError naming it (its report would otherwise refer to an image that was not drawn).
+    The films are decoded once each, FILMS_AT_ONCE per network call: the model input (for the map)
+    and the picture come from the same decoded pixels. A film that cannot be read any more is a
+    SourceChangedError naming it (exit 2); a folder that cannot be written a ResultsWriteError (exit 3).
     """
     paths: list[Path] = []
     pending: list[tuple[Film, Path]] = []
