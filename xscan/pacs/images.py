@@ -120,8 +120,12 @@ def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, ro
                 del grey
             _, cams = explainer.cells(np.stack(inputs))
             for (film, path), grey, cells in zip(batch, greys, cams, strict=True):
+                # No name keeps the picture: once the data set holds its pixels, it is freed before the file is written.
                 picture = heatmap_picture(grey, None if film.image.row.scope else cells, film.image.row, explainer)
-                _save(heatmap_dataset(film, picture, root), path)
+                image = heatmap_dataset(film, picture, root)
+                del picture
+                _save(image, path)
+                del image
     except OSError as error:
         raise ResultsWriteError(f"cannot write heatmap images into {folder}: {error.strerror or error}") from None
     return paths, len(pending)
