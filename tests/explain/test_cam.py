@@ -1,4 +1,4 @@
-"""The heatmap the LiteRT file outputs (class activation map) is Grad-CAM: the same maps, the same grid, no TensorFlow needed."""
+"""The LiteRT file's heatmap (class activation map) is Grad-CAM: the same maps, the same grid, no TensorFlow."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`xscan studies` and `xscan sr` on DICOM copies of real films, checked by independent tools: dciodvfy, dsrdump, Orthanc.
+"""`xscan studies` and `xscan sr` on DICOM copies of real films, checked by dciodvfy, dsrdump, Orthanc, Chromium.
 
 The reports and the heatmap images (Secondary Captures) are checked as written and as Orthanc
 stores them; the images as Orthanc renders them for a viewer (/instances/ID/preview).

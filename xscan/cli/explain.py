@@ -60,6 +60,7 @@ def explain(
         )
         if not quiet:
             say(
-                f"drawn {summary.drawn}, failed {summary.failed} in {summary.seconds:.1f} s; overlays and explain.csv in {output}"
+                f"drawn {summary.drawn}, failed {summary.failed} in {summary.seconds:.1f} s; "
+                f"overlays and explain.csv in {output}"
             )
     raise typer.Exit(summary.exit_code)

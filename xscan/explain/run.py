@@ -1,4 +1,4 @@
-"""`explain_paths`: all `xscan explain` does as one library call (plan, load, draw, write explain.csv); prints nothing."""
+"""`explain_paths`: all `xscan explain` does, one library call (plan, load, draw, write explain.csv); prints nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Writing a weights folder: the Keras weights, the LiteRT file scoring runs (converted from them by `xscan train`), the card.
+"""Writing a weights folder: the Keras weights, the LiteRT file scoring runs (converted from them), the card.
 
 The LiteRT file is the folded ensemble with the scope network's head. Scoring loads that file with
 LiteRT alone (xscan.model.inference), heatmaps included; only this conversion and training need TensorFlow.
@@ -109,7 +109,7 @@ def save_bundle(network: Any, card: ModelCard, weights_dir: Path, scope_network:
 
 
 def scorer_of(network: Any, card: ModelCard) -> Scorer:
-    """A Scorer of a Keras NETWORK held in memory (no scope check), converted as `xscan train` converts it; for tests and tools."""
+    """A Scorer of a Keras NETWORK in memory (no scope check), converted as `xscan train` does; for tests, tools."""
     model, outputs = scoring_model(network, card)
     card.litert = {"file": "", "sha256": "", "batch": MODEL_BATCH, "outputs": outputs, "quantization": "none"}
     return Scorer(card, convert(model), keras_network=network)

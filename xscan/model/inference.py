@@ -1,4 +1,4 @@
-"""The scoring network's runtime: the LiteRT file `xscan train` wrote, run by LiteRT's interpreter alone (no TensorFlow).
+"""The scoring network's runtime: the LiteRT file `xscan train` wrote, run by LiteRT's interpreter alone (no TF).
 
 LiteRT's XNNPACK kernels run the folded ensemble at about 1.4 ms an image on one thread of the
 2-core machine, where TensorFlow's own kernels took about 4 ms; and a process that scores never

@@ -132,7 +132,7 @@ def member_logits(network: Any, members: int) -> Any:
 
 
 def _member(layers: Any, inputs: Any, config: ModelConfig, member: int, batch_norm: bool, stem: Any = None) -> Any:
-    """One member's stages on INPUTS; given STEM (the output of its first conv, computed in a shared one), from its second conv on."""
+    """One member's stages on INPUTS; given STEM (its first conv's output, from a shared one), from the second on."""
     x = inputs
     for stage, width in enumerate(config.widths):
         if stage == 0 and stem is not None:
@@ -176,7 +176,7 @@ def fold_batch_norms(network: Any, config: ModelConfig) -> Any:
 
 
 def fill_folded(folded: Any, network: Any, skip: tuple[str, ...] = ()) -> None:
-    """Give FOLDED (NETWORK's shape, its convs with a bias instead of a batch norm) NETWORK's weights, each batch norm folded in.
+    """Give FOLDED (NETWORK's shape, convs with a bias for a batch norm) NETWORK's weights, each batch norm folded in.
 
     Layers named in SKIP are left for the caller to fill.
     """
@@ -192,7 +192,7 @@ def fill_folded(folded: Any, network: Any, skip: tuple[str, ...] = ()) -> None:
 
 
 def folded_conv(network: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel and bias of NETWORK's conv NAME with the batch norm after it (its name ending `_bn` for `_conv`) folded in."""
+    """Kernel and bias of NETWORK's conv NAME, the batch norm after it (its name ending `_bn` for `_conv`) folded in."""
     conv = network.get_layer(name)
     norm = network.get_layer(name.removesuffix("_conv") + "_bn")
     gamma, beta, mean, variance = (

@@ -1,4 +1,4 @@
-"""The model at scoring time: the LiteRT file loaded and checked against its card, batches of model inputs to probabilities."""
+"""The model at scoring time: the LiteRT file loaded and checked against its card, model inputs to probabilities."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Assessment:
     cams: np.ndarray | None = None  # per input, when asked for: the class activation map (cells x cells, logit units)
 
     def measures(self) -> list[dict[str, str]]:
-        """Per input, the scope check's figures as results cells (feature_distance, scope_score); empty without a scope check."""
+        """Per input, the scope check's figures as cells (feature_distance, scope_score); empty without a check."""
         if self.scope_scores is None or self.distances is None:
             return [{} for _ in self.scope]
         return [
@@ -62,7 +62,7 @@ class Assessment:
 
 @runtime_checkable
 class ScoresBatches(Protocol):
-    """What the scoring pipeline (xscan.scoring.pipeline) needs of a model: a Scorer, or a stand-in that loads no network."""
+    """What the scoring pipeline needs of a model: a Scorer, or a stand-in loading no network."""
 
     card: ModelCard
 
@@ -103,7 +103,7 @@ class Scorer:
 
     @property
     def network(self) -> Any:
-        """The Keras network the LiteRT file was converted from (training, the Grad-CAM reference): imports TensorFlow."""
+        """The Keras network of the LiteRT file (training, the Grad-CAM reference); imports TensorFlow."""
         if self.keras_network is None:
             if self.weights_dir is None:
                 raise WeightsError(
@@ -213,12 +213,12 @@ def load_scorer(
 
 
 def litert_command(weights_dir: Path) -> str:
-    """The command that writes WEIGHTS_DIR's LiteRT file for a card that has none (see xscan.training.train.convert_to_litert)."""
+    """The command writing WEIGHTS_DIR's LiteRT file for a card without one (training.train.convert_to_litert)."""
     return f"xscan train DATA --out {weights_dir} --litert-only"
 
 
 def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True) -> list[Path]:
-    """The files of WEIGHTS_DIR a Scorer of CARD loads besides the card: the LiteRT file, then the scope check's feature statistics if used.
+    """The files a Scorer of CARD loads from WEIGHTS_DIR: the LiteRT file, then the scope statistics if used.
 
     Each is checked against the card first (present, readable, the card's sha256), so that a
     folder that would not load is a WeightsError before anything starts. The Keras weights are

@@ -162,7 +162,7 @@ def _first_frame(ds: Dataset, stream: BinaryIO) -> np.ndarray:
 
 
 def _rewound(source: Dataset | BinaryIO, read: Callable[[], np.ndarray]) -> np.ndarray:
-    """READ from SOURCE, from where the stream stands now however often it is called (a decode is repeated to tell its messages)."""
+    """READ from SOURCE from where the stream stands now, however often called (a decode is repeated)."""
     if isinstance(source, Dataset):
         return read()
     start = source.tell()
@@ -205,7 +205,7 @@ def check_frame_size(ds: Dataset) -> None:
 
 
 def header_value(ds: Dataset, name: str, kind: type, default: object = None) -> Any:
-    """The element NAME of DS as one value of KIND (int or str), DEFAULT where it is absent or empty; else a ScanError."""
+    """The element NAME of DS as one value of KIND (int or str), DEFAULT where absent or empty; else a ScanError."""
     value = ds.get(name)
     if value is None or value == "":
         if default is None:
