@@ -638,6 +638,22 @@ def test_bad_inputs_exit_2_naming_what_is_wrong(export: dict[str, Path], tmp_pat
     root = xscan("sr", export["results"], "-o", tmp_path / "sr2", "--uid-root", "1.2.03.x")
     assert root.returncode == 2 and "is not a UID root" in root.stderr
 
+    def other_model(row: dict[str, str]) -> dict[str, str]:
+        row["model"] = "xscan-cnn-9.9.9-0badf00d"
+        return row
+
+    other = xscan("sr", edited_results(export["results"], tmp_path / "other.csv", other_model), "-o", tmp_path / "sr3")
+    assert other.returncode == 2, other.stderr
+    assert "the results come from model xscan-cnn-9.9.9-0badf00d" in other.stderr and "--no-images" in other.stderr
+
+
+def test_an_output_folder_that_cannot_be_written_is_exit_3(export: dict[str, Path], tmp_path: Path) -> None:
+    need_extra()
+    (tmp_path / "a-file").write_text("not a folder")
+    done = xscan("sr", export["results"], "-o", tmp_path / "a-file" / "sr", "--no-images")
+    assert done.returncode == 3, done.stderr
+    assert "cannot write structured reports into" in done.stderr and "unexpected" not in done.stderr
+
 
 def test_a_site_root_and_another_install_make_other_uids(export: dict[str, Path], tmp_path: Path) -> None:
     need_extra()
