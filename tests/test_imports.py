@@ -23,11 +23,11 @@ LAYERS: dict[str, set[str]] = {
     "explain": {"about", "errors", "stats", "input", "model", "scoring"},
     "reporting": {"about", "errors", "stats", "input", "model", "scoring", "explain"},  # the review page shows heatmaps
     "site": {"about", "errors", "stats", "input", "model", "scoring", "reporting"},
-    # Results where a hospital reads them: studies from rows and headers, structured reports, sending to a PACS;
-    # a file's patient as training finds it.
-    "pacs": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting"},
+    # Results where a hospital reads them: studies from rows and headers, structured reports, heatmap images (the
+    # heatmap explain draws), sending to a PACS; a file's patient as training finds it.
+    "pacs": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting", "explain"},
     # The audit: results and reads, matched per file (reporting's labels) or per study (pacs' roll-up).
-    "audit": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting", "site", "pacs"},
+    "audit": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting", "site", "explain", "pacs"},
     "cli": {
         "about",
         "errors",

@@ -1,6 +1,6 @@
-"""`xscan score`, `report`, `calibrate`, `drift`, `audit`, `studies`, `info`: no TensorFlow or Keras needed (issue 25).
+"""`score`, `report` (with heatmaps), `explain`, `calibrate`, `drift`, `audit`, `studies`, `sr`, `info`: no TensorFlow.
 
-`train` and `explain`, which need them (the `train` extra), say so and which extra to install (issue 29).
+`train`, which needs it (the `train` extra), says so and which extra to install. Issues 25, 29 and 30.
 
 Each command runs as a real process with a `tensorflow` and a `keras` package first on its path
 that raise ImportError when imported: a command that imported either, however late or lazily,
@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from support.data import REPO, SAMPLES, validation_scans
 
@@ -70,7 +72,7 @@ def test_score_quietly_then_report_without_tensorflow(blocked_path: str, tmp_pat
     assert "sensitivity" in reported.stdout and "AUC" in reported.stdout
 
 
-def test_report_html_draws_its_page_without_heatmaps(blocked_path: str, tmp_path: Path) -> None:
+def test_report_html_and_explain_draw_heatmaps_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     results = tmp_path / "results.csv"
     assert xscan(blocked_path, "score", str(SAMPLES), "-o", str(results), "--quiet").returncode == EXIT_OK
@@ -79,8 +81,43 @@ def test_report_html_draws_its_page_without_heatmaps(blocked_path: str, tmp_path
         blocked_path, "report", str(results), "--labels", "--bootstrap", "50", "--html", str(page), "--gallery", "2"
     )
     assert reported.returncode == EXIT_OK, reported.stderr
-    assert (page / "index.html").exists()
-    assert "no heatmaps: Grad-CAM needs TensorFlow" in reported.stdout + reported.stderr
+    assert "no heatmaps" not in reported.stdout + reported.stderr
+    full = [cv2.imread(str(path)) for path in (page / "images").glob("*.png") if "thumb" not in path.name]
+    assert full and all(_coloured(image) for image in full)  # each overlay has its colour bar: heatmaps were drawn
+    explained = xscan(blocked_path, "explain", str(SAMPLES), "-o", str(tmp_path / "heatmaps"), "--quiet")
+    assert explained.returncode == EXIT_OK, explained.stderr
+    assert len(list((tmp_path / "heatmaps").rglob("*.png"))) == 8
+
+
+def test_sr_draws_its_heatmap_images_without_tensorflow(
+    blocked_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("highdicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+
+    film = sorted(SAMPLES.rglob("*.jpeg"))[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.ViewPosition = generate_uid(), generate_uid(), "DX", "PA"
+    ds.PatientID = "P"
+    ds.set_pixel_data(cv2.imread(str(film), cv2.IMREAD_GRAYSCALE), "MONOCHROME2", 8)
+    (tmp_path / "export").mkdir()
+    ds.save_as(tmp_path / "export" / "film.dcm", enforce_file_format=True)
+    results = tmp_path / "results.csv"
+    assert xscan(blocked_path, "score", str(tmp_path / "export"), "-o", str(results), "--quiet").returncode == EXIT_OK
+    monkeypatch.setenv("XSCAN_STATE_DIR", str(tmp_path / "state"))  # this test's install, not the user's
+    done = xscan(blocked_path, "sr", str(results), "-o", str(tmp_path / "sr"))
+    assert done.returncode == EXIT_OK, done.stderr
+    assert len(list((tmp_path / "sr" / "heatmaps").glob("*.dcm"))) == 1
+
+
+def _coloured(image: np.ndarray) -> bool:
+    spread = image.max(axis=2).astype(int) - image.min(axis=2)
+    return int((spread > 60).sum()) > 100
 
 
 def test_calibrate_drift_and_studies_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
@@ -128,11 +165,10 @@ def test_info_without_tensorflow(blocked_path: str) -> None:
     [
         ["train", "{data}", "--out", "{out}", "--epochs", "1"],
         ["train", "{data}", "--out", "{out}", "--litert-only"],
-        ["explain", str(SAMPLES), "-o", "{out}"],
     ],
-    ids=["train", "litert-only", "explain"],
+    ids=["train", "litert-only"],
 )
-def test_training_and_explain_name_the_train_extra(blocked_path: str, tmp_path: Path, command: list[str]) -> None:
+def test_training_names_the_train_extra(blocked_path: str, tmp_path: Path, command: list[str]) -> None:
     """Without TensorFlow, a command that needs it says which extra to install (a usage error), before any work."""
     data, out = tmp_path / "data", tmp_path / "out"
     for label in ("NORMAL", "PNEUMONIA"):

@@ -11,9 +11,13 @@ from __future__ import annotations
 # when the install is broken (an ImportError before any of xscan's code runs), and that must alarm.
 EXIT_OK = 0  # every file scored, skipped by policy, or unchanged since an earlier run
 EXIT_USAGE = 2  # bad option, missing folder, a results file that must not be written to, a results file in use
-EXIT_FATAL = 3  # weights that do not load, results that cannot be written, an unexpected error
+EXIT_FATAL = 3  # xscan could not do it: delivery, output that cannot be written, damaged weights, out of memory
 EXIT_SOME_FAILED = 4  # the run finished, but some files could not be read (rows with an error)
 EXIT_DRIFT = 5  # `xscan drift`: the scans are unlike the model card's reference (not an error: a finding)
+# A bug: an exception xscan did not raise on purpose. 70 is EX_SOFTWARE of BSD's sysexits.h ("an
+# internal software error has been detected"), the code other Unix tools use for it; apart from 3 so
+# that a monitor tells "fix the site" (3) from "report a bug" (70); below 128, where signals are.
+EXIT_SOFTWARE = 70
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT (128 + 2); the next run resumes
 EXIT_TERMINATED = 143  # the shell's convention for SIGTERM (128 + 15); the next run resumes
 
@@ -33,7 +37,7 @@ class RunError(XscanError):
 
 
 class UsageError(RunError):
-    """The run was asked for something it cannot do: a missing folder, a bad option, a file that is not to be touched."""
+    """The run was asked for what it cannot do: a missing folder, a bad option, a file that is not to be touched."""
 
     exit_code = EXIT_USAGE
 

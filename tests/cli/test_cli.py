@@ -8,7 +8,15 @@ from support.data import SAMPLES, TRAIN, validation_scans
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE, LabelsError, UsageError, WeightsError
+from xscan.errors import (
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_SOFTWARE,
+    EXIT_USAGE,
+    LabelsError,
+    UsageError,
+    WeightsError,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SAMPLES_README = SAMPLES.parent / "README.md"
@@ -146,7 +154,8 @@ def test_train_options_default_to_the_recorded_recipe():
         (LabelsError("label 'x' is not one of ..."), EXIT_USAGE),
         (WeightsError("weights do not match their card"), EXIT_FATAL),
         (KeyboardInterrupt(), EXIT_INTERRUPTED),
-        (AttributeError("a bug"), EXIT_FATAL),
+        (AttributeError("a bug"), EXIT_SOFTWARE),
+        (MemoryError(), EXIT_FATAL),
     ],
 )
 def test_one_wrapper_maps_every_error_to_its_exit_code_and_logs_it(raised, code, tmp_path, capsys):
@@ -155,12 +164,15 @@ def test_one_wrapper_maps_every_error_to_its_exit_code_and_logs_it(raised, code,
     with open_log(tmp_path / "run.log") as log, pytest.raises(typer.Exit) as stopped, exit_codes(log=log):
         raise raised
     assert stopped.value.exit_code == code
-    assert (str(raised) or "interrupted") in capsys.readouterr().err
+    assert (str(raised) or ("interrupted" if code == EXIT_INTERRUPTED else "out of memory")) in capsys.readouterr().err
     assert f"(exit {code})" in (tmp_path / "run.log").read_text()
 
 
-def test_the_wrapper_lets_a_bug_through_with_debug():
+def test_the_wrapper_shows_a_bugs_traceback_with_debug_and_still_exits_70(capsys):
     from xscan.cli.app import exit_codes
 
-    with pytest.raises(AttributeError, match="a bug"), exit_codes(debug=True):
+    with pytest.raises(typer.Exit) as stopped, exit_codes(debug=True):
         raise AttributeError("a bug")
+    assert stopped.value.exit_code == EXIT_SOFTWARE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "AttributeError: a bug" in err

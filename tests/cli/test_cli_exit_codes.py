@@ -22,7 +22,15 @@ from support.stand_in import stand_in_loader
 from typer.testing import CliRunner
 
 from xscan.cli import app
-from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, EXIT_USAGE
+from xscan.errors import (
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOFTWARE,
+    EXIT_SOME_FAILED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 from xscan.input.walk import find_scans
 from xscan.model.card import default_weights_dir
 from xscan.scoring.results import results_columns
@@ -177,16 +185,17 @@ def test_weights_that_do_not_load_are_fatal_exit_3(scan_folder, tmp_path):
     assert to_stdout.exit_code == EXIT_FATAL and to_stdout.stdout == ""  # not even a header
 
 
-def test_unexpected_error_is_exit_3_with_a_message_and_a_log_line(scan_folder, tmp_path, monkeypatch):
+def test_unexpected_error_is_exit_70_with_a_message_and_a_log_line(scan_folder, tmp_path, monkeypatch):
     def broken_pipeline(*args, **kwargs):
         raise RuntimeError("worker pool fell over")
 
     monkeypatch.setattr("xscan.scoring.run.load_scorer", stand_in_loader)
     monkeypatch.setattr("xscan.scoring.run.score_paths", broken_pipeline)
     result = _invoke(scan_folder, "-o", tmp_path / "r.csv", "--log-file", tmp_path / "log")
-    assert result.exit_code == EXIT_FATAL
-    assert "unexpected RuntimeError: worker pool fell over (--debug shows the traceback)" in result.stderr
-    assert "fatal unexpected RuntimeError: worker pool fell over (exit 3)" in (tmp_path / "log").read_text()
+    assert result.exit_code == EXIT_SOFTWARE
+    message = "unexpected RuntimeError: worker pool fell over (a bug in xscan: --debug shows the traceback)"
+    assert message in result.stderr
+    assert "fatal unexpected RuntimeError: worker pool fell over (exit 70)" in (tmp_path / "log").read_text()
 
 
 # ---- real processes: the exit code the shell sees, and no traceback
@@ -230,7 +239,7 @@ app(["score", *sys.argv[2:]], prog_name="xscan")
 @pytest.mark.parametrize(
     ("failure", "code", "message"),
     [
-        ("bug", EXIT_FATAL, "error: unexpected RuntimeError: worker pool fell over (--debug shows the traceback)"),
+        ("bug", EXIT_SOFTWARE, "error: unexpected RuntimeError: worker pool fell over (a bug in xscan: --debug shows"),
         ("ctrl-c", EXIT_INTERRUPTED, "error: interrupted; run the same command again to resume"),
         ("sigterm", EXIT_TERMINATED, "error: terminated (SIGTERM); run the same command again to resume"),
     ],
@@ -244,7 +253,7 @@ def test_a_real_process_exits_with_the_documented_code_and_no_traceback(scan_fol
 def test_debug_lets_the_traceback_through(scan_folder, tmp_path):
     done = _process("bug", scan_folder, "-o", tmp_path / "r.csv", "--debug", driver=FAILING_RUN)
     assert "Traceback" in done.stderr and "RuntimeError: worker pool fell over" in done.stderr
-    assert done.returncode == 1  # Python's own exit for an uncaught exception
+    assert done.returncode == EXIT_SOFTWARE  # the same code as without --debug: 1 stays Python's own
 
 
 def test_help_documents_the_exit_codes():
@@ -253,6 +262,7 @@ def test_help_documents_the_exit_codes():
         "0    every file scored",
         "2    usage error",
         "3    fatal",
+        "70   a bug in xscan",
         "4    finished, but some files could not be read",
         "130  interrupted",
         "143  terminated",

@@ -1,4 +1,4 @@
-"""Grad-CAM of the ensemble: cell geometry, exactness, placement on a constructed network, and the randomisation check."""
+"""Grad-CAM of the ensemble: cell geometry, exactness, placement on a constructed network, randomisation check."""
 
 from dataclasses import asdict
 
@@ -10,7 +10,8 @@ import tensorflow as tf
 from scipy.stats import spearmanr
 from support.data import FULLRES, real_scans
 
-from xscan.explain.gradcam import Explainer, GradCam, grid_of, last_stage_layer, randomized_copy
+from xscan.explain.cam import Explainer
+from xscan.explain.gradcam import GradCam, grid_of, last_stage_layer, randomized_copy
 from xscan.explain.overlay import Grid, heat_on_scan
 from xscan.model.bundle import scorer_of
 from xscan.model.card import ModelCard, model_config_from_card
@@ -72,7 +73,7 @@ def _blob_scan(width: int, height: int, centre: tuple[int, int]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def brightness_explainer():
-    """A constructed two-member network whose logit grows with local brightness: its evidence is where the scan is bright."""
+    """A constructed two-member network whose logit grows with local brightness: evidence where the scan is bright."""
     config = ModelConfig(members=2)
     network = _all_ones(build_model(config))
     for member in range(config.members):

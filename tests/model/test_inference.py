@@ -23,9 +23,9 @@ def test_the_converted_network_gives_the_keras_models_outputs_in_order(capfd):
     compiled = CompiledNetwork(convert(model, batch=4), {"logit": 1, "features": 16})
     expected = [np.asarray(output) for output in model(batch, training=False)]
     got = compiled.run(batch)
-    assert compiled.batch == 4
-    assert [output.shape for output in got] == [(4, 1), (4, 16)]
-    for mine, theirs in zip(got, expected, strict=True):
+    assert compiled.batch == 4 and compiled.outputs == ["logit", "features"]
+    assert [output.shape for output in got.values()] == [(4, 1), (4, 16)]
+    for mine, theirs in zip(got.values(), expected, strict=True):
         assert np.allclose(mine, theirs, rtol=1e-5, atol=1e-5)
     assert np.abs(expected[1]).max() > 1e-3  # a real signal went through
     assert XNNPACK_NOTE not in capfd.readouterr().err

@@ -70,7 +70,7 @@ def test_a_card_without_a_litert_file_says_how_to_make_one(tmp_path):
 def test_the_bundled_litert_file_is_the_cards_and_was_made_by_xscan_train():
     card = read_card(default_weights_dir())
     assert card.litert.file == LITERT_FILE and card.litert.quantization == "none"
-    assert card.litert.outputs == {"logit": 1, "features": 3 * 128, "scope_logits": 4}
+    assert card.litert.outputs == {"logit": 1, "features": 3 * 128, "scope_logits": 4, "cam": 25}
     assert card.training.litert_command.startswith("xscan train ") and "--litert-only" in card.training.litert_command
     assert (default_weights_dir() / LITERT_FILE).stat().st_size < 8_000_000
 

@@ -7,6 +7,7 @@ films are DICOM copies of real films of the data set.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,10 +133,14 @@ def test_a_study_from_storescu_is_scored_reported_and_sent(
     assert done.returncode == 0, done.stdout + done.stderr
     listener.wait_for(r"\(STORESCU\): 3 instances stored; released")
     (study,) = listener.wait_for(rf"study {STUDY}: 3 instances, PNEUMONIA \(\d\.\d+\); queued for {destination.node}")
-    listener.wait_for(rf"study {STUDY}: 1 report files stored on {destination.node}")
+    # The report and a heatmap image for each of the two scored films (the lateral is skipped: none).
+    listener.wait_for(rf"study {STUDY}: 3 report files stored on {destination.node}")
     with destination.arrived:
-        destination.arrived.wait_for(lambda: destination.received, timeout=30)
-    (report,) = destination.received
+        destination.arrived.wait_for(lambda: len(destination.received) >= 3, timeout=30)
+    (report,) = [instance for instance in destination.received if instance.Modality == "SR"]
+    assert len(destination.received) == 3 and {instance.StudyInstanceUID for instance in destination.received} == {
+        STUDY
+    }
     assert report.StudyInstanceUID == STUDY and report.Modality == "SR" and report.PatientID == "P1"
     rows = list(read_rows(listener.store / "results.csv"))
     assert len(rows) == 3 and sum(row.skipped_by_policy for row in rows) == 1  # the lateral: stored, skipped
@@ -144,7 +149,7 @@ def test_a_study_from_storescu_is_scored_reported_and_sent(
     counted = status(listener.store)
     assert counted.returncode == EXIT_OK, counted.stderr
     assert "received: 3 instances" in counted.stdout and "scored: 3 instances; 1 studies reported" in counted.stdout
-    assert "sent: 1 report files" in counted.stdout and "waiting to be resent: 0" in counted.stdout
+    assert "sent: 3 report files" in counted.stdout and "waiting to be resent: 0" in counted.stdout
 
 
 COMPRESSED = "1.2.826.0.1.3680043.10.543.31.2"
@@ -320,10 +325,10 @@ def test_tls_takes_a_client_whose_certificate_chains_to_the_ca_and_no_other(film
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 1.5 MB tmpfs (mounting one needs root or CAP_SYS_ADMIN; without it the test is skipped, saying so)."""
+    """A 16 MB tmpfs (mounting one needs root or CAP_SYS_ADMIN; without it the test is skipped, saying so)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
     try:
@@ -340,12 +345,15 @@ def test_a_full_disk_answers_out_of_resources_leaves_no_partial_file_and_the_lis
     require_data()
     largest = max((FULLRES / "PNEUMONIA").iterdir(), key=lambda path: path.stat().st_size)
     big = write_film(tmp_path / "big.dcm", largest, "P9", "1.2.826.0.1.3680043.10.543.31.9", 1)
-    assert big.stat().st_size > 2 * 1536 * 1024  # more than the whole disk
     listener = ListenerProcess(small_disk / "store")
+    ballast = small_disk / "ballast"  # the disk filled by something else, up to less than the film needs
+    free = shutil.disk_usage(small_disk).free
+    ballast.write_bytes(bytes(max(0, free - big.stat().st_size // 2)))
     try:
         (full,) = store_files("PYSCU", listener.port, [pydicom.dcmread(big)])
         assert full == 0xA700  # Out of Resources: the sender keeps the instance and retries
         assert not list((small_disk / "store").rglob("*.part")) and not list((small_disk / "store").rglob("*.dcm"))
+        ballast.unlink()  # space again (the film's report and heatmap image need some too): the listener goes on
         (stored,) = store_files("PYSCU", listener.port, [pydicom.dcmread(films / "a1.dcm")])
         assert stored == 0x0000
         listener.wait_for(rf"study {STUDY}: 1 instances, PNEUMONIA")
@@ -392,17 +400,20 @@ def test_a_destination_that_is_down_is_retried_with_backoff_and_listed_until_it_
     try:
         (stored,) = store_files("PYSCU", listener.port, [pydicom.dcmread(films / "a1.dcm")])
         assert stored == 0x0000  # reception does not wait for the destination
-        listener.wait_for(rf"could not store 1 files on {node} \(no association.*\); next try in 5 s")
+        # The report and the film's heatmap image wait for the destination.
+        listener.wait_for(rf"could not store 2 files on {node} \(no association.*\); next try in 5 s")
         waiting = status(tmp_path / "store")
-        assert "waiting to be resent: 1 report files" in waiting.stdout
-        assert f"{node}: 1 files; last error: {node}: no association" in waiting.stdout
+        assert "waiting to be resent: 2 report files" in waiting.stdout
+        assert f"{node}: 2 files; last error: {node}: no association" in waiting.stdout
         destination = Destination(port)
         try:
-            listener.wait_for(rf"study {STUDY}: 1 report files stored on {node}", timeout=60)
-            assert [report.StudyInstanceUID for report in destination.received] == [STUDY]
+            listener.wait_for(rf"study {STUDY}: \d+ report files stored on {node}", timeout=60)
+            with destination.arrived:  # the two may go in one retry or two
+                destination.arrived.wait_for(lambda: len(destination.received) >= 2, timeout=60)
+            assert [report.StudyInstanceUID for report in destination.received] == [STUDY, STUDY]
         finally:
             destination.server.shutdown()
-        assert "sent: 1 report files" in status(tmp_path / "store").stdout
+        assert "sent: 2 report files" in status(tmp_path / "store").stdout
         assert listener.terminate() == EXIT_OK
     finally:
         listener.close()

@@ -1,4 +1,7 @@
-"""`xscan studies` and `xscan sr` on DICOM copies of real films, checked by independent tools: dciodvfy, dsrdump, Orthanc.
+"""`xscan studies` and `xscan sr` on DICOM copies of real films, checked by dciodvfy, dsrdump, Orthanc, Chromium.
+
+The reports and the heatmap images (Secondary Captures) are checked as written and as Orthanc
+stores them; the images as Orthanc renders them for a viewer (/instances/ID/preview).
 
 The export: three studies of real films (a pneumonia study of two frontal films and a lateral, a
 normal study of two frontal films, a study of one film turned upside down) and one JPEG of
@@ -17,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,6 +34,8 @@ from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittle
 from support.data import REPO, TRAIN, require_data
 
 from xscan.about import DISCLAIMER
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_component]  # real model subprocesses; Orthanc, dcmtk, dicom3tools
 
 REQUIRED = os.environ.get("XSCAN_REQUIRE_PACS") == "1"
 PNEUMONIA_STUDY, NORMAL_STUDY, TURNED_STUDY = (f"1.2.826.0.1.3680043.10.543.26.{n}" for n in (1, 2, 3))
@@ -56,9 +62,16 @@ def need_extra() -> None:
         need("the pacs extra", False, "pip install '.[pacs]'")
 
 
+STATE = Path(tempfile.mkdtemp(prefix="xscan-state-"))  # this session's install: its device UID, never the user's
+
+
 def xscan(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "xscan.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "xscan.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XSCAN_STATE_DIR": str(STATE), **(env or {})},
+        timeout=300,
     )
 
 
@@ -177,34 +190,63 @@ def reports(export: dict[str, Path]) -> Path:
     done = xscan("sr", export["results"], "-o", folder)
     assert done.returncode == 0, done.stderr
     assert "3 reports" in done.stderr and "no report for 1 non-DICOM files" in done.stderr
+    assert "5 heatmap images" in done.stderr  # a1, a2, b1, b2 and the turned c1; not the lateral a3
     return folder
+
+
+def heatmap_files(folder: Path) -> list[Path]:
+    return sorted((folder / "heatmaps").glob("*.dcm"))
 
 
 def sr_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.dcm"))
 
 
-def test_every_report_passes_dciodvfy_and_dsrdump(reports: Path) -> None:
+def check_report(path: Path) -> str:
+    """PATH passes dciodvfy with no error and dsrdump reads it: its dsrdump text."""
     dciodvfy, dsrdump = need_tool("dciodvfy", "dicom3tools"), need_tool("dsrdump", "dcmtk")
-    for path in sr_files(reports):
-        checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
-        assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
-        assert "Comprehensive3DSR" in checked.stdout + checked.stderr
-        dumped = subprocess.run([dsrdump, path], capture_output=True, text=True, timeout=60)
-        assert dumped.returncode == 0, dumped.stderr
-        assert "Verification Flag   : UNVERIFIED" in dumped.stdout and '"Pneumonia"' in dumped.stdout
+    checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
+    assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    assert "Comprehensive3DSR" in checked.stdout + checked.stderr
+    dumped = subprocess.run([dsrdump, path], capture_output=True, text=True, timeout=60)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "Verification Flag   : UNVERIFIED" in dumped.stdout and '"Pneumonia"' in dumped.stdout
+    return dumped.stdout
 
 
-def image_groups(report: Dataset) -> dict[str, float]:
-    """The probability of each image the report refers to, by SOP Instance UID, read back with plain pydicom."""
-    found = {}
+def check_image(path: Path) -> None:
+    """PATH, a heatmap image, passes dciodvfy as a Secondary Capture with no error, and dcmdump reads it."""
+    dciodvfy, dcmdump = need_tool("dciodvfy", "dicom3tools"), need_tool("dcmdump", "dcmtk")
+    checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
+    assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    assert "SCImage" in checked.stdout + checked.stderr
+    dumped = subprocess.run([dcmdump, path], capture_output=True, text=True, timeout=60)
+    assert dumped.returncode == 0 and "xscan heatmaps (unverified)" in dumped.stdout, dumped.stderr
+
+
+def test_every_report_passes_dciodvfy_and_dsrdump(reports: Path) -> None:
+    texts = [check_report(path) for path in sr_files(reports)]
+    assert all('"Image Library"' in text for text in texts)  # TID 1600: where viewers place the references
+
+
+def content_items(dataset: Dataset) -> list[Dataset]:
+    """Every content item of an SR, depth first."""
+    items = []
+    for item in dataset.get("ContentSequence", []):
+        items += [item, *content_items(item)]
+    return items
+
+
+def image_groups(report: Dataset) -> dict[str, float | None]:
+    """The probability of each image the report refers to by SOP Instance UID (None: none written), read by pydicom."""
+    found: dict[str, float | None] = {}
     for group in report.ContentSequence[-2].ContentSequence:  # Imaging Measurements, then Qualitative Evaluations
         items = group.ContentSequence
         images = [item for item in items if item.ValueType == "IMAGE"]
         numbers = [item for item in items if item.ValueType == "NUM"]
         if images:
             uid = images[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-            found[uid] = float(numbers[0].MeasuredValueSequence[0].NumericValue)
+            found[uid] = float(numbers[0].MeasuredValueSequence[0].NumericValue) if numbers else None
     return found
 
 
@@ -226,14 +268,22 @@ def test_reports_carry_the_csv_probabilities_in_the_source_study(export: dict[st
         assert {DISCLAIMER, "xscan", f"model {results[0]['model']}", f"threshold {results[0]['threshold']}"} <= texts
     turned = pydicom.dcmread(reports / f"{TURNED_STUDY}.dcm")  # a film upside down: not assessed, with the reason
     assert "373068000" in {element.value for element in turned.iterall() if element.keyword == "CodeValue"}
-    assert any(
-        element.value.startswith("not assessed: out of scope, rotated or inverted")
-        for element in turned.iterall()
-        if element.keyword == "TextValue"
-    )
+    turned_texts = [element.value for element in turned.iterall() if element.keyword == "TextValue"]
+    assert any(text.startswith("not assessed: out of scope, rotated or inverted") for text in turned_texts)
+    assert any(text.startswith("Study verdict: out of scope") for text in turned_texts)
+    assert not any("OUT_OF_SCOPE" in text for text in turned_texts)
+    names = {item.ConceptNameCodeSequence[0].CodeMeaning for item in content_items(turned) if item.ValueType == "NUM"}
+    assert names == {"Pixel Data Rows", "Pixel Data Columns"}  # the Image Library's; no probability out of scope
     assert seen.keys() == by_uid.keys()
     for uid, probability in seen.items():
-        assert probability == pytest.approx(float(by_uid[uid]["probability"]), abs=1e-6)
+        if by_uid[uid]["scope"]:
+            assert probability is None
+        else:
+            assert probability == pytest.approx(float(by_uid[uid]["probability"]), abs=1e-6)
+    report = pydicom.dcmread(sr_files(reports)[0])
+    assert list(report.SoftwareVersions) == ["xscan 0.1.0", results[0]["model"]]
+    device = next(item for item in content_items(report) if item.ConceptNameCodeSequence[0].CodeValue == "121012")
+    assert device.UID == (STATE / "device-uid").read_text().strip()  # this install's, kept in its state folder
 
 
 def test_a_rerun_writes_the_same_reports(export: dict[str, Path], reports: Path) -> None:
@@ -241,6 +291,10 @@ def test_a_rerun_writes_the_same_reports(export: dict[str, Path], reports: Path)
     done = xscan("sr", export["results"], "-o", reports)
     assert done.returncode == 0 and "(0 new or changed)" in done.stderr
     assert {path.name: pydicom.dcmread(path).SOPInstanceUID for path in sr_files(reports)} == before
+
+
+WEB_VIEWER = Path("/usr/share/orthanc/plugins/libOrthancWebViewer.so")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -263,7 +317,7 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowStore": True,
-            "Plugins": [],
+            "Plugins": [str(WEB_VIEWER)] if WEB_VIEWER.is_file() else [],  # Debian's orthanc-webviewer, if there
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "w")
@@ -317,56 +371,180 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-def test_send_stores_each_report_in_its_study_once(
+def test_send_stores_each_report_and_image_in_its_study_once(
     export: dict[str, Path], reports: Path, orthanc: Orthanc, tmp_path: Path
 ) -> None:
-    dciodvfy = need_tool("dciodvfy", "dicom3tools")
     for path in sorted(export["folder"].glob("*.dcm")):
         orthanc.post("/instances", path.read_bytes())  # the images, as the PACS holds them before xscan reports
     node = f"ORTHANC@127.0.0.1:{orthanc.dicom}"
     sent = xscan("sr", export["results"], "-o", reports, "--send", node)
     assert sent.returncode == 0, sent.stderr
-    assert f"stored 3 on {node}" in sent.stderr
+    assert f"stored 8 on {node}" in sent.stderr  # 3 reports and 5 heatmap images
     for path in sr_files(reports):
         found = orthanc.post(
             "/tools/find", json.dumps({"Level": "Study", "Query": {"StudyInstanceUID": path.stem}}).encode()
         )
         assert len(found) == 1
         series = orthanc.get(f"/studies/{found[0]}/series")
-        modalities = sorted(s["MainDicomTags"]["Modality"] for s in series)
-        assert modalities == ["DX", "SR"]
-        sr_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "SR")
+        by_modality = {s["MainDicomTags"]["Modality"]: s for s in series}
+        assert sorted(by_modality) == ["DX", "OT", "SR"]
+        assert by_modality["OT"]["MainDicomTags"]["SeriesDescription"] == "xscan heatmaps (unverified)"
         held = tmp_path / f"held-{path.name}"
-        held.write_bytes(orthanc.raw(f"/instances/{sr_series['Instances'][0]}/file"))
-        checked = subprocess.run([dciodvfy, held], capture_output=True, text=True, timeout=60)
-        assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+        held.write_bytes(orthanc.raw(f"/instances/{by_modality['SR']['Instances'][0]}/file"))
+        check_report(held)
+        for number, instance in enumerate(by_modality["OT"]["Instances"]):
+            copy = tmp_path / f"held-{path.stem}-{number}.dcm"
+            copy.write_bytes(orthanc.raw(f"/instances/{instance}/file"))
+            check_image(copy)
     count = orthanc.get("/statistics")["CountInstances"]
     again = xscan("sr", export["results"], "-o", reports, "--send", node)
     assert again.returncode == 0, again.stderr
-    assert f"stored 0 on {node}; 3 were stored there before" in again.stderr
+    assert f"stored 0 on {node}; 8 were stored there before" in again.stderr
     assert orthanc.get("/statistics")["CountInstances"] == count
 
 
-def test_a_refused_association_exits_3_and_keeps_the_reports(export: dict[str, Path], reports: Path) -> None:
-    node = f"ORTHANC@127.0.0.1:{free_port()}"  # nobody listens there
-    done = xscan("sr", export["results"], "-o", reports, "--send", node)
-    assert done.returncode == 3
-    assert f"{node} refused the association or did not answer" in done.stderr and "Traceback" not in done.stderr
-    assert len(sr_files(reports)) == 3
-    sent_log = reports / "sent.csv"
-    assert not sent_log.exists() or node not in sent_log.read_text()
+def test_every_heatmap_image_passes_dciodvfy_and_refers_to_its_film(export: dict[str, Path], reports: Path) -> None:
+    films = {
+        str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID): path
+        for path in export["folder"].glob("*.dcm")
+    }
+    for path in heatmap_files(reports):
+        check_image(path)
+        image = pydicom.dcmread(path)
+        film = pydicom.dcmread(films[path.stem], stop_before_pixels=True)
+        assert image.SourceImageSequence[0].ReferencedSOPInstanceUID == film.SOPInstanceUID
+        assert (image.StudyInstanceUID, image.PatientID, image.AccessionNumber) == (
+            film.StudyInstanceUID,
+            film.PatientID,
+            film.AccessionNumber,
+        )
+        assert (image.BurnedInAnnotation, image.ConversionType, image.PhotometricInterpretation) == (
+            "YES",
+            "WSD",
+            "RGB",
+        )
+        assert max(image.Rows, image.Columns) <= 2048 and image.SeriesNumber == 9902
 
 
-def test_a_rejected_report_exits_3_stays_unlogged_and_is_sent_by_the_next_run(
+def preview(orthanc: Orthanc, sop_instance_uid: str) -> np.ndarray:
+    """Orthanc's own rendering of the stored instance (/instances/ID/preview), as an RGB array."""
+    found = orthanc.post(
+        "/tools/find", json.dumps({"Level": "Instance", "Query": {"SOPInstanceUID": sop_instance_uid}}).encode()
+    )
+    assert len(found) == 1
+    png = np.frombuffer(orthanc.raw(f"/instances/{found[0]}/preview"), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def colourfulness(pixels: np.ndarray) -> np.ndarray:
+    return pixels.max(axis=-1).astype(int) - pixels.min(axis=-1)
+
+
+def test_orthancs_preview_shows_the_heatmap_over_the_lungs_and_the_banner(
+    export: dict[str, Path], reports: Path, orthanc: Orthanc
+) -> None:
+    """Sent by the test above; read back as Orthanc renders it for a viewer."""
+    from xscan.explain.cam import Explainer
+    from xscan.input.decode import decode
+    from xscan.input.preprocess import preprocess
+    from xscan.model.scorer import load_scorer
+    from xscan.pacs.images import BANNER_BACKGROUND
+
+    node = f"ORTHANC@127.0.0.1:{orthanc.dicom}"
+    assert xscan("sr", export["results"], "-o", reports, "--send", node).returncode == 0
+    film_uid = str(pydicom.dcmread(export["folder"] / "a1.dcm", stop_before_pixels=True).SOPInstanceUID)
+    shown = preview(orthanc, str(pydicom.dcmread(reports / "heatmaps" / f"{film_uid}.dcm").SOPInstanceUID))
+    grey = decode(export["folder"] / "a1.dcm")
+    explainer = Explainer(load_scorer())
+    _, cams = explainer.cells(preprocess(grey, 160)[np.newaxis])
+    width = shown.shape[1]
+    height = round(grey.shape[0] * width / grey.shape[1])  # the film's part, above the banner
+    heat = explainer.heat(cams[0], width, height)
+    y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    assert 0.1 * width < x < 0.9 * width and 0.15 * height < y < 0.85 * height  # the hottest cell is on the chest
+    hot = colourfulness(shown[:height][heat > 0.8 * heat.max()])
+    assert np.median(hot) > 60  # coloured where the map is hot
+    band = shown[height + 4 :]
+    assert band.shape[0] > 20
+    assert np.mean(np.all(np.abs(band.astype(int) - BANNER_BACKGROUND) < 12, axis=-1)) > 0.6  # the dark band
+    amber = (band[..., 0] > 180) & (band[..., 1] > 120) & (band[..., 2] < 90)
+    assert amber.sum() > 50  # the UNVERIFIED line
+    turned_uid = str(pydicom.dcmread(export["folder"] / "c1.dcm", stop_before_pixels=True).SOPInstanceUID)
+    out_of_scope = preview(orthanc, str(pydicom.dcmread(reports / "heatmaps" / f"{turned_uid}.dcm").SOPInstanceUID))
+    assert np.percentile(colourfulness(out_of_scope[: out_of_scope.shape[0] * 8 // 10]), 99) < 10  # no heatmap
+
+
+def test_orthancs_web_viewer_shows_the_heatmap_image_in_chromium(
+    export: dict[str, Path], reports: Path, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """The image in a real viewer: Orthanc's web viewer plugin, in headless Chromium driven by Playwright."""
+    required = os.environ.get("XSCAN_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("playwright is not installed (pip install '.[test]')")
+    for what, present, install in (
+        ("Chromium", Path(CHROMIUM).is_file(), "chromium"),
+        ("the web viewer", WEB_VIEWER.is_file(), "orthanc-webviewer"),
+    ):
+        if not present:
+            if required:
+                pytest.fail(f"{what} is missing: apt-get install {install}")
+            pytest.skip(f"{what} is not installed (apt-get install {install})")
+    node = f"ORTHANC@127.0.0.1:{orthanc.dicom}"
+    assert xscan("sr", export["results"], "-o", reports, "--send", node).returncode == 0
+    found = orthanc.post(
+        "/tools/find",
+        json.dumps({"Level": "Series", "Query": {"StudyInstanceUID": PNEUMONIA_STUDY, "Modality": "OT"}}).encode(),
+    )
+    assert len(found) == 1
+    shot = tmp_path / "viewer.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.goto(
+                f"http://127.0.0.1:{orthanc.http}/web-viewer/app/viewer.html?series={found[0]}",
+                wait_until="networkidle",
+            )
+            page.wait_for_function("document.querySelectorAll('canvas').length > 0", timeout=30_000)
+            page.wait_for_timeout(2000)  # the viewer draws the first instance after its pixels arrive
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    shown = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
+    assert (colourfulness(shown) > 60).sum() > 5000  # the heatmap's colour, drawn by the viewer
+    amber = (shown[..., 0] > 180) & (shown[..., 1] > 120) & (shown[..., 2] < 90)
+    assert amber.sum() > 30  # the banner's UNVERIFIED line
+
+
+def test_an_unreachable_node_exits_3_could_not_deliver_and_keeps_the_files(
+    export: dict[str, Path], reports: Path
+) -> None:
+    for node in (f"ORTHANC@127.0.0.1:{free_port()}", "ORTHANC@no-such-host.invalid:4242"):  # nobody listens; no host
+        done = xscan("sr", export["results"], "-o", reports, "--send", node)
+        assert done.returncode == 3, done.stderr
+        assert "could not deliver" in done.stderr and "Traceback" not in done.stderr and "unexpected" not in done.stderr
+        assert len(sr_files(reports)) == 3 and len(heatmap_files(reports)) == 5
+        sent_log = reports / "sent.csv"
+        assert not sent_log.exists() or node not in sent_log.read_text()
+    assert "'no-such-host.invalid' is not a host name that resolves here" in done.stderr
+
+
+def test_a_rejected_file_exits_3_stays_unlogged_and_is_sent_by_the_next_run(
     export: dict[str, Path], reports: Path, tmp_path: Path
 ) -> None:
     from pynetdicom import AE, evt
-    from pynetdicom.sop_class import Comprehensive3DSRStorage
+    from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
     folder = tmp_path / "sr"
     shutil.copytree(reports, folder, ignore=shutil.ignore_patterns("sent.csv"))
     stored: list[str] = []
-    statuses = iter([0xA700, 0x0000, 0x0000])  # the first report: "out of resources"; the rest stored
+    statuses = iter([0xA700])  # the first file: "out of resources"; the rest stored
 
     def on_store(event: evt.Event) -> int:
         status = next(statuses, 0x0000)
@@ -376,20 +554,142 @@ def test_a_rejected_report_exits_3_stays_unlogged_and_is_sent_by_the_next_run(
 
     scp = AE(ae_title="STORESCP")
     scp.add_supported_context(Comprehensive3DSRStorage)
+    scp.add_supported_context(SecondaryCaptureImageStorage)
     port = free_port()
     server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
         node = f"STORESCP@127.0.0.1:{port}"
         first = xscan("sr", export["results"], "-o", folder, "--send", node)
         assert first.returncode == 3
-        assert f"{node} rejected 1 of 3 reports" in first.stderr and "status 0xA700" in first.stderr
-        assert len(stored) == 2
+        assert f"{node} rejected 1 of 8 files" in first.stderr and "status 0xA700" in first.stderr
+        assert len(stored) == 7
         second = xscan("sr", export["results"], "-o", folder, "--send", node)
         assert second.returncode == 0, second.stderr
-        assert f"stored 1 on {node}; 2 were stored there before" in second.stderr
-        assert len(set(stored)) == 3
+        assert f"stored 1 on {node}; 7 were stored there before" in second.stderr
+        assert len(set(stored)) == 8
     finally:
         server.shutdown()
+
+
+def edited_results(source: Path, target: Path, edit) -> Path:
+    """A copy of the results CSV SOURCE with EDIT(row) applied to each row (a dict of its cells)."""
+    rows = rows_of(source)
+    with open(target, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(edit(dict(row)) or row)
+    return target
+
+
+def test_changed_results_amend_the_report_with_its_predecessor(
+    export: dict[str, Path], reports: Path, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sr"
+    shutil.copytree(reports, folder, ignore=shutil.ignore_patterns("sent.csv"))
+    first = pydicom.dcmread(folder / f"{PNEUMONIA_STUDY}.dcm")
+    orthanc.post("/instances", (folder / f"{PNEUMONIA_STUDY}.dcm").read_bytes())  # the PACS holds the first report
+
+    def lower_a1(row: dict[str, str]) -> dict[str, str]:
+        if row["path"].endswith("a2.dcm"):
+            row["probability"], row["label"] = "0.100000", "NORMAL"  # a second reading of the study changed
+        return row
+
+    changed = edited_results(export["results"], tmp_path / "changed.csv", lower_a1)
+    done = xscan("sr", changed, "-o", folder, "--no-images")
+    assert done.returncode == 0, done.stderr
+    assert "(1 new or changed, 1 of them amending an earlier report)" in done.stderr
+    amended = pydicom.dcmread(folder / f"{PNEUMONIA_STUDY}.dcm")
+    assert amended.SOPInstanceUID != first.SOPInstanceUID
+    assert (amended.SeriesInstanceUID, amended.InstanceNumber) == (first.SeriesInstanceUID, first.InstanceNumber + 1)
+    predecessor = amended.PredecessorDocumentsSequence[0]
+    assert predecessor.StudyInstanceUID == PNEUMONIA_STUDY
+    reference = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert reference.ReferencedSOPInstanceUID == first.SOPInstanceUID
+    assert pydicom.dcmread(folder / "replaced" / f"{PNEUMONIA_STUDY}.1.dcm").SOPInstanceUID == first.SOPInstanceUID
+    check_report(folder / f"{PNEUMONIA_STUDY}.dcm")
+    again = xscan("sr", changed, "-o", folder, "--no-images")  # the same changed results: nothing more
+    assert again.returncode == 0 and "(0 new or changed" in again.stderr, again.stderr
+    assert pydicom.dcmread(folder / f"{PNEUMONIA_STUDY}.dcm").SOPInstanceUID == amended.SOPInstanceUID
+    # What a PACS shows (README): both reports, instances 1 and 2 of the one series, the second naming the first.
+    sent = xscan("sr", changed, "-o", folder, "--no-images", "--send", f"ORTHANC@127.0.0.1:{orthanc.dicom}")
+    assert sent.returncode == 0, sent.stderr
+    held = orthanc.post(
+        "/tools/find",
+        json.dumps(
+            {"Level": "Instance", "Query": {"SeriesInstanceUID": first.SeriesInstanceUID}, "Expand": True}
+        ).encode(),
+    )
+    assert sorted(int(instance["MainDicomTags"]["InstanceNumber"]) for instance in held) == [1, 2]
+
+
+def test_bad_inputs_exit_2_naming_what_is_wrong(export: dict[str, Path], tmp_path: Path) -> None:
+    need_extra()
+
+    def a1_gone(row: dict[str, str]) -> dict[str, str]:
+        if row["path"].endswith("a1.dcm"):
+            row["path"] = str(tmp_path / "moved" / "a1.dcm")
+        return row
+
+    gone = xscan("sr", edited_results(export["results"], tmp_path / "gone.csv", a1_gone), "-o", tmp_path / "sr1")
+    assert gone.returncode == 2, gone.stderr
+    assert f"{tmp_path / 'moved' / 'a1.dcm'} was scored but is gone" in gone.stderr
+    assert not list((tmp_path / "sr1").glob("*.dcm")) if (tmp_path / "sr1").exists() else True
+    root = xscan("sr", export["results"], "-o", tmp_path / "sr2", "--uid-root", "1.2.03.x")
+    assert root.returncode == 2 and "is not a UID root" in root.stderr
+
+    def other_model(row: dict[str, str]) -> dict[str, str]:
+        row["model"] = "xscan-cnn-9.9.9-0badf00d"
+        return row
+
+    other = xscan("sr", edited_results(export["results"], tmp_path / "other.csv", other_model), "-o", tmp_path / "sr3")
+    assert other.returncode == 2, other.stderr
+    assert "the results come from model xscan-cnn-9.9.9-0badf00d" in other.stderr and "--no-images" in other.stderr
+
+
+def test_an_output_folder_that_cannot_be_written_is_exit_3(export: dict[str, Path], tmp_path: Path) -> None:
+    need_extra()
+    (tmp_path / "a-file").write_text("not a folder")
+    done = xscan("sr", export["results"], "-o", tmp_path / "a-file" / "sr", "--no-images")
+    assert done.returncode == 3, done.stderr
+    assert "cannot write structured reports into" in done.stderr and "unexpected" not in done.stderr
+
+
+def test_a_site_root_and_another_install_make_other_uids(export: dict[str, Path], tmp_path: Path) -> None:
+    need_extra()
+    other = tmp_path / "state"
+    done = xscan(
+        "sr",
+        export["results"],
+        "-o",
+        tmp_path / "sr",
+        "--no-images",
+        "--uid-root",
+        "1.2.826.0.1.3680043.10.543",
+        env={"XSCAN_STATE_DIR": str(other)},
+    )
+    assert done.returncode == 0, done.stderr
+    report = pydicom.dcmread(tmp_path / "sr" / f"{NORMAL_STUDY}.dcm")
+    assert report.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.543.")
+    assert report.SeriesInstanceUID.startswith("1.2.826.0.1.3680043.10.543.")
+    device = next(item for item in content_items(report) if item.ConceptNameCodeSequence[0].CodeValue == "121012")
+    assert device.UID == (other / "device-uid").read_text().strip() != (STATE / "device-uid").read_text().strip()
+    assert not (tmp_path / "sr" / "heatmaps").exists()
+
+
+def test_a_study_whose_every_image_the_policy_skipped_gets_no_report(export: dict[str, Path], tmp_path: Path) -> None:
+    need_extra()
+    lateral_only = [row for row in rows_of(export["results"]) if row["path"].endswith("a3.dcm")]
+    results = tmp_path / "lateral.csv"
+    with open(results, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(lateral_only[0]))
+        writer.writeheader()
+        writer.writerows(lateral_only)
+    done = xscan("sr", results, "-o", tmp_path / "sr")
+    assert done.returncode == 0, done.stderr
+    assert "0 reports" in done.stderr
+    assert "1 DICOM studies got no report: the DICOM policy skipped every image of them" in done.stderr
+    assert not list((tmp_path / "sr").glob("*.dcm"))
 
 
 def test_a_node_that_is_not_aet_at_host_port_is_a_usage_error(export: dict[str, Path], tmp_path: Path) -> None:

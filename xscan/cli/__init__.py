@@ -6,6 +6,7 @@ Nothing here computes: every command calls one library function and formats what
 
 from xscan.cli import audit, calibrate, drift, explain, info, listen, report, score, sr, studies, train
 from xscan.cli.app import app
+from xscan.cli.options import debug_option
 
 # The order of `xscan --help`.
 for command in (
@@ -21,6 +22,6 @@ for command in (
     sr.sr,
     listen.listen,
 ):
-    app.command()(command)
+    app.command()(debug_option(command))  # --debug on every command, one decorator
 
 __all__ = ["app"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from xscan.about import DISCLAIMER, __version__
-from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, XscanError
+from xscan.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_TERMINATED, EXIT_USAGE, XscanError
 
 if TYPE_CHECKING:
     from xscan.scoring.runlog import RunLog
@@ -26,6 +28,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True)
+# --debug of the command running (xscan.cli.options.debug_option sets it): `exit_codes` lets a bug's traceback through.
+DEBUG: ContextVar[bool] = ContextVar("xscan_debug", default=False)
 
 
 def _version(value: bool) -> None:
@@ -75,13 +79,15 @@ def sigterm_raises() -> Iterator[None]:
 
 
 @contextmanager
-def exit_codes(debug: bool = False, log: RunLog | None = None, resume_hint: str = "") -> Iterator[None]:
+def exit_codes(debug: bool | None = None, log: RunLog | None = None, resume_hint: str = "") -> Iterator[None]:
     """The one place an error becomes a message and an exit code, for every command.
 
     An XscanError exits with its own code; Ctrl-C with 130 and SIGTERM (inside `sigterm_raises`)
-    with 143; anything else is unexpected, a bug: exit 3, or its traceback with DEBUG. LOG, when
-    given, gets a line for each. RESUME_HINT follows the interrupted and terminated messages.
+    with 143; a MemoryError with 3 (xscan could not do it); anything else is unexpected, a bug:
+    exit 70 (EXIT_SOFTWARE), with its traceback too under DEBUG (default: the command's --debug). LOG,
+    when given, gets a line for each. RESUME_HINT follows the interrupted and terminated messages.
     """
+    debug = DEBUG.get() if debug is None else debug
     hint = f"; {resume_hint}" if resume_hint else ""
     try:
         yield
@@ -96,11 +102,22 @@ def exit_codes(debug: bool = False, log: RunLog | None = None, resume_hint: str 
     except Terminated:
         _log(log, "fatal", f"terminated by SIGTERM (exit {EXIT_TERMINATED})")
         raise fail(f"terminated (SIGTERM){hint}", EXIT_TERMINATED) from None
+    except MemoryError:
+        _traceback(debug)
+        _log(log, "fatal", f"out of memory (MemoryError) (exit {EXIT_FATAL})")
+        raise fail("out of memory (MemoryError): free memory, or use fewer --workers", EXIT_FATAL) from None
     except Exception as error:
-        if debug:
-            raise
-        _log(log, "fatal", f"unexpected {type(error).__name__}: {error} (exit {EXIT_FATAL})")
-        raise fail(f"unexpected {type(error).__name__}: {error} (--debug shows the traceback)", EXIT_FATAL) from None
+        _traceback(debug)
+        _log(log, "fatal", f"unexpected {type(error).__name__}: {error} (exit {EXIT_SOFTWARE})")
+        raise fail(
+            f"unexpected {type(error).__name__}: {error} (a bug in xscan: --debug shows the traceback)", EXIT_SOFTWARE
+        ) from None
+
+
+def _traceback(debug: bool) -> None:
+    """With --debug, the traceback of the exception being handled, on standard error; the exit code stays the same."""
+    if debug:
+        traceback.print_exc()
 
 
 def _log(log: RunLog | None, kind: str, message: str) -> None:

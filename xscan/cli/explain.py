@@ -23,7 +23,6 @@ def explain(
         None, "--log-file", help="Append a line per failed file and a summary per run to this file."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but usage and fatal errors."),
-    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
 ) -> None:
     """Show where the model looked: a Grad-CAM heatmap over each scan, one PNG per scan.
 
@@ -45,15 +44,13 @@ def explain(
         xscan explain scan1.jpeg scan2.dcm -o heatmaps/ --size 1024 --log-file explain.log
     """
     from xscan.explain.run import ExplainOptions, explain_paths
-    from xscan.model.train_extra import require_train_extra
 
     options = ExplainOptions(
         threshold=threshold, workers=workers, weights=weights, **({"long_side": size} if size else {})
     )
     log = open_log(log_file)
     view = ScoreView(log, quiet, keep_rows=False)
-    with log, view, sigterm_raises(), exit_codes(debug, log):
-        require_train_extra("xscan explain (Grad-CAM)")  # before any file is read or written
+    with log, view, sigterm_raises(), exit_codes(log=log):
         summary = explain_paths(paths, output, options, on_event=view)
         view.close()
         log.line(
@@ -63,6 +60,7 @@ def explain(
         )
         if not quiet:
             say(
-                f"drawn {summary.drawn}, failed {summary.failed} in {summary.seconds:.1f} s; overlays and explain.csv in {output}"
+                f"drawn {summary.drawn}, failed {summary.failed} in {summary.seconds:.1f} s; "
+                f"overlays and explain.csv in {output}"
             )
     raise typer.Exit(summary.exit_code)

@@ -1,16 +1,51 @@
-"""Options several commands share: where ground truth comes from (report, calibrate)."""
+"""Options several commands share: --debug (every command), where ground truth comes from (report, calibrate)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from xscan.cli.app import DEBUG
 from xscan.errors import UsageError
 
 if TYPE_CHECKING:
     from xscan.reporting.labels import GroundTruth
+
+
+DEBUG_HELP = "Show the Python traceback of an unexpected error (a bug, exit 70) instead of one line."
+
+
+def debug_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator giving COMMAND the --debug option every command has; `exit_codes` reads it (xscan.cli.app.DEBUG).
+
+    The command itself takes no `debug` argument: typer sees it in the wrapper's signature.
+    """
+    signature = inspect.signature(command)
+    if "debug" in signature.parameters:
+        return command  # declares its own --debug (and passes it to exit_codes)
+    option = inspect.Parameter(
+        "debug",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(False, "--debug", help=DEBUG_HELP),
+        annotation=bool,
+    )
+
+    @functools.wraps(command)
+    def with_debug(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
+        token = DEBUG.set(debug)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            DEBUG.reset(token)
+
+    with_debug.__signature__ = signature.replace(parameters=[*signature.parameters.values(), option])  # type: ignore[attr-defined]
+    with_debug.__annotations__ = {**command.__annotations__, "debug": "bool"}
+    return with_debug
 
 
 def labels_option() -> bool:

@@ -52,7 +52,6 @@ def score(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="Print nothing but usage and fatal errors (warnings go to the log file only)."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an unexpected error."),
     dicom_filter: bool = typer.Option(
         SCORE_DEFAULTS.dicom.frontal_only,
         "--dicom-filter/--no-dicom-filter",
@@ -132,8 +131,9 @@ def score(
       2    usage error: bad option, missing folder, results being written by
            another run, or a results file that is not xscan's, is damaged or
            unreadable, or holds another model's or another folder's rows
-      3    fatal: weights that do not load, results that cannot be written, an
-           unexpected error (--debug shows its traceback)
+      3    fatal, xscan could not do it: weights that do not load, results that
+           cannot be written, out of memory
+      70   a bug in xscan: an unexpected error (--debug shows its traceback)
       4    finished, but some files could not be read (see the error column)
       130  interrupted (Ctrl-C); run the same command again to resume
       143  terminated (SIGTERM); run the same command again to resume
@@ -155,7 +155,7 @@ def score(
     log = open_log(log_file)
     # Rows are kept only for a report on standard output, which cannot be read back.
     view = ScoreView(log, quiet, keep_rows=labels and output == "-")
-    with log, view, sigterm_raises(), exit_codes(debug, log, resume_hint="run the same command again to resume"):
+    with log, view, sigterm_raises(), exit_codes(log=log, resume_hint="run the same command again to resume"):
         try:
             tags = parse_tag_names(dicom_tags)
         except OptionError as error:
@@ -176,7 +176,7 @@ def score(
         summary = score_folder(folder, output, options, on_event=view)
         view.finished(summary)
     if labels:
-        with exit_codes(debug):
+        with exit_codes():
             report_after_scoring(output, view.rows)
     raise typer.Exit(summary.exit_code)
 

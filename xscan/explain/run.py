@@ -1,17 +1,28 @@
-"""`explain_paths`: everything `xscan explain` does as one library call (plan, load, draw, write explain.csv); it prints nothing."""
+"""`explain_paths`: all `xscan explain` does, one library call (plan, load, draw, write explain.csv); prints nothing."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, UsageError
-from xscan.explain.gradcam import EXPLAIN_COLUMNS, EXPLAIN_CSV, LONG_SIDE, Explainer, overlay_plan, write_overlays
+from xscan.errors import EXIT_OK, EXIT_SOME_FAILED, ResultsWriteError, ScanError, UsageError
+from xscan.explain.cam import LONG_SIDE, Explainer
+from xscan.explain.overlay import write_png
+from xscan.input.walk import find_scans
 from xscan.model.scorer import Scorer, load_scorer
-from xscan.scoring.results import ResultsWriter
+from xscan.scoring.results import COLUMNS, FINGERPRINT_COLUMNS, ResultsWriter, Row
+from xscan.scoring.resume import fingerprint
 from xscan.scoring.run import Event, NotScanned, Planned, RowsWritten
+
+OVERLAY_COLUMN = "overlay"  # explain.csv: the PNG's path, relative to the output folder
+EXPLAIN_CSV = "explain.csv"
+EXPLAIN_COLUMNS = (
+    *COLUMNS,
+    *FINGERPRINT_COLUMNS,
+    OVERLAY_COLUMN,
+)  # score's columns but resolved_path, then the overlay
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +57,7 @@ def explain_paths(
     scorer: Scorer | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> ExplainSummary:
-    """Draw a Grad-CAM overlay of each scan in PATHS (files, or folders walked as `score` walks them) into OUTPUT.
+    """Draw a heatmap overlay of each scan in PATHS (files, or folders walked as `score` walks them) into OUTPUT.
 
     Writes OUTPUT/<path below the folder>.png and OUTPUT/explain.csv (score's columns, then `overlay`).
     ON_EVENT hears what the walk passed over (NotScanned), the plan (Planned) and each batch's rows
@@ -77,3 +88,69 @@ def explain_paths(
     except OSError as error:
         raise ResultsWriteError(f"cannot write to {output}: {error.strerror or error}") from None
     return ExplainSummary(output, drawn, failed, time.monotonic() - started)
+
+
+class OverlayClashError(UsageError, ValueError):
+    """Two scans would write the same overlay file."""
+
+
+def overlay_plan(inputs: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Each scan to explain with its overlay's path relative to the output folder, and what the walks skipped.
+
+    A folder is walked as `xscan score` walks it and a scan below it gets `<path below the
+    folder>.png`; a file given by name gets `<its name>.png`, whatever its extension. Two scans
+    that would share an overlay are an OverlayClashError, before any work.
+    """
+    plan: list[tuple[Path, Path]] = []
+    skipped: list[tuple[Path, str]] = []
+    for given in inputs:
+        if given.is_dir():
+            found = find_scans(given)
+            skipped += found.not_scanned
+            plan += [(scan, scan.relative_to(given).with_name(scan.name + ".png")) for scan in found.scans]
+        else:
+            plan.append((given, Path(given.name + ".png")))
+    owners: dict[Path, Path] = {}
+    for scan, overlay in plan:
+        if overlay in owners:
+            raise OverlayClashError(
+                f"{owners[overlay]} and {scan} would both be drawn to {overlay}; explain them into separate folders"
+            )
+        owners[overlay] = scan
+    return plan, skipped
+
+
+def write_overlays(
+    plan: Sequence[tuple[Path, Path]],
+    explainer: Explainer,
+    folder: Path,
+    long_side: int,
+    threshold: float,
+    workers: int | None = None,
+) -> Iterator[list[Row]]:
+    """Draw each planned scan's overlay into FOLDER and yield its rows a batch at a time, as `xscan score` would.
+
+    A row has score's columns, then OVERLAY_COLUMN. A file that cannot be read is an error row and
+    the run goes on; a PNG that cannot be written raises OSError.
+    """
+    overlay_of = dict(plan)
+    model_id = explainer.scorer.card.model_id
+    for explanations in explainer.explain([scan for scan, _ in plan], workers):
+        rows = []
+        for explanation in explanations:
+            extra = fingerprint(explanation.path) | {OVERLAY_COLUMN: ""}
+            error = explanation.error
+            if not error:
+                try:
+                    image = explainer.overlay(explanation, long_side, threshold)
+                except ScanError as failure:  # the file changed or vanished since it was scored
+                    error = str(failure)
+            if error:
+                rows.append(Row(str(explanation.path), None, threshold, model_id, error, extra))
+                continue
+            write_png(image, folder / overlay_of[explanation.path])
+            extra[OVERLAY_COLUMN] = str(overlay_of[explanation.path])
+            rows.append(
+                Row(str(explanation.path), explanation.probability, threshold, model_id, trailing_columns=extra)
+            )
+        yield rows

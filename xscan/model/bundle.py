@@ -1,7 +1,7 @@
-"""Writing a weights folder: the Keras weights, the LiteRT file scoring runs (converted from them by `xscan train`), the card.
+"""Writing a weights folder: the Keras weights, the LiteRT file scoring runs (converted from them), the card.
 
 The LiteRT file is the folded ensemble with the scope network's head. Scoring loads that file with
-LiteRT alone (xscan.model.inference); only this conversion, training and Grad-CAM need TensorFlow.
+LiteRT alone (xscan.model.inference), heatmaps included; only this conversion and training need TensorFlow.
 The graph is the one scoring converted in memory before the file existed, converted the same way,
 so the bundled file gives the same numbers as before.
 """
@@ -22,7 +22,7 @@ from xscan.model.card import (
     write_card,
 )
 from xscan.model.native_notes import CONVERTER_NOTES, import_keras_quietly
-from xscan.model.network import build_model, ensemble_features, fold_batch_norms
+from xscan.model.network import CAM, build_model, class_activation_map, ensemble_features, fold_batch_norms
 from xscan.model.scorer import MODEL_BATCH, Scorer
 
 # The file's batch is fixed: a score must not depend on how many scans share a call (Scorer.assess).
@@ -33,21 +33,24 @@ def scoring_model(network: Any, card: ModelCard, scope_network: Any = None) -> t
     """The Keras model scoring runs, batch norms folded, and its outputs' names and widths in order.
 
     Its outputs: the ensemble's logit; with SCOPE_NETWORK, also the members' pooled features (for
-    the feature distance) and the scope network's logits, so one call gives all of them.
+    the feature distance) and the scope network's logits, so one call gives all of them; last the
+    class activation map (`network.class_activation_map`, flattened), the one heatmap xscan
+    draws, so that neither `explain` nor the review page nor `sr`'s images need TensorFlow.
     """
     keras = import_keras_quietly()
 
     config = model_config_from_card(card)
     inference = fold_batch_norms(network, config)
-    outputs = [inference.output]
+    outputs = {"logit": inference.output}
     if scope_network is not None:
         from xscan.model.scope import fold_scope_batch_norms, scope_config_from_card
 
         folded_scope = fold_scope_batch_norms(scope_network, scope_config_from_card(card), card.image_size)
-        outputs += [ensemble_features(inference, config.members).output, folded_scope(inference.inputs[0])]
-    names = ("logit", "features", "scope_logits")
-    widths = {name: int(output.shape[-1]) for name, output in zip(names, outputs, strict=False)}
-    return keras.Model(inference.inputs, outputs), widths
+        outputs["features"] = ensemble_features(inference, config.members).output
+        outputs["scope_logits"] = folded_scope(inference.inputs[0])
+    outputs[CAM] = keras.layers.Flatten(name="cam_cells")(class_activation_map(inference, config).output)
+    widths = {name: int(output.shape[-1]) for name, output in outputs.items()}
+    return keras.Model(inference.inputs, list(outputs.values())), widths
 
 
 def convert(model: Any, batch: int = MODEL_BATCH, quantization: str = "none") -> bytes:
@@ -115,7 +118,7 @@ def save_bundle(network: Any, card: ModelCard, weights_dir: Path, scope_network:
 
 
 def scorer_of(network: Any, card: ModelCard) -> Scorer:
-    """A Scorer of a Keras NETWORK held in memory (no scope check), converted as `xscan train` converts it; for tests and tools."""
+    """A Scorer of a Keras NETWORK in memory (no scope check), converted as `xscan train` does; for tests, tools."""
     model, outputs = scoring_model(network, card)
     card.litert = LiteRTSection(file="", sha256="", batch=MODEL_BATCH, outputs=outputs)
     return Scorer(card, convert(model), keras_network=network)

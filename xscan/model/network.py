@@ -63,6 +63,54 @@ def member_features_layer(member: int) -> str:
     return f"m{member}_features"
 
 
+def last_stage_layer(config: ModelConfig, member: int) -> str:
+    """The name of MEMBER's last convolutional feature map (after its ReLU): the layer the heatmap explains."""
+    stage = len(config.widths) - 1
+    conv = "b" if stage >= config.extra_convs_from_stage else "a"
+    return f"m{member}_s{stage}_{conv}_relu"
+
+
+def member_convs(config: ModelConfig) -> list[tuple[int, int]]:
+    """Each member's convolutions in order as (kernel, stride), all "same"-padded: the geometry of its feature maps."""
+    convs = []
+    for stage in range(len(config.widths)):
+        convs.append((3, 2))
+        if stage >= config.extra_convs_from_stage:
+            convs.append((3, 1))
+    return convs
+
+
+CAM = "cam"  # the scoring network's output of the ensemble's class activation map
+
+
+def class_activation_map(network: Any, config: ModelConfig) -> Any:
+    """A model sharing NETWORK's layers whose output is the ensemble's class activation map, (batch, cells, cells).
+
+    Behind each member's last conv stage there is only global average pooling and one dense
+    logit, so its Grad-CAM there is the class activation map of Zhou et al. (2016): the stage's
+    feature maps weighted by the logit's weights. Each member's map is divided by the member
+    count and the cell count, so a cell's value is its share of the ensemble's logit (the cells
+    add up to the logit less the mean dense bias), the members' maps summed as their logits are
+    averaged. The weighting is a 1 x 1 convolution holding the dense weights: a few thousand
+    multiplications a scan, beside the network's millions.
+    """
+    import keras
+    from keras import layers
+
+    maps = []
+    for member in range(config.members):
+        # What the member pools: its last stage's feature maps, however the stages were built (a shared stem too).
+        features = network.get_layer(member_features_layer(member)).input
+        cells = int(features.shape[1]) * int(features.shape[2])
+        weigh = layers.Conv2D(1, 1, use_bias=False, name=f"m{member}_{CAM}")
+        maps.append(weigh(features))
+        kernel = np.asarray(network.get_layer(member_logit_layer(member)).kernel)
+        weigh.set_weights([(kernel / (config.members * cells)).reshape(1, 1, -1, 1).astype(np.float32)])
+    total = maps[0] if len(maps) == 1 else layers.Add(name=f"{CAM}_sum")(maps)
+    side = int(total.shape[1])
+    return keras.Model(network.inputs, layers.Reshape((side, side), name=CAM)(total))
+
+
 def ensemble_features(network: Any, members: int) -> Any:
     """A model sharing NETWORK's layers whose output is every member's pooled features, side by side."""
     import keras
@@ -84,7 +132,7 @@ def member_logits(network: Any, members: int) -> Any:
 
 
 def _member(layers: Any, inputs: Any, config: ModelConfig, member: int, batch_norm: bool, stem: Any = None) -> Any:
-    """One member's stages on INPUTS; given STEM (the output of its first conv, computed in a shared one), from its second conv on."""
+    """One member's stages on INPUTS; given STEM (its first conv's output, from a shared one), from the second on."""
     x = inputs
     for stage, width in enumerate(config.widths):
         if stage == 0 and stem is not None:
@@ -128,7 +176,7 @@ def fold_batch_norms(network: Any, config: ModelConfig) -> Any:
 
 
 def fill_folded(folded: Any, network: Any, skip: tuple[str, ...] = ()) -> None:
-    """Give FOLDED (NETWORK's shape, its convs with a bias instead of a batch norm) NETWORK's weights, each batch norm folded in.
+    """Give FOLDED (NETWORK's shape, convs with a bias for a batch norm) NETWORK's weights, each batch norm folded in.
 
     Layers named in SKIP are left for the caller to fill.
     """
@@ -144,7 +192,7 @@ def fill_folded(folded: Any, network: Any, skip: tuple[str, ...] = ()) -> None:
 
 
 def folded_conv(network: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel and bias of NETWORK's conv NAME with the batch norm after it (its name ending `_bn` for `_conv`) folded in."""
+    """Kernel and bias of NETWORK's conv NAME, the batch norm after it (its name ending `_bn` for `_conv`) folded in."""
     conv = network.get_layer(name)
     norm = network.get_layer(name.removesuffix("_conv") + "_bn")
     gamma, beta, mean, variance = (

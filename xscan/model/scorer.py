@@ -1,4 +1,4 @@
-"""The model at scoring time: the LiteRT file loaded and checked against its card, batches of model inputs to probabilities."""
+"""The model at scoring time: the LiteRT file loaded and checked against its card, model inputs to probabilities."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from xscan.model.card import (
     read_card,
 )
 from xscan.model.inference import CompiledNetwork
+from xscan.model.network import CAM
 
 if TYPE_CHECKING:
     from xscan.model.scope import ScopeCheck
@@ -47,9 +48,10 @@ class Assessment:
     distances: np.ndarray | None = (
         None  # per input: the feature distance from the training scans; None without a scope check
     )
+    cams: np.ndarray | None = None  # per input, when asked for: the class activation map (cells x cells, logit units)
 
     def measures(self) -> list[dict[str, str]]:
-        """Per input, the scope check's figures as results cells (feature_distance, scope_score); empty without a scope check."""
+        """Per input, the scope check's figures as cells (feature_distance, scope_score); empty without a check."""
         if self.scope_scores is None or self.distances is None:
             return [{} for _ in self.scope]
         return [
@@ -60,7 +62,7 @@ class Assessment:
 
 @runtime_checkable
 class ScoresBatches(Protocol):
-    """What the scoring pipeline (xscan.scoring.pipeline) needs of a model: a Scorer, or a stand-in that loads no network."""
+    """What the scoring pipeline needs of a model: a Scorer, or a stand-in loading no network."""
 
     card: ModelCard
 
@@ -101,7 +103,7 @@ class Scorer:
 
     @property
     def network(self) -> Any:
-        """The Keras network the LiteRT file was converted from, for Grad-CAM: loading it imports TensorFlow."""
+        """The Keras network of the LiteRT file (training, the Grad-CAM reference); imports TensorFlow."""
         if self.keras_network is None:
             if self.weights_dir is None:
                 raise WeightsError(
@@ -120,32 +122,49 @@ class Scorer:
         """The default decision threshold: the site's, else the card's."""
         return self.site.calibration.threshold if self.site else self.card.threshold
 
-    def assess(self, model_inputs: np.ndarray) -> Assessment:
+    def assess(self, model_inputs: np.ndarray, *, cams: bool = False) -> Assessment:
         """Probabilities and scope verdicts for a stack of model inputs (see xscan.input.preprocess).
+
+        With CAMS, also each input's class activation map (`Assessment.cams`): the network always
+        computes it (a few thousand multiplications a scan), it is only copied out when asked for.
+        A LiteRT file written before it had that output is a WeightsError saying how to rewrite it.
 
         The network always runs on chunks of exactly MODEL_BATCH inputs (the last one padded):
         the kernels, and so the last bits of a score, could otherwise depend on how many inputs
         share a call, and a resumed run must write the same numbers as an uninterrupted one.
         """
+        if cams and CAM not in self._network.outputs:
+            raise WeightsError(
+                "this model's LiteRT file has no heatmap output (it was written before there was one); "
+                f"write it again from its weights with: {litert_command(self.weights_dir or Path('WEIGHTS'))}"
+            )
         count, batch = len(model_inputs), self._network.batch
         padded = np.zeros((-(-count // batch) * batch, *model_inputs.shape[1:]), np.float32)
         padded[:count] = model_inputs
         chunks = [self._network.run(padded[i : i + batch]) for i in range(0, len(padded), batch)]
-        logits = np.concatenate([chunk[0] for chunk in chunks]).reshape(-1)[:count].astype(np.float64)
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([chunk[name] for chunk in chunks])[:count]
+
+        logits = joined("logit").reshape(-1).astype(np.float64)
         probabilities = calibrated_probability(logits, self.card.temperature, self.card.bias)
         if self.site:
             probabilities = self.site.calibration.probability(probabilities)
+        maps = None
+        if cams:
+            cells = joined(CAM)
+            side = round(cells.shape[1] ** 0.5)
+            maps = cells.reshape(count, side, side).astype(np.float32)
         if self.scope_check is None:
-            return Assessment(probabilities, [""] * count)
-        features = np.concatenate([chunk[1] for chunk in chunks])[:count]
-        scope_logits = np.concatenate([chunk[2] for chunk in chunks])[:count]
+            return Assessment(probabilities, [""] * count, cams=maps)
         with _blas_threads(self.threads):
-            verdicts = self.scope_check.judge(scope_logits, features)
+            verdicts = self.scope_check.judge(joined("scope_logits"), joined("features"))
         return Assessment(
             probabilities,
             [self.scope_check.cell(verdict) for verdict in verdicts],
             np.array([verdict.score for verdict in verdicts]),
             np.array([verdict.distance for verdict in verdicts]),
+            maps,
         )
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
@@ -199,7 +218,7 @@ def litert_command(weights_dir: Path) -> str:
 
 
 def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True) -> list[Path]:
-    """The files of WEIGHTS_DIR a Scorer of CARD loads besides the card: the LiteRT file, then the scope check's feature statistics if used.
+    """The files a Scorer of CARD loads from WEIGHTS_DIR: the LiteRT file, then the scope statistics if used.
 
     Each is checked against the card first (present, readable, the card's sha256), so that a
     folder that would not load is a WeightsError before anything starts. The Keras weights are

@@ -1,4 +1,4 @@
-"""The optional packages `xscan sr` needs (the `pacs` extra), checked before any work so that a missing one is one clear message."""
+"""The optional packages `xscan sr` needs (the `pacs` extra), checked before any work: one clear message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A scored file's DICOM header, read again without its pixels: what groups it into a study and what its report copies."""
+"""A scored file's DICOM header, read again without pixels: what groups it into a study and what its report copies."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from xscan.input.formats import Kind
 
 
 def read_header(path: Path) -> Dataset | None:
-    """The data set of the DICOM file at PATH without its pixel data; None for another file or one that cannot be read now.
+    """The data set of the DICOM file at PATH without its pixel data; None for another file or one unreadable now.
 
     Every other value is read while the file is open (large ones are deferred by the reader), so
     the header outlives the file.

@@ -1,21 +1,35 @@
-"""What `xscan sr` does: the studies of a results CSV -> one structured report each in a folder -> optionally a PACS."""
+"""What `xscan sr` does: the studies of a results CSV -> a report each and heatmap images -> optionally a PACS."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from xscan.pacs.identity import device_uid, uid_root
 from xscan.pacs.send import CALLING_AE_TITLE, SENT_LOG, Node, Sent, send_reports
-from xscan.pacs.sr import Written, write_reports
-from xscan.pacs.studies import file_of, group_studies, studies_from_results
+from xscan.pacs.sr import Identity, Written, scored_images, write_reports
+from xscan.pacs.studies import BY_STUDY, check_sources, file_of, group_studies, studies_from_results
 from xscan.scoring.results import read_rows
+
+if TYPE_CHECKING:
+    from xscan.model.scorer import Scorer
+
+
+@dataclass(frozen=True)
+class HeatmapsWritten:
+    """The heatmap images in the folder's heatmaps/ after a run: every one's path, and how many were new."""
+
+    paths: list[Path] = field(default_factory=list)
+    new: int = 0
 
 
 @dataclass(frozen=True)
 class Delivered:
     written: Written
     sent: Sent | None  # None without a node to send to
+    images: HeatmapsWritten | None = None  # None with images=False
 
 
 def report_studies(
@@ -25,20 +39,54 @@ def report_studies(
     calling_ae_title: str = CALLING_AE_TITLE,
     *,
     files: Collection[Path] | None = None,
+    images: bool = True,
+    uid_root_text: str | None = None,
+    weights: Path | None = None,
+    state_dir: Path | None = None,
+    scorer: Scorer | None = None,
 ) -> Delivered:
-    """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS, then store on NODE those it lacks.
+    """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS and, with IMAGES, a heatmap image per film
+    in FOLDER/heatmaps/; then store on NODE those it does not hold yet.
 
     FILES, when given, limits the reports to the studies of those scored files (`xscan listen`
-    reports a study once it is complete, while others still arrive); only their headers are read. The sent log is
-    FOLDER/sent.csv. A DeliveryError leaves every report in FOLDER and the log saying which were
-    stored, so that the same command, run again, sends only the rest.
+    reports a study once it is complete, while others still arrive); only their headers are read.
+
+    Called again for the same FOLDER (a re-run, or `xscan listen` for a study that gained images),
+    an unchanged report stays and a changed one amends the one in FOLDER (see xscan.pacs.sr).
+    UID_ROOT_TEXT is --uid-root (None: xscan's default root); the device UID is this install's,
+    kept in STATE_DIR (default: the user's state folder). The heatmaps come from SCORER, else one
+    loaded from WEIGHTS (default: the bundled model), which must be the results' model (a service
+    calling this for each study passes its loaded scorer). The sent log is FOLDER/sent.csv. A
+    scored file gone since scoring is a SourceChangedError naming it (exit 2) before anything is
+    written; a DeliveryError leaves every file in FOLDER and the log saying which were stored, so
+    that the same command, run again, sends only the rest.
     """
+    root = uid_root(uid_root_text)
     if files is None:
-        found = studies_from_results(results)
+        studies = studies_from_results(results)
     else:
         wanted = set(files)
-        found = group_studies(row for row in read_rows(results) if file_of(row) in wanted)
-    written = write_reports(found, folder)
+        studies = group_studies(row for row in read_rows(results) if file_of(row) in wanted)
+    check_sources(studies)
+    identity = Identity(root, device_uid(state_dir))
+    if images:
+        from xscan.model.scorer import load_scorer
+        from xscan.pacs.images import check_model, films_of
+
+        reported = [s for s in studies if s.grouped_by == BY_STUDY]
+        films = films_of(reported, [scored_images(s) for s in reported])
+        if films:
+            scorer = scorer or load_scorer(weights)
+            check_model(films, scorer)
+    written = write_reports(studies, folder, identity)
+    drawn = None
+    if images:
+        from xscan.pacs.images import HEATMAP_FOLDER, write_heatmap_images
+
+        drawn = HeatmapsWritten()
+        if films:
+            drawn = HeatmapsWritten(*write_heatmap_images(films, folder / HEATMAP_FOLDER, scorer, root))
     if node is None:
-        return Delivered(written, None)
-    return Delivered(written, send_reports(written.paths, node, folder / SENT_LOG, calling_ae_title))
+        return Delivered(written, None, drawn)
+    to_send = written.paths + (drawn.paths if drawn else [])
+    return Delivered(written, send_reports(to_send, node, folder / SENT_LOG, calling_ae_title), drawn)

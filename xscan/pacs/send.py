@@ -20,14 +20,15 @@ from xscan.errors import OptionError, RunError
 SENT_LOG = "sent.csv"
 SENT_COLUMNS = ("node", "sop_instance_uid", "file")
 CALLING_AE_TITLE = "XSCAN"
-# C-STORE statuses that mean stored: success, and the warnings "coerced", "elements discarded", "does not match SOP class".
+# C-STORE statuses that mean stored: success, and the warnings "coerced", "elements discarded",
+# "does not match SOP class".
 STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
 TIMEOUT_S = 30  # per network step: a node that does not answer in this time is unreachable
 _NODE = re.compile(r"^([^@\\]{1,16})@(\[[0-9a-fA-F:]+\]|[^:@\s]+):(\d{1,5})$")
 
 
 class DeliveryError(RunError):
-    """Reports could not be stored on the node: no association, or some reports rejected. What was not stored stays to resend."""
+    """Reports could not be stored on the node: no association, or some files rejected; what was not stored stays."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def send_reports(paths: Sequence[Path], node: Node, log: Path, calling_ae_title:
     if sent.rejected:
         first_path, reason = sent.rejected[0]
         raise DeliveryError(
-            f"{node} rejected {len(sent.rejected)} of {len(pending)} reports (first: {first_path.name}: {reason}); "
+            f"could not deliver: {node} rejected {len(sent.rejected)} of {len(pending)} files "
+            f"(first: {_logged_name(first_path, log)}: {reason}); "
             f"{len(sent.stored)} stored now; run again to resend what is missing"
         )
     return sent
@@ -89,14 +91,23 @@ def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent
 
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = TIMEOUT_S
-    datasets = [pydicom.dcmread(path) for path in paths]
-    for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
+    # Headers only here, each file read whole just before it is sent: thousands of images never sit in memory at once.
+    classes = {
+        str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID) for path in paths
+    }
+    for sop_class in sorted(classes):
         ae.add_requested_context(sop_class)
     with _quiet_pynetdicom():
-        association = ae.associate(node.host, node.port, ae_title=node.ae_title)
+        try:
+            association = ae.associate(node.host, node.port, ae_title=node.ae_title)
+        except OSError as error:  # socket.gaierror (a host name that does not resolve) and its kin
+            raise DeliveryError(
+                f"could not deliver to {node}: {node.host!r} {_network_reason(error)}; "
+                f"nothing sent, the {len(paths)} files stay to send"
+            ) from None
         if not association.is_established:
             raise DeliveryError(
-                f"{node} refused the association or did not answer ({_why_not(association)}); "
+                f"could not deliver: {node} refused the association or did not answer ({_why_not(association)}); "
                 f"nothing sent, the {len(paths)} reports stay to send"
             )
         try:
@@ -104,11 +115,12 @@ def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent
                 writer = csv.writer(stream)
                 if stream.tell() == 0:
                     writer.writerow(SENT_COLUMNS)
-                for path, ds in zip(paths, datasets, strict=True):
+                for path in paths:
+                    ds = pydicom.dcmread(path)
                     status = association.send_c_store(ds)
                     code = getattr(status, "Status", None)
                     if code in STORED:
-                        writer.writerow((str(node), str(ds.SOPInstanceUID), path.name))
+                        writer.writerow((str(node), str(ds.SOPInstanceUID), _logged_name(path, log)))
                         stream.flush()  # recorded before the next is sent: a kill never makes a re-run send it twice
                         sent.stored.append(path)
                     else:
@@ -121,6 +133,22 @@ def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent
         finally:
             if association.is_established:
                 association.release()
+
+
+def _logged_name(path: Path, log: Path) -> str:
+    """PATH as the sent log names it: below the log's folder (heatmaps/<uid>.dcm), else its name."""
+    try:
+        return path.relative_to(log.parent).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _network_reason(error: OSError) -> str:
+    import socket
+
+    if isinstance(error, socket.gaierror):
+        return "is not a host name that resolves here (check the spelling and DNS)"
+    return f"cannot be reached ({error.strerror or error})"
 
 
 def _why_not(association: object) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from xscan.errors import ResultsFileError, UsageError
+from xscan.model.classes import NEGATIVE, OUT_OF_SCOPE, POSITIVE
 from xscan.pacs.headers import read_header
 from xscan.reporting.labels import place
 from xscan.scoring.results import (
@@ -107,8 +108,34 @@ def _why_none_scored(rows: list[Row]) -> str:
     return f"no file could be scored ({len(rows)} files; first: {first.error})"
 
 
+class SourceChangedError(UsageError):
+    """A file scored in the results is gone or unreadable now: a report or image of it would not be true (exit 2)."""
+
+
+def check_sources(studies: Iterable[Study]) -> None:
+    """Raise SourceChangedError naming the first scored file of STUDIES that is gone since it was scored.
+
+    A report is never rebuilt silently from the files that remain: the results say more was scored.
+    """
+    for study in studies:
+        for member in study.files:
+            if member.row.probability is not None and not file_of(member.row).exists():
+                raise SourceChangedError(
+                    f"{file_of(member.row)} was scored but is gone (moved or deleted since): score the folder "
+                    "again, or give results that match the files"
+                )
+
+
+VERDICT_WORDS = {POSITIVE: "pneumonia", NEGATIVE: "normal", OUT_OF_SCOPE: "out of scope"}
+
+
+def verdict_words(label: str) -> str:
+    """A label as a person reads it in a report or on an image: "out of scope", never OUT_OF_SCOPE."""
+    return VERDICT_WORDS.get(label, label.lower().replace("_", " "))
+
+
 def file_of(row: Row) -> Path:
-    """Where the scored file is now: its resolved path when the results have one (they do from xscan score), else its path."""
+    """Where the scored file is now: its resolved path when the results have one (xscan score's do), else its path."""
     return Path(row.trailing_columns.get(KEY_COLUMN) or row.path)
 
 
@@ -144,7 +171,7 @@ def _study_key(kind: str, name: str, files: list[StudyFile]) -> str:
 
 
 def read_patients(source: Path, root: Path | None = None) -> dict[str, str]:
-    """The patient of each file listed in SOURCE, a CSV with columns path,patient (a `train` labels file with its patient column is one).
+    """The patient of each file listed in SOURCE, a CSV with columns path,patient (a `train` labels file is one).
 
     Paths are relative to ROOT when given, else to the current folder, as the results' paths are.
     """

@@ -20,7 +20,7 @@ import numpy as np
 
 from xscan.about import DISCLAIMER
 from xscan.errors import ScanError
-from xscan.explain.gradcam import LONG_SIDE, Explainer
+from xscan.explain.cam import LONG_SIDE, Explainer
 from xscan.explain.overlay import annotate, blend, colour_scale, display_scan, write_png
 from xscan.reporting.drift import DriftUsageError, drift_of_rows
 from xscan.reporting.galleries import Entry, Gallery, choose_galleries
@@ -202,7 +202,8 @@ def draw_pictures(
 
 
 def _explainer(weights: Path | None, models: list[str], notes: list[str]) -> Explainer | None:
-    from xscan.model.scorer import load_scorer
+    from xscan.model.network import CAM
+    from xscan.model.scorer import litert_command, load_scorer
 
     scorer = load_scorer(weights)
     if scorer.card.model_id not in models:
@@ -211,11 +212,13 @@ def _explainer(weights: Path | None, models: list[str], notes: list[str]) -> Exp
             f"{scorer.card.model_id} (pass --weights with the results' model to draw them)"
         )
         return None
-    try:
-        return Explainer(scorer)
-    except ImportError as error:  # Grad-CAM needs TensorFlow's gradients; the rest of the page does not
-        notes.append(f"no heatmaps: Grad-CAM needs TensorFlow, which cannot be imported here ({error})")
+    if not scorer.card.litert or CAM not in scorer.card.litert.outputs:
+        notes.append(
+            f"no heatmaps: the model's LiteRT file has no heatmap output; write it again with: "
+            f"{litert_command(scorer.weights_dir or Path('WEIGHTS'))}"
+        )
         return None
+    return Explainer(scorer)
 
 
 def _locate(path: str, source: Path) -> Path:

@@ -334,12 +334,24 @@ def _apply_voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
     return apply_voi_lut(values, ds)
 
 
+STRETCH_ROWS = 256
+
+
 def _stretch(values: np.ndarray, black: float, white: float) -> np.ndarray:
     """Map `black` to 0 and `white` to 255 linearly (`black` may exceed `white`), clipping outside."""
     if black == white:
         return np.zeros(values.shape, np.uint8)
-    scaled = (values.astype(np.float32) - black) * (255.0 / (white - black))
-    return np.clip(scaled, 0.0, 255.0).round().astype(np.uint8)
+    # STRETCH_ROWS rows at a time, in place on one float32 copy: a 2,900-pixel film's four whole-film
+    # float32 temporaries took some 130 MB at once.
+    grey = np.empty(values.shape, np.uint8)
+    factor = np.float32(255.0 / (white - black))
+    for top in range(0, values.shape[0], STRETCH_ROWS):
+        scaled = values[top : top + STRETCH_ROWS].astype(np.float32)
+        scaled -= np.float32(black)
+        scaled *= factor
+        np.clip(scaled, 0.0, 255.0, out=scaled)
+        grey[top : top + STRETCH_ROWS] = np.rint(scaled, out=scaled)
+    return grey
 
 
 def _colour_to_grey(frame: np.ndarray, ds: Dataset) -> np.ndarray:

@@ -289,7 +289,12 @@ class Listener:
 
         results = self.folder / RESULTS
         members = {uid: self.store.instance_paths(uid) for uid, _ in quiet}
-        report_studies(results, self.folder / REPORTS, files={path for paths in members.values() for path in paths})
+        report_studies(
+            results,
+            self.folder / REPORTS,
+            files={path for paths in members.values() for path in paths},
+            scorer=self._scorer,  # the heatmap images' network: the one loaded for scoring, not a second copy
+        )
         changed = self._changed_reports()
         verdicts = self._verdicts(results, members)
         for uid, last_arrival in quiet:
@@ -306,9 +311,13 @@ class Listener:
         import pydicom
         from pydicom.errors import InvalidDicomError
 
+        from xscan.pacs.sr import REPLACED_FOLDER
+
         seen = self.store.report_fingerprints()
         found = []
         for path in sorted((self.folder / REPORTS).rglob("*.dcm")):
+            if REPLACED_FOLDER in path.relative_to(self.folder / REPORTS).parts:
+                continue  # a report an amendment replaced: the PACS has it already, and its successor names it
             status = path.stat()
             fingerprint = f"{status.st_size}:{status.st_mtime_ns}:{status.st_ino}"
             if seen.get(str(path)) == fingerprint:
