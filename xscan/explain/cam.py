@@ -68,6 +68,11 @@ class Explainer:
     """Probabilities and heatmaps for files, from one loaded model, in the scoring network's one call."""
 
     def __init__(self, scorer: Scorer) -> None:
+        """Prepare the heatmap geometry of a loaded model.
+
+        Args:
+            scorer: The loaded model; its card gives the cell grid and the input size.
+        """
         self.scorer = scorer
         self.grid = cam_grid(model_config_from_card(scorer.card))
         self.image_size = scorer.card.image_size

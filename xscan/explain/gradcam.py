@@ -47,6 +47,12 @@ class GradCam:
     """
 
     def __init__(self, network: Any, config: ModelConfig) -> None:
+        """Build the probe that returns every member's last-stage features and the ensemble's output.
+
+        Args:
+            network: The Keras ensemble.
+            config: Its shape, naming each member's last conv stage.
+        """
         import keras
         import tensorflow as tf
 

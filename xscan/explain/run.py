@@ -46,6 +46,7 @@ class ExplainSummary:
 
     @property
     def exit_code(self) -> int:
+        """Give 4 (some files failed) when a file could not be drawn, else 0."""
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
 

@@ -24,6 +24,13 @@ class CompiledNetwork:
     """
 
     def __init__(self, flatbuffer: bytes, outputs: Mapping[str, int], threads: int = 1) -> None:
+        """Load the flatbuffer into a LiteRT interpreter, XNNPACK's note kept off stderr.
+
+        Args:
+            flatbuffer: The LiteRT file's bytes.
+            outputs: The parts of the joined output in order, with the width of each.
+            threads: The interpreter's threads (at least 1).
+        """
         from ai_edge_litert.interpreter import Interpreter
 
         with native_stderr_without([XNNPACK_NOTE]):

@@ -67,12 +67,15 @@ class ScoresBatches(Protocol):
     card: ModelCard
 
     @property
-    def model_id(self) -> str: ...
+    def model_id(self) -> str:
+        """Give the id written to each row."""
 
     @property
-    def threshold(self) -> float: ...
+    def threshold(self) -> float:
+        """Give the default decision threshold."""
 
-    def assess(self, model_inputs: np.ndarray) -> Assessment: ...
+    def assess(self, model_inputs: np.ndarray) -> Assessment:
+        """Give the probabilities and scope verdicts of a batch of model inputs."""
 
 
 @dataclass
@@ -213,7 +216,16 @@ def load_scorer(
 
 
 def litert_command(weights_dir: Path) -> str:
-    """The command that writes WEIGHTS_DIR's LiteRT file for a card that has none (see xscan.training.convert.convert_to_litert)."""
+    """Give the command that writes the LiteRT file for a card that has none.
+
+    See xscan.training.convert.convert_to_litert.
+
+    Args:
+        weights_dir: The folder of the card.
+
+    Returns:
+        The `xscan train ... --litert-only` command line.
+    """
     return f"xscan train DATA --out {weights_dir} --litert-only"
 
 

@@ -82,10 +82,12 @@ class Report:
 
     @property
     def sop_instance_uid(self) -> str:
+        """Give the report's SOPInstanceUID."""
         return str(self.dataset.SOPInstanceUID)
 
     @property
     def file_name(self) -> str:
+        """Give the report's file name: its study's key, then .dcm."""
         return f"{self.study.key}.dcm"
 
 

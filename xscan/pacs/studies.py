@@ -58,12 +58,15 @@ class StudyFile:
 
 @dataclass(frozen=True)
 class Study:
+    """One study's files, grouped by StudyInstanceUID, else by patient, else one file alone."""
+
     key: str  # the StudyInstanceUID, the patient (below the folder holding their files), or the file's path
     grouped_by: str  # BY_STUDY, BY_PATIENT or BY_FILE
     files: tuple[StudyFile, ...]
 
     @property
     def accession_number(self) -> str:
+        """Give the first AccessionNumber among the study's headers, or ""."""
         return next((str(f.header.get("AccessionNumber", "")).strip() for f in self.files if f.header is not None), "")
 
     def verdict(self) -> Row:
@@ -91,6 +94,7 @@ class Study:
         )
 
     def counts(self) -> dict[str, int]:
+        """Count the study's files: all, scored, out of scope, skipped by the DICOM policy, failed."""
         rows = [f.row for f in self.files]
         return {
             "files": len(rows),
@@ -191,6 +195,8 @@ def read_patients(source: Path, root: Path | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StudiesSummary:
+    """What `write_studies` wrote: the output, the studies and the row of each."""
+
     output: str
     studies: list[Study]
     verdicts: list[Row]

@@ -66,6 +66,15 @@ class Allowed:
         return allowed
 
     def admits(self, ae_title: str, address: str) -> bool:
+        """Tell whether a calling AE title from an address is this entry's.
+
+        Args:
+            ae_title: The calling AE title (padding ignored).
+            address: The peer's IP address.
+
+        Returns:
+            True when the title matches and the entry names no host or one of the host's addresses.
+        """
         return ae_title.strip() == self.ae_title and (not self.addresses or address in self.addresses)
 
 
@@ -128,6 +137,14 @@ class Reception:
         on_stored: Callable[[], None] = lambda: None,
         on_ended: Callable[[AssociationEnded], None] = lambda ended: None,
     ) -> None:
+        """Set up the handlers; nothing is written until `prepare()`.
+
+        Args:
+            store: The listener's state; instances are written below its folder.
+            allowed: The --allow entries; empty admits every caller.
+            on_stored: Called after each instance stored (wakes the scoring thread).
+            on_ended: Called with each association's outcome once it closes.
+        """
         self.store = store
         self.allowed = list(allowed)
         self.instances = store.folder / INSTANCES
@@ -167,6 +184,11 @@ class Reception:
         return adopted
 
     def handlers(self) -> list[tuple[object, Callable]]:
+        """Give the pynetdicom event handlers of this reception.
+
+        Returns:
+            (event, handler) pairs for `AE.start_server`.
+        """
         from pynetdicom import evt
 
         return [
@@ -192,6 +214,14 @@ class Reception:
             event.assoc.kill()  # as pynetdicom's own check does: the reject goes out before the socket closes
 
     def on_store(self, event: object) -> int:
+        """Store one C-STORE's instance durably and count it for its association.
+
+        Args:
+            event: pynetdicom's C-STORE event.
+
+        Returns:
+            The DIMSE status: success, or the refusal's status (the reason goes to the association's outcome).
+        """
         record = self._association(event)
         status, reason = self._store(event, record.ae_title)
         with self._lock:
@@ -232,6 +262,11 @@ class Reception:
         return SUCCESS, ""
 
     def on_closed(self, event: object) -> None:
+        """Report how an association ended (released, aborted, rejected), once.
+
+        Args:
+            event: pynetdicom's event of the association's end.
+        """
         assoc = event.assoc
         with self._lock:
             record = self._associations.pop(id(assoc), None)

@@ -112,6 +112,15 @@ class Store:
     """The state file FOLDER/listen.sqlite, shared by the listener's threads (one connection, one lock)."""
 
     def __init__(self, folder: Path, create: bool = True) -> None:
+        """Open (or create) the state file of a folder.
+
+        Args:
+            folder: The --store folder.
+            create: Whether a folder without a state file may be started; False for --status.
+
+        Raises:
+            StoreError: The state file is missing (create=False), cannot be opened, or is not a listener's (exit 3).
+        """
         self.folder = folder
         self.path = folder / STORE_FILE
         self._lock = threading.Lock()
@@ -152,6 +161,7 @@ class Store:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connection."""
         with self._lock:
             self._db.close()
 
@@ -180,6 +190,7 @@ class Store:
             )
 
     def known_paths(self) -> set[str]:
+        """Give the paths of every instance received, as stored."""
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT path FROM instances")}
 
@@ -220,6 +231,14 @@ class Store:
             return self._db.execute("SELECT min(last_arrival) FROM studies WHERE open = 1").fetchone()[0]
 
     def instance_paths(self, study_uid: str) -> list[Path]:
+        """Give the files of a study's instances, sorted.
+
+        Args:
+            study_uid: The StudyInstanceUID.
+
+        Returns:
+            The instance files of the study.
+        """
         with self._lock:
             return [
                 Path(row[0])
@@ -231,6 +250,7 @@ class Store:
     # --- reports and the outbox
 
     def report_fingerprints(self) -> dict[str, str]:
+        """Give each report file's fingerprint, by path, as written when it was queued."""
         with self._lock:
             return dict(self._db.execute("SELECT path, fingerprint FROM reports"))
 
@@ -277,10 +297,17 @@ class Store:
             ]
 
     def next_try(self) -> float | None:
+        """Give when the earliest unsent report is due, or None when nothing waits."""
         with self._lock:
             return self._db.execute("SELECT min(next_try) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
 
     def mark_sent(self, item: Queued, now: float) -> None:
+        """Record that a destination acknowledged a report.
+
+        Args:
+            item: The queued report.
+            now: When (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = '' "
@@ -289,6 +316,13 @@ class Store:
             )
 
     def mark_failed(self, item: Queued, error: str, next_try: float) -> None:
+        """Record a failed try of a report and when to try again.
+
+        Args:
+            item: The queued report.
+            error: Why it failed, for --status.
+            next_try: When to try again (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? "
@@ -297,6 +331,15 @@ class Store:
             )
 
     def pending_for(self, study_uid: str, destination: str) -> int:
+        """Count a study's reports not yet acknowledged by a destination.
+
+        Args:
+            study_uid: The StudyInstanceUID.
+            destination: The node, as `AET@HOST:PORT`.
+
+        Returns:
+            How many are still queued.
+        """
         with self._lock:
             return self._db.execute(
                 "SELECT count(*) FROM outbox WHERE study_uid = ? AND destination = ? AND sent_at IS NULL",
@@ -304,6 +347,14 @@ class Store:
             ).fetchone()[0]
 
     def still_queued(self, file: Path) -> bool:
+        """Tell whether a report file still waits to be sent somewhere.
+
+        Args:
+            file: The report file.
+
+        Returns:
+            True while a destination has not acknowledged it.
+        """
         with self._lock:
             return (
                 self._db.execute("SELECT 1 FROM outbox WHERE file = ? AND sent_at IS NULL", (str(file),)).fetchone()
@@ -313,6 +364,11 @@ class Store:
     # --- status
 
     def counts(self) -> Counts:
+        """Give the counts `xscan listen --status` prints.
+
+        Returns:
+            Instances received and awaiting, studies, reports sent and queued, and each destination's undelivered.
+        """
         with self._lock:
 
             def one(sql: str) -> int:
