@@ -136,7 +136,17 @@ Event = Listening | AssociationEnded | StudyReported | StudySent | SendFailed | 
 
 
 def listen_status(store: Path) -> Counts:
-    """The counts of the listener state in STORE, read without starting a listener; StoreError without one."""
+    """Give the counts of a listener's state, read without starting a listener.
+
+    Args:
+        store: The --store folder.
+
+    Returns:
+        The counts `--status` prints.
+
+    Raises:
+        StoreError: The folder holds no listener state.
+    """
     state = Store(store, create=False)
     try:
         return state.counts()

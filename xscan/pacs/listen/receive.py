@@ -46,7 +46,7 @@ _ALLOW = re.compile(r"^([^@\\]{1,16})(?:@(\[[0-9a-fA-F:]+\]|[^@\s]+))?$")
 
 @dataclass(frozen=True)
 class Allowed:
-    """A calling AE title allowed to associate, from HOST only when one is given."""
+    """A calling AE title allowed to associate, from its host's addresses only when a host is given."""
 
     ae_title: str
     addresses: frozenset[str] = frozenset()  # the host's addresses; empty: any host
@@ -86,7 +86,16 @@ def _addresses(host: str) -> frozenset[str]:
 
 
 def tls_context(cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
-    """A server-side TLS context with CERT and KEY; with CA, a peer must show a certificate that chains to it."""
+    """Make a server-side TLS context.
+
+    Args:
+        cert: The listener's certificate.
+        key: Its private key.
+        ca: When given, a peer must show a certificate that chains to it.
+
+    Returns:
+        The context.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
@@ -99,7 +108,14 @@ def tls_context(cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
 
 
 def valid_uid(text: str) -> bool:
-    """Whether TEXT is a DICOM UID (PS3.5 9.1): digits in dot-separated parts, at most 64 characters."""
+    """Tell whether text is a DICOM UID (PS3.5 9.1): digits in dot-separated parts, at most 64 characters.
+
+    Args:
+        text: The candidate UID.
+
+    Returns:
+        True for a valid UID.
+    """
     return len(text) <= UID_LIMIT and UID.match(text) is not None
 
 
@@ -322,10 +338,20 @@ def _decodes(get_decoder: Callable, syntax: str) -> bool:
 def start_server(
     reception: Reception, ae_title: str, port: int, host: str = "", ssl_context: ssl.SSLContext | None = None
 ) -> object:
-    """Listen on HOST:PORT as AE_TITLE, on threads of pynetdicom's own; returns its server, to shut down.
+    """Listen as a DICOM node, on threads of pynetdicom's own.
 
     Every storage SOP class is accepted (what the DICOM policy skips, a CT or a lateral, is stored
     and gets its `skipped` row), in every transfer syntax xscan decodes, and Verification.
+
+    Args:
+        reception: The handlers.
+        ae_title: The listener's AE title.
+        port: The port.
+        host: The address to bind ("" for all).
+        ssl_context: TLS, or None.
+
+    Returns:
+        pynetdicom's server, to shut down.
     """
     from pynetdicom import AE, AllStoragePresentationContexts
     from pynetdicom.sop_class import Verification
@@ -356,10 +382,16 @@ def _peer(assoc: object) -> str:
 
 
 def write_durably(data: bytes, path: Path, scratch: Path) -> None:
-    """DATA at PATH once it is on disk: a temporary file in SCRATCH, fsynced, renamed, its folder fsynced.
+    """Write bytes to a file once they are on disk: a temporary file, fsynced, renamed, its folder fsynced.
 
-    SCRATCH is on the same file system, so the rename is atomic: PATH holds the old file or the
-    whole new one, never part of one. On any error the temporary file is removed and the error raised.
+    The scratch folder is on the same file system, so the rename is atomic: the path holds the old
+    file or the whole new one, never part of one. On any error the temporary file is removed and
+    the error raised.
+
+    Args:
+        data: The bytes.
+        path: The file to write.
+        scratch: The folder of the temporary file, on the same file system as the path.
     """
     temporary = scratch / f"{uuid.uuid4().hex}.part"
     try:
@@ -379,7 +411,11 @@ def write_durably(data: bytes, path: Path, scratch: Path) -> None:
 
 
 def fsync_folder(folder: Path) -> None:
-    """Make the entries of FOLDER (a rename, a new file) durable."""
+    """Make the entries of a folder (a rename, a new file) durable.
+
+    Args:
+        folder: The folder.
+    """
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
