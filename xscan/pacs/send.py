@@ -76,7 +76,20 @@ class Sent:
 
 
 def send_reports(paths: Sequence[Path], node: Node, log: Path, calling_ae_title: str = CALLING_AE_TITLE) -> Sent:
-    """Store each report of PATHS on NODE unless LOG says it is there; raise DeliveryError when any is not stored."""
+    """Store each report on a node unless the sent log says it is there.
+
+    Args:
+        paths: The report (and image) files.
+        node: The node to store them on.
+        log: The sent log, read first and appended to.
+        calling_ae_title: xscan's AE title towards the node.
+
+    Returns:
+        What was stored now, stored by an earlier run, and rejected.
+
+    Raises:
+        DeliveryError: Any file was not stored.
+    """
     import pydicom
 
     sent = Sent(node)

@@ -168,7 +168,12 @@ class Store:
     # --- reception
 
     def add_instance(self, instance: Instance, received_at: float) -> None:
-        """Record INSTANCE (durable on disk already); a SOP Instance UID received again is scored again."""
+        """Record an instance received; a SOP Instance UID received again is scored again.
+
+        Args:
+            instance: The instance, durable on disk already.
+            received_at: When it arrived (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (sop_instance_uid) DO UPDATE SET "
@@ -205,7 +210,12 @@ class Store:
             return count, first
 
     def mark_scored(self, received_before: float, scored_at: float) -> None:
-        """Every instance received before RECEIVED_BEFORE has its row in the results now."""
+        """Record that every instance received before a time has its row in the results now.
+
+        Args:
+            received_before: Instances received before it are marked scored.
+            scored_at: When the pass ended (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE instances SET scored_at = ? WHERE scored_at IS NULL AND received_at < ?",
@@ -213,7 +223,14 @@ class Store:
             )
 
     def quiet_studies(self, last_arrival_before: float) -> list[tuple[str, float]]:
-        """Open studies with no arrival since LAST_ARRIVAL_BEFORE and every instance scored, with their last arrival."""
+        """Give the open studies that are quiet and scored, to report.
+
+        Args:
+            last_arrival_before: A study whose last instance arrived after it is not quiet yet.
+
+        Returns:
+            (StudyInstanceUID, last arrival) of each open study with every instance scored.
+        """
         with self._lock:
             return [
                 (row[0], row[1])
@@ -263,9 +280,17 @@ class Store:
         last_arrival: float,
         now: float,
     ) -> None:
-        """Close STUDY_UID (unless an instance arrived after LAST_ARRIVAL), record REPORTS as seen, QUEUE their sends.
+        """Close a study, record its reports as seen and queue their sends, in one transaction.
 
         A queued file is the outbox's own link to a report, which a later report never changes.
+
+        Args:
+            study_uid: The StudyInstanceUID.
+            verdict: The study's verdict, kept with it.
+            reports: The report files written for it.
+            queue: Their sends, one per destination.
+            last_arrival: The last arrival the reports cover; the study stays open if an instance arrived after it.
+            now: When (seconds since the epoch).
         """
         with self._transaction() as db:
             db.execute(
