@@ -27,7 +27,19 @@ LAYERS: dict[str, set[str]] = {
     # heatmap explain draws), sending to a PACS; a file's patient as training finds it.
     "pacs": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting", "explain"},
     # The audit: results and reads, matched per file (reporting's labels) or per study (pacs' roll-up).
-    "audit": {"about", "errors", "stats", "input", "model", "scoring", "training", "reporting", "site", "explain", "pacs"},
+    "audit": {
+        "about",
+        "errors",
+        "stats",
+        "input",
+        "model",
+        "scoring",
+        "training",
+        "reporting",
+        "site",
+        "explain",
+        "pacs",
+    },
     "cli": {
         "about",
         "errors",

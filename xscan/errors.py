@@ -75,16 +75,31 @@ CELL_LIMIT = 300
 
 
 def one_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's message on one printable line, at most LIMIT characters: fit for a CSV cell or a log line."""
+    """Give an exception's message on one printable line: fit for a CSV cell or a log line.
+
+    Args:
+        error: The exception.
+        limit: The most characters.
+
+    Returns:
+        The message, made printable and cut to `limit`; the exception's type name when it has none.
+    """
     return printable(str(error), limit) or type(error).__name__
 
 
 def printable(text: str, limit: int = CELL_LIMIT) -> str:
-    """TEXT as one printable line of at most LIMIT characters, however damaged the file it came from.
+    r"""Give text as one printable line, however damaged the file it came from.
 
     Runs of whitespace (line breaks included) become one space; any other character Python does not
     print (control characters, raw bytes read as Latin-1, undecodable bytes kept as surrogates) is
-    written as its escape, `\\x00`, `\\x9d`, `\\udc80`.
+    written as its escape, `\x00`, `\x9d`, `\udc80`.
+
+    Args:
+        text: The text.
+        limit: The most characters; longer text is cut and ends with "...".
+
+    Returns:
+        The printable line.
     """
     joined = " ".join(text.split())
     cleaned = (

@@ -122,10 +122,7 @@ def test_reads_keyed_by_study_judge_the_study_s_highest_score(tmp_path):
         write_dicom(tmp_path / "a2.dcm", pixels, StudyInstanceUID="1.2.3", AccessionNumber="ACC-A"),
         write_dicom(tmp_path / "b.dcm", pixels, StudyInstanceUID="1.2.4", AccessionNumber="ACC-B"),
     ]
-    rows = [
-        Row(str(path), p, 0.5, "m")
-        for path, p in zip(files, [0.2, 0.9, 0.1], strict=True)
-    ]
+    rows = [Row(str(path), p, 0.5, "m") for path, p in zip(files, [0.2, 0.9, 0.1], strict=True)]
     with ResultsWriter(tmp_path / "results.csv", results_columns()) as writer:
         writer.write(rows)
     for key, a, b in (("StudyInstanceUID", "1.2.3", "1.2.4"), ("AccessionNumber", "ACC-A", "ACC-B")):

@@ -1,5 +1,6 @@
-"""`xscan listen` against dcmtk's echoscu and storescu: echo, storage, the allow-list, hostile UIDs, TLS, a full disk,
-SIGTERM, --status and the exit codes; the reports go to a pynetdicom storage SCP this test runs.
+"""`xscan listen` against dcmtk's echoscu and storescu, and a pynetdicom storage SCP this test runs for the reports.
+
+Covered: echo, storage, the allow-list, hostile UIDs, TLS, a full disk, SIGTERM, --status and the exit codes.
 
 Each listener is a real `xscan listen` process on a free port with a quiet period of 1 s; the
 films are DICOM copies of real films of the data set.

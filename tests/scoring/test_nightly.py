@@ -173,9 +173,11 @@ def test_a_bug_or_memory_error_while_decoding_is_fatal_not_a_night_of_error_rows
     folder.mkdir()
     write_dicom(folder / "frontal.dcm", grey_scan())
     patch = {
-        "TypeError": "def broken(*args, **kwargs):\n    raise TypeError(\"pixel_array() got an unexpected keyword argument 'index'\")\n"
+        "TypeError": "def broken(*args, **kwargs):\n"
+        "    raise TypeError(\"pixel_array() got an unexpected keyword argument 'index'\")\n"
         "xscan.input.dicom.image.pixel_array = broken",
-        "MemoryError": "def broken(*args, **kwargs):\n    raise MemoryError\nxscan.input.dicom.image.pixel_array = broken",
+        "MemoryError": "def broken(*args, **kwargs):\n"
+        "    raise MemoryError\nxscan.input.dicom.image.pixel_array = broken",
         "KeyError": "xscan.scoring.pipeline.skip_reason = lambda ds: {}['Modality']",
     }[failure]
     done = xscan(
@@ -285,7 +287,8 @@ def test_a_file_that_ended_two_runs_with_an_unexpected_error_is_not_opened_a_thi
 def test_native_messages_while_the_weights_load_reach_stderr(tmp_path: Path) -> None:
     copy_scans(tmp_path / "export", ["a.jpeg"])
     loud = (
-        "import os\ndef loud(weights, **options):\n    os.write(2, b'native note from the weights loader\\n')\n    return StandIn()\n"
+        "import os\ndef loud(weights, **options):\n"
+        "    os.write(2, b'native note from the weights loader\\n')\n    return StandIn()\n"
         "xscan.scoring.run.load_scorer = loud"
     )
     done = xscan("score", tmp_path / "export", "-o", tmp_path / "r.csv", "--quiet", extra=loud)
@@ -374,7 +377,10 @@ def test_dicom_tags_asked_for_later_fill_the_rows_of_unchanged_files(tmp_path: P
 
 
 def sparse_dicom(path: Path, side: int, frames: int, first_frame: np.ndarray | None = None) -> Path:
-    """A frontal DX of FRAMES 16-bit SIDE x SIDE frames: FIRST_FRAME (resized) or nothing, then a hole in a sparse file."""
+    """Write a frontal DX of FRAMES 16-bit SIDE x SIDE frames as a sparse file.
+
+    Its pixel data is FIRST_FRAME (resized) or nothing, then a hole.
+    """
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -45,7 +45,7 @@ def need_tool(tool: str, package: str) -> str:
 
 
 def dcmtk(tool: str) -> str:
-    """dcmtk's TOOL (echoscu, storescu), never a namesake earlier on PATH."""
+    """Give the path of dcmtk's TOOL (echoscu, storescu), never a namesake earlier on PATH."""
     path = DCMTK / tool
     need(f"dcmtk's {tool}", path.exists(), "apt-get install dcmtk")
     return str(path)

@@ -21,9 +21,15 @@ DEBUG_HELP = "Show the Python traceback of an unexpected error (a bug, exit 70) 
 
 
 def debug_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator giving COMMAND the --debug option every command has; `exit_codes` reads it (xscan.cli.app.DEBUG).
+    """Give a command the --debug option every command has; `exit_codes` reads it (xscan.cli.app.DEBUG).
 
     The command itself takes no `debug` argument: typer sees it in the wrapper's signature.
+
+    Args:
+        command: The typer command function.
+
+    Returns:
+        The command with --debug, or the command itself when it declares its own (and passes it to exit_codes).
     """
     signature = inspect.signature(command)
     if "debug" in signature.parameters:
@@ -49,10 +55,20 @@ def debug_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def labels_option() -> bool:
+    """Give the shared --labels option.
+
+    Returns:
+        The typer option: ground truth from NORMAL / PNEUMONIA folder names.
+    """
     return typer.Option(False, "--labels", help="Ground truth from NORMAL / PNEUMONIA folder names in each path.")
 
 
 def labels_file_option() -> Path:
+    """Give the shared --labels-file option.
+
+    Returns:
+        The typer option: ground truth from a CSV of path,label.
+    """
     return typer.Option(
         None,
         "--labels-file",
@@ -64,6 +80,11 @@ def labels_file_option() -> Path:
 
 
 def labels_root_option() -> Path:
+    """Give the shared --labels-root option.
+
+    Returns:
+        The typer option: the folder the --labels-file paths are relative to.
+    """
     return typer.Option(
         None,
         "--labels-root",
@@ -73,7 +94,20 @@ def labels_root_option() -> Path:
 
 
 def ground_truth(labels: bool, labels_file: Path | None, labels_root: Path | None) -> GroundTruth | None:
-    """The ground truth the three label options ask for; None when none was asked for. Call it inside `exit_codes`."""
+    """Give the ground truth the three label options ask for. Call it inside `exit_codes`.
+
+    Args:
+        labels: --labels: ground truth from folder names.
+        labels_file: --labels-file, or None.
+        labels_root: --labels-root, or None.
+
+    Returns:
+        The ground truth, or None when none was asked for.
+
+    Raises:
+        UsageError: --labels with --labels-file, or --labels-root without --labels-file.
+        LabelsError: The labels file cannot be read (a usage error to exit_codes).
+    """
     from xscan.reporting.labels import FileLabels, FolderLabels
 
     if labels and labels_file:

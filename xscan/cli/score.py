@@ -1,4 +1,7 @@
-"""`xscan score`: options, the run's progress and summary on standard error, the run log; the work is `score_folder`'s."""
+"""`xscan score`: options, the run's progress and summary on standard error, the run log.
+
+The work is `score_folder`'s.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +58,8 @@ def score(
     dicom_filter: bool = typer.Option(
         SCORE_DEFAULTS.dicom.frontal_only,
         "--dicom-filter/--no-dicom-filter",
-        help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), with the reason "
-        "in the error column; --no-dicom-filter scores them anyway.",
+        help="Skip DICOMs that are not frontal radiographs (Modality not CR/DX/DR/RG, or a lateral view), "
+        "with the reason in the error column; --no-dicom-filter scores them anyway.",
     ),
     dicom_tags: str = typer.Option(
         "",
@@ -73,8 +76,9 @@ def score(
     scope_check: bool = typer.Option(
         SCORE_DEFAULTS.scope_check,
         "--scope-check/--no-scope-check",
-        help="Label scans the model was not built for (not a chest radiograph, rotated or inverted, outside the training "
-        "population) OUT_OF_SCOPE, with the reason in the scope column; --no-scope-check is for research use only.",
+        help="Label scans the model was not built for (not a chest radiograph, rotated or inverted, outside the "
+        "training population) OUT_OF_SCOPE, with the reason in the scope column; --no-scope-check is for research "
+        "use only.",
     ),
     calibration: Path = typer.Option(
         None,
@@ -185,6 +189,13 @@ class ScoreView:
     """What `xscan score` shows of a run: messages and a progress bar on stderr, lines in the log file."""
 
     def __init__(self, log: RunLog, quiet: bool, keep_rows: bool) -> None:
+        """Show nothing yet.
+
+        Args:
+            log: The run log (--log-file) every message is written to.
+            quiet: Whether to print nothing but usage and fatal errors.
+            keep_rows: Whether to keep the rows written, for the report --labels prints after scoring.
+        """
         self._log = log
         self._quiet = quiet
         self._keep_rows = keep_rows
@@ -193,6 +204,11 @@ class ScoreView:
         self._warnings: list[FileWarning] = []
 
     def __call__(self, event: Event) -> None:
+        """Show one event of the run: a message, a log line, or the progress bar's start or step.
+
+        Args:
+            event: What the run just did.
+        """
         from tqdm import tqdm
 
         from xscan.scoring.run import Notice, NotScanned, Planned, Repaired, RowsWritten, Waiting, Warned
@@ -223,6 +239,11 @@ class ScoreView:
             self._progress.update(len(event.rows))
 
     def finished(self, summary: ScoreSummary) -> None:
+        """Close the progress bar, log the summary and print it with one line per kind of warning.
+
+        Args:
+            summary: The finished run's counts.
+        """
         from xscan.input.file_warnings import tally
         from xscan.input.formats import IMAGE_EXTENSIONS
 
@@ -237,7 +258,8 @@ class ScoreView:
             say(f"no scans found in {summary.folder} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
         scope = f" ({summary.out_of_scope} out of scope)" if summary.out_of_scope else ""
         line = (
-            f"scored {summary.scored}{scope}, failed {summary.failed} in {summary.seconds:.1f} s ({summary.rate:.1f} images/s); "
+            f"scored {summary.scored}{scope}, failed {summary.failed} in {summary.seconds:.1f} s "
+            f"({summary.rate:.1f} images/s); "
             f"{summary.unchanged} unchanged, not read again"
         )
         say(line + (f"; {summary.skipped} skipped by the DICOM policy" if summary.skipped else ""))
@@ -252,18 +274,27 @@ class ScoreView:
             say(f"{kind}: {message}")
 
     def close(self) -> None:
+        """Close the progress bar, if one was started; closing twice is harmless."""
         if self._progress is not None:
             self._progress.close()
             self._progress = None
 
     def __enter__(self) -> ScoreView:
+        """Return the view itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the progress bar, so an interrupted run leaves the terminal clean."""
         self.close()
 
 
 def report_after_scoring(output: str, streamed: list[Row]) -> None:
+    """Print the report of --labels once scoring is done, then the disclaimer.
+
+    Args:
+        output: The results CSV's path, or "-" for standard output (the report then goes to standard error).
+        streamed: The rows scored, used only when the results went to standard output and cannot be read back.
+    """
     from xscan.reporting.labels import FolderLabels
     from xscan.reporting.report import build_report, report_from_csv
     from xscan.reporting.view import print_report

@@ -29,11 +29,18 @@ MAP_NAME = "class activation map (Grad-CAM)"  # how captions and pages name the 
 
 
 def grid_from_convs(image_size: int, convs: Iterable[tuple[int, int]]) -> Grid:
-    """Where the cells of the feature map after CONVS ((kernel, stride), "same" padding, in order) sit on the input.
+    """Give where the cells of the feature map after some convolutions sit on the input.
 
     A stride-2 'same' convolution on an even side pads one pixel at the end only, so each such
     stage moves the cell centres half an input pixel right and down: 15.5 pixels in all at
     160 px, half a 32-pixel cell. Maps placed on an even grid would be off by that much.
+
+    Args:
+        image_size: The input's side in pixels.
+        convs: The convolutions in order, as (kernel, stride), all with "same" padding.
+
+    Returns:
+        The grid of the cells on the input.
     """
     side, field, jump, steps = image_size, 1, 1, []
     for kernel, stride in convs:
@@ -68,6 +75,11 @@ class Explainer:
     """Probabilities and heatmaps for files, from one loaded model, in the scoring network's one call."""
 
     def __init__(self, scorer: Scorer) -> None:
+        """Prepare the heatmap geometry of a loaded model.
+
+        Args:
+            scorer: The loaded model; its card gives the cell grid and the input size.
+        """
         self.scorer = scorer
         self.grid = cam_grid(model_config_from_card(scorer.card))
         self.image_size = scorer.card.image_size
@@ -78,7 +90,15 @@ class Explainer:
         return assessed.probabilities, assessed.cams
 
     def explain(self, paths: Iterable[Path], workers: int | None = None) -> Iterator[list[Explanation]]:
-        """Explanations of PATHS in order, a batch at a time; files are decoded on WORKERS threads as in scoring."""
+        """Explain files in order, a batch at a time.
+
+        Args:
+            paths: The scan files.
+            workers: The decoding threads, as in scoring.
+
+        Yields:
+            The explanations of one batch, in the order of the paths.
+        """
         for batch in loaded_batches(paths, self.scorer.card.image_size, MODEL_BATCH, workers or usable_cpus()):
             yield self._explain_batch(batch)
 
@@ -98,11 +118,28 @@ class Explainer:
         return explained
 
     def heat(self, cells: np.ndarray, width: int, height: int) -> np.ndarray:
-        """The map's positive part (Grad-CAM's ReLU) on a WIDTH x HEIGHT picture of the whole scan."""
+        """Spread a map's positive part (Grad-CAM's ReLU) over a picture of the whole scan.
+
+        Args:
+            cells: The class activation map, cells x cells.
+            width: The picture's width in pixels.
+            height: The picture's height in pixels.
+
+        Returns:
+            The heat, height x width.
+        """
         return heat_on_scan(np.maximum(cells, 0.0), self.grid, self.image_size, width, height)
 
     def picture(self, explanation: Explanation, long_side: int) -> tuple[np.ndarray, np.ndarray]:
-        """The scan as uint8 grey with LONG_SIDE pixels on its longer side, and its heat on the same pixels."""
+        """Give the scan as uint8 grey and its heat on the same pixels.
+
+        Args:
+            explanation: The scan's explanation.
+            long_side: The picture's longer side in pixels.
+
+        Returns:
+            (grey, heat), both with long_side pixels on the longer side.
+        """
         grey = display_scan(explanation.path, long_side)
         return grey, self.heat(explanation.cells, grey.shape[1], grey.shape[0])
 

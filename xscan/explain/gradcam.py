@@ -47,6 +47,12 @@ class GradCam:
     """
 
     def __init__(self, network: Any, config: ModelConfig) -> None:
+        """Build the probe that returns every member's last-stage features and the ensemble's output.
+
+        Args:
+            network: The Keras ensemble.
+            config: Its shape, naming each member's last conv stage.
+        """
         import keras
         import tensorflow as tf
 
@@ -80,11 +86,20 @@ class GradCam:
 
 
 def randomized_copy(network: Any, config: ModelConfig, stages: int = 1, seed: int = 0) -> Any:
-    """NETWORK with every member's last STAGES conv stages and logit layer re-initialised, the rest as trained.
+    """Copy a network with every member's last conv stages and logit layer re-initialised, the rest as trained.
 
     The model-randomisation test of Adebayo et al. (2018): maps that stay the same when the
     weights they explain are random show the input, not the model. Kernels get Keras's default
-    Glorot-uniform draw (from SEED, so the check repeats), biases zero, batch norms the identity.
+    Glorot-uniform draw (from the seed, so the check repeats), biases zero, batch norms the identity.
+
+    Args:
+        network: The Keras ensemble.
+        config: Its shape, naming each member's stages.
+        stages: How many of the last conv stages to re-initialise.
+        seed: The seed of the kernels' draw.
+
+    Returns:
+        The randomised copy.
     """
     copy = build_model(config)
     copy.set_weights(network.get_weights())

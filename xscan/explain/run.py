@@ -46,6 +46,7 @@ class ExplainSummary:
 
     @property
     def exit_code(self) -> int:
+        """Give 4 (some files failed) when a file could not be drawn, else 0."""
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
 
@@ -57,13 +58,25 @@ def explain_paths(
     scorer: Scorer | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> ExplainSummary:
-    """Draw a heatmap overlay of each scan in PATHS (files, or folders walked as `score` walks them) into OUTPUT.
+    """Draw a heatmap overlay of each scan into a folder.
 
-    Writes OUTPUT/<path below the folder>.png and OUTPUT/explain.csv (score's columns, then `overlay`).
-    ON_EVENT hears what the walk passed over (NotScanned), the plan (Planned) and each batch's rows
-    (RowsWritten). A missing path or two scans that would share an overlay is a UsageError before any
-    work; weights that do not load a WeightsError; an output that cannot be written a ResultsWriteError.
-    SCORER, when given, is used instead of loading OPTIONS.weights.
+    Writes <output>/<path below the folder>.png and <output>/explain.csv (score's columns, then `overlay`).
+
+    Args:
+        paths: Files, or folders walked as `score` walks them.
+        output: The folder the overlays and explain.csv go to.
+        options: The weights, sizes and workers of the run.
+        scorer: A loaded model, used instead of loading options.weights.
+        on_event: Hears what the walk passed over (NotScanned), the plan (Planned) and each batch's
+            rows (RowsWritten).
+
+    Returns:
+        How the run went, with its exit code.
+
+    Raises:
+        UsageError: A missing path, or two scans that would share an overlay; before any work.
+        WeightsError: The weights do not load.
+        ResultsWriteError: The output cannot be written.
     """
     tell = on_event or (lambda event: None)
     missing = [path for path in paths if not path.exists()]
@@ -128,10 +141,23 @@ def write_overlays(
     threshold: float,
     workers: int | None = None,
 ) -> Iterator[list[Row]]:
-    """Draw each planned scan's overlay into FOLDER and yield its rows a batch at a time, as `xscan score` would.
+    """Draw each planned scan's overlay and yield its rows a batch at a time, as `xscan score` would.
 
-    A row has score's columns, then OVERLAY_COLUMN. A file that cannot be read is an error row and
-    the run goes on; a PNG that cannot be written raises OSError.
+    A file that cannot be read is an error row and the run goes on.
+
+    Args:
+        plan: (scan, overlay path below the folder) pairs.
+        explainer: The loaded model's explainer.
+        folder: The folder the overlays are written below.
+        long_side: The overlays' longer side in pixels.
+        threshold: The decision threshold of the rows' labels.
+        workers: The decoding threads, as in scoring.
+
+    Yields:
+        A batch's rows: score's columns, then OVERLAY_COLUMN.
+
+    Raises:
+        OSError: A PNG cannot be written.
     """
     overlay_of = dict(plan)
     model_id = explainer.scorer.card.model_id

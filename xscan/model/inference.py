@@ -17,13 +17,20 @@ from xscan.model.native_notes import XNNPACK_NOTE
 
 
 class CompiledNetwork:
-    """A LiteRT flatbuffer of one input and one joined output, for batches of its fixed batch size, on THREADS threads.
+    """A LiteRT flatbuffer of one input and one joined output, for batches of its fixed batch size.
 
-    OUTPUTS names the parts of the joined output in order with the width of each (the card's
+    The parts of the joined output are named in order with the width of each (the card's
     `litert.outputs`); `run` returns them by name as numpy arrays of shape (batch, width).
     """
 
     def __init__(self, flatbuffer: bytes, outputs: Mapping[str, int], threads: int = 1) -> None:
+        """Load the flatbuffer into a LiteRT interpreter, XNNPACK's note kept off stderr.
+
+        Args:
+            flatbuffer: The LiteRT file's bytes.
+            outputs: The parts of the joined output in order, with the width of each.
+            threads: The interpreter's threads (at least 1).
+        """
         from ai_edge_litert.interpreter import Interpreter
 
         with native_stderr_without([XNNPACK_NOTE]):
@@ -48,7 +55,14 @@ class CompiledNetwork:
         return list(self._widths)
 
     def run(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """The network's outputs for exactly `batch` INPUTS, by the card's names (views of one array: no copy)."""
+        """Run the network on one batch.
+
+        Args:
+            inputs: Exactly `batch` model inputs.
+
+        Returns:
+            The outputs by the card's names (views of one array: no copy).
+        """
         with self._calling:
             self._interpreter.set_tensor(self._input["index"], np.ascontiguousarray(inputs, np.float32))
             self._interpreter.invoke()

@@ -67,12 +67,15 @@ class ScoresBatches(Protocol):
     card: ModelCard
 
     @property
-    def model_id(self) -> str: ...
+    def model_id(self) -> str:
+        """Give the id written to each row."""
 
     @property
-    def threshold(self) -> float: ...
+    def threshold(self) -> float:
+        """Give the default decision threshold."""
 
-    def assess(self, model_inputs: np.ndarray) -> Assessment: ...
+    def assess(self, model_inputs: np.ndarray) -> Assessment:
+        """Give the probabilities and scope verdicts of a batch of model inputs."""
 
 
 @dataclass
@@ -123,15 +126,23 @@ class Scorer:
         return self.site.calibration.threshold if self.site else self.card.threshold
 
     def assess(self, model_inputs: np.ndarray, *, cams: bool = False) -> Assessment:
-        """Probabilities and scope verdicts for a stack of model inputs (see xscan.input.preprocess).
-
-        With CAMS, also each input's class activation map (`Assessment.cams`): the network always
-        computes it (a few thousand multiplications a scan), it is only copied out when asked for.
-        A LiteRT file written before it had that output is a WeightsError saying how to rewrite it.
+        """Give probabilities and scope verdicts for a stack of model inputs (see xscan.input.preprocess).
 
         The network always runs on chunks of exactly MODEL_BATCH inputs (the last one padded):
         the kernels, and so the last bits of a score, could otherwise depend on how many inputs
         share a call, and a resumed run must write the same numbers as an uninterrupted one.
+
+        Args:
+            model_inputs: The preprocessed inputs.
+            cams: Whether to return each input's class activation map too (`Assessment.cams`): the
+                network always computes it (a few thousand multiplications a scan), it is only
+                copied out when asked for.
+
+        Returns:
+            The assessment of every input.
+
+        Raises:
+            WeightsError: With cams, a LiteRT file written before it had that output; says how to rewrite it.
         """
         if cams and CAM not in self._network.outputs:
             raise WeightsError(
@@ -175,16 +186,27 @@ class Scorer:
 def load_scorer(
     weights_dir: Path | None = None, threads: int = 1, *, scope_check: bool = True, site: LoadedSite | None = None
 ) -> Scorer:
-    """Load the LiteRT file and card from WEIGHTS_DIR (default: the bundled model), offline, without TensorFlow.
+    """Load the LiteRT file and card of a model, offline, without TensorFlow.
 
-    With SCOPE_CHECK, the card's out-of-scope check is loaded too (a card without one gives a
-    note instead); SITE is a site calibration already checked against the card's model id.
+    The default of one thread is because the scoring pipeline's decoding workers keep every core
+    busy: more model threads only spin-wait and take turns with the decoders. OpenBLAS's idle
+    threads, left at their default, spun for a whole core after each small matrix product and
+    halved the scoring rate.
 
-    THREADS is how many threads the network (and the BLAS behind numpy, which computes the scope
-    check's feature distance) runs each batch on, within each call only. One, because the scoring
-    pipeline's decoding workers keep every core busy: more model threads only spin-wait and take
-    turns with the decoders. OpenBLAS's idle threads, left at their default, spun for a whole core
-    after each small matrix product and halved the scoring rate. 0 leaves the libraries' own defaults.
+    Args:
+        weights_dir: The model's folder (None: the bundled model).
+        threads: How many threads the network (and the BLAS behind numpy, which computes the scope
+            check's feature distance) runs each batch on, within each call only; 0 leaves the
+            libraries' own defaults.
+        scope_check: Whether to load the card's out-of-scope check too (a card without one gives a
+            note instead).
+        site: A site calibration already checked against the card's model id.
+
+    Returns:
+        The loaded scorer; its network is started, so a file that does not load fails now.
+
+    Raises:
+        WeightsError: The folder's files are missing, differ from the card, or do not load.
     """
     weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
     card = read_card(weights_dir)
@@ -213,16 +235,36 @@ def load_scorer(
 
 
 def litert_command(weights_dir: Path) -> str:
-    """The command that writes WEIGHTS_DIR's LiteRT file for a card that has none (see xscan.training.convert.convert_to_litert)."""
+    """Give the command that writes the LiteRT file for a card that has none.
+
+    See xscan.training.convert.convert_to_litert.
+
+    Args:
+        weights_dir: The folder of the card.
+
+    Returns:
+        The `xscan train ... --litert-only` command line.
+    """
     return f"xscan train DATA --out {weights_dir} --litert-only"
 
 
 def model_files(weights_dir: Path, card: ModelCard, *, scope_check: bool = True) -> list[Path]:
-    """The files a Scorer of CARD loads from WEIGHTS_DIR: the LiteRT file, then the scope statistics if used.
+    """Give the files a Scorer of a card loads: the LiteRT file, then the scope statistics if used.
 
     Each is checked against the card first (present, readable, the card's sha256), so that a
-    folder that would not load is a WeightsError before anything starts. The Keras weights are
-    not among them: scoring does not read them.
+    folder that would not load fails before anything starts. The Keras weights are not among
+    them: scoring does not read them.
+
+    Args:
+        weights_dir: The model's folder.
+        card: Its card.
+        scope_check: Whether the scope statistics are used.
+
+    Returns:
+        The files' paths.
+
+    Raises:
+        WeightsError: The card names no LiteRT file, or a file is missing, unreadable or not the card's.
     """
     if not card.litert:
         raise WeightsError(

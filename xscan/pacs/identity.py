@@ -48,7 +48,15 @@ def uid_root(text: str | None) -> str:
 
 
 def derived_uid(root: str, parts: Sequence[str]) -> str:
-    """The UID below ROOT derived from PARTS: the same parts always give the same UID."""
+    """Derive a UID below a root: the same parts always give the same UID.
+
+    Args:
+        root: The UID root.
+        parts: What the UID stands for.
+
+    Returns:
+        The UID.
+    """
     return generate_uid(prefix=root, entropy_srcs=[*parts])
 
 
@@ -66,11 +74,19 @@ def state_dir() -> Path:
 
 
 def device_uid(folder: Path | None = None) -> str:
-    """This install's Device Observer UID: read from FOLDER (default `state_dir()`), made there at first use.
+    """Give this install's Device Observer UID, made at first use.
 
     2.25 UIDs from a random UUID need no registered root and do not collide (ITU-T X.667), so
-    each install differs whatever --uid-root says. Raises DeviceIdentityError when the file can
-    be neither read nor written.
+    each install differs whatever --uid-root says.
+
+    Args:
+        folder: Where it is kept (default `state_dir()`).
+
+    Returns:
+        The UID.
+
+    Raises:
+        DeviceIdentityError: The file can be neither read nor written.
     """
     path = (folder or state_dir()) / DEVICE_UID_FILE
     try:

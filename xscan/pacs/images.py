@@ -65,7 +65,15 @@ class Film:
 
 
 def films_of(studies: Sequence[Study], scored: Sequence[Sequence[StudyFile]]) -> list[Film]:
-    """The films to draw: SCORED[i] are the reported images of STUDIES[i], numbered within their study."""
+    """Give the films to draw, numbered within their study.
+
+    Args:
+        studies: The reported studies.
+        scored: The reported images of each study, in the same order.
+
+    Returns:
+        The films.
+    """
     return [
         Film(study, image, number)
         for study, images in zip(studies, scored, strict=True)
@@ -74,7 +82,15 @@ def films_of(studies: Sequence[Study], scored: Sequence[Sequence[StudyFile]]) ->
 
 
 def heatmap_uids(film: Film, root: str) -> tuple[str, str]:
-    """The series and SOP Instance UIDs of FILM's image: from the root, the film, the model id and the threshold."""
+    """Give the series and SOP Instance UIDs of a film's heatmap image.
+
+    Args:
+        film: The film.
+        root: The UID root.
+
+    Returns:
+        (series UID, SOP Instance UID), derived from the root, the film, the model id and the threshold.
+    """
     row = film.image.row
     series = derived_uid(root, [film.study.key, row.model, "xscan heatmaps"])
     instance = derived_uid(root, [str(film.image.header.SOPInstanceUID), row.model, f"{row.threshold:.6f}", "heatmap"])
@@ -82,7 +98,15 @@ def heatmap_uids(film: Film, root: str) -> tuple[str, str]:
 
 
 def check_model(films: Sequence[Film], scorer: Scorer) -> None:
-    """Raise UsageError when the films were scored by another model than SCORER's network (a site suffix is fine)."""
+    """Refuse films scored by another model than the one loaded (a site suffix is fine).
+
+    Args:
+        films: The films.
+        scorer: The loaded model.
+
+    Raises:
+        UsageError: A film's model is not the scorer's network.
+    """
     base = scorer.card.model_id
     others = sorted({film.image.row.model for film in films if film.image.row.model.split("+")[0] != base})
     if others:
@@ -93,11 +117,23 @@ def check_model(films: Sequence[Film], scorer: Scorer) -> None:
 
 
 def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, root: str) -> tuple[list[Path], int]:
-    """FOLDER/<film's SOP Instance UID>.dcm for each of FILMS; a file already holding its UID stays.
+    """Write <folder>/<film's SOP Instance UID>.dcm for each film; a file already holding its UID stays.
 
     The films are decoded once each, FILMS_AT_ONCE per network call: the model input (for the map)
-    and the picture come from the same decoded pixels. A film that cannot be read any more is a
-    SourceChangedError naming it (exit 2); a folder that cannot be written a ResultsWriteError (exit 3).
+    and the picture come from the same decoded pixels.
+
+    Args:
+        films: The films.
+        folder: The heatmap images' folder.
+        scorer: The loaded model.
+        root: The UID root.
+
+    Returns:
+        Every image's path, and how many were new.
+
+    Raises:
+        SourceChangedError: A film cannot be read any more; names it (exit 2).
+        ResultsWriteError: The folder cannot be written (exit 3).
     """
     paths: list[Path] = []
     pending: list[tuple[Film, Path]] = []
@@ -132,7 +168,14 @@ def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, ro
 
 
 def fitted(grey: np.ndarray) -> np.ndarray:
-    """GREY (the film as shown) resized so that it and the banner below it have MIN_LONG_SIDE to LONG_SIDE pixels."""
+    """Resize a film so that it and the banner below it have MIN_LONG_SIDE to LONG_SIDE pixels.
+
+    Args:
+        grey: The film as shown.
+
+    Returns:
+        The resized film.
+    """
     height, width = grey.shape
     band = _banner_height(BANNER_LINES, _font_size(min(max(height, width, MIN_LONG_SIDE), LONG_SIDE)))
     factor = min(max(1.0, MIN_LONG_SIDE / max(height, width)), LONG_SIDE / width, (LONG_SIDE - band) / height)
@@ -143,7 +186,17 @@ def fitted(grey: np.ndarray) -> np.ndarray:
 
 
 def heatmap_picture(grey: np.ndarray, cells: np.ndarray | None, row: Row, explainer: Explainer) -> np.ndarray:
-    """The RGB picture: GREY (the film as shown, already `fitted`) with the heat of CELLS (None: none), banner below."""
+    """Draw the RGB picture: the film with its heat, and the banner below.
+
+    Args:
+        grey: The film as shown, already `fitted`.
+        cells: The class activation map; None draws no heat.
+        row: The film's row, for the banner.
+        explainer: The loaded model's explainer.
+
+    Returns:
+        The picture.
+    """
     lines = banner_lines(row)
     height, width = grey.shape
     font_size = _font_size(min(max(height, width, MIN_LONG_SIDE), LONG_SIDE))
@@ -174,7 +227,17 @@ def banner_lines(row: Row) -> list[str]:
 
 
 def banner(lines: Sequence[str], width: int, height: int, font_size: int) -> np.ndarray:
-    """LINES drawn on a WIDTH x HEIGHT band (RGB), each shrunk to fit the width; the last one in amber."""
+    """Draw lines of text on a band, each shrunk to fit the width; the last one in amber.
+
+    Args:
+        lines: The text.
+        width: The band's width in pixels.
+        height: The band's height in pixels.
+        font_size: The largest font size.
+
+    Returns:
+        The RGB band.
+    """
     from PIL import Image, ImageDraw
 
     band = Image.new("RGB", (width, height), BANNER_BACKGROUND)
@@ -205,7 +268,16 @@ def _draw_line(draw: Any, origin: tuple[int, int], line: str, font: Any, colour:
 
 
 def heatmap_dataset(film: Film, picture: np.ndarray, root: str) -> hd.sc.SCImage:
-    """The Secondary Capture of PICTURE for FILM, in the study's heatmap series."""
+    """Build the Secondary Capture of a picture, in the study's heatmap series.
+
+    Args:
+        film: The film the picture shows.
+        picture: The RGB picture.
+        root: The UID root.
+
+    Returns:
+        The Secondary Capture.
+    """
     header, row = film.image.header, film.image.row
     series_uid, instance_uid = heatmap_uids(film, root)
     orientation = header.get("PatientOrientation")

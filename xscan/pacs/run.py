@@ -27,6 +27,8 @@ class HeatmapsWritten:
 
 @dataclass(frozen=True)
 class Delivered:
+    """What `report_studies` did: the reports written, what was sent, the heatmap images written."""
+
     written: Written
     sent: Sent | None  # None without a node to send to
     images: HeatmapsWritten | None = None  # None with images=False
@@ -45,21 +47,36 @@ def report_studies(
     state_dir: Path | None = None,
     scorer: Scorer | None = None,
 ) -> Delivered:
-    """Write FOLDER/<StudyInstanceUID>.dcm for each DICOM study of RESULTS and, with IMAGES, a heatmap image per film
-    in FOLDER/heatmaps/; then store on NODE those it does not hold yet.
+    """Write a structured report per DICOM study of the results, and heatmap images; then send them to a node.
 
-    FILES, when given, limits the reports to the studies of those scored files (`xscan listen`
-    reports a study once it is complete, while others still arrive); only their headers are read.
+    Called again for the same folder (a re-run, or `xscan listen` for a study that gained images),
+    an unchanged report stays and a changed one amends the one in the folder (see xscan.pacs.sr).
+    A scored file gone since scoring is refused before anything is written; after a failed send
+    every file stays in the folder and the sent log says which were stored, so that the same
+    command, run again, sends only the rest.
 
-    Called again for the same FOLDER (a re-run, or `xscan listen` for a study that gained images),
-    an unchanged report stays and a changed one amends the one in FOLDER (see xscan.pacs.sr).
-    UID_ROOT_TEXT is --uid-root (None: xscan's default root); the device UID is this install's,
-    kept in STATE_DIR (default: the user's state folder). The heatmaps come from SCORER, else one
-    loaded from WEIGHTS (default: the bundled model), which must be the results' model (a service
-    calling this for each study passes its loaded scorer). The sent log is FOLDER/sent.csv. A
-    scored file gone since scoring is a SourceChangedError naming it (exit 2) before anything is
-    written; a DeliveryError leaves every file in FOLDER and the log saying which were stored, so
-    that the same command, run again, sends only the rest.
+    Args:
+        results: The results CSV of `xscan score`.
+        folder: Where the reports go, as <StudyInstanceUID>.dcm, the heatmap images in heatmaps/,
+            and the sent log, sent.csv.
+        node: Where to store the reports and images it does not hold yet; None writes them only.
+        calling_ae_title: xscan's AE title towards the node.
+        files: When given, limits the reports to the studies of those scored files (`xscan listen`
+            reports a study once it is complete, while others still arrive); only their headers are read.
+        images: Whether to write a heatmap image per film.
+        uid_root_text: --uid-root; None is xscan's default root.
+        weights: The model the heatmaps come from when no scorer is given (None: the bundled model);
+            it must be the results' model.
+        state_dir: Where this install's device UID is kept (None: the user's state folder).
+        scorer: A loaded model for the heatmaps (a service calling this for each study passes its own).
+
+    Returns:
+        The reports written, what was sent (None without a node) and the heatmap images written.
+
+    Raises:
+        SourceChangedError: A scored file is gone since scoring; names it (exit 2).
+        UsageError: The results come from another model than the one loaded for the heatmaps.
+        DeliveryError: A report or image could not be stored on the node.
     """
     root = uid_root(uid_root_text)
     if files is None:

@@ -41,6 +41,17 @@ class Node:
 
     @classmethod
     def parse(cls, text: str) -> Node:
+        """Read a node as `--send` takes it.
+
+        Args:
+            text: `AET@HOST:PORT`.
+
+        Returns:
+            The node.
+
+        Raises:
+            OptionError: The text is not a node (exit 2).
+        """
         match = _NODE.match(text.strip())
         if not match or not 0 < int(match.group(3)) < 65536 or not match.group(1).strip():
             raise OptionError(
@@ -50,6 +61,7 @@ class Node:
         return cls(match.group(1).strip(), match.group(2).strip("[]"), int(match.group(3)))
 
     def __str__(self) -> str:
+        """Give the node as `AET@HOST:PORT`."""
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
@@ -64,7 +76,20 @@ class Sent:
 
 
 def send_reports(paths: Sequence[Path], node: Node, log: Path, calling_ae_title: str = CALLING_AE_TITLE) -> Sent:
-    """Store each report of PATHS on NODE unless LOG says it is there; raise DeliveryError when any is not stored."""
+    """Store each report on a node unless the sent log says it is there.
+
+    Args:
+        paths: The report (and image) files.
+        node: The node to store them on.
+        log: The sent log, read first and appended to.
+        calling_ae_title: xscan's AE title towards the node.
+
+    Returns:
+        What was stored now, stored by an earlier run, and rejected.
+
+    Raises:
+        DeliveryError: Any file was not stored.
+    """
     import pydicom
 
     sent = Sent(node)
@@ -159,7 +184,10 @@ def _why_not(association: object) -> str:
 
 @contextmanager
 def _quiet_pynetdicom() -> Iterator[None]:
-    """pynetdicom logs every failure too; the error xscan raises says it once. Restored after the call."""
+    """Silence pynetdicom's logger for the call, restored after it.
+
+    pynetdicom logs every failure too; the error xscan raises says it once.
+    """
     logger = logging.getLogger("pynetdicom")
     level = logger.level
     logger.setLevel(logging.CRITICAL)

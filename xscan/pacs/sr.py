@@ -82,10 +82,12 @@ class Report:
 
     @property
     def sop_instance_uid(self) -> str:
+        """Give the report's SOPInstanceUID."""
         return str(self.dataset.SOPInstanceUID)
 
     @property
     def file_name(self) -> str:
+        """Give the report's file name: its study's key, then .dcm."""
         return f"{self.study.key}.dcm"
 
 
@@ -98,7 +100,14 @@ class Identity:
 
 
 def scored_images(study: Study) -> list[StudyFile]:
-    """The DICOM images of STUDY that have a probability (out-of-scope ones included: reported as not assessed)."""
+    """Give the DICOM images of a study that have a probability.
+
+    Args:
+        study: The study.
+
+    Returns:
+        Its scored images, out-of-scope ones included (reported as not assessed).
+    """
     return [
         f
         for f in study.files
@@ -107,7 +116,16 @@ def scored_images(study: Study) -> list[StudyFile]:
 
 
 def report_uid(study: Study, identity: Identity, predecessor_uid: str = "") -> str | None:
-    """The SOP Instance UID of STUDY's report amending PREDECESSOR_UID ("" for none); None when it gets no report."""
+    """Give the SOP Instance UID of a study's report.
+
+    Args:
+        study: The study.
+        identity: The site's UID root and this install's device UID.
+        predecessor_uid: The report this one amends ("" for none).
+
+    Returns:
+        The UID, or None when the study gets no report.
+    """
     images = scored_images(study)
     if study.grouped_by != BY_STUDY or not images:
         return None
@@ -115,10 +133,16 @@ def report_uid(study: Study, identity: Identity, predecessor_uid: str = "") -> s
 
 
 def build_report(study: Study, identity: Identity = Identity(), previous: Dataset | None = None) -> Report | None:
-    """The structured report of a DICOM study with at least one scored image; None for any other study.
+    """Build the structured report of a DICOM study with at least one scored image.
 
-    PREVIOUS, the report this one amends, gives it the next InstanceNumber and its Predecessor
-    Documents Sequence.
+    Args:
+        study: The study.
+        identity: The site's UID root and this install's device UID.
+        previous: The report this one amends: gives it the next InstanceNumber and its Predecessor
+            Documents Sequence.
+
+    Returns:
+        The report, or None for any other study.
     """
     images = scored_images(study)
     sop_instance_uid = report_uid(study, identity, str(previous.SOPInstanceUID) if previous is not None else "")
@@ -276,12 +300,20 @@ class Written:
 
 
 def write_reports(studies: Sequence[Study], folder: Path, identity: Identity = Identity()) -> Written:
-    """One report file per DICOM study with a scored image, FOLDER/<StudyInstanceUID>.dcm.
+    """Write one report file per DICOM study with a scored image, <folder>/<StudyInstanceUID>.dcm.
 
     A file that holds the same report stays. A file holding another report of the study (results
     that changed, or a study that gained images) is amended: the new report names it as its
     predecessor and takes the next InstanceNumber, and the old file moves to
-    FOLDER/REPLACED_FOLDER/<StudyInstanceUID>.<its InstanceNumber>.dcm.
+    <folder>/REPLACED_FOLDER/<StudyInstanceUID>.<its InstanceNumber>.dcm.
+
+    Args:
+        studies: The studies.
+        folder: The reports' folder.
+        identity: The site's UID root and this install's device UID.
+
+    Returns:
+        The report files, how many were new, and the files and studies that got no report.
     """
     paths, new, without, amended, all_skipped = [], 0, 0, 0, 0
     try:

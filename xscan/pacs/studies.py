@@ -58,12 +58,15 @@ class StudyFile:
 
 @dataclass(frozen=True)
 class Study:
+    """One study's files, grouped by StudyInstanceUID, else by patient, else one file alone."""
+
     key: str  # the StudyInstanceUID, the patient (below the folder holding their files), or the file's path
     grouped_by: str  # BY_STUDY, BY_PATIENT or BY_FILE
     files: tuple[StudyFile, ...]
 
     @property
     def accession_number(self) -> str:
+        """Give the first AccessionNumber among the study's headers, or ""."""
         return next((str(f.header.get("AccessionNumber", "")).strip() for f in self.files if f.header is not None), "")
 
     def verdict(self) -> Row:
@@ -91,6 +94,7 @@ class Study:
         )
 
     def counts(self) -> dict[str, int]:
+        """Count the study's files: all, scored, out of scope, skipped by the DICOM policy, failed."""
         rows = [f.row for f in self.files]
         return {
             "files": len(rows),
@@ -113,9 +117,15 @@ class SourceChangedError(UsageError):
 
 
 def check_sources(studies: Iterable[Study]) -> None:
-    """Raise SourceChangedError naming the first scored file of STUDIES that is gone since it was scored.
+    """Refuse studies a scored file of which is gone since it was scored.
 
     A report is never rebuilt silently from the files that remain: the results say more was scored.
+
+    Args:
+        studies: The studies.
+
+    Raises:
+        SourceChangedError: Names the first scored file that is gone.
     """
     for study in studies:
         for member in study.files:
@@ -140,9 +150,14 @@ def file_of(row: Row) -> Path:
 
 
 def group_studies(rows: Iterable[Row], patients: Mapping[str, str] | None = None) -> list[Study]:
-    """ROWS grouped into studies, in the order of each study's first file (the results' walk order).
+    """Group rows into studies, in the order of each study's first file (the results' walk order).
 
-    PATIENTS maps a file's place (`place`) to its patient, from a patients file; it wins over file names.
+    Args:
+        rows: The results' rows.
+        patients: A file's place (`place`) to its patient, from a patients file; it wins over file names.
+
+    Returns:
+        The studies.
     """
     groups: dict[tuple[str, str], list[StudyFile]] = {}
     for row in rows:
@@ -171,9 +186,17 @@ def _study_key(kind: str, name: str, files: list[StudyFile]) -> str:
 
 
 def read_patients(source: Path, root: Path | None = None) -> dict[str, str]:
-    """The patient of each file listed in SOURCE, a CSV with columns path,patient (a `train` labels file is one).
+    """Read the patient of each file listed in a patients file.
 
-    Paths are relative to ROOT when given, else to the current folder, as the results' paths are.
+    Args:
+        source: A CSV with columns path,patient (a `train` labels file is one).
+        root: The folder its paths are relative to; None: the current folder, as the results' paths are.
+
+    Returns:
+        Each file's place (`place`) to its patient.
+
+    Raises:
+        UsageError: The file cannot be read or is not a patients file.
     """
     try:
         with open(source, newline="", encoding="utf-8-sig") as stream:
@@ -191,6 +214,8 @@ def read_patients(source: Path, root: Path | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StudiesSummary:
+    """What `write_studies` wrote: the output, the studies and the row of each."""
+
     output: str
     studies: list[Study]
     verdicts: list[Row]
@@ -213,11 +238,19 @@ def studies_from_results(results: Path, patients: Mapping[str, str] | None = Non
 
 
 def write_studies(results: Path, output: str, patients: Mapping[str, str] | None = None) -> StudiesSummary:
-    """Write one row per study of RESULTS to OUTPUT (`-` for standard output) and say what was written.
+    """Write one row per study of the results and say what was written.
 
     A file is replaced whole and at once (a temporary file beside it, then a rename), so an
     interrupted run leaves the previous studies file, and a re-run after more scoring brings it up
     to date. A file that is not a studies file (the results themselves, say) is left untouched.
+
+    Args:
+        results: The results CSV.
+        output: The studies file, or `-` for standard output.
+        patients: A file's place to its patient, from a patients file.
+
+    Returns:
+        The output, the studies and the row of each.
     """
     if output != "-":
         _check_replaceable(Path(output), results)

@@ -27,7 +27,14 @@ class Backoff:
     cap: float = BACKOFF_CAP_S
 
     def delay(self, attempts: int) -> float:
-        """The wait after the ATTEMPTS-th failed try (1 for the first)."""
+        """Give the wait after a failed try.
+
+        Args:
+            attempts: How many tries failed (1 for the first).
+
+        Returns:
+            The wait in seconds.
+        """
         return min(self.cap, self.base * 2 ** max(0, attempts - 1))
 
 

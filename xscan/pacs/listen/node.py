@@ -67,6 +67,11 @@ class ListenOptions:
     backoff: Backoff = field(default_factory=Backoff)
 
     def __post_init__(self) -> None:
+        """Refuse options no listener can run with.
+
+        Raises:
+            OptionError: A port, AE title, quiet period or other setting out of range (exit 2).
+        """
         if not 0 <= self.port < 65536:
             raise OptionError(f"--port must lie between 1 and 65535, not {self.port}")
         if not 0 < len(self.ae_title.strip()) <= 16 or "\\" in self.ae_title:
@@ -79,6 +84,11 @@ class ListenOptions:
             raise OptionError("--tls-ca checks the peers of a TLS listener: give --tls-cert and --tls-key too")
 
     def ssl_context(self) -> ssl.SSLContext | None:
+        """Give the TLS context of --tls-cert and --tls-key (and --tls-ca), or None without TLS.
+
+        Returns:
+            The server-side context, or None when no certificate and key were given.
+        """
         if self.tls_cert is None or self.tls_key is None:
             return None
         return tls_context(self.tls_cert, self.tls_key, self.tls_ca)
@@ -126,7 +136,17 @@ Event = Listening | AssociationEnded | StudyReported | StudySent | SendFailed | 
 
 
 def listen_status(store: Path) -> Counts:
-    """The counts of the listener state in STORE, read without starting a listener; StoreError without one."""
+    """Give the counts of a listener's state, read without starting a listener.
+
+    Args:
+        store: The --store folder.
+
+    Returns:
+        The counts `--status` prints.
+
+    Raises:
+        StoreError: The folder holds no listener state.
+    """
     state = Store(store, create=False)
     try:
         return state.counts()
@@ -140,6 +160,13 @@ class Listener:
     def __init__(
         self, options: ListenOptions, on_event: Callable[[Event], None] | None = None, scorer: Scorer | None = None
     ) -> None:
+        """Set up a listener; nothing is opened or started until `start()`.
+
+        Args:
+            options: What to listen on, where to store, where to send.
+            on_event: Called with every event (Listening, AssociationEnded, StudyReported, ...); from several threads.
+            scorer: A model already loaded (tests); None loads the bundled model at start.
+        """
         self.options = options
         self.folder = options.store.resolve()
         self.port = options.port
@@ -218,6 +245,7 @@ class Listener:
             raise self._failure
 
     def stop(self) -> None:
+        """Stop listening, let the associations in progress finish, stop the work threads, then close the store."""
         if self._server is not None:
             active = list(self._server.active_associations)
             self._notify(Stopping(len(active)))
@@ -235,10 +263,16 @@ class Listener:
             self.store.close()
 
     def __enter__(self) -> Listener:
+        """Start the listener.
+
+        Returns:
+            The listener, started.
+        """
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the listener."""
         self.stop()
 
     # --- the scoring thread: what has arrived, in batches

@@ -46,7 +46,7 @@ _ALLOW = re.compile(r"^([^@\\]{1,16})(?:@(\[[0-9a-fA-F:]+\]|[^@\s]+))?$")
 
 @dataclass(frozen=True)
 class Allowed:
-    """A calling AE title allowed to associate, from HOST only when one is given."""
+    """A calling AE title allowed to associate, from its host's addresses only when a host is given."""
 
     ae_title: str
     addresses: frozenset[str] = frozenset()  # the host's addresses; empty: any host
@@ -66,6 +66,15 @@ class Allowed:
         return allowed
 
     def admits(self, ae_title: str, address: str) -> bool:
+        """Tell whether a calling AE title from an address is this entry's.
+
+        Args:
+            ae_title: The calling AE title (padding ignored).
+            address: The peer's IP address.
+
+        Returns:
+            True when the title matches and the entry names no host or one of the host's addresses.
+        """
         return ae_title.strip() == self.ae_title and (not self.addresses or address in self.addresses)
 
 
@@ -77,7 +86,16 @@ def _addresses(host: str) -> frozenset[str]:
 
 
 def tls_context(cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
-    """A server-side TLS context with CERT and KEY; with CA, a peer must show a certificate that chains to it."""
+    """Make a server-side TLS context.
+
+    Args:
+        cert: The listener's certificate.
+        key: Its private key.
+        ca: When given, a peer must show a certificate that chains to it.
+
+    Returns:
+        The context.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
@@ -90,7 +108,14 @@ def tls_context(cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
 
 
 def valid_uid(text: str) -> bool:
-    """Whether TEXT is a DICOM UID (PS3.5 9.1): digits in dot-separated parts, at most 64 characters."""
+    """Tell whether text is a DICOM UID (PS3.5 9.1): digits in dot-separated parts, at most 64 characters.
+
+    Args:
+        text: The candidate UID.
+
+    Returns:
+        True for a valid UID.
+    """
     return len(text) <= UID_LIMIT and UID.match(text) is not None
 
 
@@ -128,6 +153,14 @@ class Reception:
         on_stored: Callable[[], None] = lambda: None,
         on_ended: Callable[[AssociationEnded], None] = lambda ended: None,
     ) -> None:
+        """Set up the handlers; nothing is written until `prepare()`.
+
+        Args:
+            store: The listener's state; instances are written below its folder.
+            allowed: The --allow entries; empty admits every caller.
+            on_stored: Called after each instance stored (wakes the scoring thread).
+            on_ended: Called with each association's outcome once it closes.
+        """
         self.store = store
         self.allowed = list(allowed)
         self.instances = store.folder / INSTANCES
@@ -167,6 +200,11 @@ class Reception:
         return adopted
 
     def handlers(self) -> list[tuple[object, Callable]]:
+        """Give the pynetdicom event handlers of this reception.
+
+        Returns:
+            (event, handler) pairs for `AE.start_server`.
+        """
         from pynetdicom import evt
 
         return [
@@ -192,6 +230,14 @@ class Reception:
             event.assoc.kill()  # as pynetdicom's own check does: the reject goes out before the socket closes
 
     def on_store(self, event: object) -> int:
+        """Store one C-STORE's instance durably and count it for its association.
+
+        Args:
+            event: pynetdicom's C-STORE event.
+
+        Returns:
+            The DIMSE status: success, or the refusal's status (the reason goes to the association's outcome).
+        """
         record = self._association(event)
         status, reason = self._store(event, record.ae_title)
         with self._lock:
@@ -232,6 +278,11 @@ class Reception:
         return SUCCESS, ""
 
     def on_closed(self, event: object) -> None:
+        """Report how an association ended (released, aborted, rejected), once.
+
+        Args:
+            event: pynetdicom's event of the association's end.
+        """
         assoc = event.assoc
         with self._lock:
             record = self._associations.pop(id(assoc), None)
@@ -287,10 +338,20 @@ def _decodes(get_decoder: Callable, syntax: str) -> bool:
 def start_server(
     reception: Reception, ae_title: str, port: int, host: str = "", ssl_context: ssl.SSLContext | None = None
 ) -> object:
-    """Listen on HOST:PORT as AE_TITLE, on threads of pynetdicom's own; returns its server, to shut down.
+    """Listen as a DICOM node, on threads of pynetdicom's own.
 
     Every storage SOP class is accepted (what the DICOM policy skips, a CT or a lateral, is stored
     and gets its `skipped` row), in every transfer syntax xscan decodes, and Verification.
+
+    Args:
+        reception: The handlers.
+        ae_title: The listener's AE title.
+        port: The port.
+        host: The address to bind ("" for all).
+        ssl_context: TLS, or None.
+
+    Returns:
+        pynetdicom's server, to shut down.
     """
     from pynetdicom import AE, AllStoragePresentationContexts
     from pynetdicom.sop_class import Verification
@@ -321,10 +382,16 @@ def _peer(assoc: object) -> str:
 
 
 def write_durably(data: bytes, path: Path, scratch: Path) -> None:
-    """DATA at PATH once it is on disk: a temporary file in SCRATCH, fsynced, renamed, its folder fsynced.
+    """Write bytes to a file once they are on disk: a temporary file, fsynced, renamed, its folder fsynced.
 
-    SCRATCH is on the same file system, so the rename is atomic: PATH holds the old file or the
-    whole new one, never part of one. On any error the temporary file is removed and the error raised.
+    The scratch folder is on the same file system, so the rename is atomic: the path holds the old
+    file or the whole new one, never part of one. On any error the temporary file is removed and
+    the error raised.
+
+    Args:
+        data: The bytes.
+        path: The file to write.
+        scratch: The folder of the temporary file, on the same file system as the path.
     """
     temporary = scratch / f"{uuid.uuid4().hex}.part"
     try:
@@ -344,7 +411,11 @@ def write_durably(data: bytes, path: Path, scratch: Path) -> None:
 
 
 def fsync_folder(folder: Path) -> None:
-    """Make the entries of FOLDER (a rename, a new file) durable."""
+    """Make the entries of a folder (a rename, a new file) durable.
+
+    Args:
+        folder: The folder.
+    """
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)

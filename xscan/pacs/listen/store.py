@@ -112,6 +112,15 @@ class Store:
     """The state file FOLDER/listen.sqlite, shared by the listener's threads (one connection, one lock)."""
 
     def __init__(self, folder: Path, create: bool = True) -> None:
+        """Open (or create) the state file of a folder.
+
+        Args:
+            folder: The --store folder.
+            create: Whether a folder without a state file may be started; False for --status.
+
+        Raises:
+            StoreError: The state file is missing (create=False), cannot be opened, or is not a listener's (exit 3).
+        """
         self.folder = folder
         self.path = folder / STORE_FILE
         self._lock = threading.Lock()
@@ -152,13 +161,19 @@ class Store:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connection."""
         with self._lock:
             self._db.close()
 
     # --- reception
 
     def add_instance(self, instance: Instance, received_at: float) -> None:
-        """Record INSTANCE (durable on disk already); a SOP Instance UID received again is scored again."""
+        """Record an instance received; a SOP Instance UID received again is scored again.
+
+        Args:
+            instance: The instance, durable on disk already.
+            received_at: When it arrived (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (sop_instance_uid) DO UPDATE SET "
@@ -180,6 +195,7 @@ class Store:
             )
 
     def known_paths(self) -> set[str]:
+        """Give the paths of every instance received, as stored."""
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT path FROM instances")}
 
@@ -194,7 +210,12 @@ class Store:
             return count, first
 
     def mark_scored(self, received_before: float, scored_at: float) -> None:
-        """Every instance received before RECEIVED_BEFORE has its row in the results now."""
+        """Record that every instance received before a time has its row in the results now.
+
+        Args:
+            received_before: Instances received before it are marked scored.
+            scored_at: When the pass ended (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE instances SET scored_at = ? WHERE scored_at IS NULL AND received_at < ?",
@@ -202,7 +223,14 @@ class Store:
             )
 
     def quiet_studies(self, last_arrival_before: float) -> list[tuple[str, float]]:
-        """Open studies with no arrival since LAST_ARRIVAL_BEFORE and every instance scored, with their last arrival."""
+        """Give the open studies that are quiet and scored, to report.
+
+        Args:
+            last_arrival_before: A study whose last instance arrived after it is not quiet yet.
+
+        Returns:
+            (StudyInstanceUID, last arrival) of each open study with every instance scored.
+        """
         with self._lock:
             return [
                 (row[0], row[1])
@@ -220,6 +248,14 @@ class Store:
             return self._db.execute("SELECT min(last_arrival) FROM studies WHERE open = 1").fetchone()[0]
 
     def instance_paths(self, study_uid: str) -> list[Path]:
+        """Give the files of a study's instances, sorted.
+
+        Args:
+            study_uid: The StudyInstanceUID.
+
+        Returns:
+            The instance files of the study.
+        """
         with self._lock:
             return [
                 Path(row[0])
@@ -231,6 +267,7 @@ class Store:
     # --- reports and the outbox
 
     def report_fingerprints(self) -> dict[str, str]:
+        """Give each report file's fingerprint, by path, as written when it was queued."""
         with self._lock:
             return dict(self._db.execute("SELECT path, fingerprint FROM reports"))
 
@@ -243,9 +280,17 @@ class Store:
         last_arrival: float,
         now: float,
     ) -> None:
-        """Close STUDY_UID (unless an instance arrived after LAST_ARRIVAL), record REPORTS as seen, QUEUE their sends.
+        """Close a study, record its reports as seen and queue their sends, in one transaction.
 
         A queued file is the outbox's own link to a report, which a later report never changes.
+
+        Args:
+            study_uid: The StudyInstanceUID.
+            verdict: The study's verdict, kept with it.
+            reports: The report files written for it.
+            queue: Their sends, one per destination.
+            last_arrival: The last arrival the reports cover; the study stays open if an instance arrived after it.
+            now: When (seconds since the epoch).
         """
         with self._transaction() as db:
             db.execute(
@@ -277,10 +322,17 @@ class Store:
             ]
 
     def next_try(self) -> float | None:
+        """Give when the earliest unsent report is due, or None when nothing waits."""
         with self._lock:
             return self._db.execute("SELECT min(next_try) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
 
     def mark_sent(self, item: Queued, now: float) -> None:
+        """Record that a destination acknowledged a report.
+
+        Args:
+            item: The queued report.
+            now: When (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = '' "
@@ -289,6 +341,13 @@ class Store:
             )
 
     def mark_failed(self, item: Queued, error: str, next_try: float) -> None:
+        """Record a failed try of a report and when to try again.
+
+        Args:
+            item: The queued report.
+            error: Why it failed, for --status.
+            next_try: When to try again (seconds since the epoch).
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_try = ? "
@@ -297,6 +356,15 @@ class Store:
             )
 
     def pending_for(self, study_uid: str, destination: str) -> int:
+        """Count a study's reports not yet acknowledged by a destination.
+
+        Args:
+            study_uid: The StudyInstanceUID.
+            destination: The node, as `AET@HOST:PORT`.
+
+        Returns:
+            How many are still queued.
+        """
         with self._lock:
             return self._db.execute(
                 "SELECT count(*) FROM outbox WHERE study_uid = ? AND destination = ? AND sent_at IS NULL",
@@ -304,6 +372,14 @@ class Store:
             ).fetchone()[0]
 
     def still_queued(self, file: Path) -> bool:
+        """Tell whether a report file still waits to be sent somewhere.
+
+        Args:
+            file: The report file.
+
+        Returns:
+            True while a destination has not acknowledged it.
+        """
         with self._lock:
             return (
                 self._db.execute("SELECT 1 FROM outbox WHERE file = ? AND sent_at IS NULL", (str(file),)).fetchone()
@@ -313,6 +389,11 @@ class Store:
     # --- status
 
     def counts(self) -> Counts:
+        """Give the counts `xscan listen --status` prints.
+
+        Returns:
+            Instances received and awaiting, studies, reports sent and queued, and each destination's undelivered.
+        """
         with self._lock:
 
             def one(sql: str) -> int:
