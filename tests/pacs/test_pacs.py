@@ -158,13 +158,18 @@ def sr_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.dcm"))
 
 
+def check_iod(path: Path, iod: str) -> None:
+    """PATH passes dciodvfy with no error, checked as the information object IOD."""
+    checked = subprocess.run([need_tool("dciodvfy", "dicom3tools"), path], capture_output=True, text=True, timeout=60)
+    said = checked.stdout + checked.stderr
+    assert "Error" not in said, said
+    assert iod in said
+
+
 def check_report(path: Path) -> str:
     """PATH passes dciodvfy with no error and dsrdump reads it: its dsrdump text."""
-    dciodvfy, dsrdump = need_tool("dciodvfy", "dicom3tools"), need_tool("dsrdump", "dcmtk")
-    checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
-    assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
-    assert "Comprehensive3DSR" in checked.stdout + checked.stderr
-    dumped = subprocess.run([dsrdump, path], capture_output=True, text=True, timeout=60)
+    check_iod(path, "Comprehensive3DSR")
+    dumped = subprocess.run([need_tool("dsrdump", "dcmtk"), path], capture_output=True, text=True, timeout=60)
     assert dumped.returncode == 0, dumped.stderr
     assert "Verification Flag   : UNVERIFIED" in dumped.stdout and '"Pneumonia"' in dumped.stdout
     return dumped.stdout
@@ -172,11 +177,8 @@ def check_report(path: Path) -> str:
 
 def check_image(path: Path) -> None:
     """PATH, a heatmap image, passes dciodvfy as a Secondary Capture with no error, and dcmdump reads it."""
-    dciodvfy, dcmdump = need_tool("dciodvfy", "dicom3tools"), need_tool("dcmdump", "dcmtk")
-    checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
-    assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
-    assert "SCImage" in checked.stdout + checked.stderr
-    dumped = subprocess.run([dcmdump, path], capture_output=True, text=True, timeout=60)
+    check_iod(path, "SCImage")
+    dumped = subprocess.run([need_tool("dcmdump", "dcmtk"), path], capture_output=True, text=True, timeout=60)
     assert dumped.returncode == 0 and "xscan heatmaps (unverified)" in dumped.stdout, dumped.stderr
 
 
