@@ -26,10 +26,13 @@ import time
 from pathlib import Path
 
 import cv2
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from support.pacs import film_dataset  # noqa: E402  (the tests' DX film, on the path just set)
+
 FULLRES = REPO.parent / "shared" / "data" / "fullres"
 STORESCU = "/usr/bin/storescu"  # dcmtk's; a pip `storescu` may come first on PATH
 
@@ -49,17 +52,7 @@ def build_films(folder: Path, films: int, per_study: int) -> list[Path]:
         source = sources[index % len(sources)]
         grey = greys.setdefault(source, cv2.imread(str(source), cv2.IMREAD_GRAYSCALE))
         study_uid = generate_uid(entropy_srcs=["xscan listen benchmark", str(study)])
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[study_uid, str(index)])
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid(entropy_srcs=[study_uid, "series"])
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Bench^{study}", f"B{study}", "", ""
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", str(study), f"B{study}"
-        ds.ReferringPhysicianName = ""
-        ds.Modality, ds.ViewPosition, ds.SeriesNumber, ds.InstanceNumber = "DX", "PA", 1, index + 1
-        ds.set_pixel_data(grey, "MONOCHROME2", 8)
+        ds = film_dataset(grey, f"B{study}", study_uid, index + 1, accession=f"B{study}")
         ds.save_as(folders[study] / f"{index:05d}.dcm", enforce_file_format=True)
     return folders
 

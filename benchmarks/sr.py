@@ -34,24 +34,12 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 def write_film(path: Path, source: Path, study: str, number: int) -> None:
-    """SOURCE (a JPEG film) as an 8-bit DX image of STUDY, with the patient and study attributes an export carries."""
+    """SOURCE (a JPEG film) as an 8-bit DX image of STUDY, the tests' film (support.pacs) with its geometry."""
     import cv2
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+    from support.pacs import film_dataset
 
-    grey = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[study, str(number)])
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid(entropy_srcs=[study, "images"])
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Bench^Mark", study[-8:], "20180101", "O"
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240102", "101500", "1", study[-8:]
-    ds.ReferringPhysicianName = ""
-    ds.Modality, ds.ViewPosition, ds.SeriesNumber, ds.InstanceNumber = "DX", "PA", 1, number
+    ds = film_dataset(cv2.imread(str(source), cv2.IMREAD_GRAYSCALE), study[-8:], study, number, accession=study[-8:])
     ds.PatientOrientation, ds.ImagerPixelSpacing = ["L", "F"], [0.15, 0.15]
-    ds.set_pixel_data(grey, "MONOCHROME2", 8)
     ds.save_as(path, enforce_file_format=True)
 
 
@@ -130,7 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each kind, median reported (0: memory only)")
     parser.add_argument("--copies", type=int, default=2000, help="films for the peak memory (0: skip)")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO), str(REPO / "tests")]  # xscan, and the tests' `support` for the films
     fullres = sorted(p for p in (DATA / "fullres").rglob("*.jpeg"))[: args.films]
     small = sorted((DATA / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[:50]
     with tempfile.TemporaryDirectory(prefix="xscan-bench-sr-") as temporary:

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from support.data import TRAIN, require_data
-from support.pacs import ListenerProcess, Orthanc, need_extra, need_tool, status, store_files, write_film
+from support.pacs import ListenerProcess, Orthanc, need_extra, running_orthanc, status, store_files, write_film
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_component]
 
@@ -25,13 +25,8 @@ PUSHED = "1.2.826.0.1.3680043.10.543.31.20"
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory):
     need_extra()
-    need_tool("Orthanc", "orthanc")
-    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
-    try:
-        server.wait_ready()
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def study_id(orthanc: Orthanc, study_uid: str) -> str:

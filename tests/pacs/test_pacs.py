@@ -17,49 +17,26 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from support.browser import CHROMIUM, need_browser
+from support.browser import REQUIRED as BROWSER_REQUIRED
 from support.data import REPO, TRAIN, require_data
+from support.pacs import WEB_VIEWER, Orthanc, free_port, need_extra, need_tool, running_orthanc, write_film
 
 from xscan.about import DISCLAIMER
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_component]  # real model subprocesses; Orthanc, dcmtk, dicom3tools
 
-REQUIRED = os.environ.get("XSCAN_REQUIRE_PACS") == "1"
 PNEUMONIA_STUDY, NORMAL_STUDY, TURNED_STUDY = (f"1.2.826.0.1.3680043.10.543.26.{n}" for n in (1, 2, 3))
-
-
-def need(what: str, present: bool, install: str) -> None:
-    if present:
-        return
-    if REQUIRED:
-        pytest.fail(f"{what} is missing and XSCAN_REQUIRE_PACS=1: {install}")
-    pytest.skip(f"{what} is not installed ({install})")
-
-
-def need_tool(tool: str, package: str) -> str:
-    need(tool, shutil.which(tool) is not None, f"apt-get install {package}")
-    return shutil.which(tool) or tool
-
-
-def need_extra() -> None:
-    try:
-        import highdicom  # noqa: F401
-        import pynetdicom  # noqa: F401
-    except ImportError:
-        need("the pacs extra", False, "pip install '.[pacs]'")
 
 
 STATE = Path(tempfile.mkdtemp(prefix="xscan-state-"))  # this session's install: its device UID, never the user's
@@ -75,26 +52,6 @@ def xscan(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
-def write_film(
-    path: Path, film: Path, patient: str, study: str, accession: str, number: int, view: str = "PA", turn: bool = False
-) -> Path:
-    """A real film as a DX image of STUDY, with the patient and study attributes a PACS export carries."""
-    grey = cv2.imread(str(film), cv2.IMREAD_GRAYSCALE)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[study, str(number)])
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid(entropy_srcs=[study, "images"])
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Test^{patient}", patient, "20180101", "O"
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240102", "101500", "1", accession
-    ds.ReferringPhysicianName = ""
-    ds.Modality, ds.ViewPosition, ds.SeriesNumber, ds.InstanceNumber = "DX", view, 1, number
-    ds.set_pixel_data(np.ascontiguousarray(np.rot90(grey, 2)) if turn else grey, "MONOCHROME2", 8)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The export folder, scored: its results CSV, and the SOP Instance UID of each DICOM file."""
@@ -103,14 +60,13 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder.mkdir()
     pneumonia = sorted((TRAIN / "PNEUMONIA").glob("person1_*"))[:2]
     normal = [TRAIN / "NORMAL" / "IM-0115-0001.jpeg", TRAIN / "NORMAL" / "IM-0117-0001.jpeg"]
-    write_film(folder / "a1.dcm", pneumonia[0], "P1", PNEUMONIA_STUDY, "ACC1", 1)
-    write_film(folder / "a2.dcm", pneumonia[1], "P1", PNEUMONIA_STUDY, "ACC1", 2)
-    write_film(
-        folder / "a3.dcm", pneumonia[1], "P1", PNEUMONIA_STUDY, "ACC1", 3, view="LL"
-    )  # skipped by the DICOM policy
-    write_film(folder / "b1.dcm", normal[0], "P2", NORMAL_STUDY, "ACC2", 1)
-    write_film(folder / "b2.dcm", normal[1], "P2", NORMAL_STUDY, "ACC2", 2)
-    write_film(folder / "c1.dcm", normal[0], "P3", TURNED_STUDY, "ACC3", 1, turn=True)
+    write_film(folder / "a1.dcm", pneumonia[0], "P1", PNEUMONIA_STUDY, 1, accession="ACC1")
+    write_film(folder / "a2.dcm", pneumonia[1], "P1", PNEUMONIA_STUDY, 2, accession="ACC1")
+    # a lateral film: skipped by the DICOM policy
+    write_film(folder / "a3.dcm", pneumonia[1], "P1", PNEUMONIA_STUDY, 3, view="LL", accession="ACC1")
+    write_film(folder / "b1.dcm", normal[0], "P2", NORMAL_STUDY, 1, accession="ACC2")
+    write_film(folder / "b2.dcm", normal[1], "P2", NORMAL_STUDY, 2, accession="ACC2")
+    write_film(folder / "c1.dcm", normal[0], "P3", TURNED_STUDY, 1, accession="ACC3", turn=True)
     shutil.copy(sorted((TRAIN / "PNEUMONIA").glob("person3_*"))[0], folder / "person3_virus_1.jpeg")
     results = folder.parent / "results.csv"
     scored = xscan("score", folder, "-o", results, "--quiet")
@@ -202,13 +158,18 @@ def sr_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.dcm"))
 
 
+def check_iod(path: Path, iod: str) -> None:
+    """PATH passes dciodvfy with no error, checked as the information object IOD."""
+    checked = subprocess.run([need_tool("dciodvfy", "dicom3tools"), path], capture_output=True, text=True, timeout=60)
+    said = checked.stdout + checked.stderr
+    assert "Error" not in said, said
+    assert iod in said
+
+
 def check_report(path: Path) -> str:
     """PATH passes dciodvfy with no error and dsrdump reads it: its dsrdump text."""
-    dciodvfy, dsrdump = need_tool("dciodvfy", "dicom3tools"), need_tool("dsrdump", "dcmtk")
-    checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
-    assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
-    assert "Comprehensive3DSR" in checked.stdout + checked.stderr
-    dumped = subprocess.run([dsrdump, path], capture_output=True, text=True, timeout=60)
+    check_iod(path, "Comprehensive3DSR")
+    dumped = subprocess.run([need_tool("dsrdump", "dcmtk"), path], capture_output=True, text=True, timeout=60)
     assert dumped.returncode == 0, dumped.stderr
     assert "Verification Flag   : UNVERIFIED" in dumped.stdout and '"Pneumonia"' in dumped.stdout
     return dumped.stdout
@@ -216,11 +177,8 @@ def check_report(path: Path) -> str:
 
 def check_image(path: Path) -> None:
     """PATH, a heatmap image, passes dciodvfy as a Secondary Capture with no error, and dcmdump reads it."""
-    dciodvfy, dcmdump = need_tool("dciodvfy", "dicom3tools"), need_tool("dcmdump", "dcmtk")
-    checked = subprocess.run([dciodvfy, path], capture_output=True, text=True, timeout=60)
-    assert "Error" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
-    assert "SCImage" in checked.stdout + checked.stderr
-    dumped = subprocess.run([dcmdump, path], capture_output=True, text=True, timeout=60)
+    check_iod(path, "SCImage")
+    dumped = subprocess.run([need_tool("dcmdump", "dcmtk"), path], capture_output=True, text=True, timeout=60)
     assert dumped.returncode == 0 and "xscan heatmaps (unverified)" in dumped.stdout, dumped.stderr
 
 
@@ -293,82 +251,10 @@ def test_a_rerun_writes_the_same_reports(export: dict[str, Path], reports: Path)
     assert {path.name: pydicom.dcmread(path).SOPInstanceUID for path in sr_files(reports)} == before
 
 
-WEB_VIEWER = Path("/usr/share/orthanc/plugins/libOrthancWebViewer.so")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Orthanc:
-    def __init__(self, folder: Path) -> None:
-        self.http, self.dicom = free_port(), free_port()
-        config = {
-            "Name": "xscan-test",
-            "StorageDirectory": str(folder / "db"),
-            "IndexDirectory": str(folder / "db"),
-            "HttpPort": self.http,
-            "DicomPort": self.dicom,
-            "DicomAet": "ORTHANC",
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": False,
-            "DicomAlwaysAllowStore": True,
-            "Plugins": [str(WEB_VIEWER)] if WEB_VIEWER.is_file() else [],  # Debian's orthanc-webviewer, if there
-        }
-        (folder / "orthanc.json").write_text(json.dumps(config))
-        self.log = open(folder / "orthanc.log", "w")
-        self.process = subprocess.Popen(
-            [shutil.which("Orthanc") or "Orthanc", str(folder / "orthanc.json")],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str) -> object:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as answer:
-            return json.loads(answer.read())
-
-    def raw(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as answer:
-            return answer.read()
-
-    def post(self, path: str, body: bytes) -> object:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return json.loads(answer.read())
-
-    def wait_ready(self, tries: int = 150) -> None:
-        """Ask /system until it answers: each failed try waits 0.2 s on Orthanc's process, which also sees it die."""
-        for _ in range(tries):
-            try:
-                self.get("/system")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                try:
-                    code = self.process.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    continue
-                pytest.fail(f"Orthanc exited with {code}: see {self.log.name}")
-        pytest.fail(f"Orthanc did not answer in {tries} tries")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory):
-    need_tool("Orthanc", "orthanc")
-    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
-    try:
-        server.wait_ready()
+    with running_orthanc(tmp_path_factory.mktemp("orthanc"), web_viewer=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_send_stores_each_report_and_image_in_its_study_once(
@@ -478,21 +364,11 @@ def test_orthancs_web_viewer_shows_the_heatmap_image_in_chromium(
     export: dict[str, Path], reports: Path, orthanc: Orthanc, tmp_path: Path
 ) -> None:
     """The image in a real viewer: Orthanc's web viewer plugin, in headless Chromium driven by Playwright."""
-    required = os.environ.get("XSCAN_REQUIRE_BROWSER") == "1"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            raise
-        pytest.skip("playwright is not installed (pip install '.[test]')")
-    for what, present, install in (
-        ("Chromium", Path(CHROMIUM).is_file(), "chromium"),
-        ("the web viewer", WEB_VIEWER.is_file(), "orthanc-webviewer"),
-    ):
-        if not present:
-            if required:
-                pytest.fail(f"{what} is missing: apt-get install {install}")
-            pytest.skip(f"{what} is not installed (apt-get install {install})")
+    sync_playwright = need_browser()
+    if not WEB_VIEWER.is_file():
+        if BROWSER_REQUIRED:
+            pytest.fail("the web viewer is missing: apt-get install orthanc-webviewer")
+        pytest.skip("the web viewer is not installed (apt-get install orthanc-webviewer)")
     node = f"ORTHANC@127.0.0.1:{orthanc.dicom}"
     assert xscan("sr", export["results"], "-o", reports, "--send", node).returncode == 0
     found = orthanc.post(

@@ -5,16 +5,15 @@ leave the file system. Without Playwright or Chromium the test is skipped, unles
 XSCAN_REQUIRE_BROWSER=1 (set by .ci/run), where their absence is a failure.
 """
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+from support.browser import CHROMIUM, need_browser
 from support.review import REVIEW_GALLERY, expected_galleries
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_component]  # Chromium, started by the tests
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # A bare, quiet browser: no GPU, no sandbox (CI runs as root), and none of Chromium's own calls home.
 CHROMIUM_ARGS = [
     "--headless",
@@ -27,24 +26,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _playwright():
-    required = os.environ.get("XSCAN_REQUIRE_BROWSER") == "1"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            raise
-        pytest.skip("playwright is not installed (pip install '.[test]')")
-    if not Path(CHROMIUM).is_file():
-        if required:
-            pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    return sync_playwright
-
-
 def _visit(index: Path) -> tuple[list[str], list[dict], list[list], list[str]]:
     """Open INDEX in Chromium: each request's URL (any not file:// is refused), images, galleries, thumbnail links."""
-    sync_playwright = _playwright()
+    sync_playwright = need_browser()
     requests: list[str] = []
 
     def route(route):
@@ -131,7 +115,7 @@ def test_markup_in_paths_errors_and_file_names_stays_text(tmp_path):
         writer.write([Row(path, None, 0.5, "m<i>odel</i>", "cannot read <b>file</b>") for path in HOSTILE_PATHS])
     rows = read_results(results)
     page = write_review_page(build_report(rows, source=str(results)), rows, results, tmp_path / "page", None)
-    sync_playwright = _playwright()
+    sync_playwright = need_browser()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

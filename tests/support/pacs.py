@@ -17,9 +17,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
@@ -29,6 +32,7 @@ from support.processes import ENV
 REQUIRED = os.environ.get("XSCAN_REQUIRE_PACS") == "1"
 # Debian's dcmtk; the virtual environment may hold pynetdicom's own `storescu` earlier on PATH.
 DCMTK = Path("/usr/bin")
+WEB_VIEWER = Path("/usr/share/orthanc/plugins/libOrthancWebViewer.so")
 
 
 def need(what: str, present: bool, install: str) -> None:
@@ -65,11 +69,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_film(
-    path: Path, film: Path, patient: str, study: str, number: int, view: str = "PA", modality: str = "DX"
-) -> Path:
-    """A real film as an image of STUDY (DX by default), with the patient and study attributes a PACS export carries."""
-    grey = cv2.imread(str(film), cv2.IMREAD_GRAYSCALE)
+def film_dataset(
+    grey: np.ndarray,
+    patient: str,
+    study: str,
+    number: int,
+    view: str = "PA",
+    modality: str = "DX",
+    accession: str | None = None,
+) -> Dataset:
+    """GREY (8-bit pixels) as image NUMBER of STUDY, with the patient and study attributes a PACS export carries.
+
+    Args:
+        grey: The film's pixels, one 8-bit channel.
+        patient: The Patient ID (the name is Test^PATIENT).
+        study: The Study Instance UID; the series and instance UIDs derive from it and NUMBER.
+        number: The Instance Number.
+        view: The View Position.
+        modality: The Modality (DX by default).
+        accession: The Accession Number (ACC-PATIENT when None).
+
+    Returns:
+        The dataset with its file meta information, ready for `save_as` or C-STORE.
+    """
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -77,18 +99,32 @@ def write_film(
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[study, str(number)])
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid(entropy_srcs=[study, "images"])
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Test^{patient}", patient, "20180101", "O"
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240102", "101500", "1", f"ACC-{patient}"
+    ds.StudyDate, ds.StudyTime, ds.StudyID = "20240102", "101500", "1"
+    ds.AccessionNumber = f"ACC-{patient}" if accession is None else accession
     ds.ReferringPhysicianName = ""
     ds.Modality, ds.ViewPosition, ds.SeriesNumber, ds.InstanceNumber = modality, view, 1, number
     ds.set_pixel_data(grey, "MONOCHROME2", 8)
-    ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+def write_film(
+    path: Path, film: Path, patient: str, study: str, number: int, *, turn: bool = False, **tags: str
+) -> Path:
+    """A real film as an image of STUDY (DX by default), with the patient and study attributes a PACS export carries.
+
+    The film is turned upside down when TURN; TAGS (view, modality, accession) and the others are `film_dataset`'s.
+    """
+    grey = cv2.imread(str(film), cv2.IMREAD_GRAYSCALE)
+    if turn:
+        grey = np.ascontiguousarray(np.rot90(grey, 2))
+    film_dataset(grey, patient, study, number, **tags).save_as(path, enforce_file_format=True)
     return path
 
 
 class Orthanc:
     """An Orthanc on free ports with a temporary storage folder, and its REST API."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, web_viewer: bool = False) -> None:
         self.http, self.dicom = free_port(), free_port()
         config = {
             "Name": "xscan-test",
@@ -101,7 +137,8 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowStore": True,
-            "Plugins": [],
+            # Debian's orthanc-webviewer when WEB_VIEWER and installed (the heatmap images in a viewer).
+            "Plugins": [str(WEB_VIEWER)] if web_viewer and WEB_VIEWER.is_file() else [],
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "w")
@@ -235,3 +272,23 @@ def store_files(
         if association.is_established:
             association.release()
     return statuses
+
+
+@contextmanager
+def running_orthanc(folder: Path, web_viewer: bool = False) -> Iterator[Orthanc]:
+    """An Orthanc in FOLDER that answers, stopped on leaving; skips (or fails) without Orthanc.
+
+    Args:
+        folder: A temporary folder for its configuration, storage and log.
+        web_viewer: Load Debian's web viewer plugin when it is installed.
+
+    Yields:
+        The running Orthanc.
+    """
+    need_tool("Orthanc", "orthanc")
+    server = Orthanc(folder, web_viewer)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
