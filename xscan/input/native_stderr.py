@@ -153,6 +153,8 @@ def listening(listener: Listener) -> Iterator[None]:
         Nothing. On leaving, every line written within has been offered.
     """
     with _capture.shared.held():
+        sys.stderr.flush()
+        _capture.sync()  # what was written before is offered to the listeners there were, not to this one
         with _capture.lock:
             _capture.listeners.append(listener)
         try:

@@ -98,7 +98,12 @@ def device_uid(folder: Path | None = None) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         temporary.write_text(made + "\n", encoding="ascii")
-        os.replace(temporary, path)  # two first runs at once: the last one's stands, and both reread it below
+        try:
+            os.link(temporary, path)  # never replaces: of two first runs at once, the first one's stands for both
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
         return path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as error:
         raise DeviceIdentityError(
