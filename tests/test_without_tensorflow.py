@@ -58,6 +58,7 @@ def test_the_blockers_block(blocked_path: str) -> None:
         assert done.returncode != 0 and f"{name} is blocked" in done.stderr
 
 
+@pytest.mark.slow  # real commands in processes of their own
 def test_score_quietly_then_report_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
     results = tmp_path / "results.csv"
     scored = xscan(blocked_path, "score", str(SAMPLES), "-o", str(results), "--quiet")
@@ -72,6 +73,7 @@ def test_score_quietly_then_report_without_tensorflow(blocked_path: str, tmp_pat
     assert "sensitivity" in reported.stdout and "AUC" in reported.stdout
 
 
+@pytest.mark.slow  # real commands in processes of their own
 def test_report_html_and_explain_draw_heatmaps_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     results = tmp_path / "results.csv"
@@ -89,6 +91,7 @@ def test_report_html_and_explain_draw_heatmaps_without_tensorflow(blocked_path: 
     assert len(list((tmp_path / "heatmaps").rglob("*.png"))) == 8
 
 
+@pytest.mark.slow  # real commands in processes of their own
 def test_sr_draws_its_heatmap_images_without_tensorflow(
     blocked_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +123,7 @@ def _coloured(image: np.ndarray) -> bool:
     return int((spread > 60).sum()) > 100
 
 
+@pytest.mark.slow  # real commands in processes of their own
 def test_calibrate_drift_and_studies_without_tensorflow(blocked_path: str, tmp_path: Path) -> None:
     for label in ("NORMAL", "PNEUMONIA"):
         (tmp_path / "sample" / label).mkdir(parents=True)

@@ -38,6 +38,8 @@ from xscan.scoring.journal import CRASHED_TWICE, RAISED_TWICE
 from xscan.scoring.results import escape_cell, read_table
 from xscan.scoring.state import state_path
 
+pytestmark = pytest.mark.slow  # each test runs xscan score in real processes, as cron does
+
 STAND_IN = """
 import sys
 import xscan.scoring.run
@@ -429,6 +431,7 @@ def test_a_dicom_claiming_gigabytes_is_one_error_row_and_a_multi_frame_one_reads
 CRASH_AT_POISON = """
 import os, signal
 import xscan.scoring.pipeline
+
 real_load_scan = xscan.scoring.pipeline.load_scan
 
 def load_scan(path, *args, **kwargs):
