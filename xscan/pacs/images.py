@@ -35,6 +35,7 @@ from xscan.input.decode import decode
 from xscan.input.preprocess import preprocess
 from xscan.model.scorer import MODEL_BATCH, Scorer
 from xscan.pacs.identity import derived_uid, software_versions
+from xscan.pacs.sr import MANUFACTURER, evidence, save_atomically
 from xscan.pacs.studies import SourceChangedError, Study, StudyFile, file_of, verdict_words
 from xscan.scoring.results import Row
 
@@ -52,7 +53,6 @@ BANNER_LINES = 3  # verdict, model, UNVERIFIED (`banner_lines`)
 BANNER_BACKGROUND = (16, 16, 16)  # RGB: a near-black band, told apart from any film by the text on it
 BANNER_TEXT = (255, 255, 255)
 BANNER_WARNING = (255, 196, 0)  # the UNVERIFIED line, in amber
-MANUFACTURER = "xscan"
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def write_heatmap_images(films: Sequence[Film], folder: Path, scorer: Scorer, ro
                 picture = heatmap_picture(grey, None if film.image.row.scope else cells, film.image.row, explainer)
                 image = heatmap_dataset(film, picture, root)
                 del picture
-                _save(image, path)
+                save_atomically(image, path)
                 del image
     except OSError as error:
         raise ResultsWriteError(f"cannot write heatmap images into {folder}: {error.strerror or error}") from None
@@ -282,7 +282,7 @@ def heatmap_dataset(film: Film, picture: np.ndarray, root: str) -> hd.sc.SCImage
     series_uid, instance_uid = heatmap_uids(film, root)
     orientation = header.get("PatientOrientation")
     image = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=_reference(header),
+        ref_dataset=evidence(header),
         pixel_array=picture,
         photometric_interpretation="RGB",
         bits_allocated=8,
@@ -310,30 +310,11 @@ def heatmap_dataset(film: Film, picture: np.ndarray, root: str) -> hd.sc.SCImage
     return image
 
 
-def _reference(header: Dataset) -> Dataset:
-    """HEADER with the patient and study attributes highdicom copies present (empty where the film lacks them)."""
-    reference = Dataset()
-    reference.update(header)
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime"):
-        if keyword not in reference:
-            setattr(reference, keyword, "")
-    for keyword in ("StudyID", "AccessionNumber", "ReferringPhysicianName"):
-        if keyword not in reference:
-            setattr(reference, keyword, "")
-    return reference
-
-
 def _decoded(film: Film) -> np.ndarray:
     try:
         return decode(file_of(film.image.row))
     except ScanError as error:
         raise SourceChangedError(f"{file_of(film.image.row)} was scored but cannot be read now ({error})") from None
-
-
-def _save(image: hd.sc.SCImage, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    image.save_as(temporary, enforce_file_format=True)
-    temporary.replace(path)
 
 
 def _holds(path: Path, sop_instance_uid: str) -> bool:

@@ -59,6 +59,16 @@ REPLACED_FOLDER = (
     "replaced"  # below the reports' folder: each amended report, as <StudyInstanceUID>.<InstanceNumber>.dcm
 )
 MANUFACTURER = "xscan"
+# What an amendment reads of the report it replaces (who wrote it, its number and UIDs, whom it amended).
+PREVIOUS_REPORT_TAGS = [
+    "Manufacturer",
+    "InstanceNumber",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PredecessorDocumentsSequence",
+]
 # Type 2 attributes of the patient and study that the report must carry, empty where the images lack them.
 REQUIRED_EVIDENCE = (
     "PatientName",
@@ -174,7 +184,7 @@ def build_report(study: Study, identity: Identity = Identity(), previous: Datase
     )
     content[0].ContentSequence.append(_comments(study, len(images)))
     dataset = hd.sr.Comprehensive3DSR(
-        evidence=[_evidence(image.header) for image in images],
+        evidence=[evidence(image.header) for image in images],
         content=content[0],
         series_instance_uid=derived_uid(identity.uid_root, [study.key, verdict.model, "xscan series"]),
         series_number=SERIES_NUMBER,
@@ -210,19 +220,39 @@ def _library_entry(header: Dataset) -> Dataset:
     template asks for only where the image has them; for a film without them it is given the
     header with Modality blank, so those rows are left out (the entry's modality comes from the SOP class).
     """
-    entry = _evidence(header)
+    entry = evidence(header)
     if not {"PatientOrientation", "ImagerPixelSpacing"} <= set(header.dir()):
         entry.Modality = ""
     return entry
 
 
-def _evidence(header: Dataset) -> Dataset:
-    evidence = Dataset()
-    evidence.update(header)
+def evidence(header: Dataset) -> Dataset:
+    """A copy of an image's header with the patient and study attributes a derived object must carry.
+
+    Args:
+        header: The image's header.
+
+    Returns:
+        The copy, each of REQUIRED_EVIDENCE present (empty where the image lacks it).
+    """
+    copied = Dataset()
+    copied.update(header)
     for keyword in REQUIRED_EVIDENCE:
-        if keyword not in evidence:
-            setattr(evidence, keyword, "")
-    return evidence
+        if keyword not in copied:
+            setattr(copied, keyword, "")
+    return copied
+
+
+def save_atomically(dataset: Dataset, path: Path) -> None:
+    """Write a DICOM file beside PATH first, then rename it over PATH: a reader never sees half a file.
+
+    Args:
+        dataset: The data set (a highdicom object or any pydicom Dataset with file meta).
+        path: Where it goes.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    dataset.save_as(temporary, enforce_file_format=True)
+    temporary.replace(path)
 
 
 def _image_group(
@@ -336,9 +366,7 @@ def write_reports(studies: Sequence[Study], folder: Path, identity: Identity = I
                 replaced.parent.mkdir(exist_ok=True)
                 path.replace(replaced)
                 amended += 1
-            temporary = path.with_name(path.name + ".tmp")
-            report.dataset.save_as(temporary, enforce_file_format=True)
-            temporary.replace(path)
+            save_atomically(report.dataset, path)
             paths.append(path)
             new += 1
     except OSError as error:
@@ -348,13 +376,13 @@ def write_reports(studies: Sequence[Study], folder: Path, identity: Identity = I
 
 
 def _previous_report(path: Path) -> Dataset | None:
-    """The report xscan wrote at PATH before (its header and content), or None when there is none to amend."""
+    """The report xscan wrote at PATH before (the attributes an amendment needs), or None when there is none."""
     import pydicom
 
     if not path.exists():
         return None
-    try:
-        previous = pydicom.dcmread(path)
+    try:  # its header only: the content tree is never read, and a study's report grows with its images
+        previous = pydicom.dcmread(path, specific_tags=PREVIOUS_REPORT_TAGS)
         return previous if previous.get("Manufacturer") == MANUFACTURER and "InstanceNumber" in previous else None
     except (OSError, ValueError, AttributeError):
         return None
