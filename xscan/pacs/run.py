@@ -93,7 +93,7 @@ def report_studies(
         reported = [s for s in studies if s.grouped_by == BY_STUDY]
         films = films_of(reported, [scored_images(s) for s in reported])
         if films:
-            scorer = scorer or load_scorer(weights)
+            scorer = scorer or load_scorer(weights, scope_check=False)  # the map only: no scope files read
             check_model(films, scorer)
     written = write_reports(studies, folder, identity)
     drawn = None
