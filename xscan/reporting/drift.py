@@ -87,10 +87,10 @@ def drift_of_rows(
             f"the model card of {card.model_id} has no drift reference: run xscan train DATA --out WEIGHTS "
             "--reference-only"
         )
-    written = [row.as_record() for row in rows]
+    kept = [row.trailing_columns for row in rows]  # the state's fields (or an old file's columns), where known
     # Every row xscan has scored since the drift statistics has a run number: none at all means none are kept.
-    missing = [] if any(record.get(RUN_COLUMN) for record in written) or not rows else [*MEASURE_COLUMNS, RUN_COLUMN]
-    if missing and not any(KEY_COLUMN in record for record in written):  # today's layout, no state file beside it
+    missing = [] if any(fields.get(RUN_COLUMN) for fields in kept) or not rows else [*MEASURE_COLUMNS, RUN_COLUMN]
+    if missing and not any(KEY_COLUMN in fields for fields in kept):  # today's layout, no state file beside it
         raise DriftUsageError(
             f"{results} has no state file beside it ({state_path(results).name}), which holds each scan's drift "
             "statistics and run: score the folder again into it to check it for drift"

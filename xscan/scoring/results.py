@@ -251,9 +251,9 @@ class ResultsTable:
 
     def with_state(self) -> list[dict[str, str]]:
         """Each record with its state's fields by name (LEGACY_COLUMNS), blank where not known."""
-        blank = dict.fromkeys(LEGACY_COLUMNS, "")
+        blank = dict.fromkeys(LEGACY_COLUMNS, "")  # a legacy table has a state for every record (its own columns)
         return [
-            record | (state.as_fields() if state else {} if self.legacy else blank)
+            record | (state.as_fields() if state else blank)
             for record, state in zip(self.records, self.states, strict=True)
         ]
 
@@ -359,6 +359,7 @@ def read_rows(source: Path) -> Iterator[Row]:
         NotResultsError: As `read_table` raises it.
     """
     table = read_table(source)
+    tags = table.tag_columns  # a property that walks the header: once, not once a row
     for record, state in zip(table.records, table.states, strict=True):
         yield Row(
             path=record["path"],
@@ -366,8 +367,7 @@ def read_rows(source: Path) -> Iterator[Row]:
             threshold=float(record["threshold"]),
             model=record["model"],
             error=record["error"],
-            trailing_columns={column: record[column] for column in table.tag_columns}
-            | (state.as_fields() if state else {}),
+            trailing_columns={column: record[column] for column in tags} | (state.as_fields() if state else {}),
             scope=record.get(SCOPE_COLUMN, ""),
         )
 
