@@ -15,6 +15,7 @@ import os
 import tempfile
 import typing
 from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +216,7 @@ def _text(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=np.str_)
 
 
+@cache  # the type hints are evaluated once per process, not twice a batch
 def _row_fields() -> list[tuple[str, str]]:
     """Each field of Row but its path (the driver's), and how it travels: text, (optional) number, integer, record."""
     hints = typing.get_type_hints(Row)
