@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from xscan.pacs.identity import device_uid, uid_root
 from xscan.pacs.send import CALLING_AE_TITLE, SENT_LOG, Node, Sent, send_reports
 from xscan.pacs.sr import Identity, Written, scored_images, write_reports
-from xscan.pacs.studies import BY_STUDY, check_sources, file_of, group_studies, studies_from_results
+from xscan.pacs.studies import BY_STUDY, Study, check_sources, file_of, group_studies, studies_from_results
 from xscan.scoring.results import read_rows
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Delivered:
     written: Written
     sent: Sent | None  # None without a node to send to
     images: HeatmapsWritten | None = None  # None with images=False
+    studies: list[Study] = field(default_factory=list)  # the studies reported on, as grouped from the results
 
 
 def report_studies(
@@ -104,6 +105,6 @@ def report_studies(
         if films:
             drawn = HeatmapsWritten(*write_heatmap_images(films, folder / HEATMAP_FOLDER, scorer, root))
     if node is None:
-        return Delivered(written, None, drawn)
+        return Delivered(written, None, drawn, studies)
     to_send = written.paths + (drawn.paths if drawn else [])
-    return Delivered(written, send_reports(to_send, node, folder / SENT_LOG, calling_ae_title), drawn)
+    return Delivered(written, send_reports(to_send, node, folder / SENT_LOG, calling_ae_title), drawn, studies)

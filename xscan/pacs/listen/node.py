@@ -38,6 +38,7 @@ from xscan.pacs.send import Node
 
 if TYPE_CHECKING:
     from xscan.model.scorer import Scorer
+    from xscan.pacs.studies import Study
     from xscan.scoring.results import Row
 
 RESULTS = "results.csv"
@@ -323,14 +324,14 @@ class Listener:
 
         results = self.folder / RESULTS
         members = {uid: self.store.instance_paths(uid) for uid, _ in quiet}
-        report_studies(
+        delivered = report_studies(
             results,
             self.folder / REPORTS,
             files={path for paths in members.values() for path in paths},
             scorer=self._scorer,  # the heatmap images' network: the one loaded for scoring, not a second copy
         )
         changed = self._changed_reports()
-        verdicts = self._verdicts(results, members)
+        verdicts = self._verdicts(delivered.studies, members)
         for uid, last_arrival in quiet:
             reports = [report for report in changed if report.study_uid == uid]
             queue = [self._queue(report, node) for report in reports for node in self.options.send]
@@ -382,22 +383,27 @@ class Listener:
                 os.fsync(stream.fileno())
         return Queued(str(node), report.sop_instance_uid, report.sop_class_uid, report.study_uid, link, 0)
 
-    def _verdicts(self, results: Path, members: Mapping[str, Sequence[Path]]) -> dict[str, tuple[int, str]]:
-        """Each study's instance count and verdict in words, from its rows of the results."""
-        from xscan.pacs.studies import file_of, group_studies
-        from xscan.scoring.results import read_rows
+    def _verdicts(self, studies: Sequence[Study], members: Mapping[str, Sequence[Path]]) -> dict[str, tuple[int, str]]:
+        """Each study's instance count and verdict in words, from the studies `report_studies` grouped.
+
+        Args:
+            studies: The studies of the members' rows, as `report_studies` grouped them (in the results' order).
+            members: Each complete study's instance files, by its StudyInstanceUID.
+
+        Returns:
+            Per StudyInstanceUID, its instance count and its verdict in words.
+        """
+        from xscan.pacs.studies import file_of
 
         owner = {path: uid for uid, paths in members.items() for path in paths}
-        rows: dict[str, list[Row]] = {uid: [] for uid in members}
-        for row in read_rows(results):
-            uid = owner.get(file_of(row))
-            if uid is not None:
-                rows[uid].append(row)
-        verdicts = {}
-        for uid, paths in members.items():
-            studies = group_studies(rows[uid])
-            verdicts[uid] = (len(paths), _in_words(studies[0].verdict()) if studies else "no row in the results")
-        return verdicts
+        first: dict[str, Study] = {}  # a study's own rows grouped alone give the same groups, in the same order
+        for study in studies:
+            for uid in {owner.get(file_of(member.row)) for member in study.files} - {None}:
+                first.setdefault(uid, study)
+        return {
+            uid: (len(paths), _in_words(first[uid].verdict()) if uid in first else "no row in the results")
+            for uid, paths in members.items()
+        }
 
     # --- the sending thread
 
