@@ -449,3 +449,51 @@ def test_the_library_listener_scores_with_the_site_calibration_and_a_preloaded_m
     (row,) = read_rows(tmp_path / "store" / "results.csv")
     assert row.model == load_site(site_file, scorer.card.model_id).model_id()
     assert row.threshold == pytest.approx(site.threshold, abs=1e-6)
+
+
+def test_a_destination_that_does_not_resolve_is_marked_failed_and_the_next_one_still_gets_its_files(
+    tmp_path: Path,
+) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    from xscan.pacs.listen.forward import Backoff, SendFailed, StudySent, send_due
+    from xscan.pacs.listen.store import Queued, Store
+
+    need_extra()
+    absent = "ABSENT@nonexistent.invalid:104"  # sorts before DEST: the failure comes first
+    destination = Destination()
+    store = Store(tmp_path / "store")
+    try:
+        queue = []
+        for node in (absent, destination.node):
+            uid = generate_uid()
+            dataset = Dataset()
+            dataset.file_meta = FileMetaDataset()
+            dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            dataset.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+            dataset.file_meta.MediaStorageSOPInstanceUID = uid
+            dataset.SOPClassUID, dataset.SOPInstanceUID, dataset.StudyInstanceUID = (
+                SecondaryCaptureImageStorage,
+                uid,
+                STUDY,
+            )
+            file = tmp_path / f"{uid}.dcm"
+            dataset.save_as(file, enforce_file_format=True)
+            queue.append(Queued(node, uid, SecondaryCaptureImageStorage, STUDY, file, 0))
+        store.complete_study(STUDY, "", [], queue, last_arrival=0.0, now=0.0)
+        events: list[StudySent | SendFailed] = []
+        send_due(store, "XSCAN", Backoff(base=5.0), events.append)
+        (failed,) = [event for event in events if isinstance(event, SendFailed)]
+        assert (failed.destination, failed.files, failed.retry_in) == (absent, 1, 5.0)
+        assert "'nonexistent.invalid' is not a host name that resolves here" in failed.reason
+        assert [str(received.SOPInstanceUID) for received in destination.received] == [queue[1].sop_instance_uid]
+        assert [event.destination for event in events if isinstance(event, StudySent)] == [destination.node]
+        (waiting,) = store.counts().undelivered
+        assert (waiting.destination, waiting.files) == (absent, 1)
+        assert waiting.last_error.startswith(f"{absent}: 'nonexistent.invalid' is not a host name")
+        (retry,) = store.due(now=1e12)
+        assert (retry.destination, retry.attempts) == (absent, 1)
+    finally:
+        store.close()
+        destination.server.shutdown()

@@ -12,6 +12,7 @@ from xscan.pacs.listen.forward import Backoff
 from xscan.pacs.listen.node import ListenOptions
 from xscan.pacs.listen.receive import Allowed, valid_uid, write_durably
 from xscan.pacs.listen.store import Instance, Queued, ReportFile, Store, StoreError
+from xscan.pacs.send import Node
 
 
 def instance(store: Path, sop: str, study: str = "1.2.3") -> Instance:
@@ -138,3 +139,12 @@ def test_options_refuse_what_cannot_run(tmp_path: Path) -> None:
     ):
         with pytest.raises(OptionError):
             ListenOptions(store=tmp_path, **bad)
+
+
+@pytest.mark.parametrize(
+    "text", ["PACS@[::1]:4242", "PACS@[fe80::1]:104", "PACS@pacs.example.org:4242", "P@10.0.0.1:1"]
+)
+def test_a_node_reads_back_what_it_writes_an_ipv6_host_in_brackets(text: str) -> None:
+    node = Node.parse(text)
+    assert str(node) == text
+    assert Node.parse(str(node)) == node

@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xscan.errors import OptionError, RunError
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
 
 SENT_LOG = "sent.csv"
 SENT_COLUMNS = ("node", "sop_instance_uid", "file")
@@ -61,8 +65,9 @@ class Node:
         return cls(match.group(1).strip(), match.group(2).strip("[]"), int(match.group(3)))
 
     def __str__(self) -> str:
-        """Give the node as `AET@HOST:PORT`."""
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        """Give the node as `AET@HOST:PORT`, an IPv6 host in brackets so that `parse` reads it back."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
 
 
 @dataclass
@@ -110,54 +115,123 @@ def send_reports(paths: Sequence[Path], node: Node, log: Path, calling_ae_title:
     return sent
 
 
-def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent: Sent) -> None:
-    import pydicom
+class AssociationError(DeliveryError):
+    """No association with the node: REASON says why (a host that does not resolve, a refusal, silence)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        """Keep the whole message for a one-off send and the bare reason for a queue's last error.
+
+        Args:
+            message: The error as a user reads it, naming the node.
+            reason: Why, without the node.
+        """
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """One file's C-STORE: stored (REASON is None, SOP_INSTANCE_UID its UID) or not, and why."""
+
+    path: Path
+    sop_instance_uid: str
+    reason: str | None
+
+
+@contextmanager
+def open_association(node: Node, calling_ae_title: str, sop_classes: Iterable[str]) -> Iterator[Association]:
+    """Associate with a node for C-STORE of the given SOP classes, released when the block ends.
+
+    Args:
+        node: The node to associate with.
+        calling_ae_title: xscan's AE title towards the node.
+        sop_classes: The SOP Class UIDs to propose, one presentation context each.
+
+    Yields:
+        The established association.
+
+    Raises:
+        AssociationError: The host does not resolve or cannot be reached, or the node refused or did not answer.
+    """
     from pynetdicom import AE
 
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = TIMEOUT_S
+    for sop_class in sorted(set(sop_classes)):
+        ae.add_requested_context(sop_class)
+    try:
+        association = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    except OSError as error:  # socket.gaierror (a host name that does not resolve) and its kin
+        reason = f"{node.host!r} {_network_reason(error)}"
+        raise AssociationError(f"could not deliver to {node}: {reason}", reason) from None
+    if not association.is_established:
+        reason = _why_not(association)
+        raise AssociationError(
+            f"could not deliver: {node} refused the association or did not answer ({reason})", reason
+        )
+    try:
+        yield association
+    finally:
+        if association.is_established:
+            association.release()
+
+
+def store_each(association: Association, paths: Sequence[Path]) -> Iterator[StoreOutcome]:
+    """C-STORE each file on an established association, one outcome per path in order.
+
+    Each file is read whole just before it is sent, and the next is sent only when the caller asks for its
+    outcome, so the caller can record one before the next goes.
+
+    Args:
+        association: An association from open_association.
+        paths: The DICOM files.
+
+    Yields:
+        Each file's outcome; after a lost association, the rest as "association lost".
+    """
+    import pydicom
+
+    for index, path in enumerate(paths):
+        if not association.is_established:
+            for rest in paths[index:]:
+                yield StoreOutcome(rest, "", "association lost")
+            return
+        try:
+            dataset = pydicom.dcmread(path)
+        except OSError as error:
+            yield StoreOutcome(path, "", f"cannot read {path.name}: {error.strerror or error}")
+            continue
+        code = getattr(association.send_c_store(dataset), "Status", None)
+        uid = str(dataset.get("SOPInstanceUID", ""))
+        if code in STORED:
+            yield StoreOutcome(path, uid, None)
+        else:
+            yield StoreOutcome(path, uid, "no answer" if code is None else f"status 0x{code:04X}")
+
+
+def _store(paths: list[Path], node: Node, log: Path, calling_ae_title: str, sent: Sent) -> None:
+    import pydicom
+
     # Headers only here, each file read whole just before it is sent: thousands of images never sit in memory at once.
     classes = {
         str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID) for path in paths
     }
-    for sop_class in sorted(classes):
-        ae.add_requested_context(sop_class)
     with _quiet_pynetdicom():
         try:
-            association = ae.associate(node.host, node.port, ae_title=node.ae_title)
-        except OSError as error:  # socket.gaierror (a host name that does not resolve) and its kin
-            raise DeliveryError(
-                f"could not deliver to {node}: {node.host!r} {_network_reason(error)}; "
-                f"nothing sent, the {len(paths)} files stay to send"
-            ) from None
-        if not association.is_established:
-            raise DeliveryError(
-                f"could not deliver: {node} refused the association or did not answer ({_why_not(association)}); "
-                f"nothing sent, the {len(paths)} reports stay to send"
-            )
-        try:
-            with open(log, "a", newline="", encoding="utf-8") as stream:
-                writer = csv.writer(stream)
-                if stream.tell() == 0:
-                    writer.writerow(SENT_COLUMNS)
-                for path in paths:
-                    ds = pydicom.dcmread(path)
-                    status = association.send_c_store(ds)
-                    code = getattr(status, "Status", None)
-                    if code in STORED:
-                        writer.writerow((str(node), str(ds.SOPInstanceUID), _logged_name(path, log)))
-                        stream.flush()  # recorded before the next is sent: a kill never makes a re-run send it twice
-                        sent.stored.append(path)
-                    else:
-                        sent.rejected.append((path, "no answer" if code is None else f"status 0x{code:04X}"))
-                    if not association.is_established:
-                        sent.rejected.extend(
-                            (rest, "association lost") for rest in paths[len(sent.stored) + len(sent.rejected) :]
-                        )
-                        break
-        finally:
-            if association.is_established:
-                association.release()
+            with open_association(node, calling_ae_title, classes) as association:
+                with open(log, "a", newline="", encoding="utf-8") as stream:
+                    writer = csv.writer(stream)
+                    if stream.tell() == 0:
+                        writer.writerow(SENT_COLUMNS)
+                    for outcome in store_each(association, paths):
+                        if outcome.reason is None:
+                            writer.writerow((str(node), outcome.sop_instance_uid, _logged_name(outcome.path, log)))
+                            stream.flush()  # recorded before the next is sent: a re-run never sends it twice
+                            sent.stored.append(outcome.path)
+                        else:
+                            sent.rejected.append((outcome.path, outcome.reason))
+        except AssociationError as error:
+            raise DeliveryError(f"{error}; nothing sent, the {len(paths)} files stay to send") from None
 
 
 def _logged_name(path: Path, log: Path) -> str:
@@ -179,7 +253,7 @@ def _network_reason(error: OSError) -> str:
 def _why_not(association: object) -> str:
     if getattr(association, "is_rejected", False):
         return "association rejected: check the called AE title and that the node accepts this one"
-    return "no connection: nothing listens there, or the node aborted it"
+    return "no association: nothing listens there, or the node aborted it"
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from itertools import groupby
 
 from xscan.errors import printable
 from xscan.pacs.listen.store import Queued, Store, now
-from xscan.pacs.send import STORED, TIMEOUT_S, Node
+from xscan.pacs.send import AssociationError, Node, open_association, store_each
 
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 600.0
@@ -76,40 +76,21 @@ def _send(
     backoff: Backoff,
     notify: Callable[[StudySent | SendFailed], None],
 ) -> None:
-    import pydicom
-    from pynetdicom import AE
-
-    ae = AE(ae_title=calling_ae_title)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = TIMEOUT_S
-    for sop_class in sorted({item.sop_class_uid for item in items}):
-        ae.add_requested_context(sop_class)
     failed: list[tuple[Queued, str]] = []
-    association = ae.associate(node.host, node.port, ae_title=node.ae_title)
-    if not association.is_established:
-        reason = "association rejected" if association.is_rejected else "no association (nothing answers, or aborted)"
-        failed = [(item, reason) for item in items]
-    else:
-        try:
-            for index, item in enumerate(items):
-                if not association.is_established:
-                    failed.extend((rest, "association lost") for rest in items[index:])
-                    break
-                try:
-                    dataset = pydicom.dcmread(item.file)
-                except OSError as error:
-                    failed.append((item, f"cannot read {item.file.name}: {error.strerror or error}"))
+    try:
+        with open_association(node, calling_ae_title, {item.sop_class_uid for item in items}) as association:
+            for item, outcome in zip(items, store_each(association, [item.file for item in items]), strict=True):
+                if outcome.reason is not None:
+                    failed.append((item, outcome.reason))
                     continue
-                code = getattr(association.send_c_store(dataset), "Status", None)
-                if code in STORED:
-                    store.mark_sent(item, now())
-                    if not store.still_queued(item.file):
-                        item.file.unlink(missing_ok=True)  # the queue's own link: the report itself stays in reports/
-                    _tell_if_study_done(store, item, items, notify)
-                else:
-                    failed.append((item, "no answer" if code is None else f"status 0x{code:04X}"))
-        finally:
-            if association.is_established:
-                association.release()
+                store.mark_sent(item, now())
+                if not store.still_queued(item.file):
+                    item.file.unlink(missing_ok=True)  # the queue's own link: the report itself stays in reports/
+                _tell_if_study_done(store, item, items, notify)
+    except AssociationError as error:
+        # A refusal, silence or a host that does not resolve: every item waits for its next try, and the
+        # other destinations still get theirs.
+        failed = [(item, error.reason) for item in items]
     for item, reason in failed:
         store.mark_failed(item, printable(f"{node}: {reason}", 200), now() + backoff.delay(item.attempts + 1))
     if failed:
