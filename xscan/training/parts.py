@@ -33,6 +33,7 @@ class TrainingParts:
     x_select: np.ndarray
     x_report: np.ndarray
     report_greys: list[np.ndarray]
+    select_greys: list[np.ndarray]  # with report_greys, the drift reference's films: kept so it decodes none again
 
 
 def split_for_training(scans: list[LabelledScan], config: TrainConfig) -> Split:
@@ -93,15 +94,16 @@ def load_parts(split: Split, image_size: int) -> TrainingParts:
         image_size: the model input's side.
 
     Returns:
-        The parts' model inputs, with the training and report parts' greys kept for the scope check and shifts.
+        The parts' model inputs, with every part's greys kept for the scope check, shifts and drift reference.
     """
-    train_greys, report_greys = load_images(split.train), load_images(split.report)
+    train_greys, select_greys, report_greys = (load_images(part) for part in split)
     return TrainingParts(
         train_greys,
         preprocess_all(train_greys, image_size),
-        preprocess_all(load_images(split.select), image_size),
+        preprocess_all(select_greys, image_size),
         preprocess_all(report_greys, image_size),
         report_greys,
+        select_greys,
     )
 
 

@@ -7,8 +7,11 @@ the data provenance and their own command in the card.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+
+import numpy as np
 
 from xscan.model.card import (
     ModelCard,
@@ -89,7 +92,8 @@ def refit_scope(
     training.scope_command = command
     card.litert = write_litert(weights_dir, card, network, scope.network)
     write_card(weights_dir, card)
-    return refit_reference(data_dir, weights_dir, command, labels_file, data_source)
+    # The drift reference is scored by the bundle as just written; the split and greys are those in hand.
+    return write_reference(weights_dir, card, split, parts.select_greys + parts.report_greys, command)
 
 
 def refit_reference(
@@ -103,7 +107,8 @@ def refit_reference(
 
     Re-runnable, and needs no TensorFlow: the model stays; the card's `drift` section, its data
     provenance (`training.data`), the population and site guidance that follow from it, and
-    `training.reference_command` change. `train` and `refit_scope` end with it.
+    `training.reference_command` change. `train` and `refit_scope` end with `write_reference`, its
+    core, on the split and films they already hold.
 
     Args:
         data_dir: the folder the model was trained on.
@@ -122,8 +127,32 @@ def refit_reference(
     training = _training(card)
     external = Path(training.data.external) if training.data.external else None  # the scope check's, kept
     split = _checked_split(card, data_dir, card_split(card), labels_file, data_source, external)
-    validation = split.select + split.report
-    store_reference(weights_dir, card, validation, load_images(validation))
+    return write_reference(weights_dir, card, split, load_images(split.select + split.report), command)
+
+
+def write_reference(
+    weights_dir: Path, card: ModelCard, split: Split, greys: Sequence[np.ndarray], command: str
+) -> ModelCard:
+    """Put the drift reference of the model in WEIGHTS_DIR into CARD, record COMMAND, and write the card.
+
+    The bundle in WEIGHTS_DIR (its card on disk included) must be the model as saved: the
+    reference is scored by it. CARD's data provenance must already be SPLIT's folder's.
+
+    Args:
+        weights_dir: the weights folder to update.
+        card: the model's card, with a training record.
+        split: the card's split of the folder; its selection and report parts are the reference.
+        greys: the decoded films of the selection part, then of the report part, in the split's order.
+        command: the command line, recorded as `training.reference_command`.
+
+    Returns:
+        The card written.
+
+    Raises:
+        WeightsError: the card records no training run.
+    """
+    training = _training(card)
+    store_reference(weights_dir, card, split.select + split.report, greys)
     training.reference_command = command
     write_card(weights_dir, card)
     return card

@@ -23,7 +23,7 @@ from xscan.training.fit import fit_classifier, logits, named_class_weights
 from xscan.training.operating_point import choose_operating_point, figures
 from xscan.training.parts import labels_of, load_parts, split_for_training
 from xscan.training.provenance import intended_population, site_guidance, training_data
-from xscan.training.refit import refit_reference
+from xscan.training.refit import write_reference
 from xscan.training.robustness import evaluate_shifts
 from xscan.training.scope_fit import fit_scope_check
 
@@ -136,5 +136,6 @@ def train(
         scope=scope.save(out_dir, config),
     )
     save_bundle(network, card, out_dir, scope.network)
-    # The drift reference is scored by the bundle as saved; it records its command (here the training's).
-    return refit_reference(data_dir, out_dir, command, labels_file, data_source)
+    # The drift reference is scored by the bundle as saved; it records its command (here the training's). The split,
+    # the checked provenance and the validation films are those in hand: nothing is read, hashed or decoded again.
+    return write_reference(out_dir, card, split, parts.select_greys + parts.report_greys, command)
